@@ -1,0 +1,3 @@
+module confguest
+
+go 1.26.8
