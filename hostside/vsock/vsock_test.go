@@ -88,7 +88,9 @@ func (f *fakeVMM) handle(c net.Conn) {
 	io.Copy(c, r)
 }
 
-func consoleTail() []string { return []string{"[    1.0] confguest init: mounting root", "panic: no agent"} }
+func consoleTail() []string {
+	return []string{"[    1.0] confguest init: mounting root", "panic: no agent"}
+}
 
 func TestDial(t *testing.T) {
 	tests := []struct {
