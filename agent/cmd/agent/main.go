@@ -1,0 +1,65 @@
+// Command agent is the confguest in-guest API server. PID 1 starts it as
+// /sbin/agent after switch_root; it serves the agent API (ttrpc) on vsock
+// port 1024 and runs containers with libcontainer. When it exits, PID 1
+// powers the VM off.
+//
+// The same binary is libcontainer's container init: libcontainer re-executes
+// it as "agent init" inside the new namespaces.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // namespace setup before the Go runtime starts
+
+	"golang.org/x/sys/unix"
+
+	"confguest/agent/server"
+)
+
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// Never returns: becomes the container process.
+		libcontainer.Init()
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "confguest-agent: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", server.DefaultAddress, "address to serve on: vsock:PORT or unix:PATH")
+	stateDir := fs.String("state", server.DefaultStateDir, "directory for container state (tmpfs)")
+	debug := fs.Bool("debug", false, "log at debug level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return server.Run(ctx, server.Config{
+		Address:  *listen,
+		StateDir: *stateDir,
+		Logger:   log,
+		Ready: func() {
+			fmt.Fprintln(stdout, "confguest-agent: ready")
+		},
+	})
+}

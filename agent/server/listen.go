@@ -1,0 +1,47 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/mdlayher/vsock"
+)
+
+// Listen opens the listener named by addr: "vsock:PORT" (the guest) or
+// "unix:PATH" (tests on the host). Everything above the listener is the
+// same code path for both.
+func Listen(addr string) (net.Listener, error) {
+	scheme, rest, ok := strings.Cut(addr, ":")
+	if !ok {
+		return nil, fmt.Errorf("listen address %q: %w: want vsock:PORT or unix:PATH", addr, ErrBadAddress)
+	}
+	switch scheme {
+	case "vsock":
+		port, err := strconv.ParseUint(rest, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w: port must be a number", addr, ErrBadAddress)
+		}
+		l, err := vsock.Listen(uint32(port), nil)
+		if err != nil {
+			return nil, fmt.Errorf("listen on vsock port %d: %w", port, err)
+		}
+		return l, nil
+	case "unix":
+		if rest == "" {
+			return nil, fmt.Errorf("listen address %q: %w: empty socket path", addr, ErrBadAddress)
+		}
+		if err := os.Remove(rest); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("remove stale socket %s: %w", rest, err)
+		}
+		l, err := net.Listen("unix", rest)
+		if err != nil {
+			return nil, fmt.Errorf("listen on unix socket %s: %w", rest, err)
+		}
+		return l, nil
+	default:
+		return nil, fmt.Errorf("listen address %q: %w: unknown scheme %q, want vsock or unix", addr, ErrBadAddress, scheme)
+	}
+}
