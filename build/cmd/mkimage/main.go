@@ -1,0 +1,58 @@
+// Command mkimage assembles the confguest guest image (see package guestimage).
+//
+//	mkimage -out out -kernel out/build/bzImage -kernel-info out/build/kernel.json
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"confguest/build/guestimage"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mkimage: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, log io.Writer) error {
+	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
+	out := fs.String("out", "out", "output directory")
+	kernel := fs.String("kernel", "", "bzImage from kernelcfg/cmd/buildkernel")
+	kernelInfo := fs.String("kernel-info", "", "kernel.json from kernelcfg/cmd/buildkernel")
+	cache := fs.String("cache", defaultCache(), "cache directory outside the source tree")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *kernel == "" || *kernelInfo == "" {
+		return fmt.Errorf("-kernel and -kernel-info are required (make image passes them)")
+	}
+	src, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	_, err = guestimage.Build(ctx, guestimage.Config{
+		SrcDir: src, OutDir: *out, CacheDir: *cache,
+		Kernel: *kernel, KernelInfo: *kernelInfo, Log: log,
+	})
+	return err
+}
+
+func defaultCache() string {
+	if c := os.Getenv("CONFGUEST_CACHE"); c != "" {
+		return c
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "confguest")
+}
