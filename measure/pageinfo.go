@@ -6,6 +6,9 @@ package measure
 import (
 	"crypto/sha512"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
 )
 
 // PageSize is the size of one launched page.
@@ -85,4 +88,20 @@ func (d *Digest) UpdateData(gpa uint64, data []byte) {
 		clear(page[n:])
 		d.Update(PageNormal, gpa+uint64(off), page[:])
 	}
+}
+
+// String returns the digest as 96 lowercase hex digits.
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// ParseDigest parses 96 hex digits (an optional 0x prefix is accepted) into a Digest.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if len(s) != 2*DigestSize {
+		return d, fmt.Errorf("digest %q: %d hex digits, want %d (a SHA-384): %w", s, len(s), 2*DigestSize, ErrInvalidOption)
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return d, fmt.Errorf("digest %q: %w: %w", s, ErrInvalidOption, err)
+	}
+	return d, nil
 }
