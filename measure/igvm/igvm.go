@@ -31,34 +31,34 @@ type HeaderType uint32
 
 // Variable header types of igvm_defs 0.4.0.
 const (
-	TypeSupportedPlatform    HeaderType = 0x1
-	TypeGuestPolicy          HeaderType = 0x101
-	TypeRelocatableRegion    HeaderType = 0x102
-	TypePageTableRelocation  HeaderType = 0x103
-	TypeParameterArea        HeaderType = 0x301
-	TypePageData             HeaderType = 0x302
-	TypeParameterInsert      HeaderType = 0x303
-	TypeVPContext            HeaderType = 0x304
-	TypeRequiredMemory       HeaderType = 0x305
-	TypeVPCount              HeaderType = 0x307
-	TypeSRAT                 HeaderType = 0x308
-	TypeMADT                 HeaderType = 0x309
-	TypeMMIORanges           HeaderType = 0x30A
-	TypeSNPIDBlock           HeaderType = 0x30B
-	TypeMemoryMap            HeaderType = 0x30C
-	TypeErrorRange           HeaderType = 0x30D
-	TypeCommandLine          HeaderType = 0x30E
-	TypeSLIT                 HeaderType = 0x30F
-	TypePPTT                 HeaderType = 0x310
-	TypeVBSMeasurement       HeaderType = 0x311
-	TypeDeviceTree           HeaderType = 0x312
-	TypeEnvironmentInfo      HeaderType = 0x313
-	typeRangePlatformFirst   HeaderType = 0x1
-	typeRangePlatformLast    HeaderType = 0x100
-	typeRangeInitFirst       HeaderType = 0x101
-	typeRangeInitLast        HeaderType = 0x200
-	typeRangeDirectiveFirst  HeaderType = 0x301
-	typeRangeDirectiveLast   HeaderType = 0x400
+	TypeSupportedPlatform   HeaderType = 0x1
+	TypeGuestPolicy         HeaderType = 0x101
+	TypeRelocatableRegion   HeaderType = 0x102
+	TypePageTableRelocation HeaderType = 0x103
+	TypeParameterArea       HeaderType = 0x301
+	TypePageData            HeaderType = 0x302
+	TypeParameterInsert     HeaderType = 0x303
+	TypeVPContext           HeaderType = 0x304
+	TypeRequiredMemory      HeaderType = 0x305
+	TypeVPCount             HeaderType = 0x307
+	TypeSRAT                HeaderType = 0x308
+	TypeMADT                HeaderType = 0x309
+	TypeMMIORanges          HeaderType = 0x30A
+	TypeSNPIDBlock          HeaderType = 0x30B
+	TypeMemoryMap           HeaderType = 0x30C
+	TypeErrorRange          HeaderType = 0x30D
+	TypeCommandLine         HeaderType = 0x30E
+	TypeSLIT                HeaderType = 0x30F
+	TypePPTT                HeaderType = 0x310
+	TypeVBSMeasurement      HeaderType = 0x311
+	TypeDeviceTree          HeaderType = 0x312
+	TypeEnvironmentInfo     HeaderType = 0x313
+	typeRangePlatformFirst  HeaderType = 0x1
+	typeRangePlatformLast   HeaderType = 0x100
+	typeRangeInitFirst      HeaderType = 0x101
+	typeRangeInitLast       HeaderType = 0x200
+	typeRangeDirectiveFirst HeaderType = 0x301
+	typeRangeDirectiveLast  HeaderType = 0x400
 )
 
 var typeNames = map[HeaderType]string{
@@ -170,10 +170,10 @@ const (
 
 // Data types of PAGE_DATA.
 const (
-	DataNormal    = 0
-	DataSecrets   = 1
-	DataCPUID     = 2
-	DataCPUIDXF   = 3
+	DataNormal  = 0
+	DataSecrets = 1
+	DataCPUID   = 2
+	DataCPUIDXF = 3
 )
 
 // PageData is IGVM_VHS_PAGE_DATA (24 bytes): one page to import at GPA. FileOffset is the
