@@ -1,0 +1,183 @@
+package measure
+
+import (
+	"errors"
+	"fmt"
+
+	"confguest/measure/igvm"
+)
+
+// ErrIGVMLaunch: an IGVM file cannot be launched under the chosen rules (no SEV-SNP
+// platform, no VP context, a feature the VMM rejects).
+var ErrIGVMLaunch = errors.New("IGVM file cannot be launched")
+
+// Rules names how a VMM launches an IGVM file on SEV-SNP, which decides its launch digest.
+type Rules int
+
+const (
+	// RulesKVM is Cloud Hypervisor on KVM (the default): pages in file order, empty pages
+	// as ZERO pages, parameter-area pages UNMEASURED, the VP context not launched as a page
+	// but one KVM-built VMSA per vCPU at VMSAGPA after all pages.
+	RulesKVM Rules = iota
+	// RulesMSHV is Hyper-V / MSHV, the digest igvmgen prints: every listed page a NORMAL
+	// page (empty ones too, with the hash of a zero page), parameter-area pages
+	// UNMEASURED, and the file's own VMSA measured as a VMSA page at the VP context's GPA,
+	// in file order.
+	RulesMSHV
+)
+
+func (r Rules) String() string {
+	switch r {
+	case RulesKVM:
+		return "kvm"
+	case RulesMSHV:
+		return "mshv"
+	}
+	return fmt.Sprintf("Rules(%d)", int(r))
+}
+
+// ParseRules reads a rule set name: "kvm" or "mshv".
+func ParseRules(s string) (Rules, error) {
+	switch s {
+	case "kvm", "":
+		return RulesKVM, nil
+	case "mshv":
+		return RulesMSHV, nil
+	}
+	return 0, fmt.Errorf("IGVM rules %q: want kvm (Cloud Hypervisor on KVM) or mshv (Hyper-V, igvmgen): %w", s, ErrInvalidOption)
+}
+
+// IGVMOptions are the launch parameters an IGVM digest depends on besides the file.
+type IGVMOptions struct {
+	Rules Rules
+	// VCPUs is the guest's vCPU count. Under RulesKVM every vCPU adds a VMSA page; under
+	// RulesMSHV only the file's VP contexts are measured and VCPUs is ignored.
+	VCPUs int
+	// HostCR4NoMCE models a host whose CR4.MCE is clear: KVM copies the host's CR4.MCE into
+	// the guest's CR4 (inferred; MCE is set on ordinary hosts, so the default keeps it).
+	HostCR4NoMCE bool
+	// VCPUSig is the CPUID signature KVM puts in RDX of the reset-state VMSA of vCPUs
+	// other than 0 (RulesKVM, VCPUs > 1; inferred).
+	VCPUSig uint32
+}
+
+// KVM's accepted SEV features (KVM_SEV_INIT2 vmsa_features): SNPActive, DebugSwap,
+// SecureTSC.
+const (
+	sevFeatureSNP        = 1 << 0
+	sevFeatureDebugSwap  = 1 << 5
+	sevFeatureSecureTSC  = 1 << 9
+	kvmSEVFeaturesAccept = sevFeatureSNP | sevFeatureDebugSwap | sevFeatureSecureTSC
+)
+
+// IGVMBytes parses an IGVM file and computes its launch digest.
+func IGVMBytes(file []byte, o IGVMOptions) (Digest, error) {
+	f, err := igvm.Parse(file)
+	if err != nil {
+		return Digest{}, err
+	}
+	return IGVM(f, o)
+}
+
+// IGVM computes the SEV-SNP launch digest of an IGVM file under o.Rules. Only directives
+// for the file's SEV-SNP platform (by compatibility mask) take part.
+func IGVM(f *igvm.File, o IGVMOptions) (Digest, error) {
+	var d Digest
+	plat, ok := f.Platform(igvm.PlatformSEVSNP)
+	if !ok {
+		return d, fmt.Errorf("no SEV-SNP SUPPORTED_PLATFORM header: %w", ErrIGVMLaunch)
+	}
+	if o.Rules == RulesKVM && (o.VCPUs < 1 || o.VCPUs > MaxVCPUs) {
+		return d, fmt.Errorf("vCPU count %d: want 1 to %d: %w", o.VCPUs, MaxVCPUs, ErrInvalidOption)
+	}
+	if o.Rules != RulesKVM && o.Rules != RulesMSHV {
+		return d, fmt.Errorf("unknown IGVM rules %v: %w", o.Rules, ErrInvalidOption)
+	}
+	mask := plat.CompatibilityMask
+	areas := f.ParameterAreas()
+	var bsp *igvm.VPContext
+	for _, h := range f.Headers {
+		switch x := h.Body.(type) {
+		case igvm.PageData:
+			if x.CompatibilityMask&mask == 0 {
+				continue
+			}
+			if err := igvmPage(&d, f, x, o.Rules); err != nil {
+				return d, err
+			}
+		case igvm.ParameterInsert:
+			if x.CompatibilityMask&mask == 0 {
+				continue
+			}
+			d.UpdateRange(PageUnmeasured, x.GPA, areas[x.Index].NumberOfBytes)
+		case igvm.VPContext:
+			if x.CompatibilityMask&mask == 0 {
+				continue
+			}
+			if o.Rules == RulesMSHV {
+				vmsa, err := f.VMSA(x)
+				if err != nil {
+					return d, err
+				}
+				d.Update(PageVMSA, x.GPA, vmsa)
+				continue
+			}
+			if x.VPIndex == 0 && bsp == nil {
+				bsp = &x
+			}
+		}
+	}
+	if o.Rules == RulesMSHV {
+		return d, nil
+	}
+	if bsp == nil {
+		return d, fmt.Errorf("no VP context for vCPU 0 on the SEV-SNP platform: %w", ErrIGVMLaunch)
+	}
+	vmsa, err := KVMVMSA(f, *bsp, o)
+	if err != nil {
+		return d, err
+	}
+	d.Update(PageVMSA, VMSAGPA, vmsa[:])
+	for i := 1; i < o.VCPUs; i++ {
+		d.Update(PageVMSA, VMSAGPA, kvmResetVMSA(vmsa.U64(igvm.VMSASEVFeatures), o))
+	}
+	return d, nil
+}
+
+// igvmPage extends d with one PAGE_DATA directive.
+func igvmPage(d *Digest, f *igvm.File, p igvm.PageData, rules Rules) error {
+	if p.Flags&igvm.PageFlag2M != 0 {
+		return fmt.Errorf("page at GPA 0x%x is a 2 MiB page, which this calculator does not measure: %w", p.GPA, ErrIGVMLaunch)
+	}
+	if p.Flags&igvm.PageFlagShared != 0 {
+		// Shared (host-visible) pages are not part of the encrypted launch.
+		return nil
+	}
+	if p.Flags&igvm.PageFlagUnmeasured != 0 {
+		d.Update(PageUnmeasured, p.GPA, nil)
+		return nil
+	}
+	switch p.DataType {
+	case igvm.DataSecrets:
+		d.Update(PageSecrets, p.GPA, nil)
+		return nil
+	case igvm.DataCPUID, igvm.DataCPUIDXF:
+		d.Update(PageCPUID, p.GPA, nil)
+		return nil
+	}
+	data, err := f.PageContents(p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case data != nil:
+		d.Update(PageNormal, p.GPA, data)
+	case rules == RulesMSHV:
+		d.Update(PageNormal, p.GPA, zeroPage[:])
+	default:
+		d.Update(PageZero, p.GPA, nil)
+	}
+	return nil
+}
+
+var zeroPage [PageSize]byte

@@ -1,0 +1,82 @@
+package measure
+
+import (
+	"fmt"
+
+	"confguest/measure/igvm"
+)
+
+// KVMVMSA returns the VMSA that KVM measures for vCPU 0 when Cloud Hypervisor launches
+// an IGVM file: Cloud Hypervisor loads the registers of the VP context into the vCPU
+// (KVM_SET_REGS / KVM_SET_SREGS) and KVM builds the VMSA from its own vCPU state.
+//
+// Taken from the file's VMSA: the segment registers ES, CS, SS, DS, FS, GS, LDTR and TR
+// (selector, attributes, limit, base); base and limit of GDTR and IDTR; CR0, CR3, CR4;
+// EFER; RFLAGS; RIP; the general-purpose registers; SEV_FEATURES (SNPActive added, as KVM
+// does for an SNP guest).
+// KVM's own values: EFER.SVME set; CR4.MCE copied from the host (set unless
+// o.HostCR4NoMCE); CPL from SS's DPL; RFLAGS bit 1; DR6 0xffff0ff0; DR7 0x400; PAT
+// 0x0007040600070406; XCR0 1; x87 FCW 0x37f; MXCSR 0x1f80; everything else zero.
+// What is inferred from reading KVM and Cloud Hypervisor rather than measured on
+// hardware: the CR4.MCE rule, that GDTR/IDTR selector and attributes stay zero, and that
+// Cloud Hypervisor loads no other field (XCR0, CR2, PAT, FPU state) from the file.
+func KVMVMSA(f *igvm.File, vp igvm.VPContext, o IGVMOptions) (*igvm.VMSA, error) {
+	b, err := f.VMSA(vp)
+	if err != nil {
+		return nil, err
+	}
+	var src igvm.VMSA
+	copy(src[:], b)
+	return kvmVMSAFrom(&src, o)
+}
+
+func kvmVMSAFrom(src *igvm.VMSA, o IGVMOptions) (*igvm.VMSA, error) {
+	features := src.U64(igvm.VMSASEVFeatures) | sevFeatureSNP
+	if bad := features &^ kvmSEVFeaturesAccept; bad != 0 {
+		return nil, fmt.Errorf("VMSA sev_features 0x%x has bits 0x%x that KVM rejects (it accepts SNPActive, DebugSwap, SecureTSC only): build the IGVM file with sev_features 0x1: %w",
+			src.U64(igvm.VMSASEVFeatures), bad, ErrIGVMLaunch)
+	}
+	v := new(igvm.VMSA)
+	for _, s := range []int{igvm.SegES, igvm.SegCS, igvm.SegSS, igvm.SegDS, igvm.SegFS, igvm.SegGS, igvm.SegLDTR, igvm.SegTR} {
+		v.SetSeg(s, src.Seg(s))
+	}
+	for _, s := range []int{igvm.SegGDTR, igvm.SegIDTR} {
+		t := src.Seg(s)
+		v.SetSeg(s, igvm.Segment{Limit: t.Limit, Base: t.Base})
+	}
+	v[igvm.VMSACPL] = byte(src.Seg(igvm.SegSS).Attrib>>5) & 3
+	v.SetU64(igvm.VMSAEFER, src.U64(igvm.VMSAEFER)|eferSVME)
+	v.SetU64(igvm.VMSACR0, src.U64(igvm.VMSACR0))
+	v.SetU64(igvm.VMSACR3, src.U64(igvm.VMSACR3))
+	cr4 := src.U64(igvm.VMSACR4)
+	if !o.HostCR4NoMCE {
+		cr4 |= cr4MCE
+	}
+	v.SetU64(igvm.VMSACR4, cr4)
+	v.SetU64(igvm.VMSARFLAGS, src.U64(igvm.VMSARFLAGS)|resetRFLAGS)
+	v.SetU64(igvm.VMSARIP, src.U64(igvm.VMSARIP))
+	for _, r := range igvm.GPRs {
+		v.SetU64(r.Off, src.U64(r.Off))
+	}
+	v.SetU64(igvm.VMSADR6, resetDR6)
+	v.SetU64(igvm.VMSADR7, resetDR7)
+	v.SetU64(igvm.VMSAGPAT, resetPAT)
+	v.SetU64(igvm.VMSAXCR0, resetXCR0)
+	v.SetU32(igvm.VMSAMXCSR, resetMXCSR)
+	v.SetU16(igvm.VMSAX87FCW, resetX87FCW)
+	v.SetU64(igvm.VMSASEVFeatures, features)
+	return v, nil
+}
+
+// kvmResetVMSA is the VMSA KVM measures for a vCPU other than 0 under Cloud Hypervisor:
+// KVM's x86 reset state (inferred: Cloud Hypervisor loads only vCPU 0 from the file).
+func kvmResetVMSA(features uint64, o IGVMOptions) []byte {
+	p := vmsaPage(bspResetEIP, o.VCPUSig, features)
+	if o.HostCR4NoMCE {
+		var v igvm.VMSA
+		copy(v[:], p)
+		v.SetU64(igvm.VMSACR4, 0)
+		return v[:]
+	}
+	return p
+}
