@@ -1,8 +1,13 @@
 package measure
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"confguest/measure/internal/vectors"
@@ -58,5 +63,66 @@ func TestReferenceVectors(t *testing.T) {
 				t.Errorf("SNP(%+v) = %s, want %s", o, got, c.Measurement)
 			}
 		})
+	}
+}
+
+func TestForImage(t *testing.T) {
+	s := vectors.Load(t)
+	var c *vectors.Case
+	for i := range s.Cases {
+		if k := s.Cases[i]; k.Kernel != nil && k.Initrd != nil && k.Append != nil && k.GuestFeatures == "0x1" {
+			c = &k
+			break
+		}
+	}
+	if c == nil {
+		t.Fatal("no vector with kernel, initrd, command line and default guest features")
+	}
+	kernel, initrd := s.Path(t, c.Kernel), s.Path(t, c.Initrd)
+	m, err := ForImage(s.OVMF, kernel, initrd, *c.Append, c.VCPUs, c.VCPUType)
+	if err != nil {
+		t.Fatalf("ForImage error: %v", err)
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	fileSum := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(b)
+		return hex.EncodeToString(s[:])
+	}
+	cmdSum := sha256.Sum256([]byte(*c.Append + "\x00"))
+	for _, tc := range []struct {
+		path []string
+		want any
+	}{
+		{[]string{"measurement"}, c.Measurement},
+		{[]string{"mode"}, ModeSNP},
+		{[]string{"ovmf", "sha256"}, fileSum(s.OVMF)},
+		{[]string{"ovmf", "name"}, "OVMF.amdsev.fd"},
+		{[]string{"kernel", "sha256"}, fileSum(kernel)},
+		{[]string{"initrd", "sha256"}, fileSum(initrd)},
+		{[]string{"append"}, *c.Append},
+		{[]string{"cmdline_sha256"}, hex.EncodeToString(cmdSum[:])},
+		{[]string{"vcpus"}, float64(c.VCPUs)},
+		{[]string{"vcpu_type"}, c.VCPUType},
+		{[]string{"guest_features"}, "0x1"},
+	} {
+		var v any = got
+		for _, k := range tc.path {
+			obj, _ := v.(map[string]any)
+			v = obj[k]
+		}
+		if v != tc.want {
+			t.Errorf("ForImage JSON %s = %v, want %v", strings.Join(tc.path, "."), v, tc.want)
+		}
 	}
 }
