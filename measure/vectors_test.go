@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"confguest/measure/internal/vectors"
+	"confguest/measure/vectors"
 )
 
 // caseOptions turns a vector case into Options.

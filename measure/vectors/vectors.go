@@ -1,4 +1,4 @@
-// Package vectors loads the shared SEV-SNP measurement reference vectors
+// Package vectors (for tests only) loads the shared SEV-SNP measurement reference vectors
 // (../shared/vectors from the repository root) for tests, and builds the synthetic
 // kernel and initrd they describe.
 package vectors
