@@ -1,0 +1,127 @@
+package boot
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+
+	"confguest/init/cmdline"
+	"confguest/rootfs/devmapper"
+)
+
+// rootDiskFix tells the operator what to do about a wrong root disk.
+const rootDiskFix = "attach the rootfs.img built together with this kernel command line as the first virtio-blk disk"
+
+// WaitDevice waits for the confguest.root block device to appear.
+type WaitDevice struct {
+	Config  *cmdline.Config
+	Timeout time.Duration // zero means 2s
+}
+
+func (w WaitDevice) String() string { return "wait for root device" }
+
+func (w WaitDevice) Run(ctx context.Context) error {
+	timeout := w.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var st unix.Stat_t
+		err := unix.Stat(w.Config.Root, &st)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			return nil
+		}
+		if err == nil {
+			return fmt.Errorf("%s=%s is not a block device: %s", cmdline.KeyRoot, w.Config.Root, rootDiskFix)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s=%s did not appear within %v: %s", ErrNoRootDevice, cmdline.KeyRoot, w.Config.Root, timeout, rootDiskFix)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// CreateVerity creates the dm-verity device over the root device with the
+// parameters from the command line.
+type CreateVerity struct {
+	Config *cmdline.Config
+	Name   string
+}
+
+func (c CreateVerity) String() string { return "create dm-verity device " + c.Name }
+
+func (c CreateVerity) Run(ctx context.Context) error {
+	_, err := devmapper.CreateVerity(ctx, c.Name, VerityTarget(c.Config))
+	return err
+}
+
+// VerityTarget is the dm-verity mapping the command line describes.
+func VerityTarget(c *cmdline.Config) devmapper.VerityTarget {
+	return devmapper.VerityTarget{
+		DataDevice:     c.Root,
+		DataBlocks:     c.DataBlocks,
+		DataBlockSize:  cmdline.BlockSize,
+		HashBlockSize:  cmdline.BlockSize,
+		HashStartBlock: c.HashStartBlock(),
+		Algorithm:      "sha256",
+		RootHash:       c.RootHash,
+		Salt:           c.Salt,
+	}
+}
+
+// MountVerityRoot mounts the verity device's erofs read-only at Target and
+// prints "confguest-init: root verified <roothash>".
+type MountVerityRoot struct {
+	Config *cmdline.Config
+	Name   string
+	Target string
+	Log    *slog.Logger
+	Printf func(format string, args ...any)
+}
+
+func (m MountVerityRoot) String() string { return "mount verity root" }
+
+func (m MountVerityRoot) Run(ctx context.Context) error {
+	dev := filepath.Join(devmapper.MapperDir, m.Name)
+	if err := os.MkdirAll(m.Target, 0o755); err != nil {
+		return fmt.Errorf("create mount point: %w", err)
+	}
+	_, err := mount.Mount(dev, m.Target, "erofs", "", unix.MS_RDONLY|unix.MS_NODEV)
+	if verr := VerityCheck(m.Name, m.Config); verr != nil {
+		if err != nil {
+			return fmt.Errorf("%w (%w)", verr, err)
+		}
+		return verr
+	}
+	if err != nil {
+		return err
+	}
+	if m.Printf != nil {
+		m.Printf("confguest-init: root verified %s\n", hex.EncodeToString(m.Config.RootHash))
+	}
+	return nil
+}
+
+// VerityCheck returns an ErrVerity error when the device called name has
+// met a block that fails verification, nil otherwise (also when its status
+// cannot be read). PID 1 calls it to explain a failed mount, exec or agent.
+func VerityCheck(name string, c *cmdline.Config) error {
+	st, err := devmapper.Status(name)
+	if err != nil || !st.VerityCorrupted() {
+		return nil
+	}
+	return fmt.Errorf("%w: %s=%s does not match %s=%s: %s", ErrVerity, cmdline.KeyRoot, c.Root,
+		cmdline.KeyRootHash, hex.EncodeToString(c.RootHash), rootDiskFix)
+}

@@ -1,0 +1,69 @@
+// Command init is confguest's PID 1, /init in the initramfs. It mounts the
+// kernel filesystems, reads the confguest.* kernel parameters (see package
+// confguest/init/cmdline), mounts the dm-verity protected root, switches into
+// it and supervises /sbin/agent. It never returns: on a requested shutdown it
+// stops the agent and powers off; on any failure it prints one line
+//
+//	confguest-init: fatal: <step>: <reason>
+//
+// and powers off. There is no shell and no recovery path.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"confguest/init/boot"
+	"confguest/init/cmdline"
+	"confguest/init/power"
+	"confguest/init/supervise"
+)
+
+// AgentPath is the agent on the verity root.
+const AgentPath = "/sbin/agent"
+
+func main() {
+	if os.Getpid() != 1 {
+		// Not the guest's PID 1: refuse before touching mounts or power.
+		fmt.Fprintln(os.Stderr, "confguest-init: must run as PID 1 (the guest's /init); refusing to run here")
+		os.Exit(2)
+	}
+	if err := run(context.Background(), os.Args, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stdout, "confguest-init: fatal: %s\n", boot.OneLine(err.Error()))
+	} else {
+		fmt.Fprintln(os.Stdout, "confguest-init: powering off")
+	}
+	power.Off()
+}
+
+// run boots and supervises the agent. It returns nil when a shutdown was
+// requested and an error (a *boot.StepError, or the agent's end) otherwise.
+func run(ctx context.Context, _ []string, stdout io.Writer) error {
+	level := new(slog.LevelVar)
+	log := newLogger(stdout, level)
+	var cfg cmdline.Config
+	steps := boot.Steps(boot.Plan{
+		CmdlinePath: "/proc/cmdline",
+		Config:      &cfg,
+		Level:       level,
+		Log:         log,
+		Printf:      func(format string, args ...any) { fmt.Fprintf(stdout, format, args...) },
+	})
+	if err := boot.Run(ctx, log, steps); err != nil {
+		return err
+	}
+	buttons, _ := filepath.Glob("/dev/input/event*")
+	return supervise.Run(ctx, supervise.Config{
+		Path:         AgentPath,
+		Args:         []string{AgentPath},
+		Env:          []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"},
+		KillAll:      true,
+		PowerButtons: buttons,
+		Diagnose:     func() error { return boot.VerityCheck(boot.VerityName, &cfg) },
+		Log:          log,
+	})
+}
