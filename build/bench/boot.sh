@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Boot benchmark: wall time from QEMU start to "confguest-agent: ready" for
+# the built image ($CONFGUEST_IMAGE or out/), against the same kernel booting
+# a trivial /init (kernelcfg/testdata/tinyinit: prints one line, powers off),
+# timed from QEMU start to that line. Both boots use the same QEMU command
+# line (TCG, -m 128M, one vCPU, the same kernel command line and the root
+# disk attached); only the initramfs differs. Runs alternate, RUNS each
+# (default 5), after one warm-up of each. Prints every run, the medians and
+# the ratio confguest/trivial (target: <= 1.15).
+set -euo pipefail
+
+runs=${RUNS:-5}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+img=${CONFGUEST_IMAGE:-$root/out}
+timeout_s=${BOOT_TIMEOUT:-180}
+
+for f in bzImage initramfs.cpio.gz rootfs.img cmdline; do
+	[[ -f $img/$f ]] || { echo "boot.sh: $img/$f missing: run make image or set CONFGUEST_IMAGE" >&2; exit 1; }
+done
+command -v qemu-system-x86_64 >/dev/null || { echo "boot.sh: qemu-system-x86_64 not found: install qemu-system-x86" >&2; exit 1; }
+command -v cpio >/dev/null || { echo "boot.sh: cpio not found: install cpio" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# The trivial initramfs: tinyinit as /init (it mounts devtmpfs for its console).
+mkdir -p "$tmp/tiny"
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -buildid=' -o "$tmp/tiny/init" ./kernelcfg/testdata/tinyinit)
+(cd "$tmp/tiny" && echo init | cpio --quiet -o -H newc -R 0:0 | gzip -n >"$tmp/tiny.cpio.gz")
+
+cmdline="$(tr -d '\n' <"$img/cmdline") confguest.tee=none"
+qemu_args=(-accel tcg -m 128M -smp 1 -nodefaults -no-reboot -no-user-config -display none
+	-serial stdio -monitor none -kernel "$img/bzImage" -append "$cmdline"
+	-drive "file=$img/rootfs.img,if=virtio,format=raw,readonly=on")
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# boot INITRD MARKER: prints the milliseconds from QEMU start until a console
+# line contains MARKER, then stops QEMU.
+boot() {
+	local initrd=$1 marker=$2 start line end=""
+	start=$(now_ms)
+	coproc QEMU { exec timeout "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" -initrd "$initrd" 2>&1; }
+	local pid=$QEMU_PID
+	while IFS= read -r line <&"${QEMU[0]}"; do
+		if [[ $line == *"$marker"* ]]; then
+			end=$(now_ms)
+			break
+		fi
+	done
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	[[ -n $end ]] || { echo "boot.sh: QEMU ended without printing \"$marker\"" >&2; return 1; }
+	echo $((end - start))
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "warm-up..." >&2
+boot "$img/initramfs.cpio.gz" "confguest-agent: ready" >/dev/null
+boot "$tmp/tiny.cpio.gz" "tinyinit: " >/dev/null
+
+ours=() tiny=()
+for i in $(seq "$runs"); do
+	o=$(boot "$img/initramfs.cpio.gz" "confguest-agent: ready")
+	t=$(boot "$tmp/tiny.cpio.gz" "tinyinit: ")
+	ours+=("$o") tiny+=("$t")
+	printf 'run %d: confguest %d ms, trivial init %d ms\n' "$i" "$o" "$t"
+done
+mo=$(printf '%s\n' "${ours[@]}" | median)
+mt=$(printf '%s\n' "${tiny[@]}" | median)
+printf 'median QEMU start -> "confguest-agent: ready": %s ms\n' "$mo"
+printf 'median QEMU start -> trivial init line:       %s ms\n' "$mt"
+awk -v o="$mo" -v t="$mt" 'BEGIN { printf "ratio confguest/trivial: %.3f (target <= 1.15)\n", o / t }'
