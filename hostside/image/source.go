@@ -1,0 +1,261 @@
+// Package image turns container images into root filesystem disks for the guest, and checks
+// the guest image itself against its manifest before boot.
+//
+// A container rootfs comes from a plain directory, an OCI image layout, a `docker save`
+// archive, or a registry; images are read with go-containerregistry, their layers flattened
+// with whiteouts applied (mutate.Extract), and the result unpacked under an os.Root so that
+// no entry can be written outside the target directory. The directory then becomes an erofs
+// image with a dm-verity tree through the rootfs package.
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"confguest/rootfs"
+)
+
+// Kind says where a container rootfs comes from.
+type Kind string
+
+// Source kinds.
+const (
+	Dir           Kind = "dir"
+	OCILayout     Kind = "oci"
+	DockerArchive Kind = "docker-archive"
+	Registry      Kind = "registry"
+)
+
+// Source is a container rootfs: Ref is a directory, an OCI layout directory, a docker save
+// archive, or an image reference, by Kind.
+type Source struct {
+	Kind Kind
+	Ref  string
+}
+
+func (s Source) String() string { return string(s.Kind) + ":" + s.Ref }
+
+// Platform is the only platform the guest runs.
+var Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
+
+type options struct {
+	remote []remote.Option
+	rootfs []rootfs.Option
+}
+
+// Option configures Load and BuildDisk.
+type Option func(*options)
+
+// WithRemoteOptions passes options (authentication, transport) to registry pulls.
+func WithRemoteOptions(opts ...remote.Option) Option {
+	return func(o *options) { o.remote = append(o.remote, opts...) }
+}
+
+// WithRootfsOptions passes options to rootfs.Build.
+func WithRootfsOptions(opts ...rootfs.Option) Option {
+	return func(o *options) { o.rootfs = append(o.rootfs, opts...) }
+}
+
+// Load opens the image of a non-directory source and checks that its layers are all there
+// and match their digests.
+func Load(ctx context.Context, src Source, opts ...Option) (v1.Image, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var img v1.Image
+	var err error
+	switch src.Kind {
+	case OCILayout:
+		img, err = loadLayout(src.Ref)
+	case DockerArchive:
+		img, err = loadArchive(src.Ref)
+	case Registry:
+		img, err = loadRemote(ctx, src.Ref, o.remote)
+	case Dir:
+		return nil, fmt.Errorf("%s: a directory is used as is, not loaded: %w", src.Ref, ErrSource)
+	default:
+		return nil, fmt.Errorf("source kind %q: want dir, oci, docker-archive or registry: %w", src.Kind, ErrSource)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLayers(ctx, src, img); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func loadLayout(dir string) (v1.Image, error) {
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		return nil, fmt.Errorf("%s is not an OCI image layout (no index.json): %w", dir, errors.Join(ErrSource, err))
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read OCI layout %s: %w", dir, errors.Join(ErrSource, err))
+	}
+	img, err := pickImage(idx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// pickImage finds the linux/amd64 image in idx, descending into nested indexes.
+func pickImage(idx v1.ImageIndex, where string) (v1.Image, error) {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("%s: read index: %w", where, errors.Join(ErrSource, err))
+	}
+	var found []v1.Descriptor
+	for _, d := range m.Manifests {
+		if d.Platform == nil || d.Platform.Satisfies(Platform) {
+			found = append(found, d)
+		}
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("%s: no %s image among %d manifests: %w", where, Platform, len(m.Manifests), ErrSource)
+	}
+	d := found[0]
+	if d.MediaType.IsIndex() {
+		child, err := idx.ImageIndex(d.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("%s: open index %s: %w", where, d.Digest, errors.Join(ErrSource, err))
+		}
+		return pickImage(child, where)
+	}
+	img, err := idx.Image(d.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open image %s: %w", where, d.Digest, errors.Join(ErrSource, err))
+	}
+	if _, err := img.Manifest(); err != nil {
+		return nil, fmt.Errorf("%s: image manifest %s: %w", where, d.Digest, errors.Join(ErrSource, err))
+	}
+	return img, nil
+}
+
+func loadArchive(path string) (v1.Image, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("docker archive %s: %w", path, errors.Join(ErrSource, err))
+	}
+	img, err := tarball.ImageFromPath(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read docker archive %s (made by docker save of one image?): %w", path, errors.Join(ErrSource, err))
+	}
+	if _, err := img.Manifest(); err != nil {
+		return nil, fmt.Errorf("docker archive %s: %w", path, errors.Join(ErrSource, err))
+	}
+	return img, nil
+}
+
+func loadRemote(ctx context.Context, ref string, opts []remote.Option) (v1.Image, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", ref, errors.Join(ErrSource, err))
+	}
+	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithPlatform(Platform)}, opts...)
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, errors.Join(ErrSource, err))
+	}
+	return img, nil
+}
+
+// checkLayers makes sure every layer blob exists and matches its digest, before anything is
+// unpacked. Local layouts and archives are not verified by the library on read.
+func checkLayers(ctx context.Context, src Source, img v1.Image) error {
+	if _, err := img.ConfigFile(); err != nil {
+		return fmt.Errorf("%s: image config: %w", src, errors.Join(ErrSource, err))
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("%s: list layers: %w", src, errors.Join(ErrSource, err))
+	}
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		want, err := l.Digest()
+		if err != nil {
+			return fmt.Errorf("%s: layer %d digest: %w", src, i, errors.Join(ErrSource, err))
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return fmt.Errorf("%s: layer %d (%s): %w", src, i, want, errors.Join(ErrSource, err))
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("%s: read layer %d (%s): %w", src, i, want, errors.Join(ErrSource, err))
+		}
+		got := "sha256:" + hex.EncodeToString(h.Sum(nil))
+		if want.Algorithm == "sha256" && got != want.String() {
+			return fmt.Errorf("%s: layer %d: %w: manifest says %s, blob hashes to %s: the image is corrupt, export or pull it again",
+				src, i, ErrDigest, want, got)
+		}
+	}
+	return nil
+}
+
+// BuildDisk turns src into an erofs + dm-verity image at imagePath, unpacking images in a
+// temporary directory under workDir that is removed afterwards.
+func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts ...Option) (rootfs.Params, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ropts := append([]rootfs.Option{rootfs.WithPreservedOwnership()}, o.rootfs...)
+	if src.Kind == Dir {
+		st, err := os.Stat(src.Ref)
+		if err != nil {
+			return rootfs.Params{}, fmt.Errorf("rootfs directory %s: %w", src.Ref, errors.Join(ErrSource, err))
+		}
+		if !st.IsDir() {
+			return rootfs.Params{}, fmt.Errorf("rootfs directory %s: not a directory: %w", src.Ref, ErrSource)
+		}
+		p, err := rootfs.Build(ctx, src.Ref, imagePath, ropts...)
+		if err != nil {
+			return rootfs.Params{}, fmt.Errorf("build disk from %s: %w", src.Ref, err)
+		}
+		return p, nil
+	}
+	img, err := Load(ctx, src, opts...)
+	if err != nil {
+		return rootfs.Params{}, err
+	}
+	tmp, err := os.MkdirTemp(workDir, "rootfs-")
+	if err != nil {
+		return rootfs.Params{}, fmt.Errorf("unpack %s: %w", src, err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := Unpack(ctx, img, tmp); err != nil {
+		return rootfs.Params{}, fmt.Errorf("unpack %s: %w", src, err)
+	}
+	p, err := rootfs.Build(ctx, tmp, imagePath, ropts...)
+	if err != nil {
+		return rootfs.Params{}, fmt.Errorf("build disk from %s: %w", src, err)
+	}
+	return p, nil
+}
+
+// OCISource is the source for the CLI's --oci PATH: an OCI image layout if PATH is a
+// directory, else a docker save archive (which may itself hold an OCI layout).
+func OCISource(path string) Source {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		return Source{DockerArchive, path}
+	}
+	return Source{OCILayout, path}
+}
