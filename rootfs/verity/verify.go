@@ -28,16 +28,16 @@ func Verify(ctx context.Context, path string, p Params) error {
 		return fmt.Errorf("open image to verify: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
+		return fmt.Errorf("size of %s: %w", path, err)
 	}
 	hbs := int(p.HashBlockSize)
 	g := newGeometry(p.DataBlocks, hbs)
 	end := p.HashOffset + p.TreeSize()
-	if uint64(fi.Size()) < end {
+	if uint64(size) < end {
 		return fmt.Errorf("%s: %w: %d bytes, the hash tree ends at %d: the file was cut short; copy or rebuild it again",
-			path, ErrTruncated, fi.Size(), end)
+			path, ErrTruncated, size, end)
 	}
 	area := make([]byte, p.TreeSize())
 	if _, err := f.ReadAt(area, int64(p.HashOffset)); err != nil {
