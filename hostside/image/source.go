@@ -210,9 +210,18 @@ func checkLayers(ctx context.Context, src Source, img v1.Image) error {
 	return nil
 }
 
+// Disk is a container rootfs disk built by BuildDisk.
+type Disk struct {
+	Path   string
+	Verity rootfs.Params
+	// Config is the image's run configuration (entrypoint, cmd, env, working directory);
+	// empty for a directory source.
+	Config v1.Config
+}
+
 // BuildDisk turns src into an erofs + dm-verity image at imagePath, unpacking images in a
 // temporary directory under workDir that is removed afterwards.
-func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts ...Option) (rootfs.Params, error) {
+func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts ...Option) (Disk, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -221,34 +230,38 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 	if src.Kind == Dir {
 		st, err := os.Stat(src.Ref)
 		if err != nil {
-			return rootfs.Params{}, fmt.Errorf("rootfs directory %s: %w", src.Ref, errors.Join(ErrSource, err))
+			return Disk{}, fmt.Errorf("rootfs directory %s: %w", src.Ref, errors.Join(ErrSource, err))
 		}
 		if !st.IsDir() {
-			return rootfs.Params{}, fmt.Errorf("rootfs directory %s: not a directory: %w", src.Ref, ErrSource)
+			return Disk{}, fmt.Errorf("rootfs directory %s: not a directory: %w", src.Ref, ErrSource)
 		}
 		p, err := rootfs.Build(ctx, src.Ref, imagePath, ropts...)
 		if err != nil {
-			return rootfs.Params{}, fmt.Errorf("build disk from %s: %w", src.Ref, err)
+			return Disk{}, fmt.Errorf("build disk from %s: %w", src.Ref, err)
 		}
-		return p, nil
+		return Disk{Path: imagePath, Verity: p}, nil
 	}
 	img, err := Load(ctx, src, opts...)
 	if err != nil {
-		return rootfs.Params{}, err
+		return Disk{}, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return Disk{}, fmt.Errorf("%s: image config: %w", src, err)
 	}
 	tmp, err := os.MkdirTemp(workDir, "rootfs-")
 	if err != nil {
-		return rootfs.Params{}, fmt.Errorf("unpack %s: %w", src, err)
+		return Disk{}, fmt.Errorf("unpack %s: %w", src, err)
 	}
 	defer os.RemoveAll(tmp)
 	if err := Unpack(ctx, img, tmp); err != nil {
-		return rootfs.Params{}, fmt.Errorf("unpack %s: %w", src, err)
+		return Disk{}, fmt.Errorf("unpack %s: %w", src, err)
 	}
 	p, err := rootfs.Build(ctx, tmp, imagePath, ropts...)
 	if err != nil {
-		return rootfs.Params{}, fmt.Errorf("build disk from %s: %w", src, err)
+		return Disk{}, fmt.Errorf("build disk from %s: %w", src, err)
 	}
-	return p, nil
+	return Disk{Path: imagePath, Verity: p, Config: cf.Config}, nil
 }
 
 // OCISource is the source for the CLI's --oci PATH: an OCI image layout if PATH is a

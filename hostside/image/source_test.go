@@ -291,12 +291,15 @@ func TestBuildDisk(t *testing.T) {
 	for _, s := range []Source{{OCILayout, lay}, {Dir, src}} {
 		t.Run(string(s.Kind), func(t *testing.T) {
 			img := filepath.Join(work, string(s.Kind)+".img")
-			p, err := BuildDisk(ctx, s, work, img)
+			d, err := BuildDisk(ctx, s, work, img)
 			if err != nil {
 				t.Fatalf("BuildDisk(%v) = %v", s, err)
 			}
-			if err := rootfs.Verify(img, p); err != nil {
+			if err := rootfs.Verify(img, d.Verity); err != nil {
 				t.Errorf("rootfs.Verify(BuildDisk(%v)) = %v", s, err)
+			}
+			if wantCmd := s.Kind == OCILayout; wantCmd != (len(d.Config.Cmd) == 1 && d.Config.Cmd[0] == "/bin/tool") {
+				t.Errorf("BuildDisk(%v).Config.Cmd = %q, want the image's cmd for images only", s, d.Config.Cmd)
 			}
 		})
 	}
