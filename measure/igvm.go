@@ -1,8 +1,12 @@
 package measure
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"confguest/measure/igvm"
 )
@@ -181,3 +185,42 @@ func igvmPage(d *Digest, f *igvm.File, p igvm.PageData, rules Rules) error {
 }
 
 var zeroPage [PageSize]byte
+
+// IGVMMeasurement is the launch digest of an IGVM file with the inputs it depends on, for
+// publishing beside a build (measurement.json) or printing as JSON.
+type IGVMMeasurement struct {
+	Mode        string     `json:"mode"`  // ModeSNP
+	VMM         string     `json:"vmm"`   // "cloud-hypervisor" (RulesKVM) or "hyper-v" (RulesMSHV)
+	Rules       string     `json:"rules"` // "kvm" or "mshv"
+	Measurement string     `json:"measurement"`
+	IGVM        FileDigest `json:"igvm"`
+	VCPUs       int        `json:"vcpus,omitempty"` // RulesKVM only
+
+	Digest Digest `json:"-"`
+}
+
+// MeasureIGVM reads the IGVM file at path and computes its launch digest.
+func MeasureIGVM(path string, o IGVMOptions) (*IGVMMeasurement, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read IGVM file: %w", err)
+	}
+	d, err := IGVMBytes(b, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sum := sha256.Sum256(b)
+	m := &IGVMMeasurement{
+		Mode:        ModeSNP,
+		VMM:         "cloud-hypervisor",
+		Rules:       o.Rules.String(),
+		Measurement: d.String(),
+		IGVM:        FileDigest{Name: filepath.Base(path), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])},
+		VCPUs:       o.VCPUs,
+		Digest:      d,
+	}
+	if o.Rules == RulesMSHV {
+		m.VMM, m.VCPUs = "hyper-v", 0
+	}
+	return m, nil
+}

@@ -3,6 +3,7 @@ package measure
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,6 +53,17 @@ func TestIGVMVectorMSHV(t *testing.T) {
 			}
 			if hex.EncodeToString(got[:]) != c.MSHVMeasurement {
 				t.Errorf("IGVMBytes(%s, mshv) = %x, want %s", c.File, got, c.MSHVMeasurement)
+			}
+			m, err := MeasureIGVM(filepath.Join(igvmVectorsDir, c.File), IGVMOptions{Rules: RulesMSHV})
+			if err != nil {
+				t.Fatalf("MeasureIGVM(%s, mshv) = %v", c.File, err)
+			}
+			if m.Measurement != c.MSHVMeasurement || m.IGVM.SHA256 != c.SHA256 || m.VMM != "hyper-v" {
+				t.Errorf("MeasureIGVM(%s, mshv) = %+v, want measurement %s, sha256 %s, vmm hyper-v", c.File, m, c.MSHVMeasurement, c.SHA256)
+			}
+			// Under KVM rules the vector is refused: igvmgen sets restricted injection.
+			if _, err := MeasureIGVM(filepath.Join(igvmVectorsDir, c.File), IGVMOptions{Rules: RulesKVM, VCPUs: 1}); !errors.Is(err, ErrIGVMLaunch) {
+				t.Errorf("MeasureIGVM(%s, kvm) = %v, want %v", c.File, err, ErrIGVMLaunch)
 			}
 		})
 	}
