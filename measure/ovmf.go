@@ -1,12 +1,14 @@
 package measure
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // The firmware image is mapped so that it ends at 4 GiB (the x86 reset vector sits at
@@ -61,6 +63,8 @@ const (
 	metadataHeaderSize = 16
 	// One section descriptor: GPA, size, type, each 32 bits.
 	sectionDescSize = 12
+	// OVMF declares a handful of sections; this bounds what a corrupt header can claim.
+	maxSections = 256
 )
 
 // SectionType is the type of an OVMF SEV metadata section
@@ -228,6 +232,9 @@ func (fw *OVMF) parseMetadata() error {
 	if uint64(count)*sectionDescSize > uint64(size-metadataHeaderSize) {
 		return fmt.Errorf("%d sections do not fit in its %d bytes: %w", count, size, ErrOutOfRange)
 	}
+	if count > maxSections {
+		return fmt.Errorf("%d sections, more than the %d any firmware needs: %w", count, maxSections, ErrMetadata)
+	}
 	desc := fw.data[start+metadataHeaderSize : start+int(size)]
 	fw.sections = make([]Section, count)
 	for i := range fw.sections {
@@ -241,6 +248,20 @@ func (fw *OVMF) parseMetadata() error {
 			return fmt.Errorf("SEV metadata section %d: %w", i, err)
 		}
 		fw.sections[i] = s
+	}
+	return checkOverlap(fw.sections)
+}
+
+// checkOverlap rejects sections that share memory: each page is prepared once, and
+// disjoint sections below 4 GiB also bound the work of measuring them.
+func checkOverlap(sections []Section) error {
+	sorted := slices.Clone(sections)
+	slices.SortFunc(sorted, func(a, b Section) int { return cmp.Compare(a.GPA, b.GPA) })
+	for i := 1; i < len(sorted); i++ {
+		a, b := sorted[i-1], sorted[i]
+		if uint64(a.GPA)+uint64(a.Size) > uint64(b.GPA) {
+			return fmt.Errorf("sections %s at 0x%x size 0x%x and %s at 0x%x overlap: %w", a.Type, a.GPA, a.Size, b.Type, b.GPA, ErrMetadata)
+		}
 	}
 	return nil
 }

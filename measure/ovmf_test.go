@@ -146,6 +146,13 @@ func TestParseOVMFBad(t *testing.T) {
 		{"unaligned section", withFirmware(func(f *testFirmware) { f.meta[0].GPA = 0x800010 }), ErrMetadata},
 		{"empty section", withFirmware(func(f *testFirmware) { f.meta[0].Size = 0 }), ErrMetadata},
 		{"section past 4 GiB", withFirmware(func(f *testFirmware) { f.meta[0].GPA = 0xfffff000; f.meta[0].Size = 0x2000 }), ErrOutOfRange},
+		{"overlapping sections", withFirmware(func(f *testFirmware) { f.meta[2].GPA = 0x808000 }), ErrMetadata},
+		{"too many sections", withFirmware(func(f *testFirmware) {
+			f.size, f.metaFromEnd = 8*PageSize, 5*PageSize
+			for len(f.meta) <= maxSections {
+				f.meta = append(f.meta, Section{0x10000000 + uint32(len(f.meta))*PageSize, PageSize, SectionSNPSecMem})
+			}
+		}), ErrMetadata},
 		{"size not whole pages", append(make([]byte, 100), goodFirmware().build()...), ErrTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
