@@ -38,6 +38,8 @@ type measureArgs struct {
 	guestFeatures string
 	ovmfHash      string
 	outputFormat  string
+	igvm          string // --igvm: measure an IGVM launch instead (hostside/cli/igvm.go)
+	rules         string
 
 	set map[string]bool
 }
@@ -57,6 +59,8 @@ func (a *measureArgs) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.guestFeatures, "guest-features", "0x1", "SEV_FEATURES of the guest's VMSAs")
 	fs.StringVar(&a.ovmfHash, "snp-ovmf-hash", "", "precomputed OVMF hash (96 hex digits) to start from instead of the firmware pages")
 	fs.StringVar(&a.outputFormat, "output-format", "hex", "hex, base64, or json (the digest with every input's sha256)")
+	fs.StringVar(&a.igvm, "igvm", "", "IGVM file launched by Cloud Hypervisor, instead of --ovmf (with --rules, --vcpus)")
+	fs.StringVar(&a.rules, "rules", "kvm", "with --igvm: kvm (Cloud Hypervisor on KVM) or mshv (Hyper-V, as igvmgen prints)")
 }
 
 // parseUint reads a flag's number in Go syntax (decimal, 0x hex, 0o octal, 0b binary).
@@ -160,6 +164,15 @@ func runMeasure(ctx context.Context, args []string, stdio Stdio) error {
 	}
 	if a.mode == measure.ModeOVMFHash && a.set["snp-ovmf-hash"] {
 		return usagef("--snp-ovmf-hash makes no sense in mode %s, which computes it", a.mode)
+	}
+	if a.igvm != "" {
+		m, err := a.igvmMeasurement()
+		if err != nil {
+			return err
+		}
+		return printIGVMMeasurement(stdio.Out, m, a.outputFormat)
+	} else if a.set["rules"] {
+		return usagef("--rules needs --igvm FILE")
 	}
 	m, err := a.qemuOVMF()
 	if err != nil {
