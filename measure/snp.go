@@ -38,15 +38,14 @@ func (l *Launch) Digest() (Digest, error) {
 	if l.VCPUs < 1 || l.VCPUs > MaxVCPUs {
 		return d, fmt.Errorf("vCPU count %d: want 1 to %d: %w", l.VCPUs, MaxVCPUs, ErrInvalidOption)
 	}
-	var apEIP uint32
-	if l.VCPUs > 1 {
-		var err error
-		if apEIP, err = fw.ResetEIP(); err != nil {
-			return d, err
-		}
-		if apEIP == 0 {
-			return d, fmt.Errorf("SEV-ES AP reset block holds address 0, so only 1 vCPU can start: %w", ErrOutOfRange)
-		}
+	// QEMU refuses an SEV-ES or SNP guest whose firmware has no AP reset block, however
+	// many vCPUs it has.
+	apEIP, err := fw.ResetEIP()
+	if err != nil {
+		return d, err
+	}
+	if apEIP == 0 && l.VCPUs > 1 {
+		return d, fmt.Errorf("SEV-ES AP reset block holds address 0, so only 1 vCPU can start: %w", ErrOutOfRange)
 	}
 	if l.Start != nil {
 		d = *l.Start

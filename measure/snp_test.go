@@ -218,16 +218,29 @@ func TestLaunchDigestErrors(t *testing.T) {
 			}
 		})
 	}
-	// One vCPU needs no AP reset block, and no kernel needs no hashes table.
-	f := goodFirmware()
-	f.entries = nil
-	fw, err := ParseOVMF(f.build())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := Launch{Firmware: fw, VCPUs: 1, GuestFeatures: 1}
-	if _, err := l.Digest(); err != nil {
-		t.Errorf("Digest() of 1 vCPU without kernel or table entries = %v, want success", err)
+	// Without a kernel the hashes table entry is not needed; with one vCPU an AP reset
+	// address of 0 is not either (but the reset block must exist).
+	for _, tc := range []struct {
+		name string
+		fw   func(*testFirmware)
+		want error
+	}{
+		{"no hashes table entry", func(f *testFirmware) { f.entries = f.entries[1:] }, nil},
+		{"AP reset block zero", func(f *testFirmware) { f.entries[1].data = u32(0) }, nil},
+		{"no AP reset block", func(f *testFirmware) { f.entries = f.entries[:1] }, ErrMissingEntry},
+	} {
+		t.Run("1 vCPU, no kernel, "+tc.name, func(t *testing.T) {
+			f := goodFirmware()
+			tc.fw(&f)
+			fw, err := ParseOVMF(f.build())
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := Launch{Firmware: fw, VCPUs: 1, GuestFeatures: 1}
+			if _, err := l.Digest(); !errors.Is(err, tc.want) {
+				t.Errorf("Digest() = %v, want %v", err, tc.want)
+			}
+		})
 	}
 }
 
