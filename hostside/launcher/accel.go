@@ -1,0 +1,70 @@
+package launcher
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"confguest/hostside/vmm"
+)
+
+// pickAccel resolves the QEMU accelerator. With auto, KVM is used only if a vCPU really
+// runs (vmm.ProbeKVM) and this host boot has not already shown that Linux guests stall
+// under it (some nested hosts run a real-mode vCPU but hang a kernel).
+func (s *Sandbox) pickAccel(ctx context.Context) vmm.Accel {
+	a := s.opts.Accel
+	if a != "" && a != vmm.AccelAuto {
+		return a
+	}
+	if s.kvmHangs() {
+		s.progress("KVM stalled guests earlier on this host boot; using TCG")
+		return vmm.AccelTCG
+	}
+	got, err := vmm.ResolveAccel(ctx, vmm.AccelAuto, "/dev/kvm")
+	if err != nil {
+		s.progress("KVM not usable (%v); using TCG", err)
+	}
+	return got
+}
+
+func (s *Sandbox) cacheDir() string {
+	if s.opts.CacheDir != "" {
+		return s.opts.CacheDir
+	}
+	if d := os.Getenv("CONFGUEST_CACHE"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".cache", "confguest")
+}
+
+// kvmMarker is the cache file recording that KVM stalls guests, keyed by the host's boot
+// id so that a reboot (or another machine) probes afresh.
+func (s *Sandbox) kvmMarker() string {
+	dir := s.cacheDir()
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if dir == "" || err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "kvm-stalls-"+strings.TrimSpace(string(b)))
+}
+
+func (s *Sandbox) kvmHangs() bool {
+	m := s.kvmMarker()
+	if m == "" {
+		return false
+	}
+	_, err := os.Stat(m)
+	return err == nil
+}
+
+func (s *Sandbox) rememberKVMHangs() {
+	if m := s.kvmMarker(); m != "" {
+		os.MkdirAll(filepath.Dir(m), 0o755)
+		os.WriteFile(m, []byte("guests made no console progress under KVM\n"), 0o644)
+	}
+}

@@ -1,0 +1,367 @@
+// Package launcher boots the confguest guest image under a VMM, connects to its agent, and
+// tears everything down again: the part of `confguest run` that a containerd shim can reuse.
+// A Sandbox owns one run directory (mode 0700) holding the VMM's sockets, the console log,
+// the container disks and a state file; Close leaves nothing of it behind.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/image"
+	"confguest/hostside/vmm"
+	"confguest/hostside/vsock"
+)
+
+// AgentPort is the agent's vsock port (the Kata convention).
+const AgentPort = 1024
+
+// VMM backend names for Options.VMM.
+const (
+	QEMU            = "qemu"
+	CloudHypervisor = "cloud-hypervisor"
+)
+
+// Options configure a Sandbox.
+type Options struct {
+	ImageDir  string // the guest image (make image's out/)
+	VMM       string // QEMU (default) or CloudHypervisor
+	Accel     vmm.Accel
+	CPUs      int
+	MemoryMiB int
+	RunBase   string // default DefaultRunBase()
+	Name      string // a name for long-running guests; empty for an ephemeral one
+	Detach    bool   // the VM outlives the launcher (confguest start)
+	// BootTimeout bounds boot to agent ready (default 120s: TCG is slow).
+	BootTimeout time.Duration
+	QEMU        []vmm.QEMUOption
+	CH          []vmm.CHOption
+	Progress    io.Writer // progress lines; nil for none
+	Timings     *Timings
+	// CacheDir remembers host facts (a KVM that hangs guests); default
+	// ${CONFGUEST_CACHE:-$HOME/.cache/confguest}.
+	CacheDir string
+}
+
+// Sandbox is one guest VM and the connection to its agent.
+type Sandbox struct {
+	Dir   string
+	Name  string
+	Guest image.GuestImage
+	VM    vmm.VM
+	Agent agentv1.AgentClient
+
+	opts   Options
+	client *ttrpc.Client
+	disks  []image.Disk
+	state  State
+}
+
+// CheckVMM validates a --vmm value.
+func CheckVMM(name string) error {
+	switch name {
+	case "", QEMU, CloudHypervisor:
+		return nil
+	}
+	return fmt.Errorf("--vmm %q: %w: want %s or %s", name, ErrUnknownVMM, QEMU, CloudHypervisor)
+}
+
+// New checks the guest image and creates the run directory. Container disks are built
+// into it with BuildDisk before Boot.
+func New(ctx context.Context, o Options) (*Sandbox, error) {
+	if err := CheckVMM(o.VMM); err != nil {
+		return nil, err
+	}
+	if o.VMM == "" {
+		o.VMM = QEMU
+	}
+	if o.MemoryMiB != 0 && o.MemoryMiB < vmm.MinMemoryMiB {
+		return nil, fmt.Errorf("--memory %dM is too small: the guest needs at least %dM", o.MemoryMiB, vmm.MinMemoryMiB)
+	}
+	if o.RunBase == "" {
+		o.RunBase = DefaultRunBase()
+	}
+	if o.BootTimeout == 0 {
+		o.BootTimeout = 120 * time.Second
+	}
+	name := o.Name
+	if name == "" {
+		name = fmt.Sprintf("run-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	} else if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	s := &Sandbox{Name: name, opts: o}
+	s.progress("checking guest image %s", o.ImageDir)
+	done := o.Timings.Start(PhaseImageCheck)
+	g, err := image.CheckGuest(ctx, o.ImageDir)
+	done()
+	if err != nil {
+		return nil, fmt.Errorf("guest image refused before boot: %w", err)
+	}
+	s.Guest = g
+	dir, err := createRunDir(o.RunBase, name)
+	if err != nil {
+		return nil, err
+	}
+	s.Dir = dir
+	return s, nil
+}
+
+func (s *Sandbox) progress(format string, args ...any) {
+	if s.opts.Progress != nil {
+		fmt.Fprintf(s.opts.Progress, "confguest: "+format+"\n", args...)
+	}
+}
+
+// BuildDisk turns a container rootfs source into a verity disk in the run directory; it is
+// attached at Boot with serial ctr<N>.
+func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image.Option) (image.Disk, string, error) {
+	serial := "ctr" + strconv.Itoa(len(s.disks))
+	s.progress("building container disk from %s", src)
+	done := s.opts.Timings.Start(PhaseDiskBuild)
+	d, err := image.BuildDisk(ctx, src, s.Dir, filepath.Join(s.Dir, serial+".img"), opts...)
+	done()
+	if err != nil {
+		return image.Disk{}, "", err
+	}
+	s.disks = append(s.disks, d)
+	return d, serial, nil
+}
+
+// Boot starts the VMM with the guest image and the built disks and waits until the agent
+// answers. On failure everything started is stopped again (the run directory stays until
+// Close).
+func (s *Sandbox) Boot(ctx context.Context) error {
+	cmdline, err := s.Guest.Cmdline()
+	if err != nil {
+		return err
+	}
+	// No SEV-SNP here: the guest must know, through its measured command line.
+	cmdline += " confguest.tee=none"
+	cfg := vmm.Config{
+		Kernel:    s.Guest.Path("bzImage"),
+		Initramfs: s.Guest.Path("initramfs.cpio.gz"),
+		Cmdline:   cmdline,
+		CPUs:      s.opts.CPUs,
+		MemoryMiB: s.opts.MemoryMiB,
+		RunDir:    s.Dir,
+		Disks:     []vmm.Disk{{Path: s.Guest.Path("rootfs.img"), Serial: "rootfs", ReadOnly: true}},
+	}
+	for i, d := range s.disks {
+		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: d.Path, Serial: "ctr" + strconv.Itoa(i), ReadOnly: true})
+	}
+	accel := s.opts.Accel
+	if s.opts.VMM == QEMU {
+		accel = s.pickAccel(ctx)
+	}
+	for {
+		err := s.bootOnce(ctx, cfg, accel)
+		if errors.Is(err, errKVMStalled) {
+			s.rememberKVMHangs()
+			s.progress("the guest made no progress under KVM; booting again with TCG")
+			accel = vmm.AccelTCG
+			continue
+		}
+		return err
+	}
+}
+
+var errKVMStalled = errors.New("guest stalled under KVM")
+
+// kvmGrace is how long a KVM guest may stay silent on its console before TCG is used.
+const kvmGrace = 5 * time.Second
+
+func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel) error {
+	s.progress("starting %s%s with %s", s.opts.VMM, map[bool]string{true: " (" + string(accel) + ")", false: ""}[accel != ""], s.Guest.Dir)
+	done := s.opts.Timings.Start(PhaseVMMStart)
+	var vm vmm.VM
+	var err error
+	switch s.opts.VMM {
+	case CloudHypervisor:
+		opts := s.opts.CH
+		if s.opts.Detach {
+			opts = append(opts, vmm.WithCHDetach())
+		}
+		vm, err = vmm.StartCloudHypervisor(ctx, cfg, opts...)
+	default:
+		opts := append([]vmm.QEMUOption{vmm.WithAccel(accel)}, s.opts.QEMU...)
+		if s.opts.Detach {
+			opts = append(opts, vmm.WithDetach())
+		}
+		vm, err = vmm.StartQEMU(ctx, cfg, opts...)
+	}
+	done()
+	if err != nil {
+		return err
+	}
+	s.VM = vm
+	s.state = State{Name: s.Name, VMM: s.opts.VMM, PIDs: vm.PIDs(), Launcher: os.Getpid(),
+		Created: time.Now().UTC(), Vsock: vm.VsockPath(), Console: vm.ConsolePath()}
+	if err := writeState(s.Dir, s.state); err != nil {
+		return s.abortBoot(err)
+	}
+
+	s.progress("booting; waiting for the agent (console: %s)", vm.ConsolePath())
+	done = s.opts.Timings.Start(PhaseBootToAgent)
+	defer done()
+	bctx, cancel := context.WithTimeoutCause(ctx, s.opts.BootTimeout,
+		fmt.Errorf("the agent did not answer within %v", s.opts.BootTimeout))
+	defer cancel()
+	bctx, cancelVM := context.WithCancelCause(bctx)
+	defer cancelVM(nil)
+	go func() {
+		var grace <-chan time.Time
+		if accel == vmm.AccelKVM {
+			grace = time.After(kvmGrace)
+		}
+		select {
+		case <-vm.Done():
+			cancelVM(fmt.Errorf("%w during boot: %v", ErrVMMDied, vm.Wait(context.Background())))
+		case <-grace:
+			if len(vm.ConsoleTail(1)) == 0 {
+				cancelVM(errKVMStalled)
+			}
+		case <-bctx.Done():
+		}
+	}()
+	conn, err := vsock.Dial(bctx, vm.VsockPath(), AgentPort, vsock.WithConsole(func() []string { return vm.ConsoleTail(15) }))
+	if err != nil {
+		if errors.Is(context.Cause(bctx), errKVMStalled) {
+			s.abortBoot(nil)
+			return errKVMStalled
+		}
+		if cause := context.Cause(bctx); errors.Is(cause, ErrVMMDied) {
+			err = fmt.Errorf("%w\n%s", cause, strings.Join(indent(vm.ConsoleTail(15)), "\n"))
+		}
+		return s.abortBoot(fmt.Errorf("connect to the agent: %w", err))
+	}
+	s.client = ttrpc.NewClient(conn)
+	s.Agent = agentv1.NewAgentClient(s.client)
+	vctx, vcancel := context.WithTimeout(bctx, 30*time.Second)
+	defer vcancel()
+	v, err := s.Agent.Version(vctx, &agentv1.VersionRequest{})
+	if err != nil {
+		return s.abortBoot(fmt.Errorf("agent Version: %w", err))
+	}
+	s.progress("agent %s ready (tee %s)", v.GetAgentVersion(), v.GetTee())
+	return nil
+}
+
+func indent(lines []string) []string {
+	out := make([]string, 0, len(lines)+1)
+	out = append(out, "last lines of the guest console:")
+	for _, l := range lines {
+		out = append(out, "  "+l)
+	}
+	return out
+}
+
+func (s *Sandbox) abortBoot(err error) error {
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+	if s.VM != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		s.VM.Stop(ctx) // no guest to power off gracefully yet
+		s.VM = nil
+	}
+	return err
+}
+
+// Close shuts the guest down (agent Shutdown, then the VMM's power-off, then kill) and
+// removes the run directory. It is safe to call after a failed Boot.
+func (s *Sandbox) Close(ctx context.Context) error {
+	done := s.opts.Timings.Start(PhaseTeardown)
+	defer done()
+	var errs []error
+	if s.client != nil && s.VM != nil {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := s.Agent.Shutdown(sctx, &agentv1.ShutdownRequest{})
+		cancel()
+		if err == nil {
+			// The guest powers itself off; give it a moment before forcing.
+			select {
+			case <-s.VM.Done():
+			case <-time.After(5 * time.Second):
+			case <-ctx.Done():
+			}
+		}
+	}
+	if s.client != nil {
+		s.client.Close()
+	}
+	if s.VM != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.VM.Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if s.Dir != "" {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove run directory: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Detach releases the launcher's hold on a detached guest: the agent connection is closed,
+// the VM keeps running and its run directory stays for Attach.
+func (s *Sandbox) Detach() {
+	if s.client != nil {
+		s.client.Close()
+		s.client = nil
+	}
+}
+
+// SetContainer records the container of a long-running guest in its state file.
+func (s *Sandbox) SetContainer(id string, cmd []string) error {
+	s.state.ContainerID, s.state.Command = id, cmd
+	return writeState(s.Dir, s.state)
+}
+
+// Attach connects to the agent of the running guest name under base.
+func Attach(ctx context.Context, base, name string) (*Sandbox, State, error) {
+	if base == "" {
+		base = DefaultRunBase()
+	}
+	if err := CheckName(name); err != nil {
+		return nil, State{}, err
+	}
+	dir := filepath.Join(base, name)
+	st, err := ReadState(dir)
+	if err != nil {
+		return nil, st, fmt.Errorf("guest %q: %w (see confguest ps)", name, ErrNoGuest)
+	}
+	if !st.alive() {
+		cleanStale(dir)
+		return nil, st, fmt.Errorf("guest %q is no longer running (its VMM exited; state cleaned up): %w", name, ErrNoGuest)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := vsock.Dial(dctx, st.Vsock, AgentPort)
+	if err != nil {
+		return nil, st, fmt.Errorf("guest %q: %w", name, err)
+	}
+	c := ttrpc.NewClient(conn)
+	return &Sandbox{Dir: dir, Name: name, Agent: agentv1.NewAgentClient(c), client: c, state: st}, st, nil
+}
+
+// Release closes the agent connection of an attached guest.
+func (s *Sandbox) Release() {
+	if s.client != nil {
+		s.client.Close()
+	}
+}
