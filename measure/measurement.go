@@ -20,9 +20,10 @@ type Options struct {
 	// OVMFHash, when not "", is a precomputed OVMF hash (96 hex digits) to start from
 	// instead of hashing the firmware pages.
 	OVMFHash string
-	Kernel   string // kernel image path; "" for a launch without kernel hashes
-	Initrd   string // initrd path; "" for none (needs Kernel)
-	Append   string // kernel command line, hashed with a trailing NUL (needs Kernel)
+	Kernel   string  // kernel image path; "" for a launch without kernel hashes
+	Initrd   string  // initrd path; "" for none (needs Kernel)
+	Append   string  // kernel command line, hashed with a trailing NUL (needs Kernel)
+	VMM      VMMType // QEMU unless set
 	VCPUs    int
 	// VCPUType is a QEMU CPU model name (see VCPUTypes); when "", VCPUSig is used as is.
 	VCPUType      string
@@ -88,7 +89,7 @@ func Measure(o Options) (*Measurement, error) {
 	fwSum := fw.SHA256()
 	m := &Measurement{
 		Mode: o.Mode,
-		VMM:  "QEMU",
+		VMM:  o.VMM.String(),
 		OVMF: FileDigest{Name: filepath.Base(o.OVMF), Size: int64(fw.Size()), SHA256: hex.EncodeToString(fwSum[:])},
 	}
 	if o.Mode == ModeOVMFHash {
@@ -98,7 +99,7 @@ func Measure(o Options) (*Measurement, error) {
 		return m, nil
 	}
 
-	l := Launch{Firmware: fw, VCPUs: o.VCPUs, VCPUSig: o.VCPUSig, GuestFeatures: o.GuestFeatures}
+	l := Launch{Firmware: fw, VMM: o.VMM, VCPUs: o.VCPUs, VCPUSig: o.VCPUSig, GuestFeatures: o.GuestFeatures}
 	if o.VCPUType != "" {
 		v, err := VCPUByName(o.VCPUType)
 		if err != nil {

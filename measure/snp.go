@@ -21,6 +21,7 @@ type Launch struct {
 	// Hashes is the kernel hashes table of a direct kernel boot, nil when no kernel is
 	// given: the KERNEL_HASHES section is then measured as zero pages.
 	Hashes        *KernelHashes
+	VMM           VMMType // the zero value is QEMU
 	VCPUs         int
 	VCPUSig       uint32
 	GuestFeatures uint64
@@ -55,12 +56,20 @@ func (l *Launch) Digest() (Digest, error) {
 	hasKernelHashes := false
 	for _, s := range fw.sections {
 		switch s.Type {
-		case SectionSNPSecMem, SectionSVSMCAA:
+		case SectionSNPSecMem:
+			if l.VMM == VMMGCE {
+				d.UpdateRange(PageUnmeasured, uint64(s.GPA), uint64(s.Size))
+			} else {
+				d.UpdateRange(PageZero, uint64(s.GPA), uint64(s.Size))
+			}
+		case SectionSVSMCAA:
 			d.UpdateRange(PageZero, uint64(s.GPA), uint64(s.Size))
 		case SectionSNPSecrets:
 			d.Update(PageSecrets, uint64(s.GPA), nil)
 		case SectionCPUID:
-			d.Update(PageCPUID, uint64(s.GPA), nil)
+			if l.VMM != VMMEC2 {
+				d.Update(PageCPUID, uint64(s.GPA), nil)
+			}
 		case SectionSNPKernelHashes:
 			hasKernelHashes = true
 			if l.Hashes == nil {
@@ -74,10 +83,17 @@ func (l *Launch) Digest() (Digest, error) {
 			d.Update(PageNormal, uint64(s.GPA), page)
 		}
 	}
+	if l.VMM == VMMEC2 { // EC2 adds the CPUID pages after all other sections
+		for _, s := range fw.sections {
+			if s.Type == SectionCPUID {
+				d.Update(PageCPUID, uint64(s.GPA), nil)
+			}
+		}
+	}
 	if l.Hashes != nil && !hasKernelHashes {
 		return d, fmt.Errorf("a kernel was given but the firmware's SEV metadata has no KERNEL_HASHES section, so it cannot verify one: %w (use an OVMF AmdSev build, or measure without --kernel)", ErrNoKernelHashes)
 	}
-	bsp := vmsaPage(bspResetEIP, l.VCPUSig, l.GuestFeatures)
+	bsp := vmsaPageFor(l.VMM, bspResetEIP, l.VCPUSig, l.GuestFeatures)
 	var ap []byte
 	for i := range l.VCPUs {
 		if i == 0 {
@@ -85,7 +101,7 @@ func (l *Launch) Digest() (Digest, error) {
 			continue
 		}
 		if ap == nil {
-			ap = vmsaPage(apEIP, l.VCPUSig, l.GuestFeatures)
+			ap = vmsaPageFor(l.VMM, apEIP, l.VCPUSig, l.GuestFeatures)
 		}
 		d.Update(PageVMSA, VMSAGPA, ap)
 	}

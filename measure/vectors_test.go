@@ -19,6 +19,11 @@ func caseOptions(t *testing.T, s *vectors.Set, c vectors.Case) Options {
 	o := Options{OVMF: s.OVMF, VCPUs: c.VCPUs, VCPUType: c.VCPUType, OVMFHash: c.SNPOVMFHash,
 		Kernel: s.Path(t, c.Kernel), Initrd: s.Path(t, c.Initrd), GuestFeatures: DefaultGuestFeatures}
 	var err error
+	if c.VMMType != "" {
+		if o.VMM, err = ParseVMMType(c.VMMType); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if c.GuestFeatures != "" {
 		if o.GuestFeatures, err = strconv.ParseUint(c.GuestFeatures, 0, 64); err != nil {
 			t.Fatalf("guest_features %q: %v", c.GuestFeatures, err)
@@ -45,8 +50,8 @@ func caseName(i int, c vectors.Case) string {
 	if cpu == "" {
 		cpu = "sig"
 	}
-	return fmt.Sprintf("%d-%s-%dvcpu-kernel%t-initrd%t-append%t",
-		i, cpu, c.VCPUs, c.Kernel != nil, c.Initrd != nil, c.Append != nil)
+	return fmt.Sprintf("%d-%s%s-%dvcpu-kernel%t-initrd%t-append%t",
+		i, c.VMMType, cpu, c.VCPUs, c.Kernel != nil, c.Initrd != nil, c.Append != nil)
 }
 
 func TestReferenceVectors(t *testing.T) {

@@ -52,10 +52,16 @@ const (
 	resetX87FCW     = 0x37F
 )
 
-// vmsaPage returns the initial VMSA QEMU (with KVM) gives a vCPU that starts at eip: in
-// real mode with CS based so that CS.base + IP = eip, and RDX holding the CPUID signature,
-// as at x86 reset.
+// vmsaPage returns the initial VMSA QEMU gives a vCPU that starts at eip.
 func vmsaPage(eip uint32, vcpuSig uint32, guestFeatures uint64) []byte {
+	return vmsaPageFor(VMMQEMU, eip, vcpuSig, guestFeatures)
+}
+
+// vmsaPageFor returns the initial VMSA the VMM gives a vCPU that starts at eip: in real
+// mode with CS based so that CS.base + IP = eip and, under QEMU, RDX holding the CPUID
+// signature, as at x86 reset.
+func vmsaPageFor(vmm VMMType, eip uint32, vcpuSig uint32, guestFeatures uint64) []byte {
+	r := vmm.reset(eip, vcpuSig)
 	p := make([]byte, PageSize)
 	le := binary.LittleEndian
 	seg := func(off int, selector, attrib uint16, limit uint32, base uint64) {
@@ -65,15 +71,15 @@ func vmsaPage(eip uint32, vcpuSig uint32, guestFeatures uint64) []byte {
 		le.PutUint64(p[off+8:], base)
 	}
 	seg(vmsaES, 0, segmentAttrData, resetSegLimit, 0)
-	seg(vmsaCS, resetCSSelector, segmentAttrCode, resetSegLimit, uint64(eip&0xFFFF0000))
-	seg(vmsaSS, 0, segmentAttrData, resetSegLimit, 0)
+	seg(vmsaCS, resetCSSelector, r.csAttr, resetSegLimit, uint64(eip&0xFFFF0000))
+	seg(vmsaSS, 0, r.ssAttr, resetSegLimit, 0)
 	seg(vmsaDS, 0, segmentAttrData, resetSegLimit, 0)
 	seg(vmsaFS, 0, segmentAttrData, resetSegLimit, 0)
 	seg(vmsaGS, 0, segmentAttrData, resetSegLimit, 0)
 	seg(vmsaGDTR, 0, 0, resetSegLimit, 0)
 	seg(vmsaLDTR, 0, segmentAttrLDT, resetSegLimit, 0)
 	seg(vmsaIDTR, 0, 0, resetSegLimit, 0)
-	seg(vmsaTR, 0, segmentAttrTSS, resetSegLimit, 0)
+	seg(vmsaTR, 0, r.trAttr, resetSegLimit, 0)
 	le.PutUint64(p[vmsaEFER:], eferSVME)
 	le.PutUint64(p[vmsaCR4:], cr4MCE)
 	le.PutUint64(p[vmsaCR0:], cr0ET)
@@ -81,11 +87,11 @@ func vmsaPage(eip uint32, vcpuSig uint32, guestFeatures uint64) []byte {
 	le.PutUint64(p[vmsaDR6:], resetDR6)
 	le.PutUint64(p[vmsaRFLAGS:], resetRFLAGS)
 	le.PutUint64(p[vmsaRIP:], uint64(eip&0xFFFF))
-	le.PutUint64(p[vmsaGPAT:], resetPAT)
-	le.PutUint64(p[vmsaRDX:], uint64(vcpuSig))
+	le.PutUint64(p[vmsaGPAT:], r.pat)
+	le.PutUint64(p[vmsaRDX:], r.rdx)
 	le.PutUint64(p[vmsaSEVFeatures:], guestFeatures)
 	le.PutUint64(p[vmsaXCR0:], resetXCR0)
-	le.PutUint32(p[vmsaMXCSR:], resetMXCSR)
-	le.PutUint16(p[vmsaX87FCW:], resetX87FCW)
+	le.PutUint32(p[vmsaMXCSR:], r.mxcsr)
+	le.PutUint16(p[vmsaX87FCW:], r.x87FCW)
 	return p
 }

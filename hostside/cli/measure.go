@@ -25,6 +25,7 @@ func init() {
 // today) reads the fields it needs; set records which flags the command line gave.
 type measureArgs struct {
 	mode          string
+	vmmType       string
 	ovmf          string
 	kernel        string
 	initrd        string
@@ -42,10 +43,12 @@ type measureArgs struct {
 	rules         string
 
 	set map[string]bool
+	vmm measure.VMMType
 }
 
 func (a *measureArgs) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.mode, "mode", measure.ModeSNP, "measurement: "+measure.ModeSNP+" (launch digest) or "+measure.ModeOVMFHash+" (firmware pages only)")
+	fs.StringVar(&a.vmmType, "vmm-type", "QEMU", "VMM that launches the guest: QEMU, ec2 or gce")
 	fs.StringVar(&a.ovmf, "ovmf", "", "OVMF firmware image (AmdSev build), required")
 	fs.StringVar(&a.kernel, "kernel", "", "kernel image booted with QEMU -kernel (kernel-hashes=on)")
 	fs.StringVar(&a.initrd, "initrd", "", "initrd booted with QEMU -initrd (needs --kernel)")
@@ -83,6 +86,8 @@ func (a *measureArgs) vcpu() (name string, sig uint32, err error) {
 		}
 	}
 	switch {
+	case given == 0 && a.vmm != measure.VMMQEMU:
+		return "", 0, nil // ec2 and gce set RDX themselves
 	case given == 0:
 		return "", 0, usagef("missing --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping in mode %s", a.mode)
 	case given > 1:
@@ -114,7 +119,7 @@ func (a *measureArgs) qemuOVMF() (*measure.Measurement, error) {
 	if a.ovmf == "" {
 		return nil, usagef("missing --ovmf FILE (the OVMF firmware image, e.g. OVMF.amdsev.fd)")
 	}
-	o := measure.Options{Mode: a.mode, OVMF: a.ovmf}
+	o := measure.Options{Mode: a.mode, OVMF: a.ovmf, VMM: a.vmm}
 	if a.mode == measure.ModeOVMFHash {
 		return measure.Measure(o)
 	}
@@ -162,6 +167,11 @@ func runMeasure(ctx context.Context, args []string, stdio Stdio) error {
 	default:
 		return usagef("--mode %q: want %s or %s", a.mode, measure.ModeSNP, measure.ModeOVMFHash)
 	}
+	vmm, err := measure.ParseVMMType(a.vmmType)
+	if err != nil {
+		return usagef("--vmm-type %q: want QEMU, ec2 or gce", a.vmmType)
+	}
+	a.vmm = vmm
 	if a.mode == measure.ModeOVMFHash && a.set["snp-ovmf-hash"] {
 		return usagef("--snp-ovmf-hash makes no sense in mode %s, which computes it", a.mode)
 	}

@@ -26,6 +26,9 @@ func runCLI(args ...string) (int, string, string) {
 // vectorArgs turns a reference case into sev-snp-measure style flags.
 func vectorArgs(t *testing.T, s *vectors.Set, c vectors.Case) []string {
 	args := []string{"measure", "--mode", "snp", "--ovmf", s.OVMF, "--vcpus", fmt.Sprint(c.VCPUs)}
+	if c.VMMType != "" {
+		args = append(args, "--vmm-type", c.VMMType)
+	}
 	switch {
 	case c.VCPUType != "":
 		args = append(args, "--vcpu-type", c.VCPUType)
@@ -134,7 +137,8 @@ func TestMeasureBadInput(t *testing.T) {
 		{"bad mode", append(base, "--vcpu-type", "EPYC", "--mode", "seves"), 2, "seves"},
 		{"initrd without kernel", append(base, "--vcpu-type", "EPYC", "--initrd", garbage), 2, "--kernel"},
 		{"stray argument", append(base, "--vcpu-type", "EPYC", "extra"), 2, "extra"},
-		{"unknown flag", append(base, "--vmm-type", "ec2"), 2, "vmm-type"},
+		{"unknown flag", append(base, "--dump-vmsa"), 2, "dump-vmsa"},
+		{"unknown vmm type", append(base, "--vcpu-type", "EPYC", "--vmm-type", "azure"), 2, "azure"},
 		{"missing ovmf file", []string{"measure", "--ovmf", missing, "--vcpus", "1", "--vcpu-type", "EPYC"}, 1, missing},
 		{"garbage ovmf", []string{"measure", "--ovmf", garbage, "--vcpus", "1", "--vcpu-type", "EPYC"}, 1, garbage},
 		{"garbage ovmf hash mode", []string{"measure", "--mode", "snp:ovmf-hash", "--ovmf", garbage}, 1, "footer"},

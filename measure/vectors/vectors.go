@@ -24,6 +24,7 @@ type File struct {
 
 // Case is one launch and its expected measurement. Absent inputs are nil.
 type Case struct {
+	VMMType       string  `json:"vmm_type"` // "" is QEMU
 	VCPUs         int     `json:"vcpus"`
 	VCPUType      string  `json:"vcpu_type"`
 	VCPUSig       string  `json:"vcpu_sig"`
