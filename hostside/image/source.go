@@ -264,6 +264,24 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 	return Disk{Path: imagePath, Verity: p, Config: cf.Config}, nil
 }
 
+// Check reports a local source that does not exist before any slow work starts.
+func (s Source) Check() error {
+	switch s.Kind {
+	case Dir, OCILayout, DockerArchive:
+		st, err := os.Stat(s.Ref)
+		if err != nil {
+			return fmt.Errorf("container rootfs %s: %w", s.Ref, errors.Join(ErrSource, err))
+		}
+		if s.Kind != DockerArchive && !st.IsDir() {
+			return fmt.Errorf("container rootfs %s: not a directory: %w", s.Ref, ErrSource)
+		}
+	case Registry:
+	default:
+		return fmt.Errorf("source kind %q: want dir, oci, docker-archive or registry: %w", s.Kind, ErrSource)
+	}
+	return nil
+}
+
 // OCISource is the source for the CLI's --oci PATH: an OCI image layout if PATH is a
 // directory, else a docker save archive (which may itself hold an OCI layout).
 func OCISource(path string) Source {

@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"confguest/hostside/image"
+	"confguest/hostside/launcher"
+	"confguest/hostside/vmm"
+)
+
+func init() {
+	register(command{
+		name:    "run",
+		summary: "boot the guest, run one container in it, shut the guest down",
+		run:     runRun,
+	})
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// launchFlags are the flags run and start share.
+type launchFlags struct {
+	vmm, imageDir, rootfsDir, oci, pull, accel, memory, runDir string
+	name                                                       string
+	cpus                                                       int
+	tty, stdin, timings, quiet                                 bool
+	env                                                        stringList
+	bootTimeout                                                time.Duration
+	vhost                                                      string
+}
+
+func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
+	fs.StringVar(&f.vmm, "vmm", launcher.QEMU, "VMM: qemu or cloud-hypervisor")
+	fs.StringVar(&f.imageDir, "image", "out", "guest image directory (make image's output)")
+	fs.StringVar(&f.rootfsDir, "rootfs", "", "container rootfs: a directory")
+	fs.StringVar(&f.oci, "oci", "", "container rootfs: an OCI image layout directory or a docker save archive")
+	fs.StringVar(&f.pull, "pull", "", "container rootfs: an image reference to pull from a registry")
+	fs.StringVar(&f.accel, "accel", string(vmm.AccelAuto), "QEMU accelerator: auto (KVM if a vCPU really runs), kvm or tcg")
+	fs.StringVar(&f.memory, "memory", "512M", "guest memory (e.g. 256M, 1G)")
+	fs.IntVar(&f.cpus, "cpus", 1, "guest vCPUs")
+	fs.Var(&f.env, "env", "KEY=VALUE for the container (repeatable)")
+	fs.BoolVar(&f.timings, "timings", false, "print where the time went")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&f.runDir, "run-dir", launcher.DefaultRunBase(), "state directory of running guests")
+	fs.DurationVar(&f.bootTimeout, "boot-timeout", 120*time.Second, "give up if the agent does not answer within this time")
+	fs.StringVar(&f.vhost, "vhost-device-vsock", "", "vhost-device-vsock binary (default: from PATH)")
+	if withName {
+		fs.StringVar(&f.name, "name", "", "name of the guest (required)")
+	} else {
+		fs.BoolVar(&f.tty, "tty", false, "give the container a terminal")
+		fs.BoolVar(&f.tty, "t", false, "short for --tty")
+		fs.BoolVar(&f.stdin, "i", false, "pass standard input to the container")
+	}
+}
+
+// source returns the one container rootfs source given.
+func (f *launchFlags) source() (image.Source, error) {
+	var srcs []image.Source
+	if f.rootfsDir != "" {
+		srcs = append(srcs, image.Source{Kind: image.Dir, Ref: f.rootfsDir})
+	}
+	if f.oci != "" {
+		srcs = append(srcs, image.OCISource(f.oci))
+	}
+	if f.pull != "" {
+		srcs = append(srcs, image.Source{Kind: image.Registry, Ref: f.pull})
+	}
+	if len(srcs) != 1 {
+		return image.Source{}, usagef("give exactly one of --rootfs DIR, --oci PATH, --pull REF")
+	}
+	return srcs[0], srcs[0].Check()
+}
+
+// options turns the flags into launcher options.
+func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
+	if err := launcher.CheckVMM(f.vmm); err != nil {
+		return launcher.Options{}, usagef("%v", err)
+	}
+	mem, err := parseMemory(f.memory)
+	if err != nil {
+		return launcher.Options{}, usagef("%v", err)
+	}
+	if mem < vmm.MinMemoryMiB {
+		return launcher.Options{}, usagef("--memory %s is too small: the guest needs at least %dM", f.memory, vmm.MinMemoryMiB)
+	}
+	switch vmm.Accel(f.accel) {
+	case vmm.AccelAuto, vmm.AccelKVM, vmm.AccelTCG:
+	default:
+		return launcher.Options{}, usagef("--accel %q: want auto, kvm or tcg", f.accel)
+	}
+	if f.cpus < 1 || f.cpus > 255 {
+		return launcher.Options{}, usagef("--cpus %d: want 1 to 255", f.cpus)
+	}
+	o := launcher.Options{
+		ImageDir: f.imageDir, VMM: f.vmm, Accel: vmm.Accel(f.accel), CPUs: f.cpus, MemoryMiB: mem,
+		RunBase: f.runDir, Name: f.name, BootTimeout: f.bootTimeout,
+	}
+	if f.vhost != "" {
+		o.QEMU = append(o.QEMU, vmm.WithVhostDeviceVsock(f.vhost))
+	}
+	if !f.quiet {
+		o.Progress = stdio.Err
+	}
+	if f.timings {
+		o.Timings = launcher.NewTimings()
+	}
+	return o, nil
+}
+
+// parseMemory reads sizes like 512M, 1G, 2048 (MiB) and returns MiB.
+func parseMemory(s string) (int, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := 1
+	switch {
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1024, strings.TrimSuffix(t, "G")
+	case strings.HasSuffix(t, "M"):
+		t = strings.TrimSuffix(t, "M")
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 || n > 1<<20 {
+		return 0, fmt.Errorf("--memory %q: want a size such as 512M or 1G", s)
+	}
+	return n * mult, nil
+}
+
+// teardownTimeout bounds shutting a guest down after the run or on a signal.
+const teardownTimeout = 15 * time.Second
+
+func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
+	var f launchFlags
+	fs := newFlags("run", stdio)
+	f.register(fs, false)
+	fs.Usage = func() {
+		fmt.Fprintln(stdio.Err, "usage: confguest run [FLAGS] (--rootfs DIR | --oci PATH | --pull REF) [-- CMD [ARG...]]")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	src, err := f.source()
+	if err != nil {
+		return err
+	}
+	o, err := f.options(stdio)
+	if err != nil {
+		return err
+	}
+	sb, err := launcher.New(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+		defer cancel()
+		if cerr := sb.Close(tctx); cerr != nil && err == nil {
+			err = cerr
+		}
+		if o.Timings != nil {
+			o.Timings.Print(stdio.Err)
+		}
+		if ctx.Err() != nil {
+			fmt.Fprintln(stdio.Err, "confguest run: interrupted; the guest was shut down")
+			err = ExitError{Code: 130}
+		}
+	}()
+	disk, serial, err := sb.BuildDisk(ctx, src)
+	if err != nil {
+		return err
+	}
+	proc, err := launcher.ProcessFromImage(disk.Config, fs.Args(), f.env)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	proc.TTY, proc.Stdin = f.tty, f.stdin
+	term, err := setupTTY(stdio, f.tty, &proc)
+	if err != nil {
+		return err
+	}
+	defer term.restore()
+	if err := sb.Boot(ctx); err != nil {
+		return err
+	}
+	code, err := sb.RunContainer(ctx, containerID, disk, serial, proc, launcher.IO{
+		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: stdio.Err,
+	})
+	term.restore()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil // reported by the deferred teardown
+		}
+		return err
+	}
+	if code != 0 {
+		return ExitError{Code: code}
+	}
+	return nil
+}
+
+// stdinFile returns stdio.In as a file if it is one.
+func stdinFile(stdio Stdio) *os.File {
+	f, _ := stdio.In.(*os.File)
+	return f
+}
