@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -67,5 +66,3 @@ func TestVectorRoundTrip(t *testing.T) {
 		t.Errorf("Platform(SEV-SNP) = %+v, %v, want mask 1 version 1", p, ok)
 	}
 }
-
-var _ = errors.Is

@@ -39,7 +39,7 @@ func assemble(hs []rawHeader, data []byte) []byte {
 
 // fixCRC recomputes the checksum of a file edited by a test.
 func fixCRC(b []byte) []byte {
-	end := 24 + binary.LittleEndian.Uint32(b[12:])
+	end := min(24+int(binary.LittleEndian.Uint32(b[12:])), len(b))
 	h := bytes.Clone(b[:end])
 	clear(h[20:24])
 	binary.LittleEndian.PutUint32(b[20:], crc32.ChecksumIEEE(h))
