@@ -143,7 +143,9 @@ func Measure(o Options) (*Measurement, error) {
 	m.Measurement = m.Digest.String()
 	m.VCPUs = o.VCPUs
 	m.VCPUType = o.VCPUType
-	m.VCPUSig = fmt.Sprintf("0x%x", l.VCPUSig)
+	if o.VMM == VMMQEMU { // ec2 and gce put a fixed value in RDX
+		m.VCPUSig = fmt.Sprintf("0x%x", l.VCPUSig)
+	}
 	m.GuestFeatures = fmt.Sprintf("0x%x", o.GuestFeatures)
 	return m, nil
 }

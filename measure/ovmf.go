@@ -163,7 +163,11 @@ func (fw *OVMF) parseTable() error {
 	end := n - footerEnd
 	footerLen, guid := entryHeader(fw.data[end-entryHeaderSize : end])
 	if guid != guidFooterTable {
-		return fmt.Errorf("footer table GUID %s not found at offset 0x%x: %w", guidFooterTable, end-16, ErrNoFooterTable)
+		hint := ""
+		if n%PageSize != 0 {
+			hint = fmt.Sprintf(" (the image's %d bytes are not whole 4 KiB pages: truncated?)", n)
+		}
+		return fmt.Errorf("footer table GUID %s not found at offset 0x%x%s: %w", guidFooterTable, end-16, hint, ErrNoFooterTable)
 	}
 	if footerLen < entryHeaderSize || footerLen > end {
 		return fmt.Errorf("footer table length %d at offset 0x%x is outside the image: %w", footerLen, end-entryHeaderSize, ErrOutOfRange)
