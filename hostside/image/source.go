@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -100,11 +99,11 @@ func Load(ctx context.Context, src Source, opts ...Option) (v1.Image, error) {
 
 func loadLayout(dir string) (v1.Image, error) {
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		return nil, fmt.Errorf("%s is not an OCI image layout (no index.json): %w", dir, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("%s is not an OCI image layout (no index.json): %w: %w", dir, ErrSource, err)
 	}
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("read OCI layout %s: %w", dir, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("read OCI layout %s: %w: %w", dir, ErrSource, err)
 	}
 	img, err := pickImage(idx, dir)
 	if err != nil {
@@ -117,7 +116,7 @@ func loadLayout(dir string) (v1.Image, error) {
 func pickImage(idx v1.ImageIndex, where string) (v1.Image, error) {
 	m, err := idx.IndexManifest()
 	if err != nil {
-		return nil, fmt.Errorf("%s: read index: %w", where, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("%s: read index: %w: %w", where, ErrSource, err)
 	}
 	var found []v1.Descriptor
 	for _, d := range m.Manifests {
@@ -132,30 +131,30 @@ func pickImage(idx v1.ImageIndex, where string) (v1.Image, error) {
 	if d.MediaType.IsIndex() {
 		child, err := idx.ImageIndex(d.Digest)
 		if err != nil {
-			return nil, fmt.Errorf("%s: open index %s: %w", where, d.Digest, errors.Join(ErrSource, err))
+			return nil, fmt.Errorf("%s: open index %s: %w: %w", where, d.Digest, ErrSource, err)
 		}
 		return pickImage(child, where)
 	}
 	img, err := idx.Image(d.Digest)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open image %s: %w", where, d.Digest, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("%s: open image %s: %w: %w", where, d.Digest, ErrSource, err)
 	}
 	if _, err := img.Manifest(); err != nil {
-		return nil, fmt.Errorf("%s: image manifest %s: %w", where, d.Digest, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("%s: image manifest %s: %w: %w", where, d.Digest, ErrSource, err)
 	}
 	return img, nil
 }
 
 func loadArchive(path string) (v1.Image, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("docker archive %s: %w", path, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("docker archive %s: %w: %w", path, ErrSource, err)
 	}
 	img, err := tarball.ImageFromPath(path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("read docker archive %s (made by docker save of one image?): %w", path, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("read docker archive %s (made by docker save of one image?): %w: %w", path, ErrSource, err)
 	}
 	if _, err := img.Manifest(); err != nil {
-		return nil, fmt.Errorf("docker archive %s: %w", path, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("docker archive %s: %w: %w", path, ErrSource, err)
 	}
 	return img, nil
 }
@@ -163,12 +162,12 @@ func loadArchive(path string) (v1.Image, error) {
 func loadRemote(ctx context.Context, ref string, opts []remote.Option) (v1.Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("image reference %q: %w", ref, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("image reference %q: %w: %w", ref, ErrSource, err)
 	}
 	opts = append([]remote.Option{remote.WithContext(ctx), remote.WithPlatform(Platform)}, opts...)
 	img, err := remote.Image(r, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", ref, errors.Join(ErrSource, err))
+		return nil, fmt.Errorf("pull %s: %w: %w", ref, ErrSource, err)
 	}
 	return img, nil
 }
@@ -177,11 +176,11 @@ func loadRemote(ctx context.Context, ref string, opts []remote.Option) (v1.Image
 // unpacked. Local layouts and archives are not verified by the library on read.
 func checkLayers(ctx context.Context, src Source, img v1.Image) error {
 	if _, err := img.ConfigFile(); err != nil {
-		return fmt.Errorf("%s: image config: %w", src, errors.Join(ErrSource, err))
+		return fmt.Errorf("%s: image config: %w: %w", src, ErrSource, err)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return fmt.Errorf("%s: list layers: %w", src, errors.Join(ErrSource, err))
+		return fmt.Errorf("%s: list layers: %w: %w", src, ErrSource, err)
 	}
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
@@ -189,17 +188,17 @@ func checkLayers(ctx context.Context, src Source, img v1.Image) error {
 		}
 		want, err := l.Digest()
 		if err != nil {
-			return fmt.Errorf("%s: layer %d digest: %w", src, i, errors.Join(ErrSource, err))
+			return fmt.Errorf("%s: layer %d digest: %w: %w", src, i, ErrSource, err)
 		}
 		rc, err := l.Compressed()
 		if err != nil {
-			return fmt.Errorf("%s: layer %d (%s): %w", src, i, want, errors.Join(ErrSource, err))
+			return fmt.Errorf("%s: layer %d (%s): %w: %w", src, i, want, ErrSource, err)
 		}
 		h := sha256.New()
 		_, err = io.Copy(h, rc)
 		rc.Close()
 		if err != nil {
-			return fmt.Errorf("%s: read layer %d (%s): %w", src, i, want, errors.Join(ErrSource, err))
+			return fmt.Errorf("%s: read layer %d (%s): %w: %w", src, i, want, ErrSource, err)
 		}
 		got := "sha256:" + hex.EncodeToString(h.Sum(nil))
 		if want.Algorithm == "sha256" && got != want.String() {
@@ -230,7 +229,7 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 	if src.Kind == Dir {
 		st, err := os.Stat(src.Ref)
 		if err != nil {
-			return Disk{}, fmt.Errorf("rootfs directory %s: %w", src.Ref, errors.Join(ErrSource, err))
+			return Disk{}, fmt.Errorf("rootfs directory %s: %w: %w", src.Ref, ErrSource, err)
 		}
 		if !st.IsDir() {
 			return Disk{}, fmt.Errorf("rootfs directory %s: not a directory: %w", src.Ref, ErrSource)
@@ -270,7 +269,7 @@ func (s Source) Check() error {
 	case Dir, OCILayout, DockerArchive:
 		st, err := os.Stat(s.Ref)
 		if err != nil {
-			return fmt.Errorf("container rootfs %s: %w", s.Ref, errors.Join(ErrSource, err))
+			return fmt.Errorf("container rootfs %s: %w: %w", s.Ref, ErrSource, err)
 		}
 		if s.Kind != DockerArchive && !st.IsDir() {
 			return fmt.Errorf("container rootfs %s: not a directory: %w", s.Ref, ErrSource)
