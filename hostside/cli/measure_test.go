@@ -111,12 +111,7 @@ func TestMeasureBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing")
-	ovmf := garbage // a real firmware only where the failure lies elsewhere
-	if v, err := filepath.Abs("../../../shared/vectors/OVMF.amdsev.fd"); err == nil {
-		if _, err := os.Stat(v); err == nil {
-			ovmf = v
-		}
-	}
+	ovmf := filepath.Join(vectors.Dir(t), "OVMF.amdsev.fd") // good where the failure lies elsewhere
 	base := []string{"measure", "--ovmf", ovmf, "--vcpus", "1"}
 	for _, tc := range []struct {
 		name     string
