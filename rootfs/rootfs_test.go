@@ -243,6 +243,13 @@ func TestBuildVeritysetupAccepts(t *testing.T) {
 	if _, err := exec.Command(vs, "verify", fmt.Sprintf("--hash-offset=%d", p.HashOffset), img, img, p.RootHash).CombinedOutput(); err == nil {
 		t.Errorf("veritysetup verify accepts the image with a flipped byte")
 	}
+	// And one in the hash tree (a single level here: the block under the root).
+	b[1024+3] ^= 1
+	b[p.HashOffset+4096+40] ^= 1
+	os.WriteFile(img, b, 0o644)
+	if err := Verify(img, p); !errors.Is(err, ErrHashBlock) || !strings.Contains(err.Error(), "level 0 index 0") {
+		t.Errorf("Verify(flipped byte in the hash tree) = %v, want ErrHashBlock naming level 0 index 0", err)
+	}
 }
 
 func TestBuildOwnership(t *testing.T) {
