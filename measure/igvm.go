@@ -99,25 +99,22 @@ func IGVM(f *igvm.File, o IGVMOptions) (Digest, error) {
 	}
 	mask := plat.CompatibilityMask
 	areas := f.ParameterAreas()
-	var bsp *igvm.VPContext
-	for _, h := range f.Headers {
+	vps := map[uint16]igvm.VPContext{} // RulesKVM: the VP context of each vCPU
+	for i, h := range f.Headers {
+		if m, ok := igvm.CompatibilityMask(h.Body); ok && m&mask == 0 {
+			continue // another platform's directive
+		}
+		if o.Rules == RulesKVM && !kvmLoads(h.Body.Type()) {
+			return d, fmt.Errorf("header %d is %v, which Cloud Hypervisor does not load: %w", i, h.Body.Type(), ErrIGVMLaunch)
+		}
 		switch x := h.Body.(type) {
 		case igvm.PageData:
-			if x.CompatibilityMask&mask == 0 {
-				continue
-			}
 			if err := igvmPage(&d, f, x, o.Rules); err != nil {
 				return d, err
 			}
 		case igvm.ParameterInsert:
-			if x.CompatibilityMask&mask == 0 {
-				continue
-			}
 			d.UpdateRange(PageUnmeasured, x.GPA, areas[x.Index].NumberOfBytes)
 		case igvm.VPContext:
-			if x.CompatibilityMask&mask == 0 {
-				continue
-			}
 			if o.Rules == RulesMSHV {
 				vmsa, err := f.VMSA(x)
 				if err != nil {
@@ -126,47 +123,81 @@ func IGVM(f *igvm.File, o IGVMOptions) (Digest, error) {
 				d.Update(PageVMSA, x.GPA, vmsa)
 				continue
 			}
-			if x.VPIndex == 0 && bsp == nil {
-				bsp = &x
-			}
+			vps[x.VPIndex] = x // Cloud Hypervisor loads the last one into the vCPU
 		}
 	}
 	if o.Rules == RulesMSHV {
 		return d, nil
 	}
-	if bsp == nil {
+	// The VMSA pages: after all pages, one per vCPU, in vCPU order (KVM's
+	// SNP_LAUNCH_FINISH walks the vCPUs), all at VMSAGPA.
+	vp0, ok := vps[0]
+	if !ok {
 		return d, fmt.Errorf("no VP context for vCPU 0 on the SEV-SNP platform: %w", ErrIGVMLaunch)
 	}
-	vmsa, err := KVMVMSA(f, *bsp, o)
+	v0, err := KVMVMSA(f, vp0, o)
 	if err != nil {
 		return d, err
 	}
-	d.Update(PageVMSA, VMSAGPA, vmsa[:])
+	features := v0.U64(igvm.VMSASEVFeatures)
+	d.Update(PageVMSA, VMSAGPA, v0[:])
 	for i := 1; i < o.VCPUs; i++ {
-		d.Update(PageVMSA, VMSAGPA, kvmResetVMSA(vmsa.U64(igvm.VMSASEVFeatures), o))
+		vp, ok := vps[uint16(i)]
+		if !ok {
+			d.Update(PageVMSA, VMSAGPA, kvmResetVMSA(features, o))
+			continue
+		}
+		b, err := f.VMSA(vp)
+		if err != nil {
+			return d, err
+		}
+		var src igvm.VMSA
+		copy(src[:], b)
+		v := kvmVMSAFrom(&src, features, o)
+		d.Update(PageVMSA, VMSAGPA, v[:])
 	}
 	return d, nil
 }
 
-// igvmPage extends d with one PAGE_DATA directive.
+// kvmLoads reports whether Cloud Hypervisor's IGVM loader handles directives of type t
+// (it stops on the others).
+func kvmLoads(t igvm.HeaderType) bool {
+	switch t {
+	case igvm.TypePageData, igvm.TypeParameterArea, igvm.TypeParameterInsert, igvm.TypeVPCount,
+		igvm.TypeMemoryMap, igvm.TypeCommandLine, igvm.TypeRequiredMemory, igvm.TypeVPContext,
+		igvm.TypeSNPIDBlock:
+		return true
+	}
+	return t < 0x301 // platform and initialization headers
+}
+
+// igvmPage extends d with one PAGE_DATA directive. Under RulesKVM it follows Cloud
+// Hypervisor's loader: the unmeasured flag counts for normal pages only, the shared flag
+// is not looked at, CPUID_XF pages are refused. Under RulesMSHV it follows igvmgen, which
+// leaves pages with flag bit 2 (its "guest invalid", igvm_defs' shared) out of the launch.
 func igvmPage(d *Digest, f *igvm.File, p igvm.PageData, rules Rules) error {
 	if p.Flags&igvm.PageFlag2M != 0 {
 		return fmt.Errorf("page at GPA 0x%x is a 2 MiB page, which this calculator does not measure: %w", p.GPA, ErrIGVMLaunch)
 	}
-	if p.Flags&igvm.PageFlagShared != 0 {
-		// Shared (host-visible) pages are not part of the encrypted launch.
-		return nil
-	}
-	if p.Flags&igvm.PageFlagUnmeasured != 0 {
-		d.Update(PageUnmeasured, p.GPA, nil)
+	if rules == RulesMSHV && p.Flags&igvm.PageFlagShared != 0 {
 		return nil
 	}
 	switch p.DataType {
 	case igvm.DataSecrets:
 		d.Update(PageSecrets, p.GPA, nil)
 		return nil
-	case igvm.DataCPUID, igvm.DataCPUIDXF:
+	case igvm.DataCPUID:
 		d.Update(PageCPUID, p.GPA, nil)
+		return nil
+	case igvm.DataCPUIDXF:
+		if rules == RulesKVM {
+			return fmt.Errorf("page at GPA 0x%x has data type CPUID_XF, which Cloud Hypervisor does not load: %w", p.GPA, ErrIGVMLaunch)
+		}
+		d.Update(PageCPUID, p.GPA, nil)
+		return nil
+	}
+	if p.Flags&igvm.PageFlagUnmeasured != 0 {
+		d.Update(PageUnmeasured, p.GPA, nil)
 		return nil
 	}
 	data, err := f.PageContents(p)

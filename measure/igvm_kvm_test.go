@@ -169,6 +169,23 @@ func TestIGVMFirstPrinciples(t *testing.T) {
 		}
 		return b.AddPage(igvm.PageData{GPA: 0xA000, CompatibilityMask: 1, Flags: igvm.PageFlagUnmeasured}, []byte{1})
 	}
+	flagged := func(b *igvm.Builder) error {
+		// Cloud Hypervisor: the unmeasured flag counts for normal pages only, shared is ignored.
+		if err := b.AddPage(igvm.PageData{GPA: 0x9000, CompatibilityMask: 1, DataType: igvm.DataSecrets, Flags: igvm.PageFlagUnmeasured}, nil); err != nil {
+			return err
+		}
+		return b.AddPage(igvm.PageData{GPA: 0x1000, CompatibilityMask: 1, Flags: igvm.PageFlagShared}, []byte("hello, measured page"))
+	}
+	apContext := func(b *igvm.Builder) error {
+		ap := fileVMSA(1)
+		put64(ap, 0x178, 0x200000) // rip
+		put64(ap, 0x310, 7)        // rdx
+		put64(ap, 0x3B0, 0x9)      // sev_features: KVM uses vCPU 0's
+		return b.AddVPContext(igvm.VPContext{GPA: 0x4000, CompatibilityMask: 1, VPIndex: 1}, ap)
+	}
+	apWant := kvmBSP()
+	put64(apWant, 0x178, 0x200000)
+	put64(apWant, 0x310, 7)
 	both := func(fs ...func(*igvm.Builder) error) func(*igvm.Builder) error {
 		return func(b *igvm.Builder) error {
 			for _, f := range fs {
@@ -199,6 +216,12 @@ func TestIGVMFirstPrinciples(t *testing.T) {
 			[]pageRec{{1, 0x1000, hello}, {3, 0x2000, nil}, {2, vmsaGPA, kvmBSP()}, {2, vmsaGPA, kvmAP(0xa00f11)}}},
 		{"three vCPUs", zeroPage, RulesKVM, 3, 0,
 			[]pageRec{{3, 0x2000, nil}, {2, vmsaGPA, kvmBSP()}, {2, vmsaGPA, kvmAP(0)}, {2, vmsaGPA, kvmAP(0)}}},
+		{"flags on secrets and shared pages", flagged, RulesKVM, 1, 0,
+			[]pageRec{{5, 0x9000, nil}, {1, 0x1000, hello}, {2, vmsaGPA, kvmBSP()}}},
+		{"mshv: shared page left out", flagged, RulesMSHV, 1, 0,
+			[]pageRec{{5, 0x9000, nil}, {2, 0x3000, fileVMSA(1)}}},
+		{"second vCPU with its own VP context", both(zeroPage, apContext), RulesKVM, 2, 0,
+			[]pageRec{{3, 0x2000, nil}, {2, vmsaGPA, kvmBSP()}, {2, vmsaGPA, apWant}}},
 		{"mshv: zero page is normal, file VMSA at its GPA", both(normalPage, zeroPage, paramInsert), RulesMSHV, 4, 0,
 			[]pageRec{{1, 0x1000, hello}, {1, 0x2000, zero}, {4, 0x5000, nil}, {4, 0x6000, nil}, {2, 0x3000, fileVMSA(1)}}},
 	}
@@ -242,6 +265,13 @@ func TestKVMVMSAFields(t *testing.T) {
 func TestIGVMErrors(t *testing.T) {
 	ok := smallIGVM(t, fileVMSA(1), func(*igvm.Builder) error { return nil })
 	restricted := smallIGVM(t, fileVMSA(0x9), func(*igvm.Builder) error { return nil })
+	cpuidXF := smallIGVM(t, fileVMSA(1), func(b *igvm.Builder) error {
+		return b.AddPage(igvm.PageData{GPA: 0x8000, CompatibilityMask: 1, DataType: igvm.DataCPUIDXF}, nil)
+	})
+	errorRange := smallIGVM(t, fileVMSA(1), func(b *igvm.Builder) error {
+		b.Add(igvm.ErrorRange{GPA: 0x10000, CompatibilityMask: 1, SizeBytes: 0x1000})
+		return nil
+	})
 	tests := []struct {
 		name string
 		f    *igvm.File
@@ -252,6 +282,8 @@ func TestIGVMErrors(t *testing.T) {
 		{"too many vCPUs", ok, IGVMOptions{Rules: RulesKVM, VCPUs: MaxVCPUs + 1}, ErrInvalidOption},
 		{"unknown rules", ok, IGVMOptions{Rules: Rules(9), VCPUs: 1}, ErrInvalidOption},
 		{"restricted injection on KVM", restricted, IGVMOptions{Rules: RulesKVM, VCPUs: 1}, ErrIGVMLaunch},
+		{"CPUID_XF page on KVM", cpuidXF, IGVMOptions{Rules: RulesKVM, VCPUs: 1}, ErrIGVMLaunch},
+		{"ERROR_RANGE header on KVM", errorRange, IGVMOptions{Rules: RulesKVM, VCPUs: 1}, ErrIGVMLaunch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

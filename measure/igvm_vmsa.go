@@ -8,7 +8,8 @@ import (
 
 // KVMVMSA returns the VMSA that KVM measures for vCPU 0 when Cloud Hypervisor launches
 // an IGVM file: Cloud Hypervisor loads the registers of the VP context into the vCPU
-// (KVM_SET_REGS / KVM_SET_SREGS) and KVM builds the VMSA from its own vCPU state.
+// (KVM_SET_REGS / KVM_SET_SREGS, for every vCPU whose index has a VP context) and KVM
+// builds the VMSA from its own vCPU state.
 //
 // Taken from the file's VMSA: the segment registers ES, CS, SS, DS, FS, GS, LDTR and TR
 // (selector, attributes, limit, base); base and limit of GDTR and IDTR; CR0, CR3, CR4;
@@ -27,15 +28,19 @@ func KVMVMSA(f *igvm.File, vp igvm.VPContext, o IGVMOptions) (*igvm.VMSA, error)
 	}
 	var src igvm.VMSA
 	copy(src[:], b)
-	return kvmVMSAFrom(&src, o)
-}
-
-func kvmVMSAFrom(src *igvm.VMSA, o IGVMOptions) (*igvm.VMSA, error) {
+	// Cloud Hypervisor passes vCPU 0's sev_features to KVM_SEV_INIT2, and KVM gives every
+	// VMSA those features plus SNPActive.
 	features := src.U64(igvm.VMSASEVFeatures) | sevFeatureSNP
 	if bad := features &^ kvmSEVFeaturesAccept; bad != 0 {
 		return nil, fmt.Errorf("VMSA sev_features 0x%x has bits 0x%x that KVM rejects (it accepts SNPActive, DebugSwap, SecureTSC only): build the IGVM file with sev_features 0x1: %w",
 			src.U64(igvm.VMSASEVFeatures), bad, ErrIGVMLaunch)
 	}
+	return kvmVMSAFrom(&src, features, o), nil
+}
+
+// kvmVMSAFrom builds the VMSA KVM measures for a vCPU whose registers Cloud Hypervisor
+// loaded from src (see KVMVMSA), with the VM's SEV features.
+func kvmVMSAFrom(src *igvm.VMSA, features uint64, o IGVMOptions) *igvm.VMSA {
 	v := new(igvm.VMSA)
 	for _, s := range []int{igvm.SegES, igvm.SegCS, igvm.SegSS, igvm.SegDS, igvm.SegFS, igvm.SegGS, igvm.SegLDTR, igvm.SegTR} {
 		v.SetSeg(s, src.Seg(s))
@@ -65,11 +70,11 @@ func kvmVMSAFrom(src *igvm.VMSA, o IGVMOptions) (*igvm.VMSA, error) {
 	v.SetU32(igvm.VMSAMXCSR, resetMXCSR)
 	v.SetU16(igvm.VMSAX87FCW, resetX87FCW)
 	v.SetU64(igvm.VMSASEVFeatures, features)
-	return v, nil
+	return v
 }
 
-// kvmResetVMSA is the VMSA KVM measures for a vCPU other than 0 under Cloud Hypervisor:
-// KVM's x86 reset state (inferred: Cloud Hypervisor loads only vCPU 0 from the file).
+// kvmResetVMSA is the VMSA KVM measures for a vCPU that has no VP context in the file:
+// the x86 reset state as KVM builds it (inferred).
 func kvmResetVMSA(features uint64, o IGVMOptions) []byte {
 	p := vmsaPage(bspResetEIP, o.VCPUSig, features)
 	if o.HostCR4NoMCE {

@@ -199,7 +199,7 @@ func (f *File) validate() error {
 			platforms |= p.CompatibilityMask
 			continue
 		}
-		if m, ok := compatibilityMask(h.Body); ok && (m == 0 || m&^platforms != 0) {
+		if m, ok := CompatibilityMask(h.Body); ok && (m == 0 || m&^platforms != 0) {
 			return fmt.Errorf("%s: compatibility mask 0x%x names no supported platform (have 0x%x): %w", where, m, platforms, ErrReference)
 		}
 		switch d := h.Body.(type) {

@@ -525,8 +525,9 @@ func getPublicKey(b []byte) SNPPublicKey {
 	return k
 }
 
-// compatibilityMask returns the mask of a header that has one.
-func compatibilityMask(b Body) (uint32, bool) {
+// CompatibilityMask returns the compatibility mask of a header that has one: the platforms
+// (by their SUPPORTED_PLATFORM masks) the header applies to.
+func CompatibilityMask(b Body) (uint32, bool) {
 	switch h := b.(type) {
 	case SupportedPlatform:
 		return h.CompatibilityMask, true
