@@ -349,6 +349,9 @@ func Attach(ctx context.Context, base, name string) (*Sandbox, State, error) {
 		cleanStale(dir)
 		return nil, st, fmt.Errorf("guest %q is no longer running (its VMM exited; state cleaned up): %w", name, ErrNoGuest)
 	}
+	if _, err := os.Stat(st.Vsock); err != nil {
+		return nil, st, fmt.Errorf("guest %q: its vsock socket is gone: %w", name, err)
+	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := vsock.Dial(dctx, st.Vsock, AgentPort)
