@@ -331,4 +331,3 @@ func serveFakeAgent(t *testing.T, a *fakeAgent) *Sandbox {
 	t.Cleanup(func() { c.Close() })
 	return &Sandbox{Agent: agentv1.NewAgentClient(c), client: c}
 }
-
