@@ -348,7 +348,7 @@ func readString(pages map[uint64][]byte, gpa uint64, max int) (string, bool) {
 
 // igvmMeasurement computes `confguest measure --igvm FILE`.
 func (a *measureArgs) igvmMeasurement() (*measure.IGVMMeasurement, error) {
-	for _, name := range []string{"ovmf", "kernel", "initrd", "append", "snp-ovmf-hash", "guest-features", "vcpu-type"} {
+	for _, name := range []string{"ovmf", "kernel", "initrd", "append", "snp-ovmf-hash", "guest-features", "vmm-type"} {
 		if a.set[name] {
 			return nil, usagef("--%s does not apply to --igvm: the IGVM file holds the whole guest", name)
 		}
@@ -361,21 +361,28 @@ func (a *measureArgs) igvmMeasurement() (*measure.IGVMMeasurement, error) {
 		return nil, usagef("--rules %q: want kvm (Cloud Hypervisor on KVM) or mshv (Hyper-V, as igvmgen prints)", a.rules)
 	}
 	o := measure.IGVMOptions{Rules: rules, VCPUs: 1}
-	if a.set["vcpus"] {
-		if rules == measure.RulesMSHV {
-			return nil, usagef("--vcpus does not apply to --rules mshv: only the file's VP contexts are measured")
+	sigGiven := a.set["vcpu-type"] || a.set["vcpu-sig"] || a.set["vcpu-family"] || a.set["vcpu-model"] || a.set["vcpu-stepping"]
+	if rules == measure.RulesMSHV {
+		if a.set["vcpus"] || sigGiven {
+			return nil, usagef("--vcpus and the --vcpu-* flags do not apply to --rules mshv: only the file's VP contexts are measured")
 		}
+		return measure.MeasureIGVM(a.igvm, o)
+	}
+	if a.set["vcpus"] {
 		if a.vcpus < 1 {
 			return nil, usagef("--vcpus %d: want at least 1", a.vcpus)
 		}
 		o.VCPUs = a.vcpus
 	}
-	if a.set["vcpu-sig"] || a.set["vcpu-family"] {
+	switch {
+	case sigGiven:
 		_, sig, err := a.vcpu()
 		if err != nil {
 			return nil, err
 		}
 		o.VCPUSig = sig
+	case o.VCPUs > 1:
+		return nil, usagef("--vcpus %d needs --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping: KVM puts the host CPU's signature in RDX of the vCPUs after the first", o.VCPUs)
 	}
 	return measure.MeasureIGVM(a.igvm, o)
 }

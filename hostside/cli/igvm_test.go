@@ -149,11 +149,11 @@ func TestIGVMInspectErrors(t *testing.T) {
 
 func TestMeasureIGVM(t *testing.T) {
 	built := builtIGVM(t, "console=ttyS0")
-	want, err := measure.MeasureIGVM(built, measure.IGVMOptions{Rules: measure.RulesKVM, VCPUs: 2})
+	want, err := measure.MeasureIGVM(built, measure.IGVMOptions{Rules: measure.RulesKVM, VCPUs: 2, VCPUSig: 0xa00f11})
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runCLI("measure", "--igvm", built, "--vcpus", "2")
+	code, out, errOut := runCLI("measure", "--igvm", built, "--vcpus", "2", "--vcpu-sig", "0xa00f11")
 	if code != 0 || strings.TrimSpace(out) != want.Measurement {
 		t.Errorf("measure --igvm %s --vcpus 2 = exit %d, %q (stderr %q); want %s", built, code, out, errOut, want.Measurement)
 	}
@@ -178,6 +178,8 @@ func TestMeasureIGVM(t *testing.T) {
 		{"measure", "--igvm", built, "--rules", "hyperv"},
 		{"measure", "--igvm", built, "--rules", "mshv", "--vcpus", "2"},
 		{"measure", "--igvm", built, "--vcpus", "0"},
+		{"measure", "--igvm", built, "--vcpus", "2"},
+		{"measure", "--igvm", built, "--vmm-type", "ec2"},
 		{"measure", "--rules", "kvm", "--ovmf", "x.fd"},
 	} {
 		if code, _, errOut := runCLI(args...); code != 2 {
