@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"confguest/hostside/image"
+	"confguest/rootfs"
+)
+
+// guestImage writes a guest image directory as make image lays it out (with a real erofs +
+// verity rootfs.img) and returns it.
+func guestImage(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "init"), []byte("#!/bin/sh\n"), 0o755)
+	params, err := rootfs.Build(context.Background(), src, filepath.Join(dir, "rootfs.img"))
+	if err != nil {
+		t.Fatalf("rootfs.Build: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "bzImage"), []byte("kernel"), 0o644)
+	os.WriteFile(filepath.Join(dir, "initramfs.cpio.gz"), []byte("initramfs"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cmdline"), []byte("console=ttyS0\n"), 0o644)
+	m := image.Manifest{Verity: params}
+	for _, n := range []string{"bzImage", "initramfs.cpio.gz", "rootfs.img", "cmdline"} {
+		b, _ := os.ReadFile(filepath.Join(dir, n))
+		sum := sha256.Sum256(b)
+		m.Artifacts = append(m.Artifacts, image.Artifact{Name: n, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+	}
+	b, _ := json.Marshal(m)
+	os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644)
+	return dir
+}
+
+func TestRunBadInput(t *testing.T) {
+	img := guestImage(t)
+	tampered := guestImage(t)
+	os.WriteFile(filepath.Join(tampered, "initramfs.cpio.gz"), []byte("evil init"), 0o644)
+	rootfsDir := t.TempDir()
+	emptyLayout := t.TempDir()
+	runDir := t.TempDir()
+	common := []string{"--run-dir", runDir, "--quiet"}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  []string
+	}{
+		{"unknown vmm", []string{"run", "--vmm", "xen", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{`--vmm "xen"`, "qemu or cloud-hypervisor"}},
+		{"memory too small", []string{"run", "--memory", "64M", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--memory 64M is too small", "128M"}},
+		{"memory unparsable", []string{"run", "--memory", "lots", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--memory", "512M or 1G"}},
+		{"no source", []string{"run", "--image", img, "--", "true"}, 2, []string{"exactly one of --rootfs"}},
+		{"two sources", []string{"run", "--image", img, "--rootfs", rootfsDir, "--pull", "x", "--", "true"}, 2, []string{"exactly one of --rootfs"}},
+		{"rootfs missing", []string{"run", "--image", img, "--rootfs", filepath.Join(rootfsDir, "nope"), "--", "true"}, 1, []string{"container rootfs", "nope", "no such file"}},
+		{"tampered image", []string{"run", "--image", tampered, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"refused before boot", "initramfs.cpio.gz", "make image"}},
+		{"missing image", []string{"run", "--image", filepath.Join(img, "nope"), "--rootfs", rootfsDir, "--", "true"}, 1, []string{"manifest.json", "make image"}},
+		{"oci layout without index", []string{"run", "--image", img, "--oci", emptyLayout, "--", "true"}, 1, []string{"not an OCI image layout"}},
+		{"bad accel", []string{"run", "--accel", "hvf", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--accel"}},
+		{"start without name", []string{"start", "--image", img, "--rootfs", rootfsDir}, 2, []string{"--name is required"}},
+		{"start bad name", []string{"start", "--name", "../x", "--image", img, "--rootfs", rootfsDir}, 2, []string{"guest name"}},
+		{"exec unknown guest", []string{"exec", "--run-dir", runDir, "ghost", "--", "ls"}, 1, []string{`"ghost"`, "no such guest"}},
+		{"logs unknown guest", []string{"logs", "--run-dir", runDir, "ghost"}, 1, []string{"no such guest"}},
+		{"stop unknown guest", []string{"stop", "--run-dir", runDir, "ghost"}, 1, []string{"no such guest"}},
+		{"exec without command", []string{"exec", "--run-dir", runDir, "ghost"}, 2, []string{"NAME -- CMD"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if args[0] == "run" || args[0] == "start" {
+				args = append([]string{args[0]}, append(append([]string(nil), common...), args[1:]...)...)
+			}
+			var out, errOut bytes.Buffer
+			code := Main(context.Background(), args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errOut})
+			if code != tc.wantCode {
+				t.Errorf("confguest %q exit = %d, want %d (stderr %q)", tc.args, code, tc.wantCode, errOut.String())
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("confguest %q stderr = %q, want it to mention %q", tc.args, errOut.String(), w)
+				}
+			}
+		})
+	}
+	if ents, _ := os.ReadDir(runDir); len(ents) != 0 {
+		t.Errorf("run dir after failed runs holds %d entries, want none", len(ents))
+	}
+}
+
+func TestPsEmpty(t *testing.T) {
+	var out bytes.Buffer
+	code := Main(context.Background(), []string{"ps", "--run-dir", t.TempDir()}, Stdio{Out: &out, Err: &out})
+	if code != 0 || !strings.HasPrefix(out.String(), "NAME") || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("confguest ps (no guests) = %d, %q; want 0 and a header only", code, out.String())
+	}
+}
+
+func TestParseMemory(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"512M", 512, true}, {"1G", 1024, true}, {"2048", 2048, true}, {"256MiB", 256, true},
+		{"1gb", 1024, true}, {"0", 0, false}, {"-5M", 0, false}, {"lots", 0, false}, {"", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := parseMemory(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseMemory(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
