@@ -60,8 +60,9 @@ type IGVMOptions struct {
 	// HostCR4NoMCE models a host whose CR4.MCE is clear: KVM copies the host's CR4.MCE into
 	// the guest's CR4 (inferred; MCE is set on ordinary hosts, so the default keeps it).
 	HostCR4NoMCE bool
-	// VCPUSig is the CPUID signature KVM puts in RDX of the reset-state VMSA of vCPUs
-	// other than 0 (RulesKVM, VCPUs > 1; inferred).
+	// VCPUSig is the CPUID signature (family, model, stepping) of the host CPU, which
+	// Cloud Hypervisor passes to the guest and KVM puts in RDX of the reset-state VMSA of
+	// vCPUs without a VP context (RulesKVM, VCPUs > 1).
 	VCPUSig uint32
 }
 

@@ -57,7 +57,7 @@ func fileVMSA(features uint64) []byte {
 	seg(p, 0x30, 0x18, 0xc093, 0xffffffff, 0) // ds
 	seg(p, 0x60, 0x55, 0x66, 0x2f, 0x3000)    // gdtr, with junk selector/attrib
 	seg(p, 0x90, 0x28, 0x8b, 0x67, 0)         // tr
-	put64(p, 0x158, 1)                        // cr0
+	put64(p, 0x158, 0x60000001)               // cr0: KVM clears CD and NW
 	put64(p, 0x170, 0)                        // rflags: bit 1 missing on purpose
 	put64(p, 0x178, 0x100000)                 // rip
 	put64(p, 0x330, 0x7000)                   // rsi
@@ -92,17 +92,19 @@ func kvmBSP() []byte {
 	return p
 }
 
-// kvmAP is the reset-state VMSA of a vCPU other than 0 with CPUID signature sig.
+// kvmAP is the VMSA of a vCPU without a VP context: KVM's reset state (KVM's
+// init_vmcb: data segments 0x92, CS 0x9a at 0xffff0000, LDTR 0x82, TR 0x83) with CPUID
+// signature sig in RDX.
 func kvmAP(sig uint64) []byte {
 	p := make([]byte, 4096)
 	for _, off := range []int{0x00, 0x20, 0x30, 0x40, 0x50} {
-		seg(p, off, 0, 0x93, 0xffff, 0)
+		seg(p, off, 0, 0x92, 0xffff, 0)
 	}
-	seg(p, 0x10, 0xf000, 0x9b, 0xffff, 0xffff0000)
+	seg(p, 0x10, 0xf000, 0x9a, 0xffff, 0xffff0000)
 	seg(p, 0x60, 0, 0, 0xffff, 0)
 	seg(p, 0x70, 0, 0x82, 0xffff, 0)
 	seg(p, 0x80, 0, 0, 0xffff, 0)
-	seg(p, 0x90, 0, 0x8b, 0xffff, 0)
+	seg(p, 0x90, 0, 0x83, 0xffff, 0)
 	put64(p, 0xD0, 0x1000)
 	put64(p, 0x148, 0x40)
 	put64(p, 0x158, 0x10)

@@ -15,7 +15,7 @@ import (
 // (selector, attributes, limit, base); base and limit of GDTR and IDTR; CR0, CR3, CR4;
 // EFER; RFLAGS; RIP; the general-purpose registers; SEV_FEATURES (SNPActive added, as KVM
 // does for an SNP guest).
-// KVM's own values: EFER.SVME set; CR4.MCE copied from the host (set unless
+// KVM's own values: EFER.SVME set; CR0.CD and CR0.NW cleared (KVM's default quirk); CR4.MCE copied from the host (set unless
 // o.HostCR4NoMCE); CPL from SS's DPL; RFLAGS bit 1; DR6 0xffff0ff0; DR7 0x400; PAT
 // 0x0007040600070406; XCR0 1; x87 FCW 0x37f; MXCSR 0x1f80; everything else zero.
 // What is inferred from reading KVM and Cloud Hypervisor rather than measured on
@@ -40,6 +40,9 @@ func KVMVMSA(f *igvm.File, vp igvm.VPContext, o IGVMOptions) (*igvm.VMSA, error)
 
 // kvmVMSAFrom builds the VMSA KVM measures for a vCPU whose registers Cloud Hypervisor
 // loaded from src (see KVMVMSA), with the VM's SEV features.
+// cr0CDNW is CR0.CD|CR0.NW, which KVM clears in the guest's CR0 (KVM_X86_QUIRK_CD_NW_CLEARED).
+const cr0CDNW = 0x60000000
+
 func kvmVMSAFrom(src *igvm.VMSA, features uint64, o IGVMOptions) *igvm.VMSA {
 	v := new(igvm.VMSA)
 	for _, s := range []int{igvm.SegES, igvm.SegCS, igvm.SegSS, igvm.SegDS, igvm.SegFS, igvm.SegGS, igvm.SegLDTR, igvm.SegTR} {
@@ -51,7 +54,7 @@ func kvmVMSAFrom(src *igvm.VMSA, features uint64, o IGVMOptions) *igvm.VMSA {
 	}
 	v[igvm.VMSACPL] = byte(src.Seg(igvm.SegSS).Attrib>>5) & 3
 	v.SetU64(igvm.VMSAEFER, src.U64(igvm.VMSAEFER)|eferSVME)
-	v.SetU64(igvm.VMSACR0, src.U64(igvm.VMSACR0))
+	v.SetU64(igvm.VMSACR0, src.U64(igvm.VMSACR0)&^cr0CDNW)
 	v.SetU64(igvm.VMSACR3, src.U64(igvm.VMSACR3))
 	cr4 := src.U64(igvm.VMSACR4)
 	if !o.HostCR4NoMCE {
@@ -74,14 +77,42 @@ func kvmVMSAFrom(src *igvm.VMSA, features uint64, o IGVMOptions) *igvm.VMSA {
 }
 
 // kvmResetVMSA is the VMSA KVM measures for a vCPU that has no VP context in the file:
-// the x86 reset state as KVM builds it (inferred).
+// Cloud Hypervisor sets no registers on such a vCPU (only MSRs whose VMSA fields stay
+// zero), so KVM's reset state stands, as KVM's init_vmcb and kvm_vcpu_reset build it.
+// These attribute values are KVM's own and differ from QEMU's reset state (which sets the
+// accessed bits and a 32-bit busy TSS through KVM_SET_SREGS): data segments 0x92, CS
+// 0x9a, LDTR 0x82, TR 0x83 (16-bit busy TSS). RDX is the CPUID signature KVM finds in the
+// vCPU's CPUID table, which Cloud Hypervisor copies from the host (o.VCPUSig).
 func kvmResetVMSA(features uint64, o IGVMOptions) []byte {
-	p := vmsaPage(bspResetEIP, o.VCPUSig, features)
-	if o.HostCR4NoMCE {
-		var v igvm.VMSA
-		copy(v[:], p)
-		v.SetU64(igvm.VMSACR4, 0)
-		return v[:]
+	const (
+		kvmAttrData = 0x92 // present, S, writable
+		kvmAttrCode = 0x9A // present, S, code, readable
+		kvmAttrLDT  = 0x82 // present, LDT
+		kvmAttrTSS  = 0x83 // present, busy 16-bit TSS
+	)
+	v := new(igvm.VMSA)
+	for _, s := range []int{igvm.SegES, igvm.SegSS, igvm.SegDS, igvm.SegFS, igvm.SegGS} {
+		v.SetSeg(s, igvm.Segment{Attrib: kvmAttrData, Limit: resetSegLimit})
 	}
-	return p
+	v.SetSeg(igvm.SegCS, igvm.Segment{Selector: resetCSSelector, Attrib: kvmAttrCode, Limit: resetSegLimit, Base: 0xFFFF0000})
+	v.SetSeg(igvm.SegGDTR, igvm.Segment{Limit: resetSegLimit})
+	v.SetSeg(igvm.SegIDTR, igvm.Segment{Limit: resetSegLimit})
+	v.SetSeg(igvm.SegLDTR, igvm.Segment{Attrib: kvmAttrLDT, Limit: resetSegLimit})
+	v.SetSeg(igvm.SegTR, igvm.Segment{Attrib: kvmAttrTSS, Limit: resetSegLimit})
+	v.SetU64(igvm.VMSAEFER, eferSVME)
+	if !o.HostCR4NoMCE {
+		v.SetU64(igvm.VMSACR4, cr4MCE)
+	}
+	v.SetU64(igvm.VMSACR0, cr0ET)
+	v.SetU64(igvm.VMSADR7, resetDR7)
+	v.SetU64(igvm.VMSADR6, resetDR6)
+	v.SetU64(igvm.VMSARFLAGS, resetRFLAGS)
+	v.SetU64(igvm.VMSARIP, 0xFFF0)
+	v.SetU64(igvm.VMSAGPAT, resetPAT)
+	v.SetU64(igvm.VMSARDX, uint64(o.VCPUSig))
+	v.SetU64(igvm.VMSASEVFeatures, features)
+	v.SetU64(igvm.VMSAXCR0, resetXCR0)
+	v.SetU32(igvm.VMSAMXCSR, resetMXCSR)
+	v.SetU16(igvm.VMSAX87FCW, resetX87FCW)
+	return v[:]
 }
