@@ -36,7 +36,7 @@ func Verify(ctx context.Context, path string, p Params) error {
 	g := newGeometry(p.DataBlocks, hbs)
 	end := p.HashOffset + p.TreeSize()
 	if uint64(size) < end {
-		return fmt.Errorf("%s: %w: %d bytes, the hash tree ends at %d: the file was cut short; copy or rebuild it again",
+		return fmt.Errorf("%s: %w: %d bytes, the hash tree ends at %d: the file was cut short: copy or rebuild it",
 			path, ErrTruncated, size, end)
 	}
 	area := make([]byte, p.TreeSize())
