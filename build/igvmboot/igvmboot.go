@@ -11,7 +11,8 @@
 //	0x04000  setup_data node: SETUP_CC_BLOB → secrets and CPUID pages   RAM
 //	0x05000  SNP CPUID page (page type CPUID, filled by the VMM)        reserved
 //	0x06000  SNP secrets page (page type SECRETS)                       reserved
-//	0x07000  zero page                                                  RAM
+//	0x07000  vCPU 0's VMSA (the VP context; not an IGVM page: the VMM     reserved
+//	         copies it here, KVM measures its own VMSA at 0xFFFFFFFFF000)
 //	0x08000  ACPI tables: RSDP, XSDT, FADT, MADT, DSDT (2 pages)        ACPI
 //	0x0A000  zero pages up to 0xA0000                                   RAM
 //	(0xA0000 - 1 MiB: not RAM, no IGVM pages)
@@ -47,8 +48,10 @@ const GuestPolicy = 0x30000
 // SEVFeatures is the VMSA SEV_FEATURES of vCPU 0: SNPActive only (KVM rejects more).
 const SEVFeatures = 0x1
 
-// VMSAGPA is the GPA the VP context names for vCPU 0's VMSA: where KVM measures it.
-const VMSAGPA = 0xFFFFFFFFF000
+// VMSAGPA is the GPA the VP context names for vCPU 0's VMSA. Cloud Hypervisor copies
+// the VMSA there (so it must be guest memory, and no IGVM page); KVM measures the VMSA it
+// builds at 0xFFFFFFFFF000 whatever this address.
+const VMSAGPA = 0x7000
 
 // Guest physical addresses of the boot structures.
 const (
@@ -165,6 +168,8 @@ func Build(kernel, initrd []byte, cmdline string, o Options) ([]byte, error) {
 	for gpa := uint64(0); gpa < lowMemEnd; gpa += pageSize {
 		var err error
 		switch gpa {
+		case VMSAGPA:
+			continue
 		case cpuidGPA:
 			err = page(gpa, igvm.DataCPUID, nil)
 		case secretsGPA:
@@ -232,8 +237,7 @@ type e820Entry struct {
 func e820Map(memSize uint64) []e820Entry {
 	return []e820Entry{
 		{0, cpuidGPA, e820RAM},
-		{cpuidGPA, secretsGPA + pageSize - cpuidGPA, e820Reserved},
-		{secretsGPA + pageSize, acpiGPA - secretsGPA - pageSize, e820RAM},
+		{cpuidGPA, VMSAGPA + pageSize - cpuidGPA, e820Reserved}, // CPUID, secrets, VMSA
 		{acpiGPA, acpiPages * pageSize, e820ACPI},
 		{acpiGPA + acpiPages*pageSize, lowMemEnd - acpiGPA - acpiPages*pageSize, e820RAM},
 		{highMemStart, memSize - highMemStart, e820RAM},

@@ -91,12 +91,12 @@ func TestIGVMInspect(t *testing.T) {
 		"0x000000005000-0x000000005fff       1 page  cpuid",
 		"0x000000006000-0x000000006fff       1 page  secrets",
 		"0x000000001000-0x000000004fff       4 pages data",
-		"VP context for vCPU 0 (VMSA at GPA 0xfffffffff000",
+		"VP context for vCPU 0 (VMSA at GPA 0x7000",
 		"cs   sel=0x0010 attr=0x0c9b limit=0xffffffff base=0x0",
 		"rip          0x1000000",
 		"sev_features 0x1",
 		"gprs         rsi=0x2000",
-		"total 16288 pages", // 160 below 0xA0000 + 63 MiB from 1 MiB,
+		"total 16287 pages", // 160 below 0xA0000 + 63 MiB from 1 MiB, less the VMSA page,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("igvm inspect output lacks %q:\n%s", want, out)
