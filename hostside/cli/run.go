@@ -192,12 +192,17 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 	if err := sb.Boot(ctx); err != nil {
 		return err
 	}
-	code, err := sb.RunContainer(ctx, containerID, disk, serial, proc, launcher.IO{
+	wctx, unwatch := sb.WatchVM(ctx)
+	code, err := sb.RunContainer(wctx, containerID, disk, serial, proc, launcher.IO{
 		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: stdio.Err,
 	})
+	unwatch()
 	term.restore()
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
+		if cause := context.Cause(wctx); errors.Is(cause, launcher.ErrVMMDied) {
+			return cause
+		}
+		if ctx.Err() != nil {
 			return nil // reported by the deferred teardown
 		}
 		return err

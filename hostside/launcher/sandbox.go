@@ -368,3 +368,25 @@ func (s *Sandbox) Release() {
 		s.client.Close()
 	}
 }
+
+// WatchVM returns a context that is cancelled, with an ErrVMMDied cause quoting the guest
+// console, if the VMM exits while the caller still needs it.
+func (s *Sandbox) WatchVM(ctx context.Context) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	if s.VM == nil {
+		return wctx, func() { cancel(nil) }
+	}
+	go func() {
+		select {
+		case <-s.VM.Done():
+			werr := s.VM.Wait(context.Background())
+			msg := "the guest powered off"
+			if werr != nil {
+				msg = werr.Error()
+			}
+			cancel(fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(s.VM.ConsoleTail(10)), "\n")))
+		case <-wctx.Done():
+		}
+	}()
+	return wctx, func() { cancel(nil) }
+}
