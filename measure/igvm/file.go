@@ -196,8 +196,17 @@ func (f *File) validate() error {
 			if platforms&p.CompatibilityMask != 0 {
 				return fmt.Errorf("%s: compatibility mask 0x%x is used by two platforms: %w", where, p.CompatibilityMask, ErrMalformed)
 			}
+			if p.HighestVTL != 0 && p.HighestVTL != 2 {
+				return fmt.Errorf("%s: highest VTL %d, want 0 or 2: %w", where, p.HighestVTL, ErrMalformed)
+			}
+			if p.PlatformType > 5 || p.PlatformVersion != 1 {
+				return fmt.Errorf("%s: platform type %d version %d, want a type from 0 to 5 at version 1: %w", where, p.PlatformType, p.PlatformVersion, ErrMalformed)
+			}
 			platforms |= p.CompatibilityMask
 			continue
+		}
+		if r, ok := reservedField(h.Body); ok && r != 0 {
+			return fmt.Errorf("%s: reserved field is 0x%x, want 0: %w", where, r, ErrMalformed)
 		}
 		if m, ok := CompatibilityMask(h.Body); ok && (m == 0 || m&^platforms != 0) {
 			return fmt.Errorf("%s: compatibility mask 0x%x names no supported platform (have 0x%x): %w", where, m, platforms, ErrReference)
@@ -331,4 +340,17 @@ func writeHeader(w *bytes.Buffer, h Header) {
 	} else {
 		w.Write(make([]byte, pad))
 	}
+}
+
+// reservedField returns the reserved field of headers whose reserved field must be zero.
+func reservedField(b Body) (uint32, bool) {
+	switch h := b.(type) {
+	case GuestPolicy:
+		return h.Reserved, true
+	case PageData:
+		return uint32(h.Reserved), true
+	case RequiredMemory:
+		return h.Reserved, true
+	}
+	return 0, false
 }

@@ -171,6 +171,10 @@ func TestParseMalformed(t *testing.T) {
 		{"mask of no platform", assemble([]rawHeader{platformHdr(1), pageHdr(0, 2, 0, 0, 0)}, nil), ErrReference},
 		{"unknown page flags", assemble([]rawHeader{platformHdr(1), pageHdr(0, 1, 0, 0x10, 0)}, nil), ErrMalformed},
 		{"unknown data type", assemble([]rawHeader{platformHdr(1), pageHdr(0, 1, 0, 0, 9)}, nil), ErrMalformed},
+		{"platform version 2", assemble([]rawHeader{func() rawHeader { h := platformHdr(1); h.body[6] = 2; return h }()}, nil), ErrMalformed},
+		{"platform VTL 1", assemble([]rawHeader{func() rawHeader { h := platformHdr(1); h.body[4] = 1; return h }()}, nil), ErrMalformed},
+		{"policy reserved", assemble([]rawHeader{platformHdr(1), func() rawHeader { h := policyHdr(); h.body[12] = 1; return h }()}, nil), ErrMalformed},
+		{"page reserved", assemble([]rawHeader{platformHdr(1), func() rawHeader { h := pageHdr(0, 1, 0, 0, 0); h.body[22] = 1; return h }()}, nil), ErrMalformed},
 		{"VP context without data", assemble([]rawHeader{platformHdr(1), vpHdr(0x1000, 1, 0)}, nil), ErrMalformed},
 		{"VP context data past end", assemble([]rawHeader{platformHdr(1), vpHdr(0x1000, 1, off)}, make([]byte, 100)), ErrTruncated},
 	}
