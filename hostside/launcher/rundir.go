@@ -34,7 +34,8 @@ func DefaultRunBase() string {
 type State struct {
 	Name        string    `json:"name"`
 	VMM         string    `json:"vmm"`
-	PIDs        []int     `json:"pids"`
+	PIDs        []int     `json:"pids"`    // the VMM and its helpers
+	VMMPID      int       `json:"vmm_pid"` // the VMM itself; the guest lives while it does
 	Launcher    int       `json:"launcher_pid"`
 	ContainerID string    `json:"container_id"`
 	Command     []string  `json:"command"`
@@ -128,6 +129,9 @@ func writeState(dir string, st State) error {
 // alive reports whether the guest's VMM still runs. A pid is only counted if the process
 // still refers to this guest's run directory, so a recycled pid does not keep stale state.
 func (st State) alive() bool {
+	if st.VMMPID != 0 {
+		return pidBelongs(st.VMMPID, filepath.Dir(st.Vsock))
+	}
 	for _, pid := range st.PIDs {
 		if pidBelongs(pid, filepath.Dir(st.Vsock)) {
 			return true

@@ -205,7 +205,8 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		return err
 	}
 	s.VM = vm
-	s.state = State{Name: s.Name, VMM: s.opts.VMM, PIDs: vm.PIDs(), Launcher: os.Getpid(),
+	pids := vm.PIDs()
+	s.state = State{Name: s.Name, VMM: s.opts.VMM, PIDs: pids, VMMPID: pids[len(pids)-1], Launcher: os.Getpid(),
 		Created: time.Now().UTC(), Vsock: vm.VsockPath(), Console: vm.ConsolePath()}
 	if err := writeState(s.Dir, s.state); err != nil {
 		return s.abortBoot(err)

@@ -92,7 +92,7 @@ type VM interface {
 	// Stop asks the guest to power off, waits up to the ctx deadline, then kills the VMM
 	// and its helpers and removes their sockets. It is safe to call more than once.
 	Stop(ctx context.Context) error
-	// PIDs lists the host processes of this VM (VMM and helpers), for state files.
+	// PIDs lists the host processes of this VM, helpers first and the VMM last.
 	PIDs() []int
 }
 
