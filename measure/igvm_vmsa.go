@@ -15,12 +15,13 @@ import (
 // (selector, attributes, limit, base); base and limit of GDTR and IDTR; CR0, CR3, CR4;
 // EFER; RFLAGS; RIP; the general-purpose registers; SEV_FEATURES (SNPActive added, as KVM
 // does for an SNP guest).
-// KVM's own values: EFER.SVME set; CR0.CD and CR0.NW cleared (KVM's default quirk); CR4.MCE copied from the host (set unless
-// o.HostCR4NoMCE); CPL from SS's DPL; RFLAGS bit 1; DR6 0xffff0ff0; DR7 0x400; PAT
-// 0x0007040600070406; XCR0 1; x87 FCW 0x37f; MXCSR 0x1f80; everything else zero.
-// What is inferred from reading KVM and Cloud Hypervisor rather than measured on
-// hardware: the CR4.MCE rule, that GDTR/IDTR selector and attributes stay zero, and that
-// Cloud Hypervisor loads no other field (XCR0, CR2, PAT, FPU state) from the file.
+// KVM's own values: EFER.SVME set; CR0.CD and CR0.NW cleared (KVM's default quirk);
+// CR4.MCE copied from the host (set unless o.HostCR4NoMCE); CPL from SS's DPL; RFLAGS
+// bit 1; DR6 0xffff0ff0; DR7 0x400; PAT 0x0007040600070406; XCR0 1; x87 FCW 0x37f;
+// MXCSR 0x1f80; everything else zero.
+// This follows Cloud Hypervisor's setup_sev_snp_regs and KVM's sev_es_sync_vmsa as read
+// in their sources; none of it was measured on SEV-SNP hardware. Least certain: the
+// CR4.MCE rule and the FPU defaults (which depend on the host kernel's KVM version).
 func KVMVMSA(f *igvm.File, vp igvm.VPContext, o IGVMOptions) (*igvm.VMSA, error) {
 	b, err := f.VMSA(vp)
 	if err != nil {
@@ -38,11 +39,11 @@ func KVMVMSA(f *igvm.File, vp igvm.VPContext, o IGVMOptions) (*igvm.VMSA, error)
 	return kvmVMSAFrom(&src, features, o), nil
 }
 
-// kvmVMSAFrom builds the VMSA KVM measures for a vCPU whose registers Cloud Hypervisor
-// loaded from src (see KVMVMSA), with the VM's SEV features.
 // cr0CDNW is CR0.CD|CR0.NW, which KVM clears in the guest's CR0 (KVM_X86_QUIRK_CD_NW_CLEARED).
 const cr0CDNW = 0x60000000
 
+// kvmVMSAFrom builds the VMSA KVM measures for a vCPU whose registers Cloud Hypervisor
+// loaded from src (see KVMVMSA), with the VM's SEV features.
 func kvmVMSAFrom(src *igvm.VMSA, features uint64, o IGVMOptions) *igvm.VMSA {
 	v := new(igvm.VMSA)
 	for _, s := range []int{igvm.SegES, igvm.SegCS, igvm.SegSS, igvm.SegDS, igvm.SegFS, igvm.SegGS, igvm.SegLDTR, igvm.SegTR} {
