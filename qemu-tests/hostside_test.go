@@ -1,0 +1,60 @@
+package qemutests
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/launcher"
+	"confguest/hostside/vmm"
+)
+
+// TestLauncherBootsToAgent boots the real image through the host-side launcher (QEMU, TCG,
+// vhost-device-vsock), reaches the agent over hybrid vsock, and tears everything down.
+func TestLauncherBootsToAgent(t *testing.T) {
+	img := needImage(t)
+	vhost := vhostDeviceVsock(t)
+	base, err := os.MkdirTemp("", "cgl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	timings := launcher.NewTimings()
+	sb, err := launcher.New(ctx, launcher.Options{
+		ImageDir: img.Dir, Accel: vmm.AccelTCG, MemoryMiB: 256, RunBase: base,
+		QEMU: []vmm.QEMUOption{vmm.WithVhostDeviceVsock(vhost)}, Timings: timings,
+	})
+	if err != nil {
+		t.Fatalf("launcher.New: %v", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			sb.Close(context.Background())
+		}
+	}()
+	if err := sb.Boot(ctx); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	v, err := sb.Agent.Version(ctx, &agentv1.VersionRequest{})
+	if err != nil || v.GetTee() != "none" {
+		t.Errorf("agent Version = %v, %v; want tee none", v, err)
+	}
+	closed = true
+	if err := sb.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	for _, p := range timings.Phases() {
+		t.Logf("%s: %v", p.Name, p.Duration)
+	}
+	if procs := procsMentioning(base); len(procs) != 0 {
+		t.Errorf("processes left after Close: %q", procs)
+	}
+	if ents, _ := os.ReadDir(base); len(ents) != 0 {
+		t.Errorf("%d entries left in the run base after Close", len(ents))
+	}
+}
