@@ -201,6 +201,15 @@ type cliResult struct {
 	code           int
 }
 
+// skipUnimplemented skips when the agent in the image does not implement a call the CLI
+// made yet (ttrpc's Unimplemented): the host side cannot be tested further against it.
+func skipUnimplemented(t *testing.T, r cliResult) {
+	t.Helper()
+	if r.code != 0 && strings.Contains(r.stderr, "code = Unimplemented") {
+		t.Skipf("the agent in this image does not implement a call confguest needs:\n%s", r.stderr)
+	}
+}
+
 func (e *cliEnv) run(stdin string, args ...string) cliResult {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -295,6 +304,7 @@ func TestCLIRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"run"}, e.launchFlags()...), tc.args...)
 			r := e.run(tc.stdin, args...)
+			skipUnimplemented(t, r)
 			if r.stdout != tc.wantOut || r.code != tc.wantCode {
 				t.Errorf("confguest run %q = stdout %q, exit %d; want %q, %d\nstderr:\n%s", tc.args, r.stdout, r.code, tc.wantOut, tc.wantCode, r.stderr)
 			}
@@ -307,6 +317,7 @@ func TestCLIStartExecStop(t *testing.T) {
 	e := newCLIEnv(t)
 	args := append(append([]string{"start", "--name", "svc"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sh", "-c", "echo started; sleep 1000")
 	r := e.run("", args...)
+	skipUnimplemented(t, r)
 	if r.code != 0 || r.stdout != "svc\n" {
 		t.Fatalf("confguest start = %q, exit %d; want \"svc\\n\", 0\nstderr:\n%s", r.stdout, r.code, r.stderr)
 	}

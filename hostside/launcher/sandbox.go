@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
@@ -251,10 +253,15 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 	vctx, vcancel := context.WithTimeout(bctx, 30*time.Second)
 	defer vcancel()
 	v, err := s.Agent.Version(vctx, &agentv1.VersionRequest{})
-	if err != nil {
+	switch {
+	case status.Code(err) == codes.Unimplemented:
+		// The agent accepted the connection, so it is up; it just cannot say which it is.
+		s.progress("agent ready (it does not report its version)")
+	case err != nil:
 		return s.abortBoot(fmt.Errorf("agent Version: %w", err))
+	default:
+		s.progress("agent %s ready (tee %s)", v.GetAgentVersion(), v.GetTee())
 	}
-	s.progress("agent %s ready (tee %s)", v.GetAgentVersion(), v.GetTee())
 	return nil
 }
 
