@@ -1,0 +1,539 @@
+// Package container runs OCI containers for the agent with libcontainer:
+// it validates requests, assembles each container's rootfs (a dm-verity
+// image or a guest directory under an overlayfs with a tmpfs upper),
+// creates, starts and execs processes, keeps their stdio, and tears
+// everything down again on delete.
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs/validate"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	_ "github.com/opencontainers/cgroups/devices" // device cgroup rules
+)
+
+// Config configures a Manager.
+type Config struct {
+	// StateDir holds containers/<id>/ (mounts, scratch), libcontainer's
+	// state and shared/ (bind-mount sources). A tmpfs in the guest.
+	StateDir string
+	// ImageDirs are the guest directories a rootfs.guest_directory may
+	// name (images built into the verity root).
+	ImageDirs []string
+	// BindDirs are the directories bind-mount sources must lie in; empty
+	// means StateDir/shared.
+	BindDirs []string
+	// Verity opens dm-verity devices for block rootfs; nil refuses them.
+	Verity VerityDevices
+	// SysBlock is where disks are looked up by serial ("" = /sys/block).
+	SysBlock string
+	// OutputLimit bounds each unread output stream (0 = output.DefaultLimit).
+	OutputLimit int
+	Logger      *slog.Logger
+}
+
+// Manager owns all containers of the agent.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*Container // nil value: ID reserved by a create or delete in progress
+}
+
+// Container is one container and its processes.
+type Container struct {
+	id      string
+	dir     string
+	created time.Time
+
+	mu      sync.Mutex
+	lc      *libcontainer.Container
+	init    *Process
+	execs   map[string]*Process
+	started bool
+	undo    cleanups // rootfs teardown
+}
+
+// NewManager prepares the state directory.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("container manager: empty state directory")
+	}
+	if len(cfg.BindDirs) == 0 {
+		cfg.BindDirs = []string{filepath.Join(cfg.StateDir, "shared")}
+	}
+	for _, d := range []string{"containers", "libcontainer", "shared"} {
+		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o711); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Manager{cfg: cfg, log: log, containers: map[string]*Container{}}, nil
+}
+
+// CreateRequest describes a container to create.
+type CreateRequest struct {
+	ID       string
+	Spec     []byte // OCI runtime spec JSON
+	Rootfs   RootfsSource
+	Stdin    bool
+	TTYWidth uint32
+	TTYHight uint32
+}
+
+// Create validates req, assembles the rootfs and creates the container;
+// its init process waits for Start. A failure leaves nothing behind.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err error) {
+	if err := ValidateID("container_id", req.ID); err != nil {
+		return 0, err
+	}
+	spec, err := parseSpec(req.Spec, m.cfg.BindDirs)
+	if err != nil {
+		return 0, err
+	}
+	if err := m.checkRootfs(req.Rootfs); err != nil {
+		return 0, err
+	}
+	if err := m.reserve(req.ID); err != nil {
+		return 0, err
+	}
+	var undo cleanups
+	defer func() {
+		if err != nil {
+			if cerr := undo.run(); cerr != nil {
+				m.log.Error("roll back failed create", "container", req.ID, "err", cerr)
+			}
+			m.release(req.ID, nil)
+		}
+	}()
+
+	dir := filepath.Join(m.cfg.StateDir, "containers", req.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return 0, fmt.Errorf("create container directory: %w", err)
+	}
+	undo.push(func() error { return os.RemoveAll(dir) })
+	rootfs, err := m.mountRootfs(ctx, req.ID, dir, req.Rootfs, &undo)
+	if err != nil {
+		return 0, err
+	}
+
+	if spec.Root == nil {
+		spec.Root = new(specs.Root)
+	}
+	spec.Root.Path = rootfs
+	spec.Linux.CgroupsPath = "/confguest/" + req.ID
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: req.ID, Spec: spec})
+	if err != nil {
+		return 0, fieldErr("spec_json", "%v", err)
+	}
+	if err := validate.Validate(config); err != nil {
+		return 0, fieldErr("spec_json", "%v", err)
+	}
+	lc, err := libcontainer.Create(filepath.Join(m.cfg.StateDir, "libcontainer"), req.ID, config)
+	if err != nil {
+		return 0, fmt.Errorf("create container %s: %w", req.ID, err)
+	}
+	undo.push(lc.Destroy)
+
+	lp := newProcess(spec.Process, true)
+	if req.TTYWidth > 0 && req.TTYHight > 0 {
+		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHight, 0xffff))
+	}
+	p, err := prepareIO(lp, spec.Process.Terminal, req.Stdin, m.cfg.OutputLimit)
+	if err != nil {
+		return 0, err
+	}
+	undo.push(func() error { p.closeIO(); return nil })
+	if err := lc.Start(lp); err != nil {
+		return 0, fmt.Errorf("start init of container %s: %w", req.ID, err)
+	}
+	undo.push(func() error {
+		_ = lc.Signal(unix.SIGKILL)
+		_, _ = p.Wait(context.Background())
+		return nil
+	})
+	if err := p.started(); err != nil {
+		return 0, fmt.Errorf("container %s: %w", req.ID, err)
+	}
+
+	c := &Container{
+		id: req.ID, dir: dir, created: time.Now(),
+		lc: lc, init: p, execs: map[string]*Process{},
+	}
+	// The container now owns the rootfs teardown; the rest of the undo
+	// stack is replaced by Delete's own sequence.
+	c.undo = undo[:rootfsSteps(undo)]
+	m.release(req.ID, c)
+	undo = nil
+	m.log.Info("container created", "container", req.ID, "pid", p.pid)
+	return p.pid, nil
+}
+
+// rootfsSteps counts the undo steps that belong to the directory and the
+// rootfs mounts (everything pushed before libcontainer.Create).
+func rootfsSteps(u cleanups) int { return len(u) - 3 }
+
+func (m *Manager) reserve(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.containers[id]; ok {
+		return fmt.Errorf("container %q: %w", id, ErrExists)
+	}
+	m.containers[id] = nil
+	return nil
+}
+
+// release ends a reservation: c nil frees the ID, otherwise c takes it.
+func (m *Manager) release(id string, c *Container) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c == nil {
+		delete(m.containers, id)
+		return
+	}
+	m.containers[id] = c
+}
+
+func (m *Manager) get(id string) (*Container, error) {
+	if err := ValidateID("container_id", id); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %q: %w", id, ErrNotFound)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("container %q is being created or deleted: %w", id, ErrWrongState)
+	}
+	return c, nil
+}
+
+// Start lets the container's init run its program.
+func (m *Manager) Start(ctx context.Context, id string) error {
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started {
+		return fmt.Errorf("start container %q: %w: already started", id, ErrWrongState)
+	}
+	if c.init.exited() {
+		return fmt.Errorf("start container %q: %w: its init process has exited", id, ErrWrongState)
+	}
+	if err := c.lc.Exec(); err != nil {
+		return fmt.Errorf("start container %q: %w", id, err)
+	}
+	c.started = true
+	m.log.Info("container started", "container", id)
+	return nil
+}
+
+// ExecRequest describes a process to run in a running container.
+type ExecRequest struct {
+	ContainerID, ExecID string
+	Process             []byte // OCI process JSON
+	Stdin               bool
+	TTYWidth, TTYHeight uint32
+}
+
+// Exec starts an additional process in a running container.
+func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
+	c, err := m.get(req.ContainerID)
+	if err != nil {
+		return 0, err
+	}
+	if err := ValidateID("exec_id", req.ExecID); err != nil {
+		return 0, err
+	}
+	spec, err := parseProcess(req.Process)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started || c.init.exited() {
+		return 0, fmt.Errorf("exec in container %q: %w: the container is not running", req.ContainerID, ErrWrongState)
+	}
+	if _, ok := c.execs[req.ExecID]; ok {
+		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, ErrExists)
+	}
+	lp := newProcess(spec, false)
+	if req.TTYWidth > 0 && req.TTYHeight > 0 {
+		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHeight, 0xffff))
+	}
+	p, err := prepareIO(lp, spec.Terminal, req.Stdin, m.cfg.OutputLimit)
+	if err != nil {
+		return 0, err
+	}
+	p.id = req.ExecID
+	if err := c.lc.Run(lp); err != nil {
+		p.closeIO()
+		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
+	}
+	if err := p.started(); err != nil {
+		_ = lp.Signal(unix.SIGKILL)
+		p.closeIO()
+		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
+	}
+	c.execs[req.ExecID] = p
+	m.log.Info("process started", "container", req.ContainerID, "exec", req.ExecID, "pid", p.pid)
+	return p.pid, nil
+}
+
+// Process finds a container's init (execID "") or exec'd process.
+func (m *Manager) Process(containerID, execID string) (*Process, error) {
+	c, err := m.get(containerID)
+	if err != nil {
+		return nil, err
+	}
+	if execID == "" {
+		return c.init, nil
+	}
+	if err := ValidateID("exec_id", execID); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %q in container %q: %w", execID, containerID, ErrNotFound)
+	}
+	return p, nil
+}
+
+// Wait waits for a process to exit.
+func (m *Manager) Wait(ctx context.Context, containerID, execID string) (ExitStatus, error) {
+	p, err := m.Process(containerID, execID)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	return p.Wait(ctx)
+}
+
+// Signal sends sig to a process; all (init only) signals every process of
+// the container.
+func (m *Manager) Signal(ctx context.Context, containerID, execID string, sig int, all bool) error {
+	if sig <= 0 || sig > 64 {
+		return fieldErr("signal", "%d is not a signal number (1-64)", sig)
+	}
+	p, err := m.Process(containerID, execID)
+	if err != nil {
+		return err
+	}
+	if p.exited() {
+		return fmt.Errorf("signal process: %w: it has exited", ErrWrongState)
+	}
+	if all {
+		if execID != "" {
+			return fieldErr("all", "only for the init process")
+		}
+		c, err := m.get(containerID)
+		if err != nil {
+			return err
+		}
+		pids, err := c.lc.Processes()
+		if err != nil {
+			return fmt.Errorf("list processes of %q: %w", containerID, err)
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.Signal(sig))
+		}
+		return nil
+	}
+	if err := p.lp.Signal(unix.Signal(sig)); err != nil {
+		return fmt.Errorf("signal process %d: %w", p.pid, err)
+	}
+	return nil
+}
+
+// ResizeTTY sets the terminal size of a process.
+func (m *Manager) ResizeTTY(ctx context.Context, containerID, execID string, width, height uint32) error {
+	p, err := m.Process(containerID, execID)
+	if err != nil {
+		return err
+	}
+	return p.resize(width, height)
+}
+
+// WriteStdin writes to a process's stdin.
+func (m *Manager) WriteStdin(ctx context.Context, containerID, execID string, data []byte) (int, error) {
+	p, err := m.Process(containerID, execID)
+	if err != nil {
+		return 0, err
+	}
+	return p.writeStdin(ctx, data)
+}
+
+// CloseStdin closes a process's stdin.
+func (m *Manager) CloseStdin(ctx context.Context, containerID, execID string) error {
+	p, err := m.Process(containerID, execID)
+	if err != nil {
+		return err
+	}
+	return p.closeStdin()
+}
+
+// Delete kills what still runs in the container and removes its
+// processes, cgroup, state, mounts and dm-verity device.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.containers[id] = nil // reserved until the teardown is done
+	m.mu.Unlock()
+	defer m.release(id, nil)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	if !c.init.exited() {
+		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			errs = append(errs, fmt.Errorf("kill container: %w", err))
+		}
+	}
+	procs := append([]*Process{c.init}, mapValues(c.execs)...)
+	for _, p := range procs {
+		if !p.exited() {
+			_ = p.lp.Signal(unix.SIGKILL)
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if _, err := p.Wait(wctx); err != nil {
+			errs = append(errs, fmt.Errorf("wait for process %d: %w", p.pid, err))
+		}
+		cancel()
+		p.closeIO()
+	}
+	if err := c.lc.Destroy(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.undo.run(); err != nil {
+		errs = append(errs, err)
+	}
+	m.log.Info("container deleted", "container", id, "errors", len(errs))
+	if len(errs) > 0 {
+		return fmt.Errorf("delete container %q: %w", id, errors.Join(errs...))
+	}
+	return nil
+}
+
+func mapValues(m map[string]*Process) []*Process {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]*Process, 0, len(m))
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+// Info describes a container.
+type Info struct {
+	ID      string
+	Status  string // created, running, stopped
+	Pid     int
+	Created time.Time
+	ExecIDs []string
+}
+
+func (c *Container) info() Info {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := "created"
+	switch {
+	case c.init.exited():
+		st = "stopped"
+	case c.started:
+		st = "running"
+	}
+	ids := make([]string, 0, len(c.execs))
+	for id := range c.execs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return Info{ID: c.id, Status: st, Pid: c.init.pid, Created: c.created, ExecIDs: ids}
+}
+
+// State describes one container.
+func (m *Manager) State(ctx context.Context, id string) (Info, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return Info{}, err
+	}
+	return c.info(), nil
+}
+
+// List describes all containers, sorted by ID.
+func (m *Manager) List(ctx context.Context) []Info {
+	m.mu.Lock()
+	cs := make([]*Container, 0, len(m.containers))
+	for _, c := range m.containers {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	m.mu.Unlock()
+	out := make([]Info, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.info())
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Stats reads the container's cgroup statistics.
+func (m *Manager) Stats(ctx context.Context, id string) (*libcontainer.Stats, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.lc.Stats()
+	if err != nil {
+		return nil, fmt.Errorf("stats of container %q: %w", id, err)
+	}
+	return st, nil
+}
+
+// Close deletes every container (agent shutdown).
+func (m *Manager) Close(ctx context.Context) error {
+	var errs []error
+	for _, info := range m.List(ctx) {
+		if err := m.Delete(ctx, info.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

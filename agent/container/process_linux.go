@@ -1,0 +1,241 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+
+	"confguest/agent/output"
+)
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	Code     int // exit code, or 128+Signal when killed
+	Signal   int // the signal that killed it, 0 if it exited
+	ExitedAt time.Time
+}
+
+// Process is a container's init or exec'd process and its stdio.
+type Process struct {
+	id  string // "" for the init process
+	lp  *libcontainer.Process
+	pid int
+
+	mu      sync.Mutex
+	stdin   *os.File // write end of the stdin pipe; nil if none or closed
+	console *os.File // TTY master, nil without a terminal
+	ttyIn   bool     // stdin requested on a terminal process
+
+	stdout, stderr *output.Buffer
+
+	done   chan struct{}
+	status ExitStatus
+
+	// set up before start, released after
+	childFiles []*os.File
+	consoleIn  *os.File
+}
+
+// prepareIO attaches stdio to lp before it starts.
+func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Process, error) {
+	p := &Process{
+		lp:     lp,
+		stdout: output.NewBuffer(limit),
+		stderr: output.NewBuffer(limit),
+		done:   make(chan struct{}),
+	}
+	if terminal {
+		parent, child, err := newConsoleSocket()
+		if err != nil {
+			return nil, err
+		}
+		lp.ConsoleSocket = child
+		p.consoleIn = parent
+		p.childFiles = append(p.childFiles, child)
+		p.ttyIn = stdin
+		return p, nil
+	}
+	var ok bool
+	defer func() {
+		if !ok {
+			p.closeIO()
+		}
+	}()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("create stderr pipe: %w", err)
+	}
+	lp.Stdout, lp.Stderr = outW, errW
+	p.childFiles = append(p.childFiles, outW, errW)
+	go drainAndClose(p.stdout, outR)
+	go drainAndClose(p.stderr, errR)
+	if stdin {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("create stdin pipe: %w", err)
+		}
+		lp.Stdin = inR
+		p.stdin = inW
+		p.childFiles = append(p.childFiles, inR)
+	}
+	ok = true
+	return p, nil
+}
+
+// started finishes stdio setup once libcontainer started the process and
+// begins waiting for its exit.
+func (p *Process) started() error {
+	for _, f := range p.childFiles {
+		f.Close()
+	}
+	p.childFiles = nil
+	if p.consoleIn != nil {
+		master, err := recvConsole(p.consoleIn)
+		p.consoleIn.Close()
+		p.consoleIn = nil
+		if err != nil {
+			return err
+		}
+		p.console = master
+		p.stderr.Close() // a terminal has one output stream
+		go output.Drain(p.stdout, master)
+	}
+	pid, err := p.lp.Pid()
+	if err != nil {
+		return fmt.Errorf("get pid: %w", err)
+	}
+	p.pid = pid
+	go p.wait()
+	return nil
+}
+
+func (p *Process) wait() {
+	st, err := p.lp.Wait()
+	s := ExitStatus{Code: -1, ExitedAt: time.Now()}
+	if st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+			switch {
+			case ws.Signaled():
+				s.Signal = int(ws.Signal())
+				s.Code = 128 + s.Signal
+			case ws.Exited():
+				s.Code = ws.ExitStatus()
+			}
+		}
+	} else if err != nil {
+		s.Code = -1
+	}
+	p.status = s
+	close(p.done)
+}
+
+// Wait blocks until the process exits or ctx ends.
+func (p *Process) Wait(ctx context.Context) (ExitStatus, error) {
+	select {
+	case <-p.done:
+		return p.status, nil
+	case <-ctx.Done():
+		return ExitStatus{}, ctx.Err()
+	}
+}
+
+func (p *Process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// writeStdin writes data into the process's stdin, waiting while the
+// process does not read (until ctx ends).
+func (p *Process) writeStdin(ctx context.Context, data []byte) (int, error) {
+	p.mu.Lock()
+	w := p.stdin
+	if p.console != nil && p.ttyIn {
+		w = p.console
+	}
+	p.mu.Unlock()
+	if w == nil {
+		return 0, fmt.Errorf("write stdin: %w: the process has no open stdin (create it with stdio.stdin set)", ErrWrongState)
+	}
+	stop := context.AfterFunc(ctx, func() { w.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	n, err := w.Write(data)
+	if err != nil {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		if errors.Is(err, os.ErrClosed) {
+			return n, fmt.Errorf("write stdin: %w: stdin was closed", ErrWrongState)
+		}
+		return n, fmt.Errorf("write stdin: %w", err)
+	}
+	return n, nil
+}
+
+// closeStdin closes stdin; on a terminal it sends end-of-file (^D).
+func (p *Process) closeStdin() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.console != nil && p.ttyIn {
+		p.ttyIn = false
+		if _, err := p.console.Write([]byte{4}); err != nil {
+			return fmt.Errorf("send end-of-file to tty: %w", err)
+		}
+		return nil
+	}
+	if p.stdin == nil {
+		return fmt.Errorf("close stdin: %w: the process has no open stdin", ErrWrongState)
+	}
+	err := p.stdin.Close()
+	p.stdin = nil
+	return err
+}
+
+func (p *Process) resize(width, height uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.console == nil {
+		return fmt.Errorf("resize tty: %w: the process has no terminal", ErrWrongState)
+	}
+	return resizeConsole(p.console, width, height)
+}
+
+// closeIO releases the agent's ends of the process's stdio.
+func (p *Process) closeIO() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range append(p.childFiles, p.consoleIn, p.stdin, p.console) {
+		if f != nil {
+			f.Close()
+		}
+	}
+	p.childFiles, p.consoleIn, p.stdin, p.console = nil, nil, nil, nil
+}
+
+// Output returns the buffer of stdout (or the TTY) or stderr.
+func (p *Process) Output(stderr bool) *output.Buffer {
+	if stderr {
+		return p.stderr
+	}
+	return p.stdout
+}
+
+func drainAndClose(b *output.Buffer, r *os.File) {
+	output.Drain(b, r)
+	r.Close()
+}

@@ -1,0 +1,188 @@
+package container
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// MaxSpecBytes bounds the OCI spec and process JSON a request may carry.
+const MaxSpecBytes = 1 << 20
+
+// parseSpec decodes and checks the parts of an OCI runtime spec the agent
+// relies on before any resource is created. bindDirs are the directories
+// bind-mount sources must lie in.
+func parseSpec(data []byte, bindDirs []string) (*specs.Spec, error) {
+	if len(data) == 0 {
+		return nil, fieldErr("spec_json", "empty: send the container's OCI config.json")
+	}
+	if len(data) > MaxSpecBytes {
+		return nil, fieldErr("spec_json", "%d bytes, the limit is %d", len(data), MaxSpecBytes)
+	}
+	var s specs.Spec
+	if err := decodeJSON(data, &s); err != nil {
+		return nil, fieldErr("spec_json", "not an OCI runtime spec: %v", err)
+	}
+	if s.Process == nil {
+		return nil, fieldErr("process", "missing: the spec must say what to run")
+	}
+	if err := checkProcess("process", s.Process); err != nil {
+		return nil, err
+	}
+	if s.Linux == nil {
+		return nil, fieldErr("linux", "missing: the spec must have a linux section")
+	}
+	if s.Hooks != nil && (len(s.Hooks.Prestart)+len(s.Hooks.CreateRuntime)+len(s.Hooks.CreateContainer)+
+		len(s.Hooks.StartContainer)+len(s.Hooks.Poststart)+len(s.Hooks.Poststop) > 0) {
+		return nil, fieldErr("hooks", "not supported: the agent does not run host-supplied hooks")
+	}
+	for i, ns := range s.Linux.Namespaces {
+		if ns.Path != "" {
+			return nil, fieldErr(fmt.Sprintf("linux.namespaces[%d].path", i), "%q: joining existing namespaces is not allowed", ns.Path)
+		}
+	}
+	for i, m := range s.Mounts {
+		field := fmt.Sprintf("mounts[%d]", i)
+		if !filepath.IsAbs(m.Destination) {
+			return nil, fieldErr(field+".destination", "%q is not an absolute path", m.Destination)
+		}
+		if isBind(m) {
+			if err := checkBindSource(m.Source, bindDirs); err != nil {
+				return nil, fieldErr(field+".source", "%v", err)
+			}
+		}
+	}
+	return &s, nil
+}
+
+func decodeJSON(data []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return fmt.Errorf("trailing data after the JSON document")
+	}
+	return nil
+}
+
+func isBind(m specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// checkBindSource allows a bind source only inside one of dirs, the paths
+// the agent owns. The path must be clean and absolute; symlinks in it are
+// resolved by libcontainer inside the source's own tree, so a lexical
+// check on a clean path is what keeps it under the agent's directories.
+func checkBindSource(src string, dirs []string) error {
+	if !filepath.IsAbs(src) || filepath.Clean(src) != src {
+		return fmt.Errorf("bind source %q must be a clean absolute path", src)
+	}
+	resolved, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return fmt.Errorf("bind source %q: %w", src, err)
+	}
+	for _, d := range dirs {
+		if resolved == d || strings.HasPrefix(resolved, d+"/") {
+			return nil
+		}
+	}
+	return fmt.Errorf("bind source %q is outside the agent's directories %q", src, dirs)
+}
+
+// parseProcess decodes an OCI Process (for ExecProcess).
+func parseProcess(data []byte) (*specs.Process, error) {
+	if len(data) == 0 {
+		return nil, fieldErr("process_json", "empty: send an OCI process object")
+	}
+	if len(data) > MaxSpecBytes {
+		return nil, fieldErr("process_json", "%d bytes, the limit is %d", len(data), MaxSpecBytes)
+	}
+	var p specs.Process
+	if err := decodeJSON(data, &p); err != nil {
+		return nil, fieldErr("process_json", "not an OCI process: %v", err)
+	}
+	if err := checkProcess("process", &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func checkProcess(field string, p *specs.Process) error {
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return fieldErr(field+".args", "empty: name the program to run")
+	}
+	for i, a := range p.Args {
+		if strings.ContainsRune(a, 0) {
+			return fieldErr(fmt.Sprintf("%s.args[%d]", field, i), "contains a NUL byte")
+		}
+	}
+	if !filepath.IsAbs(p.Cwd) {
+		return fieldErr(field+".cwd", "%q is not an absolute path", p.Cwd)
+	}
+	for i, e := range p.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.ContainsRune(e, 0) {
+			return fieldErr(fmt.Sprintf("%s.env[%d]", field, i), "%q is not KEY=value", e)
+		}
+	}
+	for i, r := range p.Rlimits {
+		if _, ok := rlimits[r.Type]; !ok {
+			return fieldErr(fmt.Sprintf("%s.rlimits[%d].type", field, i), "unknown rlimit %q", r.Type)
+		}
+		if r.Soft > r.Hard {
+			return fieldErr(fmt.Sprintf("%s.rlimits[%d]", field, i), "soft limit %d above hard limit %d", r.Soft, r.Hard)
+		}
+	}
+	if p.ConsoleSize != nil && (p.ConsoleSize.Width > 0xffff || p.ConsoleSize.Height > 0xffff) {
+		return fieldErr(field+".consoleSize", "larger than 65535")
+	}
+	return nil
+}
+
+var rlimits = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// newProcess builds the libcontainer process for an OCI process; stdio is
+// attached by the caller.
+func newProcess(p *specs.Process, init bool) *libcontainer.Process {
+	lp := &libcontainer.Process{
+		Args:             p.Args,
+		Env:              p.Env,
+		Cwd:              p.Cwd,
+		UID:              int(p.User.UID),
+		GID:              int(p.User.GID),
+		NoNewPrivileges:  &p.NoNewPrivileges,
+		Init:             init,
+		AdditionalGroups: make([]int, 0, len(p.User.AdditionalGids)),
+	}
+	for _, g := range p.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	if c := p.Capabilities; c != nil {
+		lp.Capabilities = &configs.Capabilities{
+			Bounding: c.Bounding, Effective: c.Effective, Permitted: c.Permitted,
+			Inheritable: c.Inheritable, Ambient: c.Ambient,
+		}
+	}
+	for _, r := range p.Rlimits {
+		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: rlimits[r.Type], Hard: r.Hard, Soft: r.Soft})
+	}
+	if p.ConsoleSize != nil {
+		lp.ConsoleWidth, lp.ConsoleHeight = uint16(p.ConsoleSize.Width), uint16(p.ConsoleSize.Height)
+	}
+	return lp
+}
