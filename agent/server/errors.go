@@ -2,5 +2,12 @@ package server
 
 import "errors"
 
-// ErrBadAddress reports a listen address the agent cannot parse.
-var ErrBadAddress = errors.New("bad listen address")
+var (
+	// ErrBadAddress reports a listen address the agent cannot parse.
+	ErrBadAddress = errors.New("bad listen address")
+	// ErrInvalidRequest reports a malformed request field outside the
+	// container spec (sizes, credit, missing messages).
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrBadTEE reports an unknown confguest.tee= value.
+	ErrBadTEE = errors.New("unknown TEE type")
+)

@@ -1,5 +1,6 @@
-// Package server runs the confguest agent: the ttrpc API server on its
-// listener, under one errgroup with the agent's other long-running tasks.
+// Package server runs the confguest agent: the ttrpc API server with its
+// single authorization point, on a vsock or unix listener, under one
+// errgroup with the agent's other long-running tasks.
 package server
 
 import (
@@ -7,10 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sync/errgroup"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/authz"
+	"confguest/agent/container"
 )
 
 const (
@@ -27,23 +34,80 @@ type Config struct {
 	StateDir string       // container state directory
 	Logger   *slog.Logger // nil means slog.Default()
 	Ready    func()       // called once the listener is open
+
+	// Authorizer decides on every request; nil means authz.AllowAll.
+	Authorizer authz.Authorizer
+	// Containers configures the container manager; StateDir and Logger
+	// are filled in from above when empty. Verity nil means the kernel's
+	// device-mapper.
+	Containers container.Config
+	// Cmdline is the kernel command line ("" reads /proc/cmdline).
+	Cmdline string
+	// Executable is hashed for Version's build digest ("" = /proc/self/exe).
+	Executable string
 }
 
-// Run serves the agent API until ctx is cancelled, then shuts down.
+// Run serves the agent API until ctx is cancelled or a Shutdown call, then
+// deletes every container and returns.
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	cmdline := cfg.Cmdline
+	if cmdline == "" {
+		b, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			return fmt.Errorf("read kernel command line: %w", err)
+		}
+		cmdline = string(b)
+	}
+	tee, err := ParseTEE(cmdline)
+	if err != nil {
+		return err
+	}
+	cc := cfg.Containers
+	if cc.StateDir == "" {
+		cc.StateDir = cfg.StateDir
+	}
+	if cc.Logger == nil {
+		cc.Logger = log
+	}
+	if cc.Verity == nil {
+		cc.Verity = container.DeviceMapper{}
+	}
+	m, err := container.NewManager(cc)
+	if err != nil {
+		return err
+	}
+	a := cfg.Authorizer
+	if a == nil {
+		a = authz.AllowAll{Logger: log}
+	}
+	exe := cfg.Executable
+	if exe == "" {
+		exe = "/proc/self/exe"
+	}
+	shutdown := make(chan struct{})
+	var once sync.Once
+	svc := &service{
+		m:        m,
+		tee:      tee,
+		digest:   sync.OnceValues(func() (string, error) { return fileDigest(exe) }),
+		shutdown: func() { once.Do(func() { close(shutdown) }) },
+	}
+
 	l, err := Listen(cfg.Address)
 	if err != nil {
 		return err
 	}
-	srv, err := ttrpc.NewServer()
+	srv, err := ttrpc.NewServer(edgeInterceptor(a))
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("create ttrpc server: %w", err)
 	}
+	agentv1.RegisterAgentService(srv, edgeService{AgentService: svc, a: a})
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := srv.Serve(gctx, l)
@@ -53,12 +117,24 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	})
 	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		select {
+		case <-gctx.Done():
+		case <-shutdown:
+			log.Info("shutdown requested")
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		if cerr := m.Close(sctx); cerr != nil {
+			log.Error("delete containers at exit", "err", cerr)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			srv.Close()
+			return nil
+		}
+		return err
 	})
-	log.Info("agent listening", "address", cfg.Address)
+	log.Info("agent listening", "address", cfg.Address, "tee", tee)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

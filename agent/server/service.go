@@ -1,0 +1,317 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/opencontainers/runc/libcontainer"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/container"
+)
+
+const (
+	// MaxStdinChunk bounds the data of one WriteStdin call.
+	MaxStdinChunk = 1 << 20
+	// OutputChunkSize bounds the data of one OutputChunk.
+	OutputChunkSize = 32 << 10
+	// MaxOutputCredit bounds the chunks a reader may have outstanding: the
+	// ttrpc client buffers 64 messages per stream.
+	MaxOutputCredit = 64
+)
+
+// service implements agentv1.AgentService on a container.Manager. It only
+// translates between wire messages and the manager; authorization and
+// status codes are applied around it (see edgeInterceptors).
+type service struct {
+	m        *container.Manager
+	tee      string
+	digest   func() (string, error)
+	shutdown func()
+}
+
+var _ agentv1.AgentService = (*service)(nil)
+
+func (s *service) Version(ctx context.Context, _ *agentv1.VersionRequest) (*agentv1.VersionResponse, error) {
+	d, err := s.digest()
+	if err != nil {
+		return nil, fmt.Errorf("build digest: %w", err)
+	}
+	return &agentv1.VersionResponse{AgentVersion: AgentVersion, BuildDigest: d, Tee: s.tee, ApiVersion: APIVersion}, nil
+}
+
+func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContainerRequest) (*agentv1.CreateContainerResponse, error) {
+	req := container.CreateRequest{ID: r.GetContainerId(), Spec: r.GetSpecJson()}
+	if rf := r.GetRootfs(); rf != nil {
+		req.Rootfs.ScratchBytes = rf.GetScratchBytes()
+		req.Rootfs.GuestDirectory = rf.GetGuestDirectory()
+		if b := rf.GetBlock(); b != nil {
+			v := b.GetVerity()
+			if v == nil {
+				return nil, fmt.Errorf("rootfs.block.verity: %w: missing: a block rootfs needs its verity parameters", ErrInvalidRequest)
+			}
+			req.Rootfs.Block = &container.BlockSource{
+				Serial: b.GetSerial(), Path: b.GetPath(), FSType: b.GetFsType(),
+				RootHash: v.GetRootHash(), Salt: v.GetSalt(), HashOffset: v.GetHashOffset(),
+				DataBlocks: v.GetDataBlocks(), DataBlockSize: v.GetDataBlockSize(),
+				HashBlockSize: v.GetHashBlockSize(), HashAlgorithm: v.GetHashAlgorithm(),
+			}
+		}
+	}
+	if st := r.GetStdio(); st != nil {
+		req.Stdin, req.TTYWidth, req.TTYHight = st.GetStdin(), st.GetTtyWidth(), st.GetTtyHeight()
+	}
+	pid, err := s.m.Create(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.CreateContainerResponse{Pid: uint32(pid)}, nil
+}
+
+func (s *service) StartContainer(ctx context.Context, r *agentv1.StartContainerRequest) (*agentv1.StartContainerResponse, error) {
+	if err := s.m.Start(ctx, r.GetContainerId()); err != nil {
+		return nil, err
+	}
+	return &agentv1.StartContainerResponse{}, nil
+}
+
+func (s *service) ExecProcess(ctx context.Context, r *agentv1.ExecProcessRequest) (*agentv1.ExecProcessResponse, error) {
+	req := container.ExecRequest{ContainerID: r.GetContainerId(), ExecID: r.GetExecId(), Process: r.GetProcessJson()}
+	if st := r.GetStdio(); st != nil {
+		req.Stdin, req.TTYWidth, req.TTYHeight = st.GetStdin(), st.GetTtyWidth(), st.GetTtyHeight()
+	}
+	pid, err := s.m.Exec(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.ExecProcessResponse{Pid: uint32(pid)}, nil
+}
+
+func (s *service) WaitProcess(ctx context.Context, r *agentv1.WaitProcessRequest) (*agentv1.WaitProcessResponse, error) {
+	st, err := s.m.Wait(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId())
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.WaitProcessResponse{ExitCode: int32(st.Code), Signal: int32(st.Signal), ExitedAtUnixNano: st.ExitedAt.UnixNano()}, nil
+}
+
+func (s *service) SignalProcess(ctx context.Context, r *agentv1.SignalProcessRequest) (*agentv1.SignalProcessResponse, error) {
+	sig := r.GetSignal()
+	if sig > math.MaxInt32 {
+		return nil, fmt.Errorf("signal: %w: %d is not a signal number", ErrInvalidRequest, sig)
+	}
+	if err := s.m.Signal(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId(), int(sig), r.GetAll()); err != nil {
+		return nil, err
+	}
+	return &agentv1.SignalProcessResponse{}, nil
+}
+
+func (s *service) ResizeTTY(ctx context.Context, r *agentv1.ResizeTTYRequest) (*agentv1.ResizeTTYResponse, error) {
+	if err := s.m.ResizeTTY(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId(), r.GetWidth(), r.GetHeight()); err != nil {
+		return nil, err
+	}
+	return &agentv1.ResizeTTYResponse{}, nil
+}
+
+func (s *service) WriteStdin(ctx context.Context, r *agentv1.WriteStdinRequest) (*agentv1.WriteStdinResponse, error) {
+	if len(r.GetData()) > MaxStdinChunk {
+		return nil, fmt.Errorf("data: %w: %d bytes, send at most %d per call", ErrInvalidRequest, len(r.GetData()), MaxStdinChunk)
+	}
+	n, err := s.m.WriteStdin(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId(), r.GetData())
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.WriteStdinResponse{Written: uint32(n)}, nil
+}
+
+func (s *service) CloseStdin(ctx context.Context, r *agentv1.CloseStdinRequest) (*agentv1.CloseStdinResponse, error) {
+	if err := s.m.CloseStdin(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId()); err != nil {
+		return nil, err
+	}
+	return &agentv1.CloseStdinResponse{}, nil
+}
+
+// ReadOutput streams one output stream of a process. The agent sends a
+// chunk only against credit the reader granted, so the ttrpc client's
+// per-stream buffer never overflows; while the reader holds the stream
+// the process blocks on a full buffer instead of losing output.
+func (s *service) ReadOutput(ctx context.Context, ss agentv1.Agent_ReadOutputServer) error {
+	first, err := ss.Recv()
+	if err != nil {
+		return fmt.Errorf("read output: first request: %w", err)
+	}
+	p, err := s.m.Process(first.GetProcess().GetContainerId(), first.GetProcess().GetExecId())
+	if err != nil {
+		return err
+	}
+	buf := p.Output(first.GetStream() == agentv1.OutputStream_OUTPUT_STREAM_STDERR)
+	detach, err := buf.Attach()
+	if err != nil {
+		return err
+	}
+	defer detach()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cr := &credit{changed: make(chan struct{}, 1)}
+	if err := cr.add(first.GetCredit()); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			r, err := ss.Recv()
+			if err == nil {
+				err = cr.add(r.GetCredit())
+			}
+			if err != nil {
+				cr.end(err)
+				return
+			}
+		}
+	}()
+	for {
+		if err := cr.take(ctx); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the reader closed its side and used up its credit
+			}
+			return err
+		}
+		c, err := buf.Read(ctx, OutputChunkSize)
+		if err != nil {
+			return err
+		}
+		if err := ss.Send(&agentv1.OutputChunk{Data: c.Data, Offset: c.Offset, DroppedBytes: c.Dropped, Eof: c.EOF}); err != nil {
+			return fmt.Errorf("send output: %w", err)
+		}
+		if c.EOF {
+			return nil
+		}
+	}
+}
+
+// credit counts the chunks a reader may still receive.
+type credit struct {
+	mu      sync.Mutex
+	n       uint64
+	err     error // set when the reader's side ended
+	changed chan struct{}
+}
+
+func (c *credit) add(n uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n+uint64(n) > MaxOutputCredit {
+		return fmt.Errorf("credit: %w: more than %d chunks outstanding", ErrInvalidRequest, MaxOutputCredit)
+	}
+	c.n += uint64(n)
+	c.notify()
+	return nil
+}
+
+func (c *credit) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.err = err
+	c.notify()
+}
+
+func (c *credit) notify() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for one unit of credit. With none left it returns the error
+// that ended the reader's side (io.EOF on a clean close).
+func (c *credit) take(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		if c.n > 0 {
+			c.n--
+			c.mu.Unlock()
+			return nil
+		}
+		err := c.err
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-c.changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *service) DeleteContainer(ctx context.Context, r *agentv1.DeleteContainerRequest) (*agentv1.DeleteContainerResponse, error) {
+	if err := s.m.Delete(ctx, r.GetContainerId()); err != nil {
+		return nil, err
+	}
+	return &agentv1.DeleteContainerResponse{}, nil
+}
+
+func infoToProto(i container.Info) *agentv1.ContainerInfo {
+	return &agentv1.ContainerInfo{Id: i.ID, Status: i.Status, Pid: uint32(i.Pid), CreatedAtUnixNano: i.Created.UnixNano(), ExecIds: i.ExecIDs}
+}
+
+func (s *service) ListContainers(ctx context.Context, _ *agentv1.ListContainersRequest) (*agentv1.ListContainersResponse, error) {
+	resp := &agentv1.ListContainersResponse{}
+	for _, i := range s.m.List(ctx) {
+		resp.Containers = append(resp.Containers, infoToProto(i))
+	}
+	return resp, nil
+}
+
+func (s *service) State(ctx context.Context, r *agentv1.StateRequest) (*agentv1.StateResponse, error) {
+	i, err := s.m.State(ctx, r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.StateResponse{Container: infoToProto(i)}, nil
+}
+
+func (s *service) Stats(ctx context.Context, r *agentv1.StatsRequest) (*agentv1.StatsResponse, error) {
+	st, err := s.m.Stats(ctx, r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	return statsToProto(st), nil
+}
+
+func limit(v uint64) uint64 {
+	if v >= math.MaxInt64 {
+		return 0 // unlimited
+	}
+	return v
+}
+
+func statsToProto(st *libcontainer.Stats) *agentv1.StatsResponse {
+	resp := &agentv1.StatsResponse{Memory: &agentv1.MemoryStats{}, Cpu: &agentv1.CPUStats{}, Pids: &agentv1.PidsStats{}}
+	cg := st.CgroupStats
+	if cg == nil {
+		return resp
+	}
+	mu := cg.MemoryStats.Usage
+	resp.Memory = &agentv1.MemoryStats{UsageBytes: mu.Usage, LimitBytes: limit(mu.Limit), MaxUsageBytes: mu.MaxUsage}
+	cu := cg.CpuStats
+	resp.Cpu = &agentv1.CPUStats{
+		UsageNanos: cu.CpuUsage.TotalUsage, UserNanos: cu.CpuUsage.UsageInUsermode, SystemNanos: cu.CpuUsage.UsageInKernelmode,
+		ThrottledPeriods: cu.ThrottlingData.ThrottledPeriods, ThrottledNanos: cu.ThrottlingData.ThrottledTime,
+	}
+	resp.Pids = &agentv1.PidsStats{Current: cg.PidsStats.Current, Limit: limit(cg.PidsStats.Limit)}
+	return resp
+}
+
+func (s *service) Shutdown(ctx context.Context, _ *agentv1.ShutdownRequest) (*agentv1.ShutdownResponse, error) {
+	if err := s.m.Close(ctx); err != nil {
+		return nil, err
+	}
+	s.shutdown()
+	return &agentv1.ShutdownResponse{}, nil
+}
