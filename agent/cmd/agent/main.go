@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // namespace setup before the Go runtime starts
@@ -28,7 +29,12 @@ func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		// Never returns: becomes the container process.
 		libcontainer.Init()
-	}
+	} // Keep the main thread for the main goroutine. libcontainer joins a
+	// container's mount namespace on a locked thread that the runtime then
+	// discards; were that the main thread, the runtime would keep it (it
+	// never exits the main thread), pinning that container's mounts and
+	// dm-verity device forever.
+	runtime.LockOSThread()
 }
 
 func main() {

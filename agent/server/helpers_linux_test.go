@@ -1,0 +1,265 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // container init in the test binary
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/authz"
+	"confguest/agent/container"
+)
+
+// libcontainer re-executes the test binary as the container's init.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+	} // Keep the main thread for the main goroutine. libcontainer joins a
+	// container's mount namespace on a locked thread that the runtime then
+	// discards; were that the main thread, the runtime would keep it (it
+	// never exits the main thread), pinning that container's mounts and
+	// dm-verity device forever.
+	runtime.LockOSThread()
+}
+
+var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "true", "false", "stty", "id", "hostname", "head", "dd", "sha256sum", "env", "pwd", "ls", "touch"}
+
+// busyboxImage builds a minimal rootfs from Debian's busybox-static.
+func busyboxImage(t testing.TB, dir string) string {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("busybox rootfs needs /bin/busybox (apt-get install busybox-static): %v", err)
+	}
+	img := filepath.Join(dir, "busybox")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc", "root"} {
+		if err := os.MkdirAll(filepath.Join(img, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(img, "bin/busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range busyboxApplets {
+		if err := os.Symlink("busybox", filepath.Join(img, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return img
+}
+
+type testAgent struct {
+	client   agentv1.AgentClient
+	raw      *ttrpc.Client
+	image    string
+	stateDir string
+	logs     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startAgent runs the agent on a unix socket with the real ttrpc client,
+// as the guest runs it on vsock.
+func startAgent(t *testing.T, a authz.Authorizer, cc container.Config) *testAgent {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for libcontainer")
+	}
+	dir := t.TempDir()
+	ta := &testAgent{image: busyboxImage(t, dir), stateDir: filepath.Join(dir, "state"), logs: &syncBuffer{}}
+	cc.ImageDirs = append(cc.ImageDirs, ta.image)
+	sock := filepath.Join(dir, "agent.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		done <- Run(ctx, Config{
+			Address:    "unix:" + sock,
+			StateDir:   ta.stateDir,
+			Logger:     slog.New(slog.NewTextHandler(ta.logs, nil)),
+			Ready:      func() { close(ready) },
+			Authorizer: a,
+			Containers: cc,
+			Cmdline:    "console=ttyS0 confguest.tee=none",
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("agent exited before ready: %v", err)
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ta.raw = ttrpc.NewClient(conn)
+	ta.client = agentv1.NewAgentClient(ta.raw)
+	t.Cleanup(func() {
+		ta.raw.Close()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent Run = %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("agent did not stop")
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", ta.logs.String())
+		}
+	})
+	return ta
+}
+
+// spec returns `runc spec` with args and a rootfs from the image.
+func spec(t testing.TB, terminal bool, args ...string) []byte {
+	t.Helper()
+	s := specconv.Example()
+	s.Process.Terminal = terminal
+	s.Process.Args = args
+	s.Hostname = "confguest-test"
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func process(t testing.TB, terminal bool, args ...string) []byte {
+	t.Helper()
+	p := specs.Process{
+		Terminal: terminal,
+		Args:     args,
+		Env:      []string{"PATH=/bin", "TERM=xterm"},
+		Cwd:      "/",
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (ta *testAgent) create(t *testing.T, id string, specJSON []byte, stdio *agentv1.StdioOptions) {
+	t.Helper()
+	_, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
+		ContainerId: id,
+		SpecJson:    specJSON,
+		Rootfs:      &agentv1.Rootfs{Source: &agentv1.Rootfs_GuestDirectory{GuestDirectory: ta.image}},
+		Stdio:       stdio,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer(%q) = %v", id, err)
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// readOutput collects a stream in the background.
+func (ta *testAgent) readOutput(t *testing.T, id, exec string, stream agentv1.OutputStream) func() (string, uint64) {
+	t.Helper()
+	var buf bytes.Buffer
+	var dropped uint64
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		dropped, err = agentv1.CopyOutput(ctx(t), ta.client, &agentv1.ProcessRef{ContainerId: id, ExecId: exec}, stream, &buf)
+	}()
+	return func() (string, uint64) {
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("output of %s/%s did not end", id, exec)
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.Fatalf("CopyOutput(%s/%s) = %v", id, exec, err)
+		}
+		return buf.String(), dropped
+	}
+}
+
+func (ta *testAgent) wait(t *testing.T, id, exec string) *agentv1.WaitProcessResponse {
+	t.Helper()
+	r, err := ta.client.WaitProcess(ctx(t), &agentv1.WaitProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id, ExecId: exec}})
+	if err != nil {
+		t.Fatalf("WaitProcess(%s/%s) = %v", id, exec, err)
+	}
+	return r
+}
+
+// leftovers lists what a deleted container could have left behind.
+func leftovers(t *testing.T, stateDir, id string, pid uint32) []string {
+	t.Helper()
+	var found []string
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cdir := filepath.Join(stateDir, "containers", id)
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, cdir) {
+			found = append(found, "mount: "+line)
+		}
+	}
+	for _, p := range []string{cdir, filepath.Join(stateDir, "libcontainer", id)} {
+		if _, err := os.Stat(p); err == nil {
+			found = append(found, "path: "+p)
+		}
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/confguest/" + id)
+	if v2, _ := filepath.Glob("/sys/fs/cgroup/confguest/" + id); len(v2) > 0 {
+		cgs = append(cgs, v2...)
+	}
+	for _, c := range cgs {
+		found = append(found, "cgroup: "+c)
+	}
+	if pid != 0 {
+		if _, err := os.Stat(filepath.Join("/proc", itoa(pid))); err == nil {
+			found = append(found, "process: "+itoa(pid))
+		}
+	}
+	return found
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
