@@ -39,7 +39,7 @@ func (a AllowAll) Authorize(ctx context.Context, method string, req any) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.LogAttrs(ctx, slog.LevelDebug, "authorize", slog.String("method", method), slog.String("decision", "allow"), slog.String("rule", "allow-all (no policy installed)"))
+	log.LogAttrs(ctx, slog.LevelInfo, "authorize", slog.String("method", method), slog.String("decision", "allow"), slog.String("rule", "allow-all (no policy installed)"))
 	return nil
 }
 
