@@ -93,7 +93,7 @@ func (s *syncBuffer) String() string {
 
 // startAgent runs the agent on a unix socket with the real ttrpc client,
 // as the guest runs it on vsock.
-func startAgent(t *testing.T, a authz.Authorizer, cc container.Config) *testAgent {
+func startAgent(t testing.TB, a authz.Authorizer, cc container.Config) *testAgent {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for libcontainer")
@@ -189,7 +189,7 @@ func (ta *testAgent) create(t *testing.T, id string, specJSON []byte, stdio *age
 	}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -263,3 +263,7 @@ func leftovers(t *testing.T, stateDir, id string, pid uint32) []string {
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+func specsMount(dst, src string) specs.Mount {
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "ro"}}
+}
