@@ -45,6 +45,10 @@ type Config struct {
 	Cmdline string
 	// Executable is hashed for Version's build digest ("" = /proc/self/exe).
 	Executable string
+	// RequestPowerOff, if set, is called by the Shutdown call once every
+	// container is deleted, to ask PID 1 to power the VM off (PID 1 then
+	// stops the agent with SIGTERM). Nil: the agent just stops serving.
+	RequestPowerOff func() error
 }
 
 // Run serves the agent API until ctx is cancelled or a Shutdown call, then
@@ -95,6 +99,7 @@ func Run(ctx context.Context, cfg Config) error {
 		tee:      tee,
 		digest:   sync.OnceValues(func() (string, error) { return fileDigest(exe) }),
 		shutdown: func() { once.Do(func() { close(shutdown) }) },
+		powerOff: cfg.RequestPowerOff,
 	}
 
 	l, err := Listen(cfg.Address)

@@ -32,6 +32,7 @@ type service struct {
 	tee      string
 	digest   func() (string, error)
 	shutdown func()
+	powerOff func() error
 }
 
 var _ agentv1.AgentService = (*service)(nil)
@@ -311,6 +312,12 @@ func statsToProto(st *libcontainer.Stats) *agentv1.StatsResponse {
 func (s *service) Shutdown(ctx context.Context, _ *agentv1.ShutdownRequest) (*agentv1.ShutdownResponse, error) {
 	if err := s.m.Close(ctx); err != nil {
 		return nil, err
+	}
+	if s.powerOff != nil {
+		if err := s.powerOff(); err != nil {
+			return nil, fmt.Errorf("request power-off: %w", err)
+		}
+		return &agentv1.ShutdownResponse{}, nil
 	}
 	s.shutdown()
 	return &agentv1.ShutdownResponse{}, nil

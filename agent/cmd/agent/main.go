@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", server.DefaultAddress, "address to serve on: vsock:PORT or unix:PATH")
 	stateDir := fs.String("state", server.DefaultStateDir, "directory for container state (tmpfs)")
 	debug := fs.Bool("debug", false, "log at debug level")
+	poweroff := fs.Bool("poweroff", true, "on Shutdown, ask PID 1 to power off (SIGUSR2 to PID 1) instead of exiting")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,10 +61,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var requestPowerOff func() error
+	if *poweroff {
+		// PID 1 (init/supervise) powers off on SIGUSR2 and stops the
+		// agent with SIGTERM on the way.
+		requestPowerOff = func() error { return unix.Kill(1, unix.SIGUSR2) }
+	}
 	return server.Run(ctx, server.Config{
-		Address:  *listen,
-		StateDir: *stateDir,
-		Logger:   log,
+		RequestPowerOff: requestPowerOff,
+		Address:         *listen,
+		StateDir:        *stateDir,
+		Logger:          log,
 		Ready: func() {
 			fmt.Fprintln(stdout, "confguest-agent: ready")
 		},
