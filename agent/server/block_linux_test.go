@@ -1,0 +1,150 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/container"
+	"confguest/rootfs/devmapper"
+)
+
+// passthroughVerity stands in for device-mapper on a host without it: it
+// records the verity target the agent asked for and hands back the data
+// device itself. The real dm-verity path runs in qemu-tests.
+type passthroughVerity struct {
+	mu     sync.Mutex
+	open   map[string]devmapper.VerityTarget
+	closed []string
+}
+
+func (v *passthroughVerity) Open(ctx context.Context, name string, t devmapper.VerityTarget) (string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.open[name] = t
+	return t.DataDevice, nil
+}
+
+func (v *passthroughVerity) Close(ctx context.Context, name string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.open, name)
+	v.closed = append(v.closed, name)
+	return nil
+}
+
+// TestBlockRootfs runs a container from an erofs image on a loop device
+// found by its serial, and checks that delete releases the verity device
+// and every mount.
+func TestBlockRootfs(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
+		t.Skip("needs mkfs.erofs (apt-get install erofs-utils)")
+	}
+	v := &passthroughVerity{open: map[string]devmapper.VerityTarget{}}
+	sysBlock := t.TempDir()
+	ta := startAgent(t, nil, container.Config{Verity: v, SysBlock: sysBlock})
+
+	img := filepath.Join(t.TempDir(), "layer.erofs")
+	if out, err := exec.Command("mkfs.erofs", "-T0", img, ta.image).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.erofs: %v\n%s", err, out)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", "--read-only", img).Output()
+	if err != nil {
+		t.Skipf("no loop device: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	if err := os.MkdirAll(filepath.Join(sysBlock, filepath.Base(loop)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sysBlock, filepath.Base(loop), "serial"), []byte("layer0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rootHash := strings.Repeat("5a", 32)
+	_, err = ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
+		ContainerId: "blk",
+		SpecJson:    writableSpec(t, "sh", "-c", "echo from-erofs > /tmp/x && cat /tmp/x"),
+		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
+			Serial: "layer0",
+			Verity: &agentv1.Verity{RootHash: rootHash, Salt: "00ff", HashOffset: 8192, DataBlocks: 2},
+		}}},
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer(block rootfs) = %v", err)
+	}
+	got := v.open["confguest-blk"]
+	if got.DataDevice != loop || got.HashStartBlock != 3 || got.DataBlocks != 2 || len(got.RootHash) != 32 || len(got.Salt) != 2 {
+		t.Errorf("verity target = %+v, want data %s, hash start block 3 (superblock at 8192), 2 data blocks, 32-byte root hash, 2-byte salt", got, loop)
+	}
+	outFn := ta.readOutput(t, "blk", "", agentv1.OutputStream_OUTPUT_STREAM_STDOUT)
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "blk"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := outFn(); s != "from-erofs\n" {
+		t.Errorf("output = %q, want %q", s, "from-erofs\n")
+	}
+	if _, err := ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "blk"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.open) != 0 || len(v.closed) != 1 {
+		t.Errorf("after delete: open verity devices %v, closed %v; want none open, one closed", v.open, v.closed)
+	}
+	if left := leftovers(t, ta.stateDir, "blk", 0); len(left) > 0 {
+		t.Errorf("after DeleteContainer, left behind:\n%s", strings.Join(left, "\n"))
+	}
+
+	// A serial no disk has: NotFound-style error, nothing left behind.
+	_, err = ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
+		ContainerId: "blk2", SpecJson: spec(t, false, "true"),
+		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
+			Serial: "missing", Verity: &agentv1.Verity{RootHash: rootHash, DataBlocks: 2}}}},
+	})
+	if err == nil || !strings.Contains(err.Error(), `no disk with serial "missing"`) {
+		t.Errorf("CreateContainer(unknown serial) = %v, want an error naming the serial", err)
+	}
+	if left := leftovers(t, ta.stateDir, "blk2", 0); len(left) > 0 {
+		t.Errorf("failed create left behind:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// writableSpec is spec with root.readonly false: writes land in the tmpfs
+// upper layer of the overlay.
+func writableSpec(t testing.TB, args ...string) []byte {
+	var m map[string]any
+	if err := json.Unmarshal(spec(t, false, args...), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// The spec's root.readonly is honoured.
+func TestReadonlyRootfs(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{})
+	for _, tc := range []struct {
+		name     string
+		spec     []byte
+		wantExit int32
+	}{
+		{"readonly", spec(t, false, "touch", "/x"), 1},
+		{"writable", writableSpec(t, "touch", "/x"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ta.create(t, tc.name, tc.spec, nil)
+			if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: tc.name}); err != nil {
+				t.Fatal(err)
+			}
+			if w := ta.wait(t, tc.name, ""); w.GetExitCode() != tc.wantExit {
+				t.Errorf("touch /x on a %s rootfs = exit %d, want %d", tc.name, w.GetExitCode(), tc.wantExit)
+			}
+		})
+	}
+}
