@@ -22,7 +22,7 @@ kernel: setup
 
 # The guest image: bzImage, initramfs.cpio.gz, rootfs.img, cmdline, manifest.json, SHA256SUMS.
 image: kernel
-	$(GO) run ./build/cmd/mkimage -out $(OUT) -kernel $(BUILD)/bzImage -kernel-info $(BUILD)/kernel.json
+	$(GO) run ./build/cmd/mkimage -out $(OUT) -kernel $(BUILD)/bzImage -kernel-info $(BUILD)/kernel.json -busybox-root $(BUILD)/busybox-root
 
 # Build the image and boot it under QEMU.
 run: image build

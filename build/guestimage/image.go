@@ -108,7 +108,7 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 			if err := stageRoot(stage, bins["agent"]); err != nil {
 				return err
 			}
-			p, err := rootfs.Build(ctx, stage, filepath.Join(cfg.OutDir, RootfsFile), rootfs.WithAllRoot())
+			p, err := rootfs.Build(ctx, stage, filepath.Join(cfg.OutDir, RootfsFile))
 			if err != nil {
 				return err
 			}
@@ -125,9 +125,16 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 			m.Cmdline = Cmdline(m.Verity)
 			return os.WriteFile(filepath.Join(cfg.OutDir, CmdlineFile), []byte(m.Cmdline+"\n"), 0o644)
 		}},
+		{"write " + IGVMFile + " (direct boot for Cloud Hypervisor)", func(context.Context) error {
+			return writeIGVM(cfg.OutDir, m.Cmdline)
+		}},
+		{"write " + MeasurementFile + " (SEV-SNP launch digests)", func(ctx context.Context) error {
+			return writeMeasurements(ctx, cfg.SrcDir, cfg.OutDir, m.Cmdline)
+		}},
 		{"record Debian inputs", func(ctx context.Context) error {
 			pinned, err := pinnedPackages(filepath.Join(cfg.SrcDir, "build", "packages.lock"), map[string]string{
 				"linux-source-6.12": "kernel source of bzImage",
+				"ovmf-amdsev":       "firmware of the QEMU SEV-SNP launch in measurement.json",
 			})
 			if err != nil {
 				return err
@@ -226,7 +233,7 @@ func readKernelInfo(path string, k *KernelInfo) error {
 
 // writeManifest hashes the artifacts and writes manifest.json and SHA256SUMS.
 func writeManifest(dir string, m *Manifest) error {
-	arts, err := describeArtifacts(dir, []string{KernelFile, InitramfsFile, RootfsFile, CmdlineFile})
+	arts, err := describeArtifacts(dir, []string{KernelFile, InitramfsFile, RootfsFile, CmdlineFile, IGVMFile, MeasurementFile})
 	if err != nil {
 		return err
 	}

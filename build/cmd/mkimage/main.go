@@ -32,6 +32,7 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	kernel := fs.String("kernel", "", "bzImage from kernelcfg/cmd/buildkernel")
 	kernelInfo := fs.String("kernel-info", "", "kernel.json from kernelcfg/cmd/buildkernel")
 	cache := fs.String("cache", defaultCache(), "cache directory outside the source tree")
+	demo := fs.String("busybox-root", "", "also lay out the busybox demo container root filesystem in this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,11 +43,17 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, err = guestimage.Build(ctx, guestimage.Config{
+	if _, err := guestimage.Build(ctx, guestimage.Config{
 		SrcDir: src, OutDir: *out, CacheDir: *cache,
 		Kernel: *kernel, KernelInfo: *kernelInfo, Log: log,
-	})
-	return err
+	}); err != nil {
+		return err
+	}
+	if *demo != "" {
+		fmt.Fprintf(log, "==> busybox container root in %s\n", *demo)
+		return guestimage.BusyboxRoot(ctx, guestimage.BusyboxBinary, *demo)
+	}
+	return nil
 }
 
 func defaultCache() string {
