@@ -39,6 +39,10 @@ const (
 	SumsFile      = "SHA256SUMS"
 )
 
+// RootfsBudget is the size budget of rootfs.img (erofs data and hash tree): the guest's
+// userspace TCB is kept small enough to audit.
+const RootfsBudget = 24 << 20
+
 // BaseCmdline is the part of the kernel command line that does not depend on the root
 // filesystem. The serial console is the only console; a kernel panic powers the VM off.
 const BaseCmdline = "console=ttyS0 panic=-1"
@@ -108,7 +112,7 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 			if err := stageRoot(stage, bins["agent"]); err != nil {
 				return err
 			}
-			p, err := rootfs.Build(ctx, stage, filepath.Join(cfg.OutDir, RootfsFile))
+			p, err := rootfs.Build(ctx, stage, filepath.Join(cfg.OutDir, RootfsFile), rootfs.WithMaxSize(RootfsBudget))
 			if err != nil {
 				return err
 			}
