@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,8 +72,12 @@ func FuzzHandlers(f *testing.F) {
 		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = ta.raw.Call(c, agentv1.ServiceName, string(md.Name()), req, dynamicpb.NewMessage(md.Output()))
-		if _, err := ta.client.Version(context.Background(), &agentv1.VersionRequest{}); err != nil {
-			t.Fatalf("agent stopped answering after %s(%v): %v", md.Name(), req, err)
+		vc, vcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer vcancel()
+		if _, err := ta.client.Version(vc, &agentv1.VersionRequest{}); err != nil {
+			var stacks strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Fatalf("agent stopped answering after %s(%v): %v\n%s", md.Name(), req, err, stacks.String())
 		}
 	})
 }

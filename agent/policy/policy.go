@@ -1,0 +1,301 @@
+// Package policy is the agent's measured, default-deny policy: the JSON
+// format (README.md documents it with examples), its parser, the
+// evaluator that checks every agent request against it, and the gate
+// that installs a policy only when its SHA-256 is the HOST_DATA the
+// hardware signs.
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// Version is the only policy format version this agent reads.
+const Version = 1
+
+// MaxSize bounds a policy document in bytes.
+const MaxSize = 1 << 20
+
+// Policy is a parsed policy document. Everything it does not allow is
+// denied.
+type Policy struct {
+	Version    int         `json:"version"`
+	Agent      AgentRules  `json:"agent"`
+	Containers []Container `json:"containers"`
+}
+
+// AgentRules switches the calls that concern the whole agent rather than
+// one container. All are off unless the policy turns them on.
+type AgentRules struct {
+	// Stats allows reading containers' cgroup statistics.
+	Stats bool `json:"stats"`
+	// Shutdown allows the host to stop the agent (and power the VM off).
+	Shutdown bool `json:"shutdown"`
+	// ReplacePolicy allows a later SetPolicy to replace this policy. The
+	// replacement is then trusted because this measured policy says so.
+	ReplacePolicy bool `json:"replace_policy"`
+}
+
+// Container is one kind of container the host may create. A
+// CreateContainer request is allowed when it matches every field of one
+// entry; the container then lives under that entry's rules.
+type Container struct {
+	// Name identifies the entry in denials and logs ("containers[web]").
+	Name   string `json:"name"`
+	Rootfs Rootfs `json:"rootfs"`
+	// Args must match the process arguments one to one.
+	Args []Match `json:"args"`
+	// Env lists allowed KEY=VALUE entries: each entry of the request must
+	// match one of them. Entries the request leaves out are fine.
+	Env []Match `json:"env"`
+	// Cwd is the working directory ("" means "/").
+	Cwd  string `json:"cwd"`
+	User User   `json:"user"`
+	// Capabilities lists what the process may hold: each capability set
+	// of the request must be a subset.
+	Capabilities []string `json:"capabilities"`
+	// Mounts lists the mounts the spec may have, each matched exactly
+	// (destination, type, source, options as a set).
+	Mounts []Mount `json:"mounts"`
+	// Sysctls lists the sysctls the spec may set, with their values.
+	Sysctls map[string]string `json:"sysctls"`
+	// GuestNetwork allows running in the guest's network namespace.
+	// Every other namespace is always private to the container.
+	GuestNetwork bool `json:"guest_network"`
+	// RequireSeccomp refuses a spec without a seccomp profile.
+	RequireSeccomp bool `json:"require_seccomp"`
+	// ReadonlyRootfs refuses a spec whose root is not read-only.
+	ReadonlyRootfs bool `json:"readonly_rootfs"`
+	// Stdin allows writing to the container's standard input.
+	Stdin bool `json:"stdin"`
+	// TTY allows a terminal for the init process.
+	TTY bool `json:"tty"`
+	// Stdout and Stderr allow the host to read those streams (of the init
+	// process and of exec'd processes). Unread output is dropped oldest
+	// first, so a container never stalls on a refused reader.
+	Stdout bool `json:"stdout"`
+	Stderr bool `json:"stderr"`
+	// Exec lists the commands the host may run in the container.
+	Exec []Exec `json:"exec"`
+	// Attestation gives the container the workload evidence endpoint.
+	Attestation bool `json:"attestation"`
+}
+
+// Rootfs is where a container's root filesystem comes from: exactly one
+// of Layers (dm-verity root hashes of the layer images, hex) or
+// GuestDirectory (a directory on the guest's own verity root).
+type Rootfs struct {
+	Layers         []string `json:"layers,omitempty"`
+	GuestDirectory string   `json:"guest_directory,omitempty"`
+}
+
+// User is the identity processes run as.
+type User struct {
+	UID            uint32   `json:"uid"`
+	GID            uint32   `json:"gid"`
+	AdditionalGIDs []uint32 `json:"additional_gids,omitempty"`
+}
+
+// Mount is an allowed OCI mount.
+type Mount struct {
+	Destination string   `json:"destination"`
+	Type        string   `json:"type"`
+	Source      string   `json:"source"`
+	Options     []string `json:"options,omitempty"`
+}
+
+// Exec is an allowed exec command. It runs as the container's user with
+// at most the container's capabilities, and its env entries must match
+// the container's Env.
+type Exec struct {
+	Args  []Match `json:"args"`
+	Stdin bool    `json:"stdin"`
+	TTY   bool    `json:"tty"`
+}
+
+// Match matches one string: a JSON string matches exactly; an object
+// {"pattern": "RE2"} matches when the whole string matches the regular
+// expression.
+type Match struct {
+	Exact   string
+	Pattern string // empty: exact
+	re      *regexp.Regexp
+}
+
+// Matches reports whether s is allowed.
+func (m Match) Matches(s string) bool {
+	if m.re != nil {
+		return m.re.MatchString(s)
+	}
+	return s == m.Exact
+}
+
+// MarshalJSON writes an exact match as a string, a pattern as an object.
+func (m Match) MarshalJSON() ([]byte, error) {
+	if m.Pattern != "" {
+		return json.Marshal(struct {
+			Pattern string `json:"pattern"`
+		}{m.Pattern})
+	}
+	return json.Marshal(m.Exact)
+}
+
+// UnmarshalJSON reads a string or {"pattern": "..."}.
+func (m *Match) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		*m = Match{}
+		return json.Unmarshal(b, &m.Exact)
+	}
+	var p struct {
+		Pattern *string `json:"pattern"`
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&p); err != nil {
+		return fmt.Errorf("want a string or {\"pattern\": \"...\"}: %w", err)
+	}
+	if p.Pattern == nil || *p.Pattern == "" {
+		return errors.New(`want a string or {"pattern": "..."} with a non-empty pattern`)
+	}
+	re, err := regexp.Compile(`^(?:` + *p.Pattern + `)$`)
+	if err != nil {
+		return fmt.Errorf("pattern %q: %w", *p.Pattern, err)
+	}
+	*m = Match{Pattern: *p.Pattern, re: re}
+	return nil
+}
+
+// Exactly returns matchers for exactly these strings.
+func Exactly(ss ...string) []Match {
+	out := make([]Match, len(ss))
+	for i, s := range ss {
+		out[i] = Match{Exact: s}
+	}
+	return out
+}
+
+// Hash returns the SHA-256 of a policy document's exact bytes: the value
+// that goes into HOST_DATA.
+func Hash(doc []byte) [32]byte { return sha256.Sum256(doc) }
+
+// HashHex is Hash in lower-case hex (64 characters), as Cloud
+// Hypervisor's host_data and confguest policy hash print it.
+func HashHex(doc []byte) string {
+	h := Hash(doc)
+	return hex.EncodeToString(h[:])
+}
+
+// Parse reads and checks a policy document. Unknown fields, trailing
+// data, an unknown version and every rule of the format are errors that
+// wrap ErrInvalidPolicy and name the field.
+func Parse(doc []byte) (*Policy, error) {
+	if len(doc) > MaxSize {
+		return nil, fmt.Errorf("policy: %w: %d bytes, at most %d", ErrInvalidPolicy, len(doc), MaxSize)
+	}
+	d := json.NewDecoder(bytes.NewReader(doc))
+	d.DisallowUnknownFields()
+	var p Policy
+	if err := d.Decode(&p); err != nil {
+		return nil, fmt.Errorf("policy: %w: %w", ErrInvalidPolicy, err)
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("policy: %w: data after the JSON document", ErrInvalidPolicy)
+	}
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("policy: %w: %w", ErrInvalidPolicy, err)
+	}
+	return &p, nil
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	capPattern  = regexp.MustCompile(`^CAP_[A-Z_]{1,32}$`)
+)
+
+func (p *Policy) check() error {
+	if p.Version != Version {
+		return fmt.Errorf("version %d: this agent reads version %d", p.Version, Version)
+	}
+	seen := map[string]bool{}
+	for i := range p.Containers {
+		c := &p.Containers[i]
+		if !namePattern.MatchString(c.Name) {
+			return fmt.Errorf("containers[%d].name %q: use 1-64 characters of [A-Za-z0-9_.-]", i, c.Name)
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("containers[%d].name %q: used twice", i, c.Name)
+		}
+		seen[c.Name] = true
+		if err := c.check(); err != nil {
+			return fmt.Errorf("containers[%s].%w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+func (c *Container) check() error {
+	r := c.Rootfs
+	switch {
+	case len(r.Layers) > 0 && r.GuestDirectory != "", len(r.Layers) == 0 && r.GuestDirectory == "":
+		return errors.New("rootfs: give exactly one of layers and guest_directory")
+	case r.GuestDirectory != "":
+		if !absClean(r.GuestDirectory) {
+			return fmt.Errorf("rootfs.guest_directory %q: want a clean absolute path", r.GuestDirectory)
+		}
+	}
+	for i, l := range r.Layers {
+		if !hashPattern.MatchString(l) {
+			return fmt.Errorf("rootfs.layers[%d] %q: want a dm-verity root hash, 64 lower-case hex digits", i, l)
+		}
+	}
+	if len(c.Args) == 0 {
+		return errors.New("args: empty: list the command and its arguments")
+	}
+	if c.Cwd != "" && !absClean(c.Cwd) {
+		return fmt.Errorf("cwd %q: want a clean absolute path", c.Cwd)
+	}
+	for i, capName := range c.Capabilities {
+		if !capPattern.MatchString(capName) {
+			return fmt.Errorf("capabilities[%d] %q: want a name such as CAP_NET_BIND_SERVICE", i, capName)
+		}
+	}
+	for i, m := range c.Mounts {
+		if !absClean(m.Destination) {
+			return fmt.Errorf("mounts[%d].destination %q: want a clean absolute path", i, m.Destination)
+		}
+		if m.Type == "" {
+			return fmt.Errorf("mounts[%d].type: empty", i)
+		}
+	}
+	for k := range c.Sysctls {
+		if k == "" || strings.ContainsAny(k, "/ \x00") {
+			return fmt.Errorf("sysctls %q: want a dotted name such as net.ipv4.ip_forward", k)
+		}
+	}
+	for i, e := range c.Exec {
+		if len(e.Args) == 0 {
+			return fmt.Errorf("exec[%d].args: empty: list the command and its arguments", i)
+		}
+	}
+	return nil
+}
+
+func absClean(p string) bool { return strings.HasPrefix(p, "/") && path.Clean(p) == p }
+
+// cwd is the container's working directory with the default applied.
+func (c *Container) cwd() string {
+	if c.Cwd == "" {
+		return "/"
+	}
+	return c.Cwd
+}
