@@ -1,0 +1,72 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/container"
+)
+
+// 100 MiB of stdout arrive intact: the SHA-256 the container computes over
+// what it writes equals the SHA-256 of what the reader receives.
+func TestLargeOutputIntact(t *testing.T) {
+	size := "100"
+	if testing.Short() {
+		size = "8"
+	}
+	ta := startAgent(t, nil, container.Config{})
+	ta.create(t, "big", writableSpec(t, "sh", "-c",
+		"head -c "+size+"m /dev/urandom > /tmp/blob && sha256sum /tmp/blob >&2 && cat /tmp/blob"), nil)
+	stderr := ta.readOutput(t, "big", "", agentv1.OutputStream_OUTPUT_STREAM_STDERR)
+	h := sha256.New()
+	var n int64
+	done := make(chan error, 1)
+	go func() {
+		d, err := agentv1.CopyOutput(ctx(t), ta.client, &agentv1.ProcessRef{ContainerId: "big"}, agentv1.OutputStream_OUTPUT_STREAM_STDOUT, writerFunc(func(p []byte) (int, error) {
+			n += int64(len(p))
+			return h.Write(p)
+		}))
+		if err == nil && d != 0 {
+			t.Errorf("CopyOutput dropped %d bytes with the reader attached", d)
+		}
+		done <- err
+	}()
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "big"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("CopyOutput = %v", err)
+	}
+	if w := ta.wait(t, "big", ""); w.GetExitCode() != 0 {
+		t.Fatalf("container exit = %d, want 0", w.GetExitCode())
+	}
+	errOut, _ := stderr()
+	want, _, _ := strings.Cut(errOut, " ")
+	got := hex.EncodeToString(h.Sum(nil))
+	if got != want {
+		t.Fatalf("received %d bytes with sha256 %s, container wrote sha256 %q", n, got, errOut)
+	}
+	t.Logf("%d bytes, sha256 %s", n, got)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Output produced while nobody reads is kept up to the limit; the reader
+// that comes later is told exactly how much was lost.
+func TestUnreadOutputLossIsReported(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{OutputLimit: 64 << 10})
+	ta.create(t, "lossy", spec(t, false, "head", "-c", "1000000", "/dev/zero"), nil)
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "lossy"}); err != nil {
+		t.Fatal(err)
+	}
+	ta.wait(t, "lossy", "")
+	got, dropped := ta.readOutput(t, "lossy", "", agentv1.OutputStream_OUTPUT_STREAM_STDOUT)()
+	if len(got) != 64<<10 || dropped != 1000000-64<<10 {
+		t.Fatalf("late reader got %d bytes, %d reported dropped; want %d and %d", len(got), dropped, 64<<10, 1000000-64<<10)
+	}
+}
