@@ -398,7 +398,7 @@ func TestCLIInterrupt(t *testing.T) {
 	e := newCLIEnv(t)
 	for _, tc := range []struct{ name, trigger, cmd string }{
 		{"during boot", "waiting for the agent", "true"},
-		{"during a running container", "ready", "sleep 1000"},
+		{"during a running container", "container ctr started", "sleep 1000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"run"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sh", "-c", tc.cmd)
@@ -431,7 +431,7 @@ func TestCLIVMMDies(t *testing.T) {
 	defer cancel()
 	args := append(append([]string{"run"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sleep", "1000")
 	cmd := e.command(ctx, args...)
-	errOut := &watchBuffer{want: "ready", hit: make(chan struct{})}
+	errOut := &watchBuffer{want: "container ctr started", hit: make(chan struct{})}
 	cmd.Stderr = errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

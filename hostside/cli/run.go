@@ -205,6 +205,10 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 		if ctx.Err() != nil {
 			return nil // reported by the deferred teardown
 		}
+		// A broken agent connection is often the VMM's death seen first.
+		if derr := sb.VMMDied(2 * time.Second); derr != nil {
+			return fmt.Errorf("%w (%v)", derr, err)
+		}
 		return err
 	}
 	if code != 0 {

@@ -68,6 +68,7 @@ func (s *Sandbox) RunContainer(ctx context.Context, id string, d image.Disk, ser
 		return 0, fmt.Errorf("start container %s: %w", id, err)
 	}
 	done()
+	s.progress("container %s started", id)
 	defer s.opts.Timings.Start(PhaseContainerRun)()
 	code, err := att.wait(ctx)
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

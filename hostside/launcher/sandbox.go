@@ -377,6 +377,24 @@ func (s *Sandbox) Release() {
 	}
 }
 
+// VMMDied returns an ErrVMMDied error quoting the guest console if the VMM exits within
+// wait, else nil. Use it to explain a broken agent connection.
+func (s *Sandbox) VMMDied(wait time.Duration) error {
+	if s.VM == nil {
+		return nil
+	}
+	select {
+	case <-s.VM.Done():
+	case <-time.After(wait):
+		return nil
+	}
+	msg := "the guest powered off"
+	if werr := s.VM.Wait(context.Background()); werr != nil {
+		msg = werr.Error()
+	}
+	return fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(s.VM.ConsoleTail(10)), "\n"))
+}
+
 // WatchVM returns a context that is cancelled, with an ErrVMMDied cause quoting the guest
 // console, if the VMM exits while the caller still needs it.
 func (s *Sandbox) WatchVM(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -387,12 +405,7 @@ func (s *Sandbox) WatchVM(ctx context.Context) (context.Context, context.CancelF
 	go func() {
 		select {
 		case <-s.VM.Done():
-			werr := s.VM.Wait(context.Background())
-			msg := "the guest powered off"
-			if werr != nil {
-				msg = werr.Error()
-			}
-			cancel(fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(s.VM.ConsoleTail(10)), "\n")))
+			cancel(s.VMMDied(0))
 		case <-wctx.Done():
 		}
 	}()
