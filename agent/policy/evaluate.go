@@ -1,0 +1,352 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/authz"
+)
+
+// Full method names of the agent API, as the authorization point sees them.
+const (
+	prefix                = "/" + agentv1.ServiceName + "/"
+	MethodVersion         = prefix + "Version"
+	MethodSetPolicy       = prefix + "SetPolicy"
+	MethodGetReport       = prefix + "GetReport"
+	MethodCreateContainer = prefix + "CreateContainer"
+	MethodStartContainer  = prefix + "StartContainer"
+	MethodExecProcess     = prefix + "ExecProcess"
+	MethodWaitProcess     = prefix + "WaitProcess"
+	MethodSignalProcess   = prefix + "SignalProcess"
+	MethodResizeTTY       = prefix + "ResizeTTY"
+	MethodWriteStdin      = prefix + "WriteStdin"
+	MethodCloseStdin      = prefix + "CloseStdin"
+	MethodReadOutput      = prefix + "ReadOutput"
+	MethodDeleteContainer = prefix + "DeleteContainer"
+	MethodListContainers  = prefix + "ListContainers"
+	MethodState           = prefix + "State"
+	MethodStats           = prefix + "Stats"
+	MethodShutdown        = prefix + "Shutdown"
+)
+
+// Denial is a request the policy refuses: the rule that refused it and
+// the request field it looked at. It never carries a value from the
+// request other than IDs and names (env and args may hold secrets).
+type Denial struct {
+	Rule   string // e.g. containers[web].args, agent.stats
+	Field  string // e.g. spec.process.args[1]
+	Reason string
+}
+
+func deny(rule, field, reason string) *Denial {
+	return &Denial{Rule: rule, Field: field, Reason: reason}
+}
+
+func (d *Denial) Error() string {
+	return fmt.Sprintf("denied by policy rule %s: %s: %s", d.Rule, d.Field, d.Reason)
+}
+
+// Is makes a denial match authz.ErrDenied (PermissionDenied at the edge).
+func (d *Denial) Is(target error) bool { return target == authz.ErrDenied }
+
+// Evaluator decides on every request of the agent API under one policy.
+// It remembers which entry admitted each container and exec'd process;
+// later calls on them follow that entry's rules. A container ID stays
+// tied to its entry until Forget: re-creating it must match the same
+// entry, so a failed create cannot move a live container to other rules.
+type Evaluator struct {
+	p      *Policy
+	rootfs map[string][]int // rootfsKey -> indexes into p.Containers
+
+	mu         sync.Mutex
+	containers map[string]*Container // container ID -> admitting entry
+	execs      map[[2]string]*Exec   // {container ID, exec ID} -> admitting exec rule
+}
+
+// NewEvaluator returns an evaluator for p with no containers admitted.
+func NewEvaluator(p *Policy) *Evaluator {
+	e := &Evaluator{p: p, rootfs: map[string][]int{}, containers: map[string]*Container{}, execs: map[[2]string]*Exec{}}
+	for i := range p.Containers {
+		k := rootfsKey(p.Containers[i].Rootfs)
+		e.rootfs[k] = append(e.rootfs[k], i)
+	}
+	return e
+}
+
+// Policy returns the policy the evaluator enforces.
+func (e *Evaluator) Policy() *Policy { return e.p }
+
+func rootfsKey(r Rootfs) string {
+	if r.GuestDirectory != "" {
+		return "dir:" + r.GuestDirectory
+	}
+	return "layers:" + strings.Join(r.Layers, ",")
+}
+
+// Forget drops what the evaluator remembers about a deleted container.
+func (e *Evaluator) Forget(containerID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.containers, containerID)
+	for k := range e.execs {
+		if k[0] == containerID {
+			delete(e.execs, k)
+		}
+	}
+}
+
+// Authorize decides on one decoded request. A refusal is a *Denial
+// (matching authz.ErrDenied). Methods the policy format does not know
+// are refused.
+func (e *Evaluator) Authorize(ctx context.Context, method string, req any) error {
+	if d := e.evaluate(method, req); d != nil {
+		return d
+	}
+	return nil
+}
+
+func (e *Evaluator) evaluate(method string, req any) *Denial {
+	switch method {
+	case MethodVersion, MethodGetReport, MethodListContainers:
+		return nil
+	case MethodSetPolicy:
+		if !e.p.Agent.ReplacePolicy {
+			return deny("agent.replace_policy", "SetPolicy", "the installed policy does not allow replacing it")
+		}
+		return nil
+	case MethodStats:
+		if !e.p.Agent.Stats {
+			return deny("agent.stats", "Stats", "the policy does not allow reading statistics")
+		}
+		if r, ok := req.(*agentv1.StatsRequest); ok {
+			_, d := e.container(r.GetContainerId())
+			return d
+		}
+		return nil
+	case MethodShutdown:
+		if !e.p.Agent.Shutdown {
+			return deny("agent.shutdown", "Shutdown", "the policy does not allow shutting the agent down")
+		}
+		return nil
+	}
+	switch r := req.(type) {
+	case *agentv1.CreateContainerRequest:
+		if method == MethodCreateContainer {
+			return e.create(r)
+		}
+	case *agentv1.StartContainerRequest:
+		if method == MethodStartContainer {
+			_, d := e.container(r.GetContainerId())
+			return d
+		}
+	case *agentv1.DeleteContainerRequest:
+		if method == MethodDeleteContainer {
+			_, d := e.container(r.GetContainerId())
+			return d
+		}
+	case *agentv1.StateRequest:
+		if method == MethodState {
+			_, d := e.container(r.GetContainerId())
+			return d
+		}
+	case *agentv1.ExecProcessRequest:
+		if method == MethodExecProcess {
+			return e.exec(r)
+		}
+	case *agentv1.WaitProcessRequest:
+		if method == MethodWaitProcess {
+			_, _, d := e.process(r.GetProcess())
+			return d
+		}
+	case *agentv1.SignalProcessRequest:
+		if method == MethodSignalProcess {
+			_, _, d := e.process(r.GetProcess())
+			return d
+		}
+	case *agentv1.ResizeTTYRequest:
+		if method == MethodResizeTTY {
+			return e.processRule(r.GetProcess(), "tty", func(c *Container, x *Exec) bool {
+				if x != nil {
+					return x.TTY
+				}
+				return c.TTY
+			})
+		}
+	case *agentv1.WriteStdinRequest:
+		if method == MethodWriteStdin {
+			return e.processRule(r.GetProcess(), "stdin", stdinAllowed)
+		}
+	case *agentv1.CloseStdinRequest:
+		if method == MethodCloseStdin {
+			return e.processRule(r.GetProcess(), "stdin", stdinAllowed)
+		}
+	case *agentv1.ReadOutputRequest:
+		if method == MethodReadOutput {
+			return e.readOutput(r)
+		}
+	}
+	return deny("default", method, "no policy rule allows this call")
+}
+
+func stdinAllowed(c *Container, x *Exec) bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return c.Stdin
+}
+
+// container returns the entry that admitted container id.
+func (e *Evaluator) container(id string) (*Container, *Denial) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.containers[id]
+	if !ok {
+		return nil, deny("containers", "container_id", fmt.Sprintf("container %q was not admitted by the policy", id))
+	}
+	return c, nil
+}
+
+// process returns the entry (and exec rule, for exec'd processes) that
+// admitted ref.
+func (e *Evaluator) process(ref *agentv1.ProcessRef) (*Container, *Exec, *Denial) {
+	c, d := e.container(ref.GetContainerId())
+	if d != nil || ref.GetExecId() == "" {
+		return c, nil, d
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.execs[[2]string{ref.GetContainerId(), ref.GetExecId()}]
+	if !ok {
+		return nil, nil, deny("containers["+c.Name+"].exec", "exec_id", fmt.Sprintf("process %q was not admitted by the policy", ref.GetExecId()))
+	}
+	return c, x, nil
+}
+
+func (e *Evaluator) processRule(ref *agentv1.ProcessRef, name string, allowed func(*Container, *Exec) bool) *Denial {
+	c, x, d := e.process(ref)
+	if d != nil {
+		return d
+	}
+	if !allowed(c, x) {
+		rule := "containers[" + c.Name + "]." + name
+		if x != nil {
+			rule = "containers[" + c.Name + "].exec." + name
+		}
+		return deny(rule, "process", "the policy does not allow "+name+" for this process")
+	}
+	return nil
+}
+
+func (e *Evaluator) readOutput(r *agentv1.ReadOutputRequest) *Denial {
+	if r.GetProcess().GetContainerId() == "" && r.GetProcess().GetExecId() == "" {
+		return nil // a credit-only follow-up message: the stream's process was checked with its first message
+	}
+	c, _, d := e.process(r.GetProcess())
+	if d != nil {
+		return d
+	}
+	if r.GetStream() == agentv1.OutputStream_OUTPUT_STREAM_STDERR {
+		if !c.Stderr {
+			return deny("containers["+c.Name+"].stderr", "stream", "the policy does not allow reading stderr")
+		}
+		return nil
+	}
+	if !c.Stdout {
+		return deny("containers["+c.Name+"].stdout", "stream", "the policy does not allow reading stdout")
+	}
+	return nil
+}
+
+func (e *Evaluator) create(r *agentv1.CreateContainerRequest) *Denial {
+	var key, what string
+	rf := r.GetRootfs()
+	switch {
+	case rf.GetBlock() != nil:
+		h := strings.ToLower(rf.GetBlock().GetVerity().GetRootHash())
+		key, what = "layers:"+h, "layer root hash "+h
+	case rf.GetGuestDirectory() != "":
+		key, what = "dir:"+rf.GetGuestDirectory(), "guest directory "+rf.GetGuestDirectory()
+	default:
+		return deny("containers", "rootfs", "missing")
+	}
+	cands := e.rootfs[key]
+	if len(cands) == 0 {
+		return deny("containers", "rootfs", what+" is in no container of the policy")
+	}
+	id := r.GetContainerId()
+	// Held throughout, so two creates of one ID cannot both bind it.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	prev, bound := e.containers[id]
+	var first *Denial
+	for _, i := range cands {
+		c := &e.p.Containers[i]
+		if bound && prev != c {
+			continue
+		}
+		d := checkSpec(c, r.GetSpecJson(), r.GetStdio().GetStdin())
+		if d == nil {
+			e.containers[id] = c
+			return nil
+		}
+		if first == nil {
+			first = d
+		}
+	}
+	if first == nil {
+		return deny("containers["+prev.Name+"]", "container_id", fmt.Sprintf("container %q was admitted under this entry: delete it before reusing its ID", id))
+	}
+	return first
+}
+
+func (e *Evaluator) exec(r *agentv1.ExecProcessRequest) *Denial {
+	c, d := e.container(r.GetContainerId())
+	if d != nil {
+		return d
+	}
+	rule := "containers[" + c.Name + "].exec"
+	var p specs.Process
+	if err := json.Unmarshal(r.GetProcessJson(), &p); err != nil {
+		return deny(rule, "process_json", "not an OCI process")
+	}
+	key := [2]string{r.GetContainerId(), r.GetExecId()}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	prev := e.execs[key]
+	first := deny(rule, "process_json.args", "matches no exec command of the policy")
+	for i := range c.Exec {
+		x := &c.Exec[i]
+		if prev != nil && prev != x {
+			continue
+		}
+		if len(x.Args) != len(p.Args) || !argsMatch(x.Args, p.Args) {
+			continue
+		}
+		d := checkProcess(c, rule, "process_json", &p, x.Args, x.TTY)
+		if d == nil && r.GetStdio().GetStdin() && !x.Stdin {
+			d = deny(rule+".stdin", "stdio.stdin", "the policy gives this command no stdin")
+		}
+		if d == nil {
+			e.execs[key] = x
+			return nil
+		}
+		first = d
+		break
+	}
+	return first
+}
+
+func argsMatch(ms []Match, args []string) bool {
+	for i, a := range args {
+		if !ms[i].Matches(a) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,156 @@
+package policy
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"confguest/agent/authz"
+)
+
+// HostDataSource returns the HOST_DATA field of a fresh SEV-SNP report
+// (package attest implements it with the guest's SEV-SNP device).
+type HostDataSource interface {
+	HostData(ctx context.Context) ([32]byte, error)
+}
+
+// Gate is the agent's authorizer under a measured policy. Until a policy
+// is installed it answers only Version, GetReport and SetPolicy. Install
+// binds the first policy: its SHA-256 must equal HOST_DATA from a fresh
+// report, or the gate refuses every request from then on. Without a
+// HostDataSource (a guest booted with confguest.tee=none) the policy is
+// installed unbound.
+type Gate struct {
+	src HostDataSource
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	ev       *Evaluator
+	hash     string // hex SHA-256 of the installed policy
+	poisoned error
+}
+
+// NewGate returns a gate with no policy. src nil means no TEE: policies
+// are accepted unbound.
+func NewGate(src HostDataSource, log *slog.Logger) *Gate {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Gate{src: src, log: log}
+}
+
+var _ authz.Authorizer = (*Gate)(nil)
+
+// Authorize decides on one request and logs refusals (and, at debug
+// level, admissions) with the rule that decided.
+func (g *Gate) Authorize(ctx context.Context, method string, req any) error {
+	err := g.authorize(ctx, method, req)
+	if err != nil {
+		g.log.LogAttrs(ctx, slog.LevelWarn, "authorize", slog.String("method", method), slog.String("decision", "deny"), slog.String("reason", err.Error()))
+		return err
+	}
+	g.log.LogAttrs(ctx, slog.LevelDebug, "authorize", slog.String("method", method), slog.String("decision", "allow"))
+	return nil
+}
+
+func (g *Gate) authorize(ctx context.Context, method string, req any) error {
+	g.mu.RLock()
+	ev, poisoned := g.ev, g.poisoned
+	g.mu.RUnlock()
+	switch {
+	case poisoned != nil:
+		return fmt.Errorf("%s: %w (%w): %w", method, ErrPoisoned, poisoned, authz.ErrDenied)
+	case ev == nil:
+		switch method {
+		case MethodVersion, MethodGetReport, MethodSetPolicy:
+			return nil
+		}
+		return fmt.Errorf("%s: %w: call SetPolicy first: %w", method, ErrNoPolicy, authz.ErrDenied)
+	}
+	return ev.Authorize(ctx, method, req)
+}
+
+// Install parses doc and makes it the policy. The first policy must be
+// bound (SHA-256(doc) == HOST_DATA) unless the gate has no
+// HostDataSource; a mismatch poisons the gate. A later policy replaces
+// the current one only if the current one allows it (agent.replace_policy);
+// containers admitted under the old policy are not reachable under the
+// new one.
+func (g *Gate) Install(ctx context.Context, doc []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.poisoned != nil {
+		return fmt.Errorf("set policy: %w (%w): %w", ErrPoisoned, g.poisoned, authz.ErrDenied)
+	}
+	if g.ev != nil && !g.ev.p.Agent.ReplacePolicy {
+		return deny("agent.replace_policy", "SetPolicy", "the installed policy does not allow replacing it")
+	}
+	p, err := Parse(doc)
+	if err != nil {
+		return err
+	}
+	hash := HashHex(doc)
+	switch {
+	case g.ev != nil:
+		g.log.LogAttrs(ctx, slog.LevelWarn, "policy replaced", slog.String("old_sha256", g.hash), slog.String("sha256", hash))
+	case g.src == nil:
+		g.log.LogAttrs(ctx, slog.LevelWarn, "policy installed unbound (confguest.tee=none)", slog.String("sha256", hash))
+	default:
+		hd, err := g.src.HostData(ctx)
+		if err != nil {
+			return fmt.Errorf("set policy: read HOST_DATA: %w", err)
+		}
+		if got := hex.EncodeToString(hd[:]); got != hash {
+			g.poisoned = fmt.Errorf("policy sha256 %s, HOST_DATA %s: %w", hash, got, ErrNotBound)
+			g.log.LogAttrs(ctx, slog.LevelError, "policy binding failed: refusing every request", slog.String("sha256", hash), slog.String("host_data", got))
+			return fmt.Errorf("set policy: %w: launch the VM with host_data = confguest policy hash of this policy: %w", g.poisoned, authz.ErrDenied)
+		}
+		g.log.LogAttrs(ctx, slog.LevelInfo, "policy installed, bound to HOST_DATA", slog.String("sha256", hash))
+	}
+	g.ev, g.hash = NewEvaluator(p), hash
+	return nil
+}
+
+// Installed returns the hex SHA-256 of the installed policy, or "" and
+// false.
+func (g *Gate) Installed() (string, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.hash, g.ev != nil
+}
+
+// Forget drops the admission of a deleted container, so its ID can be
+// reused under any entry.
+func (g *Gate) Forget(containerID string) {
+	g.mu.RLock()
+	ev := g.ev
+	g.mu.RUnlock()
+	if ev != nil {
+		ev.Forget(containerID)
+	}
+}
+
+// IsBindingFailure reports whether err comes from a policy that is not
+// bound to HOST_DATA.
+func IsBindingFailure(err error) bool {
+	return errors.Is(err, ErrNotBound) || errors.Is(err, ErrPoisoned)
+}
+
+// Admitted returns the policy entry that admitted container id (for
+// example to decide whether it gets the attestation endpoint).
+func (g *Gate) Admitted(containerID string) (Container, bool) {
+	g.mu.RLock()
+	ev := g.ev
+	g.mu.RUnlock()
+	if ev == nil {
+		return Container{}, false
+	}
+	c, d := ev.container(containerID)
+	if d != nil {
+		return Container{}, false
+	}
+	return *c, true
+}

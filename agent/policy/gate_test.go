@@ -1,0 +1,156 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/authz"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fixedHostData is a HostDataSource returning one value (or an error).
+type fixedHostData struct {
+	hd  [32]byte
+	err error
+}
+
+func (f fixedHostData) HostData(context.Context) ([32]byte, error) { return f.hd, f.err }
+
+func TestGateBinding(t *testing.T) {
+	doc := readTestdata(t, "web.json")
+	changed := edit(t, doc, `"uid": 1000`, `"uid": 1001`) // one byte: still a valid policy
+	tests := []struct {
+		name    string
+		src     HostDataSource
+		doc     []byte
+		wantErr error // nil: installed
+		poison  bool
+	}{
+		{"bound", fixedHostData{hd: Hash(doc)}, doc, nil, false},
+		{"one changed byte", fixedHostData{hd: Hash(doc)}, changed, ErrNotBound, true},
+		{"no tee", nil, doc, nil, false},
+		{"no report", fixedHostData{err: errors.New("no SEV-SNP device")}, doc, nil, false},
+		{"invalid", fixedHostData{hd: Hash([]byte(`{}`))}, []byte(`{}`), ErrInvalidPolicy, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			g := NewGate(tc.src, slog.New(slog.NewTextHandler(&logs, nil)))
+			err := g.Install(context.Background(), tc.doc)
+			fs, ok := tc.src.(fixedHostData)
+			switch {
+			case ok && fs.err != nil:
+				if err == nil || !strings.Contains(err.Error(), "no SEV-SNP device") {
+					t.Fatalf("Install = %v, want the report error", err)
+				}
+			case tc.wantErr == nil:
+				if err != nil {
+					t.Fatalf("Install = %v, want installed", err)
+				}
+				if h, ok := g.Installed(); !ok || h != HashHex(tc.doc) {
+					t.Errorf("Installed() = %s, %v, want %s, true", h, ok, HashHex(tc.doc))
+				}
+				if err := g.Authorize(context.Background(), MethodListContainers, &agentv1.ListContainersRequest{}); err != nil {
+					t.Errorf("Authorize(List) after install = %v, want allowed", err)
+				}
+				return
+			default:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Install = %v, want %v", err, tc.wantErr)
+				}
+			}
+			if _, ok := g.Installed(); ok {
+				t.Errorf("Installed() = true after a failed install")
+			}
+			err = g.Authorize(context.Background(), MethodSetPolicy, nil)
+			if tc.poison != (err != nil) {
+				t.Errorf("Authorize(SetPolicy) after the failure = %v, want refused: %v", err, tc.poison)
+			}
+			if tc.poison {
+				for _, m := range []string{MethodVersion, MethodGetReport, MethodListContainers} {
+					if err := g.Authorize(context.Background(), m, nil); !errors.Is(err, ErrPoisoned) || !errors.Is(err, authz.ErrDenied) {
+						t.Errorf("Authorize(%s) after a binding failure = %v, want ErrPoisoned", m, err)
+					}
+				}
+				if err := g.Install(context.Background(), doc); !errors.Is(err, ErrPoisoned) {
+					t.Errorf("Install(the right policy) after a binding failure = %v, want ErrPoisoned", err)
+				}
+				if !strings.Contains(logs.String(), "policy binding failed") || !strings.Contains(logs.String(), HashHex(tc.doc)) {
+					t.Errorf("log does not say why:\n%s", logs.String())
+				}
+			}
+		})
+	}
+}
+
+func TestGateReplace(t *testing.T) {
+	doc := readTestdata(t, "web.json")
+	replaceable := edit(t, doc, `"replace_policy": false`, `"replace_policy": true`)
+	tests := []struct {
+		name        string
+		first, next []byte
+		wantErr     error
+	}{
+		{"not allowed", doc, replaceable, authz.ErrDenied},
+		{"allowed", replaceable, doc, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewGate(fixedHostData{hd: Hash(tc.first)}, discardLogger())
+			ctx := context.Background()
+			if err := g.Install(ctx, tc.first); err != nil {
+				t.Fatal(err)
+			}
+			err := g.Install(ctx, tc.next)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Install(second) = %v, want %v", err, tc.wantErr)
+			}
+			want := HashHex(tc.first)
+			if tc.wantErr == nil {
+				want = HashHex(tc.next)
+			}
+			if h, _ := g.Installed(); h != want {
+				t.Errorf("Installed() = %s, want %s", h, want)
+			}
+		})
+	}
+}
+
+func TestGateLogsDenials(t *testing.T) {
+	var logs bytes.Buffer
+	g := NewGate(nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	err := g.Authorize(context.Background(), MethodStartContainer, &agentv1.StartContainerRequest{ContainerId: "c"})
+	if !errors.Is(err, ErrNoPolicy) {
+		t.Fatalf("Authorize(start) before a policy = %v, want ErrNoPolicy", err)
+	}
+	want := fmt.Sprintf("method=%s decision=deny", MethodStartContainer)
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("log has no %q:\n%s", want, logs.String())
+	}
+}
+
+func TestGateAdmitted(t *testing.T) {
+	g := admitted(t)
+	tests := []struct {
+		id          string
+		ok, attests bool
+	}{
+		{"w", true, true},
+		{"t", true, false},
+		{"x", false, false},
+	}
+	for _, tc := range tests {
+		c, ok := g.Admitted(tc.id)
+		if ok != tc.ok || c.Attestation != tc.attests {
+			t.Errorf("Admitted(%q) = %s attestation=%v, %v, want attestation=%v, %v", tc.id, c.Name, c.Attestation, ok, tc.attests, tc.ok)
+		}
+	}
+}
