@@ -191,7 +191,12 @@ func (e *cliEnv) launchFlags() []string {
 }
 
 func (e *cliEnv) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, e.bin, args...)
+	return e.program(ctx, e.bin, args...)
+}
+
+// program runs bin (confguest, or a wrapper such as script) in the test's environment.
+func (e *cliEnv) program(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "CONFGUEST_RUN_DIR="+e.runDir)
 	return cmd
 }
@@ -212,9 +217,14 @@ func skipUnimplemented(t *testing.T, r cliResult) {
 
 func (e *cliEnv) run(stdin string, args ...string) cliResult {
 	e.t.Helper()
+	return e.runProgram(e.bin, stdin, args...)
+}
+
+func (e *cliEnv) runProgram(bin, stdin string, args ...string) cliResult {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := e.command(ctx, args...)
+	cmd := e.program(ctx, bin, args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
 	err := cmd.Run()
@@ -460,6 +470,28 @@ func TestCLIVMMDies(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(errOut.String(), "VMM exited") {
 		t.Errorf("confguest run after QEMU was killed: %v, want a failure saying the VMM exited\nstderr:\n%s", err, errOut.String())
+	}
+	e.checkNoLeftovers()
+}
+
+// TestCLIRunTTY runs a container with a TTY under script(1), which gives confguest a
+// terminal of a known size.
+func TestCLIRunTTY(t *testing.T) {
+	e := newCLIEnv(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		missing(t, "script(1) not found: install bsdutils")
+	}
+	inner := append(append([]string{e.bin, "run", "--quiet", "-t", "--env", "GREETING=hi"}, e.launchFlags()...),
+		"--rootfs", e.rootfs, "--", "sh", "-c", "tty; echo $GREETING; stty size; exit 5")
+	quoted := make([]string, len(inner))
+	for i, a := range inner {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	r := e.runProgram("script", "", "-qec", "stty cols 100 rows 30; "+strings.Join(quoted, " "), "/dev/null")
+	skipUnimplemented(t, r)
+	out := strings.ReplaceAll(r.stdout, "\r", "")
+	if r.code != 5 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "hi\n") || !strings.Contains(out, "30 100\n") {
+		t.Errorf("confguest run -t = %q, exit %d; want a pts, the env value, size 30 100 and exit 5\nstderr:\n%s", out, r.code, r.stderr)
 	}
 	e.checkNoLeftovers()
 }
