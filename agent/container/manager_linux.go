@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -52,6 +53,7 @@ type Manager struct {
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil value: ID reserved by a create or delete in progress
+	idleTimer  *time.Timer
 }
 
 // Container is one container and its processes.
@@ -433,10 +435,40 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	m.log.Info("container deleted", "container", id, "errors", len(errs))
+	m.mu.Lock()
+	idle := len(m.containers) == 1 // only this one, still reserved
+	m.mu.Unlock()
+	if idle {
+		m.releaseMemoryWhenIdle()
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("delete container %q: %w", id, errors.Join(errs...))
 	}
 	return nil
+}
+
+// IdleRelease is how long the agent must have had no container before it
+// returns freed memory to the guest.
+const IdleRelease = time.Second
+
+// releaseMemoryWhenIdle hands the memory of the last container back to
+// the guest once the agent stayed without containers for IdleRelease: the
+// agent idles between workloads for long stretches, and a forced
+// collection is too slow to run on every delete.
+func (m *Manager) releaseMemoryWhenIdle() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.idleTimer != nil {
+		m.idleTimer.Stop()
+	}
+	m.idleTimer = time.AfterFunc(IdleRelease, func() {
+		m.mu.Lock()
+		idle := len(m.containers) == 0
+		m.mu.Unlock()
+		if idle {
+			debug.FreeOSMemory()
+		}
+	})
 }
 
 func mapValues(m map[string]*Process) []*Process {

@@ -26,6 +26,8 @@ const (
 	DefaultAddress = "vsock:1024"
 	// DefaultStateDir holds container state; /run is a tmpfs in the guest.
 	DefaultStateDir = "/run/confguest"
+	// DefaultImageDir holds container images built into the verity root.
+	DefaultImageDir = "/usr/lib/confguest/images"
 )
 
 // Config configures Run.

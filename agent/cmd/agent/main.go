@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"confguest/agent/container"
 	"confguest/agent/server"
 )
 
@@ -51,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", server.DefaultAddress, "address to serve on: vsock:PORT or unix:PATH")
 	stateDir := fs.String("state", server.DefaultStateDir, "directory for container state (tmpfs)")
+	imageDir := fs.String("image-dir", server.DefaultImageDir, "directory of built-in container images a rootfs.guest_directory may name")
 	debug := fs.Bool("debug", false, "log at debug level")
 	poweroff := fs.Bool("poweroff", true, "on Shutdown, ask PID 1 to power off (SIGUSR2 to PID 1) instead of exiting")
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	return server.Run(ctx, server.Config{
 		RequestPowerOff: requestPowerOff,
+		Containers:      container.Config{ImageDirs: []string{*imageDir}},
 		Address:         *listen,
 		StateDir:        *stateDir,
 		Logger:          log,
