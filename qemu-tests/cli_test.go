@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +22,12 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -298,6 +302,17 @@ func TestCLIRun(t *testing.T) {
 	if err := tarball.WriteToFile(archive, tag, img); err != nil {
 		t.Fatal(err)
 	}
+	// A registry on the loopback address, served in-process: no real registry is reachable.
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/confguest/busybox:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -305,6 +320,7 @@ func TestCLIRun(t *testing.T) {
 		wantOut  string
 		wantCode int
 	}{
+		{"registry pull", []string{"--pull", ref, "--", "cat", "/etc/hello"}, "", "hello from the image\n", 0},
 		{"output and exit code", []string{"--rootfs", e.rootfs, "--", "sh", "-c", "echo hello; exit 7"}, "", "hello\n", 7},
 		{"stdin piped", []string{"-i", "--rootfs", e.rootfs, "--", "cat"}, "hi\n", "hi\n", 0},
 		{"oci layout, image cmd", []string{"--oci", lay}, "", "hello from the image\n", 0},
