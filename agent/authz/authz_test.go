@@ -1,0 +1,82 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/containerd/ttrpc"
+)
+
+type request struct{ ID string }
+
+type recorder struct {
+	deny   bool
+	method string
+	req    any
+}
+
+func (r *recorder) Authorize(ctx context.Context, method string, req any) error {
+	r.method, r.req = method, req
+	if r.deny {
+		return ErrDenied
+	}
+	return nil
+}
+
+func TestUnaryInterceptor(t *testing.T) {
+	decode := func(v any) error { v.(*request).ID = "c1"; return nil }
+	for _, deny := range []bool{false, true} {
+		t.Run(map[bool]string{false: "allow", true: "deny"}[deny], func(t *testing.T) {
+			r := &recorder{deny: deny}
+			ran := false
+			handler := func(ctx context.Context, unmarshal func(any) error) (any, error) {
+				var req request
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				ran = true
+				return req.ID, nil
+			}
+			_, err := UnaryInterceptor(r)(context.Background(), decode, &ttrpc.UnaryServerInfo{FullMethod: "/s/M"}, handler)
+			if r.method != "/s/M" {
+				t.Errorf("authorizer saw method %q, want /s/M", r.method)
+			}
+			if got, ok := r.req.(*request); !ok || got.ID != "c1" {
+				t.Errorf("authorizer saw request %#v, want the decoded *request{c1}", r.req)
+			}
+			if ran == deny || errors.Is(err, ErrDenied) != deny {
+				t.Errorf("deny=%v: handler ran %v, err %v", deny, ran, err)
+			}
+		})
+	}
+}
+
+type fakeStream struct {
+	ttrpc.StreamServer
+	msgs []string
+}
+
+func (f *fakeStream) RecvMsg(m any) error {
+	m.(*request).ID, f.msgs = f.msgs[0], f.msgs[1:]
+	return nil
+}
+
+func TestStreamAuthorizesEveryMessage(t *testing.T) {
+	r := &recorder{}
+	s := Stream(context.Background(), r, "/s/Stream", &fakeStream{msgs: []string{"a", "b"}})
+	for _, want := range []string{"a", "b"} {
+		var m request
+		if err := s.RecvMsg(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.req.(*request).ID; got != want || r.method != "/s/Stream" {
+			t.Errorf("authorizer saw %s %q, want /s/Stream %q", r.method, got, want)
+		}
+	}
+	r.deny = true
+	s = Stream(context.Background(), r, "/s/Stream", &fakeStream{msgs: []string{"c"}})
+	if err := s.RecvMsg(&request{}); !errors.Is(err, ErrDenied) {
+		t.Errorf("RecvMsg with a denying authorizer = %v, want ErrDenied", err)
+	}
+}
