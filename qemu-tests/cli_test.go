@@ -511,3 +511,41 @@ func TestCLIRunTTY(t *testing.T) {
 	}
 	e.checkNoLeftovers()
 }
+
+// TestCLICrashedLauncher kills confguest itself (SIGKILL, no cleanup possible): its VMM
+// must die with it, and the next command must find and remove the stale state.
+func TestCLICrashedLauncher(t *testing.T) {
+	e := newCLIEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	args := append(append([]string{"run"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sleep", "1000")
+	cmd := e.command(ctx, args...)
+	errOut := &watchBuffer{want: "container ctr started", hit: make(chan struct{})}
+	cmd.Stderr = errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-errOut.hit:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("confguest never started the container; stderr:\n%s", errOut.String())
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(procsMentioning(e.runDir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if procs := procsMentioning(e.runDir); len(procs) > 0 {
+		t.Errorf("processes outlived the killed launcher: %q", procs)
+	}
+	if ents, _ := os.ReadDir(e.runDir); len(ents) != 1 {
+		t.Errorf("run directory holds %d entries after the crash, want the one stale guest", len(ents))
+	}
+	if r := e.run("", "ps", "--run-dir", e.runDir); r.code != 0 || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("confguest ps after a crash = %q, exit %d; want only the header", r.stdout, r.code)
+	}
+	e.checkNoLeftovers()
+}
