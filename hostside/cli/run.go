@@ -37,7 +37,8 @@ type launchFlags struct {
 	tty, stdin, timings, quiet                                 bool
 	env                                                        stringList
 	bootTimeout                                                time.Duration
-	vhost                                                      string
+	vhost, hostData                                            string
+	snp                                                        bool
 }
 
 func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
@@ -55,6 +56,8 @@ func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
 	fs.StringVar(&f.runDir, "run-dir", launcher.DefaultRunBase(), "state directory of running guests")
 	fs.DurationVar(&f.bootTimeout, "boot-timeout", 120*time.Second, "give up if the agent does not answer within this time")
 	fs.StringVar(&f.vhost, "vhost-device-vsock", "", "vhost-device-vsock binary (default: from PATH)")
+	fs.BoolVar(&f.snp, "snp", false, "boot guest.igvm as an AMD SEV-SNP guest (needs --vmm cloud-hypervisor)")
+	fs.StringVar(&f.hostData, "host-data", "", "SEV-SNP HOST_DATA: 64 hex digits copied into every attestation report")
 	if withName {
 		fs.StringVar(&f.name, "name", "", "name of the guest (required)")
 	} else {
@@ -102,9 +105,12 @@ func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
 	if f.cpus < 1 || f.cpus > 255 {
 		return launcher.Options{}, usagef("--cpus %d: want 1 to 255", f.cpus)
 	}
+	if f.snp && f.vmm != launcher.CloudHypervisor {
+		return launcher.Options{}, usagef("--snp needs --vmm %s", launcher.CloudHypervisor)
+	}
 	o := launcher.Options{
 		ImageDir: f.imageDir, VMM: f.vmm, Accel: vmm.Accel(f.accel), CPUs: f.cpus, MemoryMiB: mem,
-		RunBase: f.runDir, Name: f.name, BootTimeout: f.bootTimeout,
+		RunBase: f.runDir, Name: f.name, BootTimeout: f.bootTimeout, SEVSNP: f.snp, HostData: f.hostData,
 	}
 	if f.vhost != "" {
 		o.QEMU = append(o.QEMU, vmm.WithVhostDeviceVsock(f.vhost))

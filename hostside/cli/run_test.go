@@ -47,7 +47,8 @@ func TestRunBadInput(t *testing.T) {
 	rootfsDir := t.TempDir()
 	emptyLayout := t.TempDir()
 	runDir := t.TempDir()
-	common := []string{"--run-dir", runDir, "--quiet"}
+	// Any existing file stands in for vhost-device-vsock: these runs fail before it starts.
+	common := []string{"--run-dir", runDir, "--quiet", "--vhost-device-vsock", "/bin/sh"}
 	tests := []struct {
 		name     string
 		args     []string
@@ -63,6 +64,9 @@ func TestRunBadInput(t *testing.T) {
 		{"tampered image", []string{"run", "--image", tampered, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"refused before boot", "initramfs.cpio.gz", "make image"}},
 		{"missing image", []string{"run", "--image", filepath.Join(img, "nope"), "--rootfs", rootfsDir, "--", "true"}, 1, []string{"manifest.json", "make image"}},
 		{"oci layout without index", []string{"run", "--image", img, "--oci", emptyLayout, "--", "true"}, 1, []string{"not an OCI image layout"}},
+		{"snp under qemu", []string{"run", "--snp", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--snp needs --vmm cloud-hypervisor"}},
+		{"bad host data", []string{"run", "--vmm", "cloud-hypervisor", "--snp", "--host-data", "12", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"64 hex digits"}},
+		{"cloud-hypervisor missing", []string{"run", "--vmm", "cloud-hypervisor", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"cloud-hypervisor is not on PATH", "--vmm qemu"}},
 		{"bad accel", []string{"run", "--accel", "hvf", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--accel"}},
 		{"start without name", []string{"start", "--image", img, "--rootfs", rootfsDir}, 2, []string{"--name is required"}},
 		{"start bad name", []string{"start", "--name", "../x", "--image", img, "--rootfs", rootfsDir}, 2, []string{"guest name"}},

@@ -37,6 +37,16 @@ type GuestImage struct {
 // Path returns the absolute path of an artifact.
 func (g GuestImage) Path(name string) string { return filepath.Join(g.Dir, name) }
 
+// Lists reports whether the manifest lists (and CheckGuest so checked) artifact name.
+func (g GuestImage) Lists(name string) bool {
+	for _, a := range g.Manifest.Artifacts {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Cmdline returns the kernel command line of the image (out/cmdline), trimmed.
 func (g GuestImage) Cmdline() (string, error) {
 	b, err := os.ReadFile(g.Path("cmdline"))

@@ -3,7 +3,9 @@ package launcher
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"confguest/hostside/vmm"
@@ -67,4 +69,19 @@ func (s *Sandbox) rememberKVMHangs() {
 		os.MkdirAll(filepath.Dir(m), 0o755)
 		os.WriteFile(m, []byte("guests made no console progress under KVM\n"), 0o644)
 	}
+}
+
+// findVhost returns vhost-device-vsock from PATH, else the copy build/debpin.sh unpacked into
+// the cache (debs/vhost-device-vsock_<version>/usr/bin), else "" (an explicit
+// vmm.WithVhostDeviceVsock in Options.QEMU, applied later, wins over both).
+func (s *Sandbox) findVhost() string {
+	if p, err := exec.LookPath("vhost-device-vsock"); err == nil {
+		return p
+	}
+	m, _ := filepath.Glob(filepath.Join(s.cacheDir(), "debs", "vhost-device-vsock_*", "usr", "bin", "vhost-device-vsock"))
+	if len(m) == 0 {
+		return ""
+	}
+	sort.Strings(m)
+	return m[len(m)-1]
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,8 @@ import (
 	"confguest/hostside/vmm"
 	"confguest/hostside/vsock"
 )
+
+var hostDataRE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
 // AgentPort is the agent's vsock port (the Kata convention).
 const AgentPort = 1024
@@ -48,8 +51,12 @@ type Options struct {
 	BootTimeout time.Duration
 	QEMU        []vmm.QEMUOption
 	CH          []vmm.CHOption
-	Progress    io.Writer // progress lines; nil for none
-	Timings     *Timings
+	// SEVSNP boots guest.igvm as an SEV-SNP guest (Cloud Hypervisor only); HostData (64 hex
+	// digits) is copied into every attestation report.
+	SEVSNP   bool
+	HostData string
+	Progress io.Writer // progress lines; nil for none
+	Timings  *Timings
 	// CacheDir remembers host facts (a KVM that hangs guests); default
 	// ${CONFGUEST_CACHE:-$HOME/.cache/confguest}.
 	CacheDir string
@@ -87,6 +94,12 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	if o.VMM == "" {
 		o.VMM = QEMU
 	}
+	if o.SEVSNP && o.VMM != CloudHypervisor {
+		return nil, fmt.Errorf("SEV-SNP guests boot under --vmm %s only (QEMU here runs without SEV-SNP)", CloudHypervisor)
+	}
+	if o.HostData != "" && !hostDataRE.MatchString(o.HostData) {
+		return nil, fmt.Errorf("host data %q: want 64 hex digits (a SHA-256)", o.HostData)
+	}
 	if o.MemoryMiB != 0 && o.MemoryMiB < vmm.MinMemoryMiB {
 		return nil, fmt.Errorf("--memory %dM is too small: the guest needs at least %dM", o.MemoryMiB, vmm.MinMemoryMiB)
 	}
@@ -111,6 +124,17 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("guest image refused before boot: %w", err)
 	}
 	s.Guest = g
+	if o.VMM == CloudHypervisor {
+		err = vmm.CheckCloudHypervisor(o.CH...)
+	} else {
+		if v := s.findVhost(); v != "" {
+			s.opts.QEMU = append([]vmm.QEMUOption{vmm.WithVhostDeviceVsock(v)}, s.opts.QEMU...)
+		}
+		err = vmm.CheckQEMU(s.opts.QEMU...)
+	}
+	if err != nil {
+		return nil, err
+	}
 	dir, err := createRunDir(o.RunBase, name)
 	if err != nil {
 		return nil, err
@@ -148,8 +172,10 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// No SEV-SNP here: the guest must know, through its measured command line.
-	cmdline += " confguest.tee=none"
+	if !s.opts.SEVSNP {
+		// No SEV-SNP: the guest must know, through its command line.
+		cmdline += " confguest.tee=none"
+	}
 	cfg := vmm.Config{
 		Kernel:    s.Guest.Path("bzImage"),
 		Initramfs: s.Guest.Path("initramfs.cpio.gz"),
@@ -159,10 +185,18 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		RunDir:    s.Dir,
 		Disks:     []vmm.Disk{{Path: s.Guest.Path("rootfs.img"), Serial: "rootfs", ReadOnly: true}},
 	}
+	if s.opts.SEVSNP {
+		// Kernel, initramfs and command line are measured inside the IGVM file.
+		cfg.Kernel, cfg.Initramfs, cfg.Cmdline = "", "", ""
+		cfg.IGVM, cfg.HostData, cfg.SEVSNP = s.Guest.Path("guest.igvm"), s.opts.HostData, true
+		if !s.Guest.Lists("guest.igvm") {
+			return fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.Guest.Dir)
+		}
+	}
 	for i, d := range s.disks {
 		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: d.Path, Serial: "ctr" + strconv.Itoa(i), ReadOnly: true})
 	}
-	accel := s.opts.Accel
+	var accel vmm.Accel // Cloud Hypervisor picks its own (KVM or MSHV)
 	if s.opts.VMM == QEMU {
 		accel = s.pickAccel(ctx)
 	}

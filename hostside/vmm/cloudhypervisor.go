@@ -111,3 +111,13 @@ func chPowerOff(ctx context.Context, c *CHClient, done <-chan struct{}) error {
 	}
 	return c.ShutdownVMM(ctx)
 }
+
+// CheckCloudHypervisor reports early whether StartCloudHypervisor can find its binary.
+func CheckCloudHypervisor(opts ...CHOption) error {
+	var o chOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	_, err := lookPath(chBinary, o.binary, chInstall)
+	return err
+}

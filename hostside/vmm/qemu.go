@@ -366,3 +366,16 @@ func (vm *procVM) Stop(ctx context.Context) error {
 		return nil
 	})
 }
+
+// CheckQEMU reports early whether StartQEMU can find QEMU and vhost-device-vsock.
+func CheckQEMU(opts ...QEMUOption) error {
+	var o qemuOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if _, err := lookPath(qemuBinary, o.qemu, "apt-get install qemu-system-x86"); err != nil {
+		return err
+	}
+	_, err := lookPath(vhostBinary, o.vhost, vhostInstall)
+	return err
+}
