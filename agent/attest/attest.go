@@ -1,0 +1,119 @@
+// Package attest gets SEV-SNP attestation reports inside the guest (with
+// go-sev-guest's quote providers: configfs-tsm first, then
+// /dev/sev-guest), reads HOST_DATA for the policy binding, and serves the
+// workload evidence endpoint.
+package attest
+
+import (
+	"context"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/client"
+)
+
+// ErrNoDevice reports a guest without an SEV-SNP device.
+var ErrNoDevice = errors.New("no SEV-SNP device")
+
+// QuoteProvider returns an extended SEV-SNP report (the report followed by
+// the certificate table) for a REPORT_DATA value. go-sev-guest's client
+// providers and its testing fakes implement it.
+type QuoteProvider interface {
+	GetRawQuote(reportData [64]byte) ([]byte, error)
+}
+
+// OpenDevice returns the guest's SEV-SNP quote provider: configfs-tsm
+// (/sys/kernel/config/tsm/report) when the kernel offers it for
+// sev_guest, else the /dev/sev-guest ioctl interface.
+func OpenDevice() (QuoteProvider, error) {
+	if p := (&client.LinuxConfigFsQuoteProvider{}); p.IsSupported() {
+		return p, nil
+	}
+	if p := (&client.LinuxIoctlQuoteProvider{}); p.IsSupported() {
+		return p, nil
+	}
+	return nil, fmt.Errorf("open SEV-SNP device: %w: neither configfs-tsm (/sys/kernel/config/tsm/report) nor /dev/sev-guest is available: "+
+		"boot the guest as an SEV-SNP VM (a guest booted with confguest.tee=none cannot attest)", ErrNoDevice)
+}
+
+// Evidence is an extended attestation report.
+type Evidence struct {
+	Report       []byte // the signed report, abi.ReportSize bytes
+	Certificates []byte // the certificate table (may be empty)
+}
+
+// Raw returns the report followed by the certificate table, as GetReport
+// sends it and confguest verify reads it.
+func (e Evidence) Raw() []byte { return append(append([]byte(nil), e.Report...), e.Certificates...) }
+
+// Split separates a raw extended report into report and certificate
+// table.
+func Split(raw []byte) (Evidence, error) {
+	if len(raw) < abi.ReportSize {
+		return Evidence{}, fmt.Errorf("extended report: %d bytes, shorter than a %d-byte SEV-SNP report", len(raw), abi.ReportSize)
+	}
+	return Evidence{Report: raw[:abi.ReportSize:abi.ReportSize], Certificates: raw[abi.ReportSize:]}, nil
+}
+
+// Attester gets reports from one quote provider. The zero value (no
+// provider) fails every call with ErrNoDevice.
+type Attester struct {
+	qp QuoteProvider
+}
+
+// New returns an attester over qp; qp nil means a guest without SEV-SNP.
+func New(qp QuoteProvider) *Attester { return &Attester{qp: qp} }
+
+// Report returns a fresh extended report with the given REPORT_DATA.
+func (a *Attester) Report(ctx context.Context, reportData [64]byte) (Evidence, error) {
+	if a == nil || a.qp == nil {
+		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w: this guest was booted with confguest.tee=none", ErrNoDevice)
+	}
+	if err := ctx.Err(); err != nil {
+		return Evidence{}, err
+	}
+	raw, err := a.qp.GetRawQuote(reportData)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w", err)
+	}
+	ev, err := Split(raw)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w", err)
+	}
+	r, err := abi.ReportToProto(ev.Report)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("get SEV-SNP report: parse: %w", err)
+	}
+	if string(r.GetReportData()) != string(reportData[:]) {
+		return Evidence{}, errors.New("get SEV-SNP report: the report's REPORT_DATA is not the one requested")
+	}
+	return ev, nil
+}
+
+// HostData returns HOST_DATA from a fresh report: the SHA-256 of the
+// policy the VM was launched for. It implements policy.HostDataSource.
+func (a *Attester) HostData(ctx context.Context) ([32]byte, error) {
+	var hd [32]byte
+	ev, err := a.Report(ctx, [64]byte{})
+	if err != nil {
+		return hd, err
+	}
+	r, err := abi.ReportToProto(ev.Report)
+	if err != nil {
+		return hd, fmt.Errorf("parse SEV-SNP report: %w", err)
+	}
+	copy(hd[:], r.GetHostData())
+	return hd, nil
+}
+
+// RuntimeReportData is the REPORT_DATA binding of workload evidence:
+// SHA-512 of the runtime data the workload supplied.
+func RuntimeReportData(runtimeData []byte) [64]byte { return sha512.Sum512(runtimeData) }
+
+// WorkloadEvidence returns a report whose REPORT_DATA is
+// SHA-512(runtimeData).
+func (a *Attester) WorkloadEvidence(ctx context.Context, runtimeData []byte) (Evidence, error) {
+	return a.Report(ctx, RuntimeReportData(runtimeData))
+}

@@ -1,0 +1,225 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-sev-guest/abi"
+	sevtest "github.com/google/go-sev-guest/testing"
+	"github.com/google/go-sev-guest/verify"
+	"github.com/google/go-sev-guest/verify/trust"
+
+	"confguest/agent/policy"
+)
+
+var testPolicy = []byte(`{"version":1}` + "\n")
+
+// fakeDevice returns go-sev-guest's fake quote provider, answering the
+// given REPORT_DATA values with reports signed by the library's test AMD
+// chain, HOST_DATA = SHA-256(testPolicy).
+func fakeDevice(t *testing.T, reportData ...[64]byte) (*sevtest.QuoteProvider, *sevtest.AmdSigner) {
+	t.Helper()
+	s, err := sevtest.DefaultTestOnlyCertChain("Milan-B1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd := sha256.Sum256(testPolicy)
+	var tcs []sevtest.TestCase
+	for _, rd := range reportData {
+		raw := sevtest.CreateRawReport(&sevtest.TestReportOptions{ReportData: rd[:]})
+		binary.LittleEndian.PutUint64(raw[0x08:], abi.SnpPolicyToBytes(abi.SnpPolicy{SMT: true}))
+		copy(raw[0xC0:0xE0], hd[:])
+		tcs = append(tcs, sevtest.TestCase{Input: rd, Output: raw})
+	}
+	qp, err := sevtest.TcQuoteProvider(tcs, &sevtest.DeviceOptions{Now: time.Now(), Signer: s, Product: abi.DefaultSevProduct()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qp, s
+}
+
+// checkSigned verifies ev with go-sev-guest's verifier against the test chain.
+func checkSigned(t *testing.T, s *sevtest.AmdSigner, ev Evidence) {
+	t.Helper()
+	att, err := abi.ReportCertsToProto(ev.Raw())
+	if err != nil {
+		t.Fatalf("parse evidence: %v", err)
+	}
+	r := trust.AMDRootCertsProduct("Milan")
+	r.ProductCerts = &trust.ProductCerts{Ark: s.Ark, Ask: s.Ask}
+	opts := &verify.Options{DisableCertFetching: true, TrustedRoots: map[string][]*trust.AMDRootCerts{"Milan": {r}}, Now: time.Now()}
+	if err := verify.SnpAttestation(att, opts); err != nil {
+		t.Errorf("evidence does not verify: %v", err)
+	}
+}
+
+func TestHostDataBindsPolicy(t *testing.T) {
+	qp, _ := fakeDevice(t, [64]byte{})
+	a := New(qp)
+	ctx := context.Background()
+	hd, err := a.HostData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hd != sha256.Sum256(testPolicy) {
+		t.Fatalf("HostData() = %x, want SHA-256 of the policy", hd)
+	}
+	changed := bytes.Clone(testPolicy)
+	changed[len(changed)-1] = ' ' // the same policy, another hash
+	tests := []struct {
+		name    string
+		doc     []byte
+		wantErr error
+	}{
+		{"matching policy", testPolicy, nil},
+		{"one changed byte", changed, policy.ErrNotBound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := policy.NewGate(a, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err := g.Install(ctx, tc.doc); !errors.Is(err, tc.wantErr) {
+				t.Errorf("Install(%s) with the fake SEV-SNP device = %v, want %v", tc.name, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestReport(t *testing.T) {
+	var rd [64]byte
+	copy(rd[:], "nonce")
+	qp, s := fakeDevice(t, rd)
+	a := New(qp)
+	ev, err := a.Report(context.Background(), rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Report) != abi.ReportSize || len(ev.Certificates) == 0 {
+		t.Fatalf("Report() = %d-byte report, %d bytes of certificates, want %d and some", len(ev.Report), len(ev.Certificates), abi.ReportSize)
+	}
+	checkSigned(t, s, ev)
+	again, err := Split(ev.Raw())
+	if err != nil || !bytes.Equal(again.Report, ev.Report) || !bytes.Equal(again.Certificates, ev.Certificates) {
+		t.Errorf("Split(Raw()) = %v, want the same evidence", err)
+	}
+	if _, err := a.Report(context.Background(), [64]byte{1}); err == nil {
+		t.Errorf("Report(unknown report data) = nil error, want the device's error")
+	}
+}
+
+func TestNoDevice(t *testing.T) {
+	for _, a := range []*Attester{nil, New(nil)} {
+		if _, err := a.Report(context.Background(), [64]byte{}); !errors.Is(err, ErrNoDevice) || !strings.Contains(err.Error(), "confguest.tee=none") {
+			t.Errorf("Report() without a device = %v, want ErrNoDevice naming confguest.tee=none", err)
+		}
+		if _, err := a.HostData(context.Background()); !errors.Is(err, ErrNoDevice) {
+			t.Errorf("HostData() without a device = %v, want ErrNoDevice", err)
+		}
+	}
+}
+
+func TestEvidenceEndpoint(t *testing.T) {
+	runtime := []byte("a workload's public key and nonce")
+	qp, s := fakeDevice(t, sha512.Sum512(runtime))
+	srv := httptest.NewServer(Handler(New(qp)))
+	defer srv.Close()
+	noTEE := httptest.NewServer(Handler(New(nil)))
+	defer noTEE.Close()
+	b64 := base64.RawURLEncoding.EncodeToString(runtime)
+	tests := []struct {
+		name     string
+		url      string
+		method   string
+		wantCode int
+		wantBody string
+	}{
+		{"evidence", srv.URL + EvidencePath + "?runtime_data=" + b64, "GET", 200, `"report_data"`},
+		{"padded base64url", srv.URL + EvidencePath + "?runtime_data=" + base64.URLEncoding.EncodeToString(runtime), "GET", 200, `"report_data"`},
+		{"no runtime data", srv.URL + EvidencePath, "GET", 400, "runtime_data: give exactly one"},
+		{"twice", srv.URL + EvidencePath + "?runtime_data=a&runtime_data=b", "GET", 400, "runtime_data: give exactly one"},
+		{"not base64url", srv.URL + EvidencePath + "?runtime_data=a+b/", "GET", 400, "not base64url"},
+		{"too large", srv.URL + EvidencePath + "?runtime_data=" + base64.RawURLEncoding.EncodeToString(make([]byte, MaxRuntimeData+1)), "GET", 400, "at most"},
+		{"post", srv.URL + EvidencePath + "?runtime_data=" + b64, "POST", 405, "use GET"},
+		{"other path", srv.URL + "/aa/evidence", "GET", 404, "not found"},
+		{"unknown report data", srv.URL + EvidencePath + "?runtime_data=eHg", "GET", 500, "get SEV-SNP report"},
+		{"no SEV-SNP device", noTEE.URL + EvidencePath + "?runtime_data=" + b64, "GET", 503, "no SEV-SNP device"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, tc.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantCode || !strings.Contains(string(body), tc.wantBody) {
+				t.Fatalf("%s %s = %d %s, want %d with %q", tc.method, tc.name, resp.StatusCode, body, tc.wantCode, tc.wantBody)
+			}
+			if tc.wantCode != 200 {
+				return
+			}
+			var er EvidenceResponse
+			if err := json.Unmarshal(body, &er); err != nil {
+				t.Fatal(err)
+			}
+			want := sha512.Sum512(runtime)
+			r, err := abi.ReportToProto(er.Report)
+			if err != nil || !bytes.Equal(r.GetReportData(), want[:]) || er.ReportData != hex.EncodeToString(want[:]) {
+				t.Errorf("evidence REPORT_DATA = %x (%v), field %s, want SHA-512(runtime data) %x", r.GetReportData(), err, er.ReportData, want)
+			}
+			checkSigned(t, s, Evidence{Report: er.Report, Certificates: er.Certificates})
+		})
+	}
+}
+
+func TestServeUnixSocket(t *testing.T) {
+	runtime := []byte("x")
+	qp, _ := fakeDevice(t, sha512.Sum512(runtime))
+	sock := filepath.Join(t.TempDir(), "attestation.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, sock, New(qp)) }()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	var resp *http.Response
+	var err error
+	for range 100 {
+		resp, err = c.Get("http://attest" + EvidencePath + "?runtime_data=eA")
+		if err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("GET over %s = %v", sock, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET over the unix socket = %d, want 200", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve() after cancel = %v, want nil", err)
+	}
+}
