@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
 	"confguest/hostside/image"
 	"confguest/rootfs"
 )
@@ -46,6 +50,7 @@ func TestRunBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(tampered, "initramfs.cpio.gz"), []byte("evil init"), 0o644)
 	rootfsDir := t.TempDir()
 	emptyLayout := t.TempDir()
+	missingBlob, mismatch := brokenLayouts(t)
 	runDir := t.TempDir()
 	// Any existing file stands in for vhost-device-vsock: these runs fail before it starts.
 	common := []string{"--run-dir", runDir, "--quiet", "--vhost-device-vsock", "/bin/sh"}
@@ -67,6 +72,8 @@ func TestRunBadInput(t *testing.T) {
 		{"snp under qemu", []string{"run", "--snp", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--snp needs --vmm cloud-hypervisor"}},
 		{"bad host data", []string{"run", "--vmm", "cloud-hypervisor", "--snp", "--host-data", "12", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"64 hex digits"}},
 		{"cloud-hypervisor missing", []string{"run", "--vmm", "cloud-hypervisor", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"cloud-hypervisor is not on PATH", "--vmm qemu"}},
+		{"oci layout missing blob", []string{"run", "--image", img, "--oci", missingBlob, "--", "true"}, 1, []string{missingBlob, "layer 0", "no such file"}},
+		{"oci layout digest mismatch", []string{"run", "--image", img, "--oci", mismatch, "--", "true"}, 1, []string{mismatch, "digest mismatch", "export or pull it again"}},
 		{"bad accel", []string{"run", "--accel", "hvf", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--accel"}},
 		{"start without name", []string{"start", "--image", img, "--rootfs", rootfsDir}, 2, []string{"--name is required"}},
 		{"start bad name", []string{"start", "--name", "../x", "--image", img, "--rootfs", rootfsDir}, 2, []string{"guest name"}},
@@ -121,4 +128,31 @@ func TestParseMemory(t *testing.T) {
 			t.Errorf("parseMemory(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
+}
+
+// brokenLayouts writes two OCI layouts of a random image: one missing its layer blob, one
+// whose layer blob does not match its digest.
+func brokenLayouts(t *testing.T) (missingBlob, mismatch string) {
+	t.Helper()
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	d, _ := layers[0].Digest()
+	var dirs []string
+	for range 2 {
+		dir := filepath.Join(t.TempDir(), "layout")
+		p, err := layout.Write(dir, empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.AppendImage(img, layout.WithPlatform(image.Platform)); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	os.Remove(filepath.Join(dirs[0], "blobs", d.Algorithm, d.Hex))
+	os.WriteFile(filepath.Join(dirs[1], "blobs", d.Algorithm, d.Hex), []byte("tampered"), 0o644)
+	return dirs[0], dirs[1]
 }
