@@ -328,7 +328,11 @@ func (e *Evaluator) exec(r *agentv1.ExecProcessRequest) *Denial {
 		if len(x.Args) != len(p.Args) || !argsMatch(x.Args, p.Args) {
 			continue
 		}
-		d := checkProcess(c, rule, "process_json", &p, x.Args, x.TTY)
+		cwd := x.Cwd
+		if cwd == "" {
+			cwd = c.cwd()
+		}
+		d := checkProcess(c, rule, "process_json", &p, x.Args, x.Env, cwd, x.TTY)
 		if d == nil && r.GetStdio().GetStdin() && !x.Stdin {
 			d = deny(rule+".stdin", "stdio.stdin", "the policy gives this command no stdin")
 		}

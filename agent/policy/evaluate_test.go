@@ -228,6 +228,9 @@ func rpcCases() []rpcCase {
 
 		{"exec ls", MethodExecProcess, execReq("w", "ls2", specs.Process{Args: []string{"/bin/ls", "/srv"}}, false), nil, ""},
 		{"exec sh with stdin and tty", MethodExecProcess, execReq("w", "sh2", specs.Process{Args: []string{"/bin/sh"}, Terminal: true}, true), nil, ""},
+		{"exec with its own cwd and env", MethodExecProcess, execReq("w", "env", specs.Process{Args: []string{"/bin/env"}, Cwd: "/", Env: []string{"TERM=xterm", "GREETING=hi"}}, false), nil, ""},
+		{"exec in the container's cwd where the command has its own", MethodExecProcess, execReq("w", "env", specs.Process{Args: []string{"/bin/env"}}, false), nil, "containers[web].exec.cwd"},
+		{"exec with another command's env", MethodExecProcess, execReq("w", "ls3", specs.Process{Args: []string{"/bin/ls", "/srv"}, Env: []string{"TERM=xterm"}}, false), nil, "containers[web].exec.env"},
 		{"exec other command", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/cat", "/etc/" + secret}}, false), nil, "containers[web].exec: process_json.args: matches no exec command"},
 		{"exec other argument", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/etc"}}, false), nil, "matches no exec command"},
 		{"exec ls with stdin", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}}, true), nil, "containers[web].exec.stdin"},

@@ -66,7 +66,7 @@ type Container struct {
 	// (destination, type, source, options as a set).
 	Mounts []Mount `json:"mounts"`
 	// Sysctls lists the sysctls the spec may set, with their values.
-	Sysctls map[string]string `json:"sysctls"`
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// GuestNetwork allows running in the guest's network namespace.
 	// Every other namespace is always private to the container.
 	GuestNetwork bool `json:"guest_network"`
@@ -113,12 +113,15 @@ type Mount struct {
 }
 
 // Exec is an allowed exec command. It runs as the container's user with
-// at most the container's capabilities, and its env entries must match
-// the container's Env.
+// at most the container's capabilities; each of its env entries must
+// match the container's Env or the command's own Env.
 type Exec struct {
-	Args  []Match `json:"args"`
-	Stdin bool    `json:"stdin"`
-	TTY   bool    `json:"tty"`
+	Args []Match `json:"args"`
+	Env  []Match `json:"env,omitempty"`
+	// Cwd is the working directory ("" means the container's).
+	Cwd   string `json:"cwd,omitempty"`
+	Stdin bool   `json:"stdin"`
+	TTY   bool   `json:"tty"`
 }
 
 // Match matches one string: a JSON string matches exactly; an object
@@ -285,6 +288,9 @@ func (c *Container) check() error {
 	for i, e := range c.Exec {
 		if len(e.Args) == 0 {
 			return fmt.Errorf("exec[%d].args: empty: list the command and its arguments", i)
+		}
+		if e.Cwd != "" && !absClean(e.Cwd) {
+			return fmt.Errorf("exec[%d].cwd %q: want a clean absolute path", i, e.Cwd)
 		}
 	}
 	return nil

@@ -64,6 +64,7 @@ func TestParse(t *testing.T) {
 		{"mount without type", edit(t, web, `"type": "tmpfs"`, `"type": ""`), "containers[web].mounts[1].type"},
 		{"bad sysctl", edit(t, web, `"net.ipv4.ping_group_range"`, `"../x"`), "containers[web].sysctls"},
 		{"empty exec", edit(t, web, `{"args": ["/bin/sh"], "stdin": true, "tty": true}`, `{"args": []}`), "containers[web].exec[1].args: empty"},
+		{"relative exec cwd", edit(t, web, `"cwd": "/", "env"`, `"cwd": "x", "env"`), "containers[web].exec[2].cwd"},
 		{"not an object", []byte(`[]`), "cannot unmarshal array"},
 		{"too large", append([]byte(`{"version":1}`), make([]byte, MaxSize)...), "at most"},
 	}

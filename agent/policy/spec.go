@@ -25,7 +25,7 @@ func checkSpec(c *Container, specJSON []byte, stdin bool) *Denial {
 	if s.Process == nil {
 		return deny(rule, "spec.process", "missing")
 	}
-	if d := checkProcess(c, rule, "spec.process", s.Process, c.Args, c.TTY); d != nil {
+	if d := checkProcess(c, rule, "spec.process", s.Process, c.Args, nil, c.cwd(), c.TTY); d != nil {
 		return d
 	}
 	if stdin && !c.Stdin {
@@ -92,8 +92,9 @@ func checkLinux(c *Container, rule string, l *specs.Linux) *Denial {
 }
 
 // checkProcess checks an OCI process against entry c with the allowed
-// args and TTY permission. field is the request field it came from.
-func checkProcess(c *Container, rule, field string, p *specs.Process, args []Match, tty bool) *Denial {
+// args, extra env entries, working directory and TTY permission. field
+// is the request field it came from.
+func checkProcess(c *Container, rule, field string, p *specs.Process, args, env []Match, wantCwd string, tty bool) *Denial {
 	if len(p.Args) != len(args) {
 		return deny(rule+".args", field+".args", fmt.Sprintf("%d arguments, the policy allows %d", len(p.Args), len(args)))
 	}
@@ -103,7 +104,8 @@ func checkProcess(c *Container, rule, field string, p *specs.Process, args []Mat
 		}
 	}
 	for i, e := range p.Env {
-		if !slices.ContainsFunc(c.Env, func(m Match) bool { return m.Matches(e) }) {
+		match := func(m Match) bool { return m.Matches(e) }
+		if !slices.ContainsFunc(c.Env, match) && !slices.ContainsFunc(env, match) {
 			return deny(rule+".env", fmt.Sprintf("%s.env[%d]", field, i), "matches no allowed entry")
 		}
 	}
@@ -111,7 +113,7 @@ func checkProcess(c *Container, rule, field string, p *specs.Process, args []Mat
 	if cwd == "" {
 		cwd = "/"
 	}
-	if cwd != c.cwd() {
+	if cwd != wantCwd {
 		return deny(rule+".cwd", field+".cwd", "not the working directory the policy gives")
 	}
 	if p.Terminal && !tty {

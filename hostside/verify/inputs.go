@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
+	"github.com/google/go-sev-guest/verify/trust"
 )
 
 // ParseMeasurement reads a launch measurement in hex (96 digits).
@@ -130,4 +131,26 @@ func decodeCert(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("neither PEM nor DER")
 	}
 	return b, nil
+}
+
+// productLines are the SEV-SNP product lines a root bundle may serve.
+var productLines = []string{"Milan", "Genoa", "Turin"}
+
+// RootsFromPEM reads an ASK and ARK pair in PEM (the cert_chain format
+// of AMD's key distribution service) and trusts it, instead of the roots
+// embedded in go-sev-guest, for every product line. For private test
+// chains and for pinning one product's roots.
+func RootsFromPEM(data []byte) (map[string][]*trust.AMDRootCerts, error) {
+	out := map[string][]*trust.AMDRootCerts{}
+	for _, pl := range productLines {
+		r := trust.AMDRootCertsProduct(pl)
+		if err := r.FromKDSCertBytes(data); err != nil {
+			return nil, fmt.Errorf("%w: trusted roots: %w: want the ASK then the ARK certificate in PEM", ErrInput, err)
+		}
+		if r.ProductCerts.Ark == nil {
+			return nil, fmt.Errorf("%w: trusted roots: no ARK certificate: want the ASK then the ARK certificate in PEM", ErrInput)
+		}
+		out[pl] = []*trust.AMDRootCerts{r}
+	}
+	return out, nil
 }

@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"confguest/agent/policy"
+	"confguest/hostside/image"
+	"confguest/hostside/launcher"
+)
+
+func init() {
+	register(command{
+		name:    "policy",
+		summary: "write a measured agent policy for a container (generate) or print its HOST_DATA (hash)",
+		run:     runPolicy,
+	})
+}
+
+func runPolicy(ctx context.Context, args []string, stdio Stdio) error {
+	if len(args) == 0 {
+		return usagef("usage: confguest policy generate|hash ... (see agent/policy/README.md)")
+	}
+	switch args[0] {
+	case "generate":
+		return runPolicyGenerate(ctx, args[1:], stdio)
+	case "hash":
+		return runPolicyHash(args[1:], stdio)
+	}
+	return usagef("policy %q: want generate or hash", args[0])
+}
+
+// runPolicyHash prints SHA-256 of a policy file's exact bytes, the value
+// the VM must be launched with as host_data.
+func runPolicyHash(args []string, stdio Stdio) error {
+	fs := newFlags("policy hash", stdio)
+	format := fs.String("format", "hex", "hex (Cloud Hypervisor host_data) or base64 (QEMU sev-snp-guest host-data)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: confguest policy hash [--format hex|base64] POLICY.json")
+	}
+	doc, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("read policy: %w", err)
+	}
+	if _, err := policy.Parse(doc); err != nil {
+		return fmt.Errorf("%s: %w: fix the policy, or the agent will refuse it after boot", fs.Arg(0), err)
+	}
+	h := policy.Hash(doc)
+	switch *format {
+	case "hex":
+		fmt.Fprintln(stdio.Out, policy.HashHex(doc))
+	case "base64":
+		fmt.Fprintln(stdio.Out, base64.StdEncoding.EncodeToString(h[:]))
+	default:
+		return usagef("--format %q: want hex or base64", *format)
+	}
+	return nil
+}
+
+// generateFlags are the flags of confguest policy generate.
+type generateFlags struct {
+	rootfsDir, oci, pull, name, output string
+	env, exec                          stringList
+	tty, stdin, attestation, stats     bool
+	shutdown, replace                  bool
+}
+
+func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
+	fs := newFlags("policy generate", stdio)
+	var f generateFlags
+	fs.StringVar(&f.rootfsDir, "rootfs", "", "container rootfs: a directory")
+	fs.StringVar(&f.oci, "oci", "", "container rootfs: an OCI image layout directory or a docker save archive")
+	fs.StringVar(&f.pull, "pull", "", "container rootfs: an image reference to pull from a registry")
+	fs.StringVar(&f.name, "name", "main", "name of the policy entry")
+	fs.StringVar(&f.output, "o", "", "write the policy to this file (default: standard output)")
+	fs.Var(&f.env, "env", "KEY=VALUE for the container, as confguest run --env (repeatable)")
+	fs.Var(&f.exec, "exec", "allow exec of this command line, split at spaces (repeatable)")
+	fs.BoolVar(&f.tty, "t", false, "allow a terminal, as confguest run -t")
+	fs.BoolVar(&f.stdin, "i", false, "allow standard input, as confguest run -i")
+	fs.BoolVar(&f.attestation, "attestation", false, "give the container the workload evidence endpoint")
+	fs.BoolVar(&f.stats, "stats", false, "allow the host to read container statistics")
+	fs.BoolVar(&f.shutdown, "shutdown", true, "allow the host to shut the agent down (confguest run and stop need it)")
+	fs.BoolVar(&f.replace, "replace-policy", false, "allow a later policy to replace this one")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var srcs []image.Source
+	if f.rootfsDir != "" {
+		srcs = append(srcs, image.Source{Kind: image.Dir, Ref: f.rootfsDir})
+	}
+	if f.oci != "" {
+		srcs = append(srcs, image.OCISource(f.oci))
+	}
+	if f.pull != "" {
+		srcs = append(srcs, image.Source{Kind: image.Registry, Ref: f.pull})
+	}
+	if len(srcs) != 1 {
+		return usagef("give exactly one of --rootfs DIR, --oci PATH, --pull REF")
+	}
+	if err := srcs[0].Check(); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "confguest-policy-")
+	if err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	// The same disk confguest run builds: its verity root hash pins the rootfs.
+	disk, err := image.BuildDisk(ctx, srcs[0], work, filepath.Join(work, "rootfs.img"))
+	if err != nil {
+		return err
+	}
+	p, err := launcher.ProcessFromImage(disk.Config, fs.Args(), f.env)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	p.TTY, p.Stdin = f.tty, f.stdin
+	doc, err := generatePolicy(f, disk.Verity.RootHash, launcher.ContainerSpec(p, f.name))
+	if err != nil {
+		return err
+	}
+	if f.output == "" {
+		_, err = stdio.Out.Write(doc)
+		return err
+	}
+	if err := os.WriteFile(f.output, doc, 0o644); err != nil {
+		return fmt.Errorf("write policy: %w", err)
+	}
+	fmt.Fprintf(stdio.Err, "wrote %s\nHOST_DATA (confguest policy hash %s): %s\n", f.output, f.output, policy.HashHex(doc))
+	return nil
+}
+
+// generatePolicy writes a policy admitting exactly the container with
+// spec s on the layer with root hash layer, checked by the agent's own
+// parser and evaluator-facing rules.
+func generatePolicy(f generateFlags, layer string, s *specs.Spec) ([]byte, error) {
+	c := policy.Container{
+		Name:        f.name,
+		Rootfs:      policy.Rootfs{Layers: []string{strings.ToLower(layer)}},
+		Args:        policy.Exactly(s.Process.Args...),
+		Env:         policy.Exactly(s.Process.Env...),
+		Cwd:         s.Process.Cwd,
+		User:        policy.User{UID: s.Process.User.UID, GID: s.Process.User.GID, AdditionalGIDs: s.Process.User.AdditionalGids},
+		Stdin:       f.stdin,
+		TTY:         f.tty,
+		Stdout:      true,
+		Stderr:      true,
+		Attestation: f.attestation,
+	}
+	if caps := s.Process.Capabilities; caps != nil {
+		for _, set := range [][]string{caps.Bounding, caps.Effective, caps.Inheritable, caps.Permitted, caps.Ambient} {
+			for _, name := range set {
+				if !slices.Contains(c.Capabilities, name) {
+					c.Capabilities = append(c.Capabilities, name)
+				}
+			}
+		}
+	}
+	for _, m := range s.Mounts {
+		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
+	}
+	if s.Linux != nil && len(s.Linux.Sysctl) > 0 {
+		c.Sysctls = s.Linux.Sysctl
+	}
+	for _, e := range f.exec {
+		args := strings.Fields(e)
+		if len(args) == 0 {
+			return nil, usagef("--exec %q: give a command line", e)
+		}
+		// What confguest exec sends for this command without flags.
+		ep, err := launcher.ProcessFromImage(v1.Config{WorkingDir: "/"}, args, nil)
+		if err != nil {
+			return nil, usagef("--exec %q: %v", e, err)
+		}
+		c.Exec = append(c.Exec, policy.Exec{Args: policy.Exactly(ep.Args...), Env: policy.Exactly(ep.Env...), Cwd: ep.Cwd})
+	}
+	p := policy.Policy{
+		Version:    policy.Version,
+		Agent:      policy.AgentRules{Stats: f.stats, Shutdown: f.shutdown, ReplacePolicy: f.replace},
+		Containers: []policy.Container{c},
+	}
+	doc, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode policy: %w", err)
+	}
+	doc = append(doc, '\n')
+	if _, err := policy.Parse(doc); err != nil {
+		return nil, fmt.Errorf("generated policy: %w (use --name with [A-Za-z0-9_.-])", err)
+	}
+	return doc, nil
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/policy"
+	"confguest/hostside/launcher"
+)
+
+func TestPolicyHash(t *testing.T) {
+	dir := t.TempDir()
+	doc := []byte(`{"version": 1}` + "\n")
+	good := filepath.Join(dir, "p.json")
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(good, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(`{"version": 1, "allow": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(doc)
+	tests := []struct {
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{[]string{"policy", "hash", good}, 0, hex.EncodeToString(sum[:]) + "\n"},
+		{[]string{"policy", "hash", "--format", "base64", good}, 0, base64.StdEncoding.EncodeToString(sum[:]) + "\n"},
+		{[]string{"policy", "hash", bad}, 1, `unknown field "allow"`},
+		{[]string{"policy", "hash", filepath.Join(dir, "missing.json")}, 1, "read policy"},
+		{[]string{"policy", "hash"}, 2, "usage: confguest policy hash"},
+		{[]string{"policy", "hash", "--format", "b32", good}, 2, "--format"},
+		{[]string{"policy"}, 2, "generate|hash"},
+		{[]string{"policy", "check"}, 2, `policy "check"`},
+	}
+	for _, tc := range tests {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.wantCode || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("confguest %s = %d, %q %q, want %d with %q", strings.Join(tc.args, " "), code, out, errOut, tc.wantCode, tc.want)
+		}
+		if tc.wantCode == 0 && out != tc.want {
+			t.Errorf("confguest %s printed %q, want exactly %q", strings.Join(tc.args, " "), out, tc.want)
+		}
+	}
+}
+
+// TestPolicyGenerate generates a policy for a directory rootfs and checks
+// with the agent's own evaluator that it admits exactly the container
+// confguest run would create (same spec, same layer) and nothing else.
+func TestPolicyGenerate(t *testing.T) {
+	rootfsDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(rootfsDir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfsDir, "bin", "hello"), []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "policy.json")
+	args := []string{"policy", "generate", "--rootfs", rootfsDir, "--env", "GREETING=hi", "--exec", "/bin/ls /", "-o", out, "--", "/bin/hello", "world"}
+	code, stdout, stderr := runCLI(args...)
+	if code != 0 {
+		t.Fatalf("confguest %s = %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	doc, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, policy.HashHex(doc)) {
+		t.Errorf("confguest policy generate did not print the HOST_DATA %s:\n%s", policy.HashHex(doc), stderr)
+	}
+	p, err := policy.Parse(doc)
+	if err != nil {
+		t.Fatalf("Parse(generated policy) = %v\n%s", err, doc)
+	}
+	// The same again, to standard output: the layer hash is reproducible.
+	code, again, stderr := runCLI(args[:8]...)
+	if code == 0 || !strings.Contains(stderr, "no command given") {
+		t.Errorf("confguest policy generate without a command = %d, %s, want a usage error", code, stderr)
+	}
+	code, again, stderr = runCLI(append(args[:8:8], "--", "/bin/hello", "world")...)
+	if code != 0 || again != string(doc) {
+		t.Errorf("second confguest policy generate = %d, %s\n%s\nwant the same policy:\n%s", code, stderr, again, doc)
+	}
+
+	layer := p.Containers[0].Rootfs.Layers[0]
+	proc, err := launcher.ProcessFromImage(v1.Config{}, []string{"/bin/hello", "world"}, []string{"GREETING=hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(proc launcher.Process, layer string) *agentv1.CreateContainerRequest {
+		spec, err := json.Marshal(launcher.ContainerSpec(proc, "c1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &agentv1.CreateContainerRequest{ContainerId: "c1", SpecJson: spec,
+			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Verity: &agentv1.Verity{RootHash: layer}}}}}
+	}
+	other := proc
+	other.Args = []string{"/bin/hello", "mars"}
+	execProc, err := launcher.ProcessFromImage(v1.Config{WorkingDir: "/"}, []string{"/bin/ls", "/"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execJSON, err := json.Marshal(launcher.ContainerSpec(execProc, "c1").Process)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e := policy.NewEvaluator(p)
+	steps := []struct {
+		name   string
+		method string
+		req    any
+		allow  bool
+	}{
+		{"other layer", policy.MethodCreateContainer, create(proc, strings.Repeat("0", 64)), false},
+		{"other args", policy.MethodCreateContainer, create(other, layer), false},
+		{"the container confguest run creates", policy.MethodCreateContainer, create(proc, layer), true},
+		{"the exec confguest exec sends", policy.MethodExecProcess, &agentv1.ExecProcessRequest{ContainerId: "c1", ExecId: "e1", ProcessJson: execJSON}, true},
+		{"shutdown", policy.MethodShutdown, &agentv1.ShutdownRequest{}, true},
+		{"stats", policy.MethodStats, &agentv1.StatsRequest{ContainerId: "c1"}, false},
+	}
+	for _, s := range steps {
+		if err := e.Authorize(ctx, s.method, s.req); (err == nil) != s.allow {
+			t.Errorf("generated policy: Authorize(%s) = %v, want allowed=%v", s.name, err, s.allow)
+		}
+	}
+}

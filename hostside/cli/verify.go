@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"confguest/hostside/verify"
+)
+
+func init() {
+	register(command{
+		name:    "verify",
+		summary: "check an SEV-SNP attestation report against a measurement and a policy",
+		run:     runVerify,
+	})
+}
+
+type verifyFlags struct {
+	report, measurement, policy, reportData, minTCB, vcek, roots string
+	allowDebug, json                                             bool
+}
+
+func runVerify(ctx context.Context, args []string, stdio Stdio) error {
+	fs := newFlags("verify", stdio)
+	var f verifyFlags
+	fs.StringVar(&f.report, "report", "", "the extended report (GetReport output: report + certificate table), - for standard input (required)")
+	fs.StringVar(&f.measurement, "measurement", "", "expected launch measurement: 96 hex digits, or a build's measurement.json (required)")
+	fs.StringVar(&f.policy, "policy", "", "the policy file the guest was launched with; HOST_DATA must be its SHA-256 (required)")
+	fs.StringVar(&f.reportData, "report-data", "", "expected REPORT_DATA, 128 hex digits (the nonce the report was requested with)")
+	fs.StringVar(&f.minTCB, "min-tcb", "", "minimum reported TCB: bl=N,tee=N,snp=N,ucode=N or 0x<TCB_VERSION>")
+	fs.StringVar(&f.vcek, "vcek", "", "VCEK certificate (PEM or DER) when the report carries no certificates")
+	fs.StringVar(&f.roots, "trusted-roots", "", "ASK+ARK PEM bundle to trust instead of the AMD roots built in (tests, pinning)")
+	fs.BoolVar(&f.allowDebug, "allow-debug", false, "accept a guest the host may debug (never for production)")
+	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stdio.Err, "usage: confguest verify --report FILE --measurement HEX|measurement.json --policy FILE [flags]")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	for _, req := range []struct{ name, val string }{{"report", f.report}, {"measurement", f.measurement}, {"policy", f.policy}} {
+		if req.val == "" {
+			return usagef("--%s is required (fetching a report from a running guest is not supported yet)", req.name)
+		}
+	}
+	exp, opts, err := f.expectations()
+	if err != nil {
+		return err
+	}
+	var ext []byte
+	if f.report == "-" {
+		ext, err = io.ReadAll(stdio.In)
+	} else {
+		ext, err = os.ReadFile(f.report)
+	}
+	if err != nil {
+		return fmt.Errorf("read report: %w", err)
+	}
+	res, err := verify.Report(ctx, ext, exp, opts...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.report, err)
+	}
+	if f.json {
+		if res.Violations == nil {
+			res.Violations = []verify.Violation{}
+		}
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode result: %w", err)
+		}
+		fmt.Fprintf(stdio.Out, "%s\n", b)
+	} else {
+		printVerdict(stdio.Out, f, res)
+	}
+	if !res.OK {
+		return ExitError{Code: 1}
+	}
+	return nil
+}
+
+func (f verifyFlags) expectations() (verify.Expected, []verify.Option, error) {
+	var exp verify.Expected
+	var opts []verify.Option
+	ms, err := verify.Measurements(f.measurement)
+	if err != nil {
+		return exp, nil, usagef("--measurement: %v", err)
+	}
+	exp.Measurements = ms
+	if exp.Policy, err = os.ReadFile(f.policy); err != nil {
+		return exp, nil, fmt.Errorf("read policy: %w", err)
+	}
+	if f.reportData != "" {
+		b, err := hex.DecodeString(f.reportData)
+		if err != nil || len(b) != 64 {
+			return exp, nil, usagef("--report-data %q: want 128 hex digits", f.reportData)
+		}
+		exp.ReportData = b
+	}
+	if f.minTCB != "" {
+		t, err := verify.ParseTCB(f.minTCB)
+		if err != nil {
+			return exp, nil, usagef("--min-tcb: %v", err)
+		}
+		exp.MinimumTCB = &t
+	}
+	exp.AllowDebug = f.allowDebug
+	if f.vcek != "" {
+		b, err := os.ReadFile(f.vcek)
+		if err != nil {
+			return exp, nil, fmt.Errorf("read VCEK: %w", err)
+		}
+		opts = append(opts, verify.WithVCEK(b))
+	}
+	if f.roots != "" {
+		b, err := os.ReadFile(f.roots)
+		if err != nil {
+			return exp, nil, fmt.Errorf("read trusted roots: %w", err)
+		}
+		roots, err := verify.RootsFromPEM(b)
+		if err != nil {
+			return exp, nil, err
+		}
+		opts = append(opts, verify.WithTrustedRoots(roots))
+	}
+	return exp, opts, nil
+}
+
+func printVerdict(w io.Writer, f verifyFlags, res *verify.Result) {
+	var b strings.Builder
+	if res.OK {
+		b.WriteString("OK: the report is genuine and matches the expected guest\n")
+	} else {
+		n := len(res.Violations)
+		fmt.Fprintf(&b, "REJECTED: %d violation%s\n", n, map[bool]string{true: "", false: "s"}[n == 1])
+		for _, v := range res.Violations {
+			fmt.Fprintf(&b, "  %-12s %s\n", v.Field, v.Message)
+		}
+	}
+	r := res.Report
+	match := "matches none expected"
+	if res.MatchedMeasurement != "" {
+		match = "matches " + res.MatchedMeasurement
+	}
+	rd := "not checked (no --report-data)"
+	if f.reportData != "" {
+		rd = "checked"
+	}
+	fmt.Fprintf(&b, "report:\n")
+	fmt.Fprintf(&b, "  measurement  %s (%s)\n", r.Measurement, match)
+	fmt.Fprintf(&b, "  host_data    %s (SHA-256 of %s: %s)\n", r.HostData, f.policy, res.PolicySHA256)
+	fmt.Fprintf(&b, "  report_data  %s (%s)\n", r.ReportData, rd)
+	fmt.Fprintf(&b, "  debug        %v\n", r.Debug)
+	fmt.Fprintf(&b, "  reported TCB %s\n", r.ReportedTCB)
+	fmt.Fprintf(&b, "  signed by    %s, VMPL %d, report version %d\n", r.Signer, r.VMPL, r.Version)
+	io.WriteString(w, b.String()) //nolint:errcheck // nothing to do about a closed stdout
+}
