@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,148 @@ func TestAgentInGuest(t *testing.T) {
 	if _, err := sb.RunContainer(ctx, "again", disk, serial, launcher.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}}, launcher.IO{}); err != nil {
 		t.Errorf("RunContainer after delete: %v", err)
 	}
+}
+
+// BenchmarkAgentInGuest measures, in the real guest (TCG here), one
+// create/start/wait/delete cycle of `true` from a verity disk through the
+// agent, and the agent's resident memory idle and after the b.N cycles
+// (read from /proc/<agent>/status by a container that shares the guest's
+// PID namespace).
+//
+//	go test -run '^$' -bench BenchmarkAgentInGuest -benchtime 100x ./qemu-tests
+func BenchmarkAgentInGuest(b *testing.B) {
+	img := needImage(b)
+	vhost, err := exec.LookPath("vhost-device-vsock")
+	if err != nil {
+		out, err := exec.Command("bash", filepath.Join(repoRoot(), "build", "debpin.sh"), "vhost-device-vsock").Output()
+		if err != nil {
+			missing(b, "vhost-device-vsock unavailable (build/debpin.sh vhost-device-vsock: %v)", err)
+		}
+		vhost = filepath.Join(strings.TrimSpace(string(out)), "usr", "bin", "vhost-device-vsock")
+	}
+	root := benchRoot(b)
+	base, err := os.MkdirTemp("", "cgb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	sb, err := launcher.New(ctx, launcher.Options{
+		ImageDir: img.Dir, Accel: vmm.AccelTCG, MemoryMiB: 512, RunBase: base,
+		QEMU: []vmm.QEMUOption{vmm.WithVhostDeviceVsock(vhost)},
+	})
+	if err != nil {
+		b.Fatalf("launcher.New: %v", err)
+	}
+	defer sb.Close(context.Background())
+	disk, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
+	if err != nil {
+		b.Fatalf("BuildDisk: %v", err)
+	}
+	if err := sb.Boot(ctx); err != nil {
+		b.Fatalf("Boot: %v", err)
+	}
+	a := sb.Agent
+	path := []string{"PATH=/bin"}
+	rss := func(name string) float64 {
+		spec := launcher.ContainerSpec(launcher.Process{Args: []string{"sh", "-c", `grep -E "^(VmRSS|RssAnon):" /proc/$(pidof agent)/status`}, Cwd: "/", Env: path}, "probe")
+		var ns []specs.LinuxNamespace
+		for _, n := range spec.Linux.Namespaces {
+			if n.Type != specs.PIDNamespace {
+				ns = append(ns, n)
+			}
+		}
+		spec.Linux.Namespaces = ns
+		out := runSpec(b, ctx, a, "probe-"+name, spec, disk, serial)
+		var rss, anon float64
+		for _, l := range strings.Split(out, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 3 {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				switch f[0] {
+				case "VmRSS:":
+					rss = v / 1024
+				case "RssAnon:":
+					anon = v / 1024
+				}
+			}
+		}
+		if rss == 0 {
+			b.Fatalf("no VmRSS in %q", out)
+		}
+		b.ReportMetric(anon, name+"-anon-MiB")
+		return rss
+	}
+	time.Sleep(2 * time.Second)
+	idle := rss("idle")
+	spec := launcher.ContainerSpec(launcher.Process{Args: []string{"true"}, Cwd: "/", Env: path}, "bench")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		runSpec(b, ctx, a, "b"+strconv.Itoa(i), spec, disk, serial)
+	}
+	b.StopTimer()
+	time.Sleep(2 * time.Second) // let the agent release memory when idle
+	after := rss("after")
+	b.ReportMetric(idle, "idle-RSS-MiB")
+	b.ReportMetric(after, "after-RSS-MiB")
+	b.ReportMetric(100*(after-idle)/idle, "growth-%")
+}
+
+func benchRoot(b *testing.B) string {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		b.Skip("busybox not installed")
+	}
+	dir := filepath.Join(b.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755)
+	for _, app := range []string{"sh", "true", "grep", "pidof"} {
+		os.Symlink("busybox", filepath.Join(dir, "bin", app))
+	}
+	return dir
+}
+
+// runSpec creates, starts, waits for and deletes one container and
+// returns its stdout.
+func runSpec(b *testing.B, ctx context.Context, a agentv1.AgentClient, id string, spec *specs.Spec, d image.Disk, serial string) string {
+	sj, _ := json.Marshal(spec)
+	v := d.Verity
+	_, err := a.CreateContainer(ctx, &agentv1.CreateContainerRequest{
+		ContainerId: id, SpecJson: sj,
+		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
+			Serial: serial, FsType: "erofs",
+			Verity: &agentv1.Verity{RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
+				DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.Algorithm},
+		}}},
+	})
+	if err != nil {
+		b.Fatalf("CreateContainer(%s): %v", id, err)
+	}
+	ref := &agentv1.ProcessRef{ContainerId: id}
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := agentv1.CopyOutput(ctx, a, ref, agentv1.OutputStream_OUTPUT_STREAM_STDOUT, &out)
+		done <- err
+	}()
+	if _, err := a.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
+		b.Fatalf("StartContainer(%s): %v", id, err)
+	}
+	if err := <-done; err != nil {
+		b.Fatalf("output of %s: %v", id, err)
+	}
+	if w, err := a.WaitProcess(ctx, &agentv1.WaitProcessRequest{Process: ref}); err != nil || w.GetExitCode() != 0 {
+		b.Fatalf("WaitProcess(%s) = %v, %v", id, w, err)
+	}
+	if _, err := a.DeleteContainer(ctx, &agentv1.DeleteContainerRequest{ContainerId: id}); err != nil {
+		b.Fatalf("DeleteContainer(%s): %v", id, err)
+	}
+	return out.String()
 }
