@@ -30,6 +30,10 @@ const (
 	DefaultImageDir = "/usr/lib/confguest/images"
 )
 
+// responseGrace is how long the agent keeps connections open after a stop
+// is requested, so that the last responses reach the host.
+const responseGrace = 100 * time.Millisecond
+
 // Config configures Run.
 type Config struct {
 	Address  string       // vsock:PORT or unix:PATH
@@ -129,6 +133,10 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-shutdown:
 			log.Info("shutdown requested")
 		}
+		// A Shutdown call's response may still be on its way out: ttrpc
+		// can count a connection idle (and close it) between the handler's
+		// return and the write of its response.
+		time.Sleep(responseGrace)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx)
