@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,21 +12,24 @@ import (
 	"confguest/hostside/vmm"
 )
 
-// pickAccel resolves the QEMU accelerator. With auto, KVM is used only if a vCPU really
-// runs (vmm.ProbeKVM) and this host boot has not already shown that Linux guests stall
-// under it (some nested hosts run a real-mode vCPU but hang a kernel).
+// pickAccel resolves the QEMU accelerator. With auto, KVM is used only if its probe guest
+// runs in time (vmm.ProbeKVM) and this host boot has not already shown that KVM is
+// unusable (a failed probe, or a guest that stalled under KVM, is remembered per boot).
 func (s *Sandbox) pickAccel(ctx context.Context) vmm.Accel {
 	a := s.opts.Accel
 	if a != "" && a != vmm.AccelAuto {
 		return a
 	}
 	if s.kvmHangs() {
-		s.progress("KVM stalled guests earlier on this host boot; using TCG")
+		s.progress("KVM proved unusable earlier on this host boot; using TCG")
 		return vmm.AccelTCG
 	}
 	got, err := vmm.ResolveAccel(ctx, vmm.AccelAuto, "/dev/kvm")
 	if err != nil {
 		s.progress("KVM not usable (%v); using TCG", err)
+		if errors.Is(err, vmm.ErrKVMUnusable) {
+			s.rememberKVMHangs() // the probe costs a second; this host boot's answer stands
+		}
 	}
 	return got
 }
@@ -52,7 +56,7 @@ func (s *Sandbox) kvmMarker() string {
 	if dir == "" || err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "kvm-stalls-"+strings.TrimSpace(string(b)))
+	return filepath.Join(dir, "kvm-unusable-"+strings.TrimSpace(string(b)))
 }
 
 func (s *Sandbox) kvmHangs() bool {
@@ -67,7 +71,7 @@ func (s *Sandbox) kvmHangs() bool {
 func (s *Sandbox) rememberKVMHangs() {
 	if m := s.kvmMarker(); m != "" {
 		os.MkdirAll(filepath.Dir(m), 0o755)
-		os.WriteFile(m, []byte("guests made no console progress under KVM\n"), 0o644)
+		os.WriteFile(m, []byte("KVM did not run guests usefully on this host boot; TCG is used\n"), 0o644)
 	}
 }
 

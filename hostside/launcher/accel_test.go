@@ -20,14 +20,14 @@ func TestPickAccel(t *testing.T) {
 	}
 	s.opts.Accel = vmm.AccelAuto
 	s.rememberKVMHangs()
-	m, _ := filepath.Glob(filepath.Join(cache, "kvm-stalls-*"))
+	m, _ := filepath.Glob(filepath.Join(cache, "kvm-unusable-*"))
 	if len(m) != 1 {
 		t.Fatalf("rememberKVMHangs wrote %q, want one marker keyed by boot id", m)
 	}
 	if got := s.pickAccel(context.Background()); got != vmm.AccelTCG {
 		t.Errorf("pickAccel(auto) after a KVM stall on this boot = %q, want tcg", got)
 	}
-	os.WriteFile(filepath.Join(cache, "kvm-stalls-another-boot"), nil, 0o644)
+	os.WriteFile(filepath.Join(cache, "kvm-unusable-another-boot"), nil, 0o644)
 	os.Remove(m[0])
 	if s.kvmHangs() {
 		t.Errorf("kvmHangs() = true with only another boot's marker, want false")

@@ -3,8 +3,8 @@ package vmm
 import "errors"
 
 var (
-	// ErrKVMUnusable means KVM exists but could not run a vCPU; use TCG.
-	ErrKVMUnusable = errors.New("KVM cannot run a vCPU here")
+	// ErrKVMUnusable means KVM exists but did not run the probe guest in time; use TCG.
+	ErrKVMUnusable = errors.New("KVM is not usable here")
 	// ErrNotFound means a program the backend needs is not installed.
 	ErrNotFound = errors.New("program not found")
 	// ErrNotRunning means the VMM is not (or no longer) running.

@@ -5,7 +5,6 @@ package vmm
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -14,26 +13,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lowSize is the guest RAM the probe program writes (real mode reaches 640 KiB).
-const lowSize = 0xA0000
+// The probe guest: 64-bit code at 0x1000, identity-mapped with 2 MiB pages (PML4 at 0x2000,
+// PDPT at 0x3000, PD at 0x4000), that fills probeFill bytes of fresh memory from 2 MiB on
+// and halts. A healthy KVM host does this in tens of milliseconds; a nested host that
+// faults in guest memory slowly (where Linux guests then appear to hang) takes seconds.
+const (
+	probeFillStart = 2 << 20
+	probeFill      = 32 << 20
+	probeMemSize   = probeFillStart + probeFill
+	probeCode      = 0x1000
+	probePML4      = 0x2000
+)
 
-// probeProgram is 16-bit real-mode code at CS:0xf000 (physical 0xfffff000): it fills
-// segments 0x1000..0x9000 (576 KiB) with the word 0xc0de and halts.
 var probeProgram = []byte{
-	0xB8, 0xDE, 0xC0, // mov ax, 0xc0de
-	0xBB, 0x00, 0x10, // mov bx, 0x1000
-	0x8E, 0xC3, // outer: mov es, bx
-	0x31, 0xFF, // xor di, di
-	0xB9, 0x00, 0x80, // mov cx, 0x8000
-	0xF3, 0xAB, // rep stosw
-	0x81, 0xC3, 0x00, 0x10, // add bx, 0x1000
-	0x81, 0xFB, 0x00, 0xA0, // cmp bx, 0xa000
-	0x75, 0xED, // jne outer (-19)
+	0x48, 0xC7, 0xC7, 0x00, 0x00, 0x20, 0x00, // mov rdi, 0x200000
+	0x48, 0xC7, 0xC1, 0x00, 0x00, 0x40, 0x00, // mov rcx, 0x400000 (32 MiB in quadwords)
+	0x48, 0xC7, 0xC0, 0xDE, 0xC0, 0x00, 0x00, // mov rax, 0xc0de
+	0xF3, 0x48, 0xAB, // rep stosq
 	0xF4, // hlt
 }
-
-// resetJump sits at the reset vector (IP 0xfff0) and jumps to IP 0xf000.
-var resetJump = []byte{0xE9, 0x0D, 0xF0} // jmp near -0xff3
 
 // KVM ioctl numbers from <linux/kvm.h> (x86-64).
 const (
@@ -43,6 +41,9 @@ const (
 	kvmCreateVcpu          = 0xAE41
 	kvmSetUserMemoryRegion = 0x4020AE46
 	kvmRun                 = 0xAE80
+	kvmSetRegs             = 0x4090AE82 // struct kvm_regs, 144 bytes
+	kvmGetSregs            = 0x8138AE83 // struct kvm_sregs, 312 bytes
+	kvmSetSregs            = 0x4138AE84
 	kvmExitHLT             = 5
 	kvmAPIVersion          = 12
 )
@@ -56,10 +57,11 @@ type kvmUserspaceMemoryRegion struct {
 	userspaceAddr uint64
 }
 
-// ProbeKVM reports whether KVM can actually run a vCPU: it creates a VM whose only page
-// holds HLT at the x86 reset vector and runs one vCPU until it exits with KVM_EXIT_HLT, or
-// until timeout. The existence of /dev/kvm proves nothing: on nested or broken hosts a
-// guest can hang forever in KVM_RUN. The returned error says why KVM is unusable.
+// ProbeKVM reports whether KVM can actually run a guest: it creates a VM, puts one vCPU in
+// 64-bit mode running a tiny program that fills 32 MiB of fresh guest memory and executes
+// HLT, and requires KVM_EXIT_HLT within timeout (and the memory filled). The existence of
+// /dev/kvm proves nothing: on some nested hosts a vCPU runs, but each page of guest memory
+// costs so much that a Linux guest appears to hang. The error says why KVM is unusable.
 func ProbeKVM(ctx context.Context, dev string, timeout time.Duration) error {
 	kvm, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -79,34 +81,23 @@ func ProbeKVM(ctx context.Context, dev string, timeout time.Duration) error {
 	}
 	defer unix.Close(int(vmfd))
 
-	// Low memory the probe program fills, as a booting kernel touches fresh memory.
-	low, err := unix.Mmap(-1, 0, lowSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	mem, err := unix.Mmap(-1, 0, probeMemSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return fmt.Errorf("mmap guest memory: %w", err)
 	}
-	defer unix.Munmap(low)
-	// One page at the top of the 32-bit space: the vCPU resets to CS base 0xffff0000,
-	// IP 0xfff0, that is physical 0xfffffff0, offset 0xff0 of this page.
-	const pageAddr, pageSize = 0xfffff000, 0x1000
-	mem, err := unix.Mmap(-1, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return fmt.Errorf("mmap guest page: %w", err)
-	}
 	defer unix.Munmap(mem)
-	for i := range mem {
-		mem[i] = 0xf4 // HLT everywhere else: a stray jump halts too.
+	le := binary.LittleEndian
+	le.PutUint64(mem[probePML4:], probePML4+0x1000|3)        // PML4[0] -> PDPT, present|rw
+	le.PutUint64(mem[probePML4+0x1000:], probePML4+0x2000|3) // PDPT[0] -> PD
+	for i := 0; i < probeMemSize>>21; i++ {
+		le.PutUint64(mem[probePML4+0x2000+8*i:], uint64(i)<<21|0x83) // 2 MiB page, present|rw|PS
 	}
-	copy(mem, probeProgram)
-	copy(mem[0xff0:], resetJump)
-	for slot, r := range []kvmUserspaceMemoryRegion{
-		{slot: 0, guestPhysAddr: 0, memorySize: lowSize, userspaceAddr: uint64(uintptr(unsafe.Pointer(&low[0])))},
-		{slot: 1, guestPhysAddr: pageAddr, memorySize: pageSize, userspaceAddr: uint64(uintptr(unsafe.Pointer(&mem[0])))},
-	} {
-		if _, err := ioctl(int(vmfd), kvmSetUserMemoryRegion, uintptr(unsafe.Pointer(&r))); err != nil {
-			return fmt.Errorf("KVM_SET_USER_MEMORY_REGION %d: %w", slot, err)
-		}
-		runtime.KeepAlive(&r)
+	copy(mem[probeCode:], probeProgram)
+	region := kvmUserspaceMemoryRegion{memorySize: probeMemSize, userspaceAddr: uint64(uintptr(unsafe.Pointer(&mem[0])))}
+	if _, err := ioctl(int(vmfd), kvmSetUserMemoryRegion, uintptr(unsafe.Pointer(&region))); err != nil {
+		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
+	runtime.KeepAlive(&region)
 	vcpu, err := ioctl(int(vmfd), kvmCreateVcpu, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VCPU: %w", err)
@@ -119,6 +110,10 @@ func ProbeKVM(ctx context.Context, dev string, timeout time.Duration) error {
 	run, err := unix.Mmap(int(vcpu), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap kvm_run: %w", err)
+	}
+	if err := enterLongMode(int(vcpu)); err != nil {
+		unix.Munmap(run)
+		return err
 	}
 
 	done := make(chan result, 1)
@@ -135,44 +130,74 @@ func ProbeKVM(ctx context.Context, dev string, timeout time.Duration) error {
 	tid := <-tids
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	var r result
 	select {
-	case r = <-done:
-	case <-t.C:
-		r = kick(done, tid, fmt.Errorf("vCPU did not halt within %v: %w", timeout, ErrKVMUnusable))
-	case <-ctx.Done():
-		r = kick(done, tid, ctx.Err())
-	}
-	if r.err != nil {
-		if errors.Is(r.err, unix.EINTR) {
-			// Not reached unless something else interrupted the run.
-			return fmt.Errorf("KVM_RUN interrupted: %w", ErrKVMUnusable)
+	case r := <-done:
+		if r.err != nil {
+			return fmt.Errorf("KVM_RUN: %w", r.err)
 		}
-		return fmt.Errorf("KVM_RUN: %w", r.err)
+		unix.Munmap(run)
+		if r.exit != kvmExitHLT {
+			return fmt.Errorf("vCPU exited with reason %d, want HLT (%d): %w", r.exit, kvmExitHLT, ErrKVMUnusable)
+		}
+	case <-t.C:
+		return kick(done, tid, fmt.Errorf("the probe guest did not fill %d MiB and halt within %v: %w", probeFill>>20, timeout, ErrKVMUnusable))
+	case <-ctx.Done():
+		return kick(done, tid, ctx.Err())
 	}
-	unix.Munmap(run)
-	if r.exit != kvmExitHLT {
-		return fmt.Errorf("vCPU exited with reason %d, want HLT (%d): %w", r.exit, kvmExitHLT, ErrKVMUnusable)
-	}
-	// The halt counts only if the program really ran: its pattern fills 0x10000..0x9ffff.
-	if low[0x10000] != 0xDE || low[0x9fffe] != 0xDE || low[0x9ffff] != 0xC0 || low[0xffff] != 0 {
+	// The halt counts only if the program really ran: its pattern fills the whole range.
+	if le.Uint64(mem[probeFillStart:]) != 0xc0de || le.Uint64(mem[probeMemSize-8:]) != 0xc0de || le.Uint64(mem[probeFillStart-8:]) != 0 {
 		return fmt.Errorf("probe program did not fill guest memory: %w", ErrKVMUnusable)
 	}
 	return nil
 }
 
+// enterLongMode puts the vCPU straight into 64-bit mode with the probe's page tables and
+// points it at the probe program (struct kvm_sregs and kvm_regs from <linux/kvm.h>).
+func enterLongMode(vcpu int) error {
+	var sregs [312]byte
+	if _, err := ioctl(vcpu, kvmGetSregs, uintptr(unsafe.Pointer(&sregs[0]))); err != nil {
+		return fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	le := binary.LittleEndian
+	// struct kvm_segment (24 bytes): base, limit, selector, type, present, dpl, db, s, l, g.
+	seg := func(off int, selector uint16, typ, long byte) {
+		le.PutUint64(sregs[off:], 0)
+		le.PutUint32(sregs[off+8:], 0xffffffff)
+		le.PutUint16(sregs[off+12:], selector)
+		sregs[off+14], sregs[off+15], sregs[off+16] = typ, 1, 0
+		sregs[off+17], sregs[off+18], sregs[off+19], sregs[off+20] = 1-long, 1, long, 1
+	}
+	seg(0, 8, 11, 1) // cs: execute/read, 64-bit
+	for _, off := range []int{24, 48, 72, 96, 120} {
+		seg(off, 16, 3, 0) // ds, es, fs, gs, ss: read/write
+	}
+	le.PutUint64(sregs[224:], 0x80050033) // cr0: PE MP ET NE WP AM PG
+	le.PutUint64(sregs[240:], probePML4)  // cr3
+	le.PutUint64(sregs[248:], 1<<5)       // cr4: PAE
+	le.PutUint64(sregs[264:], 0x500)      // efer: LME LMA
+	if _, err := ioctl(vcpu, kvmSetSregs, uintptr(unsafe.Pointer(&sregs[0]))); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	}
+	var regs [18]uint64 // rax..r15, rip, rflags
+	regs[16], regs[17] = probeCode, 2
+	if _, err := ioctl(vcpu, kvmSetRegs, uintptr(unsafe.Pointer(&regs[0]))); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
+	}
+	return nil
+}
+
 // kick interrupts a vCPU thread stuck in KVM_RUN and waits a little for it. If the thread
-// cannot be interrupted, it is abandoned (with its mapping) and reported as such.
-func kick(done <-chan result, tid int, why error) result {
+// cannot be interrupted, it is abandoned (with its mappings) and reported as such.
+func kick(done <-chan result, tid int, why error) error {
 	for i := 0; i < 20; i++ {
 		unix.Tgkill(unix.Getpid(), tid, unix.SIGURG)
 		select {
 		case <-done:
-			return result{err: why}
+			return why
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	return result{err: fmt.Errorf("%w (the vCPU thread could not be interrupted)", why)}
+	return fmt.Errorf("%w (the vCPU thread could not be interrupted)", why)
 }
 
 // result is the outcome of one KVM_RUN.

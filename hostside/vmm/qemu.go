@@ -16,7 +16,7 @@ import (
 // Accel selects QEMU's accelerator.
 type Accel string
 
-// Accelerators. AccelAuto uses KVM only if ProbeKVM runs a vCPU, else TCG.
+// Accelerators. AccelAuto uses KVM only if ProbeKVM's guest runs in time, else TCG.
 const (
 	AccelAuto Accel = "auto"
 	AccelKVM  Accel = "kvm"
