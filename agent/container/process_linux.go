@@ -96,11 +96,15 @@ func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Proc
 
 // started finishes stdio setup once libcontainer started the process and
 // begins waiting for its exit.
+// On error the process may still run: the caller kills it, and the wait
+// goroutine (always started) reaps it.
 func (p *Process) started() error {
 	for _, f := range p.childFiles {
 		f.Close()
 	}
 	p.childFiles = nil
+	p.pid, _ = p.lp.Pid() // cannot fail once started
+	go p.wait()
 	if p.consoleIn != nil {
 		master, err := recvConsole(p.consoleIn)
 		p.consoleIn.Close()
@@ -108,16 +112,12 @@ func (p *Process) started() error {
 		if err != nil {
 			return err
 		}
+		p.mu.Lock()
 		p.console = master
+		p.mu.Unlock()
 		p.stderr.Close() // a terminal has one output stream
 		go output.Drain(p.stdout, master)
 	}
-	pid, err := p.lp.Pid()
-	if err != nil {
-		return fmt.Errorf("get pid: %w", err)
-	}
-	p.pid = pid
-	go p.wait()
 	return nil
 }
 
@@ -215,8 +215,11 @@ func (p *Process) resize(width, height uint32) error {
 	return resizeConsole(p.console, width, height)
 }
 
-// closeIO releases the agent's ends of the process's stdio.
+// closeIO releases the agent's ends of the process's stdio and ends its
+// output streams (a drain waiting for an attached but idle reader lets go).
 func (p *Process) closeIO() {
+	p.stdout.Close()
+	p.stderr.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, f := range append(p.childFiles, p.consoleIn, p.stdin, p.console) {

@@ -180,3 +180,42 @@ func TestTTY(t *testing.T) {
 		t.Fatalf("DeleteContainer = %v", err)
 	}
 }
+
+// Deleting a container that was never started, or one whose output has a
+// reader that stopped granting credit, leaves nothing behind.
+func TestDeleteUnstartedAndBlocked(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{})
+	ta.create(t, "never", spec(t, false, "true"), nil)
+	st, _ := ta.client.State(ctx(t), &agentv1.StateRequest{ContainerId: "never"})
+	if _, err := ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "never"}); err != nil {
+		t.Fatalf("DeleteContainer(created) = %v", err)
+	}
+	if left := leftovers(t, ta.stateDir, "never", st.GetContainer().GetPid()); len(left) > 0 {
+		t.Errorf("after deleting an unstarted container, left behind:\n%s", strings.Join(left, "\n"))
+	}
+
+	ta.create(t, "blocked", spec(t, false, "head", "-c", "8000000", "/dev/zero"), nil)
+	s, err := ta.client.ReadOutput(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&agentv1.ReadOutputRequest{Process: &agentv1.ProcessRef{ContainerId: "blocked"}, Credit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "blocked"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatalf("first chunk: %v", err)
+	}
+	st, _ = ta.client.State(ctx(t), &agentv1.StateRequest{ContainerId: "blocked"})
+	if st.GetContainer().GetStatus() != "running" {
+		t.Errorf("writer with an attached, idle reader: status %q, want running (blocked on output)", st.GetContainer().GetStatus())
+	}
+	if _, err := ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "blocked"}); err != nil {
+		t.Fatalf("DeleteContainer(blocked) = %v", err)
+	}
+	if left := leftovers(t, ta.stateDir, "blocked", st.GetContainer().GetPid()); len(left) > 0 {
+		t.Errorf("after deleting a blocked container, left behind:\n%s", strings.Join(left, "\n"))
+	}
+}
