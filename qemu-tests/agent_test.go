@@ -85,6 +85,16 @@ func TestAgentInGuest(t *testing.T) {
 		return w
 	}
 
+	t.Run("cgroup v2 stats", func(t *testing.T) {
+		st, err := a.Stats(ctx, &agentv1.StatsRequest{ContainerId: id})
+		if err != nil {
+			t.Fatalf("Stats = %v", err)
+		}
+		if st.GetPids().GetCurrent() < 1 || st.GetMemory().GetUsageBytes() == 0 {
+			t.Errorf("Stats = %v, want at least one pid and some memory", st)
+		}
+		t.Logf("stats: %v", st)
+	})
 	t.Run("exit code", func(t *testing.T) {
 		ref := exec(t, "seven", false, false, "sh", "-c", "echo hi; exit 7")
 		var out bytes.Buffer
