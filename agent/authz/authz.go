@@ -39,7 +39,13 @@ func (a AllowAll) Authorize(ctx context.Context, method string, req any) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.LogAttrs(ctx, slog.LevelInfo, "authorize", slog.String("method", method), slog.String("decision", "allow"), slog.String("rule", "allow-all (no policy installed)"))
+	level := slog.LevelInfo
+	if Continuation(ctx) {
+		// Flow-control messages of a stream that was already admitted: one
+		// line per output chunk would flood the serial console.
+		level = slog.LevelDebug
+	}
+	log.LogAttrs(ctx, level, "authorize", slog.String("method", method), slog.String("decision", "allow"), slog.String("rule", "allow-all (no policy installed)"))
 	return nil
 }
 
@@ -67,14 +73,29 @@ func Stream(ctx context.Context, a Authorizer, method string, ss ttrpc.StreamSer
 
 type authorizedStream struct {
 	ttrpc.StreamServer
-	ctx    context.Context
-	method string
-	a      Authorizer
+	ctx      context.Context
+	method   string
+	a        Authorizer
+	received bool
 }
 
 func (s *authorizedStream) RecvMsg(m any) error {
 	if err := s.StreamServer.RecvMsg(m); err != nil {
 		return err
 	}
-	return s.a.Authorize(s.ctx, s.method, m)
+	ctx := s.ctx
+	if s.received {
+		ctx = context.WithValue(ctx, continuationKey{}, true)
+	}
+	s.received = true
+	return s.a.Authorize(ctx, s.method, m)
+}
+
+type continuationKey struct{}
+
+// Continuation reports whether the request being authorized is a later
+// message on a stream whose first message was already authorized.
+func Continuation(ctx context.Context) bool {
+	v, _ := ctx.Value(continuationKey{}).(bool)
+	return v
 }

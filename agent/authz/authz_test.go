@@ -12,12 +12,13 @@ type request struct{ ID string }
 
 type recorder struct {
 	deny   bool
+	ctx    context.Context
 	method string
 	req    any
 }
 
 func (r *recorder) Authorize(ctx context.Context, method string, req any) error {
-	r.method, r.req = method, req
+	r.ctx, r.method, r.req = ctx, method, req
 	if r.deny {
 		return ErrDenied
 	}
@@ -65,10 +66,13 @@ func (f *fakeStream) RecvMsg(m any) error {
 func TestStreamAuthorizesEveryMessage(t *testing.T) {
 	r := &recorder{}
 	s := Stream(context.Background(), r, "/s/Stream", &fakeStream{msgs: []string{"a", "b"}})
-	for _, want := range []string{"a", "b"} {
+	for i, want := range []string{"a", "b"} {
 		var m request
 		if err := s.RecvMsg(&m); err != nil {
 			t.Fatal(err)
+		}
+		if got := Continuation(r.ctx); got != (i > 0) {
+			t.Errorf("message %d: Continuation = %v, want %v", i, got, i > 0)
 		}
 		if got := r.req.(*request).ID; got != want || r.method != "/s/Stream" {
 			t.Errorf("authorizer saw %s %q, want /s/Stream %q", r.method, got, want)
