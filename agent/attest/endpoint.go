@@ -16,8 +16,9 @@ import (
 
 const (
 	// SocketPath is where the agent serves the evidence endpoint in the
-	// guest; ContainerSocketPath is where an admitted container sees it.
-	SocketPath          = "/run/confguest/attestation.sock"
+	// guest (among the agent's bind-mount sources); ContainerSocketPath is
+	// where a container whose policy entry allows attestation sees it.
+	SocketPath          = "/run/confguest/shared/attestation.sock"
 	ContainerSocketPath = "/run/confguest/attestation.sock"
 	// EvidencePath is the endpoint's only resource.
 	EvidencePath = "/v1/evidence"
