@@ -105,13 +105,13 @@ func (e *Evaluator) Forget(containerID string) {
 // (matching authz.ErrDenied). Methods the policy format does not know
 // are refused.
 func (e *Evaluator) Authorize(ctx context.Context, method string, req any) error {
-	if d := e.evaluate(method, req); d != nil {
+	if d := e.evaluate(ctx, method, req); d != nil {
 		return d
 	}
 	return nil
 }
 
-func (e *Evaluator) evaluate(method string, req any) *Denial {
+func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denial {
 	switch method {
 	case MethodVersion, MethodGetReport, MethodListContainers:
 		return nil
@@ -188,6 +188,9 @@ func (e *Evaluator) evaluate(method string, req any) *Denial {
 		}
 	case *agentv1.ReadOutputRequest:
 		if method == MethodReadOutput {
+			if authz.Continuation(ctx) {
+				return nil // credit for a stream admitted with its first message; the handler reads nothing else
+			}
 			return e.readOutput(r)
 		}
 	}

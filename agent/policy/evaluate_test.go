@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
@@ -336,5 +337,46 @@ func TestForget(t *testing.T) {
 	}
 	if err := g.Authorize(ctx, MethodCreateContainer, createTools("w")); err != nil {
 		t.Errorf("Authorize(create tools as w) after Forget(w) = %v, want allowed", err)
+	}
+}
+
+// scriptedStream is a ttrpc.StreamServer whose client sends msgs.
+type scriptedStream struct{ msgs []*agentv1.ReadOutputRequest }
+
+func (s *scriptedStream) SendMsg(any) error { return nil }
+
+func (s *scriptedStream) RecvMsg(m any) error {
+	proto.Merge(m.(*agentv1.ReadOutputRequest), s.msgs[0])
+	s.msgs = s.msgs[1:]
+	return nil
+}
+
+// TestReadOutputStream runs ReadOutput streams through the agent's
+// stream wrapper: the first message is checked; later ones only carry
+// credit for the admitted stream and pass.
+func TestReadOutputStream(t *testing.T) {
+	g := admitted(t)
+	tests := []struct {
+		name    string
+		msgs    []*agentv1.ReadOutputRequest
+		wantErr []bool
+	}{
+		{"admitted stdout, then credit", []*agentv1.ReadOutputRequest{
+			{Process: ref("w", ""), Credit: 4}, {Credit: 1}, {Process: ref("x", ""), Stream: agentv1.OutputStream_OUTPUT_STREAM_STDERR, Credit: 1},
+		}, []bool{false, false, false}},
+		{"refused stderr first", []*agentv1.ReadOutputRequest{
+			{Process: ref("w", ""), Stream: agentv1.OutputStream_OUTPUT_STREAM_STDERR, Credit: 4},
+		}, []bool{true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ss := authz.Stream(context.Background(), g, MethodReadOutput, &scriptedStream{msgs: tc.msgs})
+			for i, want := range tc.wantErr {
+				err := ss.RecvMsg(new(agentv1.ReadOutputRequest))
+				if (err != nil) != want {
+					t.Errorf("message %d: RecvMsg = %v, want error %v", i, err, want)
+				}
+			}
+		})
 	}
 }
