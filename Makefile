@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel image run test vet repro generate bench clean
+.PHONY: all setup build kernel image run boot test vet repro generate bench clean
 
 all: build image
 
@@ -24,8 +24,13 @@ kernel: setup
 image: kernel
 	$(GO) run ./build/cmd/mkimage -out $(OUT) -kernel $(BUILD)/bzImage -kernel-info $(BUILD)/kernel.json -busybox-root $(BUILD)/busybox-root
 
-# Build the image and boot it under QEMU.
+# Build the image, boot it under QEMU and run the busybox demo container in it.
+DEMO := echo "hello from confguest"; uname -a; echo "root filesystem verified by $$(grep -o "confguest.roothash=[0-9a-f]*" /proc/cmdline)"
 run: image build
+	./bin/confguest run --image $(OUT) --timings --rootfs $(BUILD)/busybox-root -- sh -c '$(DEMO)'
+
+# Boot the image under QEMU without the launcher, to the agent's ready line.
+boot: image
 	bash build/run.sh $(OUT)
 
 vet:
