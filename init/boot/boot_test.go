@@ -198,7 +198,7 @@ func TestVerityTargetFromCmdline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "1 /dev/vda /dev/vda 4096 4096 2560 2561 sha256 " + strings.Repeat("00", 32) + " aa"
+	want := "1 /dev/vda /dev/vda 4096 4096 2560 2561 sha256 " + strings.Repeat("00", 32) + " aa 1 try_verify_in_tasklet"
 	if p != want {
 		t.Errorf("VerityTarget(%+v).Params() = %q, want %q", c, p, want)
 	}

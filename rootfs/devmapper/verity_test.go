@@ -37,6 +37,19 @@ func TestVerityParams(t *testing.T) {
 			sectors: 14,
 		},
 		{
+			name: "restart on corruption, verify in tasklet",
+			target: VerityTarget{DataDevice: "/dev/vda", DataBlocks: 2, RootHash: root, OnCorruption: CorruptionRestart,
+				TryVerifyInTasklet: true},
+			want:    "1 /dev/vda /dev/vda 4096 4096 2 0 sha256 " + strings.Repeat("ab", 32) + " - 2 restart_on_corruption try_verify_in_tasklet",
+			sectors: 16,
+		},
+		{
+			name:    "verify in tasklet only",
+			target:  VerityTarget{DataDevice: "/dev/vda", DataBlocks: 1, RootHash: root, TryVerifyInTasklet: true},
+			want:    "1 /dev/vda /dev/vda 4096 4096 1 0 sha256 " + strings.Repeat("ab", 32) + " - 1 try_verify_in_tasklet",
+			sectors: 8,
+		},
+		{
 			name:    "restart on corruption",
 			target:  VerityTarget{DataDevice: "/dev/vda", DataBlocks: 1, RootHash: root, OnCorruption: CorruptionRestart},
 			want:    "1 /dev/vda /dev/vda 4096 4096 1 0 sha256 " + strings.Repeat("ab", 32) + " - 1 restart_on_corruption",
