@@ -148,6 +148,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	if err := validate.Validate(config); err != nil {
 		return 0, fieldErr("spec_json", "%v", err)
 	}
+	rootfsUndo := len(undo) // steps Delete runs after its own teardown
 	lc, err := libcontainer.Create(filepath.Join(m.cfg.StateDir, "libcontainer"), req.ID, config)
 	if err != nil {
 		return 0, fmt.Errorf("create container %s: %w", req.ID, err)
@@ -181,16 +182,12 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	}
 	// The container now owns the rootfs teardown; the rest of the undo
 	// stack is replaced by Delete's own sequence.
-	c.undo = undo[:rootfsSteps(undo)]
+	c.undo = undo[:rootfsUndo]
 	m.release(req.ID, c)
 	undo = nil
 	m.log.Info("container created", "container", req.ID, "pid", p.pid)
 	return p.pid, nil
 }
-
-// rootfsSteps counts the undo steps that belong to the directory and the
-// rootfs mounts (everything pushed before libcontainer.Create).
-func rootfsSteps(u cleanups) int { return len(u) - 3 }
 
 func (m *Manager) reserve(id string) error {
 	m.mu.Lock()
