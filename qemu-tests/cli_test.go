@@ -366,9 +366,9 @@ func TestCLIStartExecStop(t *testing.T) {
 	e.checkNoLeftovers()
 }
 
-// interrupt starts confguest run, waits until stderr shows trigger, sends SIGINT, and
+// interrupt starts confguest run, waits until stderr shows trigger, sends sig, and
 // returns the result.
-func (e *cliEnv) interrupt(trigger string, args ...string) (cliResult, time.Duration) {
+func (e *cliEnv) interrupt(sig os.Signal, trigger string, args ...string) (cliResult, time.Duration) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -385,7 +385,7 @@ func (e *cliEnv) interrupt(trigger string, args ...string) (cliResult, time.Dura
 		e.t.Errorf("confguest never printed %q; stderr:\n%s", trigger, errOut.String())
 	}
 	sent := time.Now()
-	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Process.Signal(sig)
 	err := cmd.Wait()
 	code := 0
 	var ee *exec.ExitError
@@ -422,19 +422,23 @@ func (w *watchBuffer) String() string {
 
 func TestCLIInterrupt(t *testing.T) {
 	e := newCLIEnv(t)
-	for _, tc := range []struct{ name, trigger, cmd string }{
-		{"during boot", "waiting for the agent", "true"},
-		{"during a running container", "container ctr started", "sleep 1000"},
+	for _, tc := range []struct {
+		name, trigger, cmd string
+		sig                os.Signal
+	}{
+		{"SIGINT during boot", "waiting for the agent", "true", syscall.SIGINT},
+		{"SIGINT during a running container", "container ctr started", "sleep 1000", syscall.SIGINT},
+		{"SIGTERM during a running container", "container ctr started", "sleep 1000", syscall.SIGTERM},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"run"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sh", "-c", tc.cmd)
-			r, took := e.interrupt(tc.trigger, args...)
+			r, took := e.interrupt(tc.sig, tc.trigger, args...)
 			skipUnimplemented(t, r)
 			if r.code != 130 || !strings.Contains(r.stderr, "interrupted") {
-				t.Errorf("confguest run, SIGINT %s: exit %d, want 130 and a note\nstderr:\n%s", tc.name, r.code, r.stderr)
+				t.Errorf("confguest run, %s: exit %d, want 130 and a note\nstderr:\n%s", tc.name, r.code, r.stderr)
 			}
 			if took > 30*time.Second {
-				t.Errorf("confguest run took %v to exit after SIGINT", took)
+				t.Errorf("confguest run took %v to exit after the signal", took)
 			}
 			e.checkNoLeftovers()
 		})
