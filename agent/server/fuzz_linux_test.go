@@ -20,7 +20,7 @@ import (
 // a request carries may crash the agent: after each call it must still
 // answer Version.
 //
-//	go test -run '^$' -fuzz FuzzHandlers -fuzztime 2m ./agent/server
+//	go test -run '^$' -fuzz FuzzHandlers -fuzztime 2m -fuzzminimizetime 5x ./agent/server
 func FuzzHandlers(f *testing.F) {
 	ta := startAgent(f, nil, container.Config{})
 	svc := agentv1.File_v1_agent_proto.Services().ByName("Agent")
@@ -69,7 +69,7 @@ func FuzzHandlers(f *testing.F) {
 		if err := proto.Unmarshal(payload, req); err != nil {
 			return // not a request of this method; ttrpc would refuse it before any handler
 		}
-		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		_ = ta.raw.Call(c, agentv1.ServiceName, string(md.Name()), req, dynamicpb.NewMessage(md.Output()))
 		vc, vcancel := context.WithTimeout(context.Background(), 10*time.Second)
