@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,6 +38,11 @@ func lookPath(name string) (string, error) {
 
 func runWithin(t *testing.T, d time.Duration, cfg Config) error {
 	t.Helper()
+	// Keep a SIGUSR2 sent by a test from killing the test binary should it
+	// arrive before Run has subscribed to it.
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, unix.SIGUSR2)
+	defer signal.Stop(guard)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return Run(ctx, cfg)
