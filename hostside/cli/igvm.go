@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -385,23 +383,4 @@ func (a *measureArgs) igvmMeasurement() (*measure.IGVMMeasurement, error) {
 		return nil, usagef("--vcpus %d needs --vcpu-type, --vcpu-sig or --vcpu-family/--vcpu-model/--vcpu-stepping: KVM puts the host CPU's signature in RDX of the vCPUs after the first", o.VCPUs)
 	}
 	return measure.MeasureIGVM(a.igvm, o)
-}
-
-// printIGVMMeasurement writes the digest (hex or base64) or the measurement as JSON.
-func printIGVMMeasurement(w io.Writer, m *measure.IGVMMeasurement, format string) error {
-	var err error
-	switch format {
-	case "base64":
-		_, err = fmt.Fprintln(w, base64.StdEncoding.EncodeToString(m.Digest[:]))
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(m)
-	default:
-		_, err = fmt.Fprintln(w, m.Digest)
-	}
-	if err != nil {
-		return fmt.Errorf("write measurement: %w", err)
-	}
-	return nil
 }

@@ -180,7 +180,7 @@ func runMeasure(ctx context.Context, args []string, stdio Stdio) error {
 		if err != nil {
 			return err
 		}
-		return printIGVMMeasurement(stdio.Out, m, a.outputFormat)
+		return printMeasurement(stdio.Out, m.Digest, m, a.outputFormat)
 	} else if a.set["rules"] {
 		return usagef("--rules needs --igvm FILE")
 	}
@@ -188,22 +188,22 @@ func runMeasure(ctx context.Context, args []string, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	return printMeasurement(stdio.Out, m, a.outputFormat)
+	return printMeasurement(stdio.Out, m.Digest, m, a.outputFormat)
 }
 
-// printMeasurement writes the digest alone (hex or base64, one line) or the measurement
-// with its inputs as JSON.
-func printMeasurement(w io.Writer, m *measure.Measurement, format string) error {
+// printMeasurement writes the digest alone (hex or base64, one line) or m, the
+// measurement with its inputs, as JSON.
+func printMeasurement(w io.Writer, d measure.Digest, m any, format string) error {
 	var err error
 	switch format {
 	case "base64":
-		_, err = fmt.Fprintln(w, base64.StdEncoding.EncodeToString(m.Digest[:]))
+		_, err = fmt.Fprintln(w, base64.StdEncoding.EncodeToString(d[:]))
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(m)
 	default:
-		_, err = fmt.Fprintln(w, m.Digest)
+		_, err = fmt.Fprintln(w, d)
 	}
 	if err != nil {
 		return fmt.Errorf("write measurement: %w", err)
