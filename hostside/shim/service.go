@@ -1,0 +1,752 @@
+// Package shim is containerd's runtime v2 shim for confguest (io.containerd.confguest.v2):
+// each pod runs in one confidential VM booted through the launcher library, and the task
+// API is served by the guest's agent. The shim library is containerd v1.7's
+// runtime/v2/shim, whose bootstrap works with containerd 1.6, 1.7 and 2.x.
+//
+// A container without CRI annotations (ctr run) is a pod of its own: its VM boots with the
+// container's rootfs disk attached and stops when the container is deleted. A CRI pod's
+// sandbox (pause) container boots the VM and owns it; the pod's other containers reach the
+// same shim through the sandbox ID and get their rootfs disks hot-added.
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	eventsapi "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/protobuf"
+	cshim "github.com/containerd/containerd/runtime/v2/shim"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/image"
+	"confguest/hostside/launcher"
+)
+
+// RuntimeName is the runtime type containerd knows this shim by.
+const RuntimeName = "io.containerd.confguest.v2"
+
+// Event topics, as containerd's runtime package names them.
+const (
+	topicCreate      = "/tasks/create"
+	topicStart       = "/tasks/start"
+	topicExit        = "/tasks/exit"
+	topicDelete      = "/tasks/delete"
+	topicExecAdded   = "/tasks/exec-added"
+	topicExecStarted = "/tasks/exec-started"
+)
+
+// Service is the shim: containerd's task API for the containers of one pod.
+type Service struct {
+	id       string
+	ctx      context.Context // lives as long as the shim; carries the namespace
+	cfg      Config
+	cfgErr   error
+	events   chan event
+	shutdown func()
+
+	mu         sync.Mutex
+	pod        *pod
+	containers map[string]*container
+}
+
+type event struct {
+	topic string
+	msg   any
+}
+
+// pod is the VM that runs the pod's containers.
+type pod struct {
+	sb    *launcher.Sandbox
+	owner string // the container whose deletion stops the VM
+}
+
+// container is one task: a sandbox (pause) container is the VM itself and runs nothing in
+// the guest.
+type container struct {
+	id      string
+	bundle  string
+	sandbox bool
+	init    *process
+	execs   map[string]*process
+}
+
+var _ cshim.Shim = (*Service)(nil)
+
+// New is the shim.Init of containerd's shim library.
+func New(ctx context.Context, id string, pub cshim.Publisher, shutdown func()) (cshim.Shim, error) {
+	cfg, err := LoadConfig()
+	if err != nil {
+		log.G(ctx).WithError(err).Error("confguest shim configuration")
+		// Keep going with the defaults so that the delete subcommand can still clean up;
+		// Create reports the error.
+		cfg, _ = ParseConfig(jsonEmpty())
+	}
+	s := &Service{
+		id: id, ctx: ctx, cfg: cfg, cfgErr: err,
+		events:     make(chan event, 128),
+		shutdown:   shutdown,
+		containers: map[string]*container{},
+	}
+	go s.forward(pub)
+	return s, nil
+}
+
+// forward publishes events in order.
+func (s *Service) forward(pub cshim.Publisher) {
+	ns, _ := namespaces.Namespace(s.ctx)
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	for e := range s.events {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := pub.Publish(pctx, e.topic, e.msg); err != nil {
+			log.G(s.ctx).WithError(err).WithField("topic", e.topic).Error("publish event")
+		}
+		cancel()
+	}
+	pub.Close()
+}
+
+func (s *Service) publish(topic string, msg any) {
+	s.events <- event{topic, msg}
+}
+
+// lookup finds a container and one of its processes.
+func (s *Service) lookup(id, execID string) (*container, *process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, nil, fmt.Errorf("container %s: %w", id, errNotFound)
+	}
+	if execID == "" {
+		return c, c.init, nil
+	}
+	p, ok := c.execs[execID]
+	if !ok {
+		return nil, nil, fmt.Errorf("process %s of container %s: %w", execID, id, errNotFound)
+	}
+	return c, p, nil
+}
+
+func (s *Service) agent() (agentv1.AgentClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pod == nil {
+		return nil, fmt.Errorf("the pod's VM is not running: %w", errPrecondition)
+	}
+	return s.pod.sb.Agent, nil
+}
+
+// Create creates a container: for the first container of a pod it boots the VM.
+func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	pid, err := s.create(ctx, r)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create")
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &taskapi.CreateTaskResponse{Pid: pid}, nil
+}
+
+func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (uint32, error) {
+	if s.cfgErr != nil {
+		return 0, fmt.Errorf("%w: %w", s.cfgErr, errPrecondition)
+	}
+	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
+		return 0, fmt.Errorf("checkpoint and restore: %w", errNotImpl)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.containers[r.ID]; ok {
+		return 0, fmt.Errorf("container %s: %w", r.ID, errExists)
+	}
+	spec, err := readBundleSpec(r.Bundle)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", err, errInvalid)
+	}
+	paths := stdioPaths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	c := &container{id: r.ID, bundle: r.Bundle, init: newProcess(r.ID, "", paths), execs: map[string]*process{}}
+	ctype := spec.Annotations[AnnotationContainerType]
+	var pid uint32
+	switch {
+	case ctype == containerTypeSandbox:
+		if s.pod != nil {
+			return 0, fmt.Errorf("pod sandbox %s: this shim already runs a VM for %s: %w", r.ID, s.pod.owner, errExists)
+		}
+		if err := s.bootPod(ctx, r.ID, nil); err != nil {
+			return 0, err
+		}
+		c.sandbox = true
+		pid = uint32(s.pod.sb.VM.PIDs()[len(s.pod.sb.VM.PIDs())-1])
+	default:
+		pid, err = s.createInGuest(ctx, r, spec, c, ctype)
+		if err != nil {
+			return 0, err
+		}
+	}
+	c.init.pid = pid
+	s.containers[r.ID] = c
+	s.publish(topicCreate, &eventsapi.TaskCreate{
+		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs, Pid: pid,
+		IO: &eventsapi.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+	})
+	return pid, nil
+}
+
+// createInGuest builds the container's rootfs disk from the bundle rootfs, attaches it (at
+// boot for the first container of a pod) and creates the container in the guest. Called
+// with s.mu held.
+func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskRequest, spec *specs.Spec, c *container, ctype string) (_ uint32, retErr error) {
+	gspec, err := guestSpec(spec, r.Terminal)
+	if err != nil {
+		return 0, err
+	}
+	rootfs, unmount, err := mountRootfs(r)
+	if err != nil {
+		return 0, err
+	}
+	defer unmount()
+	var (
+		disk   image.Disk
+		serial string
+	)
+	if s.pod == nil {
+		if ctype == containerTypeContainer {
+			return 0, fmt.Errorf("container %s: its pod sandbox %s does not run in this shim: %w",
+				r.ID, spec.Annotations[AnnotationSandboxID], errPrecondition)
+		}
+		// A container of its own (ctr run): boot a VM with its disk attached.
+		err := s.bootPod(ctx, r.ID, func(sb *launcher.Sandbox) error {
+			disk, serial, err = sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			if retErr != nil {
+				s.closePod(context.WithoutCancel(ctx))
+			}
+		}()
+	} else {
+		disk, serial, err = s.hotAddDisk(ctx, rootfs)
+		if err != nil {
+			return 0, err
+		}
+	}
+	sj, err := json.Marshal(gspec)
+	if err != nil {
+		return 0, fmt.Errorf("encode guest spec: %w", err)
+	}
+	v := disk.Verity
+	resp, err := s.pod.sb.Agent.CreateContainer(ctx, &agentv1.CreateContainerRequest{
+		ContainerId: r.ID,
+		SpecJson:    sj,
+		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
+			Serial: serial,
+			FsType: "erofs",
+			Verity: &agentv1.Verity{
+				RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
+				DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.Algorithm,
+			},
+		}}},
+		Stdio: &agentv1.StdioOptions{Stdin: r.Stdin != ""},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create container %s in the guest: %w", r.ID, err)
+	}
+	st, err := openStreams(s.ctx, s.pod.sb.Agent, c.init.ref(), c.init.paths)
+	if err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		s.pod.sb.Agent.DeleteContainer(dctx, &agentv1.DeleteContainerRequest{ContainerId: r.ID})
+		cancel()
+		return 0, err
+	}
+	c.init.streams = st
+	return resp.GetPid(), nil
+}
+
+// mountRootfs mounts the rootfs containerd prepared (the snapshot's mounts) at
+// <bundle>/rootfs, or uses that directory as it is when there are no mounts.
+func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
+	dir := filepath.Join(r.Bundle, "rootfs")
+	if len(r.Rootfs) == 0 {
+		return dir, func() {}, nil
+	}
+	var ms []mount.Mount
+	for _, m := range r.Rootfs {
+		ms = append(ms, mount.Mount{Type: m.Type, Source: m.Source, Options: m.Options})
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", nil, fmt.Errorf("rootfs mount point: %w", err)
+	}
+	if err := mount.All(ms, dir); err != nil {
+		return "", nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
+	}
+	return dir, func() { mount.UnmountAll(dir, 0) }, nil
+}
+
+// bootPod boots the pod's VM, owned by container owner. prepare runs between creating the
+// sandbox and booting it (to build disks attached at boot). Called with s.mu held.
+func (s *Service) bootPod(ctx context.Context, owner string, prepare func(*launcher.Sandbox) error) error {
+	ns, _ := namespaces.Namespace(ctx)
+	o := s.cfg.launcherOptions(VMName(ns, owner), "")
+	o.Progress = logWriter{ctx}
+	sb, err := launcher.New(ctx, o)
+	if err != nil {
+		return fmt.Errorf("prepare the pod VM: %w", err)
+	}
+	if prepare != nil {
+		if err := prepare(sb); err != nil {
+			sb.Close(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+	if err := sb.Boot(ctx); err != nil {
+		sb.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("boot the pod VM: %w", err)
+	}
+	s.pod = &pod{sb: sb, owner: owner}
+	go s.watchVM(sb)
+	return nil
+}
+
+// watchVM ends every process of the pod when its VM exits unexpectedly, so containerd
+// sees the exits instead of waiting forever.
+func (s *Service) watchVM(sb *launcher.Sandbox) {
+	<-sb.VM.Done()
+	s.mu.Lock()
+	var ps []*process
+	for _, c := range s.containers {
+		ps = append(ps, c.init)
+		for _, p := range c.execs {
+			ps = append(ps, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		s.exit(p, 128+uint32(syscall.SIGKILL), time.Now())
+	}
+}
+
+// closePod shuts the VM down and removes its run directory. Called with s.mu held.
+func (s *Service) closePod(ctx context.Context) error {
+	if s.pod == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err := s.pod.sb.Close(cctx)
+	s.pod = nil
+	if err != nil {
+		return fmt.Errorf("stop the pod VM: %w", err)
+	}
+	return nil
+}
+
+// hotAddDisk builds a disk from rootfs and attaches it to the running VM.
+func (s *Service) hotAddDisk(ctx context.Context, rootfs string) (image.Disk, string, error) {
+	return image.Disk{}, "", fmt.Errorf("a second container in one VM needs disk hot-add: %w", errNotImpl)
+}
+
+// Start starts a created container's init process or an exec'd process.
+func (s *Service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	pid, err := s.start(ctx, r)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &taskapi.StartResponse{Pid: pid}, nil
+}
+
+func (s *Service) start(ctx context.Context, r *taskapi.StartRequest) (uint32, error) {
+	c, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return 0, err
+	}
+	if st, _, _, _ := p.state(); st != task.Status_CREATED {
+		return 0, fmt.Errorf("process %s is %s, not created: %w", p.id(), st, errPrecondition)
+	}
+	if c.sandbox {
+		p.setRunning(p.pid)
+		s.publish(topicStart, &eventsapi.TaskStart{ContainerID: c.id, Pid: p.pid})
+		return p.pid, nil
+	}
+	agent, err := s.agent()
+	if err != nil {
+		return 0, err
+	}
+	if p.execID == "" {
+		if _, err := agent.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: c.id}); err != nil {
+			return 0, fmt.Errorf("start container %s: %w", c.id, err)
+		}
+		p.setRunning(p.pid)
+		go s.wait(agent, p)
+		s.publish(topicStart, &eventsapi.TaskStart{ContainerID: c.id, Pid: p.pid})
+		return p.pid, nil
+	}
+	pj, err := json.Marshal(p.spec)
+	if err != nil {
+		return 0, fmt.Errorf("encode exec process: %w", err)
+	}
+	resp, err := agent.ExecProcess(ctx, &agentv1.ExecProcessRequest{
+		ContainerId: c.id, ExecId: p.execID, ProcessJson: pj,
+		Stdio: &agentv1.StdioOptions{Stdin: p.paths.Stdin != ""},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("exec %s in container %s: %w", p.execID, c.id, err)
+	}
+	st, err := openStreams(s.ctx, agent, p.ref(), p.paths)
+	if err != nil {
+		agent.SignalProcess(ctx, &agentv1.SignalProcessRequest{Process: p.ref(), Signal: uint32(syscall.SIGKILL)})
+		return 0, err
+	}
+	p.streams = st
+	p.setRunning(resp.GetPid())
+	go s.wait(agent, p)
+	s.publish(topicExecStarted, &eventsapi.TaskExecStarted{ContainerID: c.id, ExecID: p.execID, Pid: resp.GetPid()})
+	return resp.GetPid(), nil
+}
+
+// wait waits for a started process to exit, lets its output drain and reports the exit.
+func (s *Service) wait(agent agentv1.AgentClient, p *process) {
+	status := uint32(255)
+	w, err := agent.WaitProcess(s.ctx, &agentv1.WaitProcessRequest{Process: p.ref()})
+	at := time.Now()
+	if err != nil {
+		log.G(s.ctx).WithError(err).WithField("process", p.id()).Error("wait for process")
+	} else {
+		status = uint32(w.GetExitCode())
+		if n := w.GetExitedAtUnixNano(); n > 0 {
+			at = time.Unix(0, n)
+		}
+	}
+	s.exit(p, status, at)
+}
+
+// exit records a process's exit once: its output is copied to the end first (bounded),
+// then TaskExit is published and waiters are released.
+func (s *Service) exit(p *process, status uint32, at time.Time) {
+	p.mu.Lock()
+	st, stopped := p.streams, p.status == task.Status_STOPPED
+	p.mu.Unlock()
+	if stopped {
+		return
+	}
+	if st != nil {
+		st.drain(5 * time.Second)
+		st.stop()
+	}
+	if !p.setExited(status, at) {
+		return
+	}
+	s.publish(topicExit, &eventsapi.TaskExit{
+		ContainerID: p.containerID, ID: p.id(), Pid: p.pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at),
+	})
+}
+
+// Wait blocks until the process exited.
+func (s *Service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
+	_, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		return nil, errdefs.ToGRPC(ctx.Err())
+	}
+	_, _, status, at := p.state()
+	return &taskapi.WaitResponse{ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}, nil
+}
+
+// Kill signals a process (with All, every process of the container).
+func (s *Service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
+	if err := s.kill(ctx, r); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *Service) kill(ctx context.Context, r *taskapi.KillRequest) error {
+	c, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return err
+	}
+	st, _, _, _ := p.state()
+	if st == task.Status_STOPPED {
+		return fmt.Errorf("process %s: process already finished: %w", p.id(), errNotFound)
+	}
+	if c.sandbox {
+		// The pause "process" is the VM; it ends on any signal that would end pause.
+		switch syscall.Signal(r.Signal) {
+		case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+			go s.exit(p, 128+r.Signal, time.Now())
+		}
+		return nil
+	}
+	if st == task.Status_CREATED && r.ExecID != "" {
+		// Never started: nothing runs in the guest.
+		go s.exit(p, 128+r.Signal, time.Now())
+		return nil
+	}
+	agent, err := s.agent()
+	if err != nil {
+		return err
+	}
+	if _, err := agent.SignalProcess(ctx, &agentv1.SignalProcessRequest{Process: p.ref(), Signal: r.Signal, All: r.All}); err != nil {
+		return fmt.Errorf("signal %d to %s: %w", r.Signal, p.id(), err)
+	}
+	if st == task.Status_CREATED {
+		// A created init process that is killed before start never runs; the agent's
+		// wait reports the exit.
+		go s.wait(agent, p)
+	}
+	return nil
+}
+
+// Delete removes an exited process, or a container with its resources in the guest. The
+// container that owns the VM stops it.
+func (s *Service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	resp, err := s.delete(ctx, r)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return resp, nil
+}
+
+func (s *Service) delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	c, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st, pid, status, at := p.state()
+	if st == task.Status_RUNNING {
+		return nil, fmt.Errorf("process %s is running: kill it first: %w", p.id(), errPrecondition)
+	}
+	if st == task.Status_CREATED && r.ExecID == "" && !c.sandbox {
+		// Created, never started: the agent kills its waiting init on delete.
+		status, at = 128+uint32(syscall.SIGKILL), time.Now()
+	}
+	resp := &taskapi.DeleteResponse{Pid: pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}
+	if r.ExecID != "" {
+		s.mu.Lock()
+		delete(c.execs, r.ExecID)
+		s.mu.Unlock()
+		return resp, nil
+	}
+	if p.streams != nil {
+		p.streams.stop()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if !c.sandbox && s.pod != nil {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := s.pod.sb.Agent.DeleteContainer(dctx, &agentv1.DeleteContainerRequest{ContainerId: c.id})
+		cancel()
+		if err != nil && s.pod.owner != c.id {
+			errs = append(errs, fmt.Errorf("delete container %s in the guest: %w", c.id, err))
+		}
+	}
+	if s.pod != nil && s.pod.owner == c.id {
+		if err := s.closePod(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	delete(s.containers, c.id)
+	p.setExited(status, at) // a created process that never ran
+	s.publish(topicDelete, &eventsapi.TaskDelete{
+		ContainerID: c.id, ID: c.id, Pid: pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at),
+	})
+	return resp, nil
+}
+
+// Exec adds a process to a running container; Start runs it.
+func (s *Service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
+	if err := s.exec(r); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *Service) exec(r *taskapi.ExecProcessRequest) error {
+	c, _, err := s.lookup(r.ID, "")
+	if err != nil {
+		return err
+	}
+	if c.sandbox {
+		return fmt.Errorf("exec in the pod sandbox %s: the pause container runs nothing to exec into: %w", c.id, errPrecondition)
+	}
+	if r.Spec == nil {
+		return fmt.Errorf("exec %s: no process spec: %w", r.ExecID, errInvalid)
+	}
+	// containerd encodes non-protobuf types such as the OCI Process as JSON.
+	var ps specs.Process
+	if err := json.Unmarshal(r.Spec.GetValue(), &ps); err != nil {
+		return fmt.Errorf("exec %s: decode process spec: %w: %w", r.ExecID, err, errInvalid)
+	}
+	ps.Terminal = r.Terminal
+	ps.ApparmorProfile, ps.SelinuxLabel = "", ""
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := c.execs[r.ExecID]; ok {
+		return fmt.Errorf("exec %s in container %s: %w", r.ExecID, r.ID, errExists)
+	}
+	p := newProcess(c.id, r.ExecID, stdioPaths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal})
+	p.spec = &ps
+	c.execs[r.ExecID] = p
+	s.publish(topicExecAdded, &eventsapi.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
+	return nil
+}
+
+// State reports a process's state.
+func (s *Service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	c, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	st, pid, status, at := p.state()
+	resp := &taskapi.StateResponse{
+		ID: p.id(), Bundle: c.bundle, Pid: pid, Status: st, ExecID: r.ExecID,
+		Stdin: p.paths.Stdin, Stdout: p.paths.Stdout, Stderr: p.paths.Stderr, Terminal: p.paths.Terminal,
+		ExitStatus: status,
+	}
+	if st == task.Status_STOPPED {
+		resp.ExitedAt = protobuf.ToTimestamp(at)
+	}
+	return resp, nil
+}
+
+// Pids lists the container's processes (guest PIDs).
+func (s *Service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	c, p, err := s.lookup(r.ID, "")
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	var out []*task.ProcessInfo
+	if st, pid, _, _ := p.state(); st == task.Status_RUNNING {
+		out = append(out, &task.ProcessInfo{Pid: pid})
+	}
+	s.mu.Lock()
+	for _, e := range c.execs {
+		if st, pid, _, _ := e.state(); st == task.Status_RUNNING {
+			out = append(out, &task.ProcessInfo{Pid: pid})
+		}
+	}
+	s.mu.Unlock()
+	return &taskapi.PidsResponse{Processes: out}, nil
+}
+
+// ResizePty resizes a process's terminal.
+func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	_, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	agent, err := s.agent()
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if _, err := agent.ResizeTTY(ctx, &agentv1.ResizeTTYRequest{Process: p.ref(), Width: r.Width, Height: r.Height}); err != nil {
+		return nil, errdefs.ToGRPC(fmt.Errorf("resize terminal of %s: %w", p.id(), err))
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CloseIO closes a process's stdin once what was written before reached it.
+func (s *Service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
+	_, p, err := s.lookup(r.ID, r.ExecID)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	p.mu.Lock()
+	st := p.streams
+	p.mu.Unlock()
+	if r.Stdin && st != nil {
+		st.closeStdin(ctx)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Pause is not supported: the guest has no freezer the host may use.
+func (s *Service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
+	return nil, errdefs.ToGRPC(fmt.Errorf("pause: %w", errNotImpl))
+}
+
+// Resume is not supported (see Pause).
+func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
+	return nil, errdefs.ToGRPC(fmt.Errorf("resume: %w", errNotImpl))
+}
+
+// Checkpoint is not supported: a confidential guest's memory is not the host's to save.
+func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, errdefs.ToGRPC(fmt.Errorf("checkpoint: %w", errNotImpl))
+}
+
+// Update is not supported: resource limits are fixed at create (the agent has no update
+// call yet).
+func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	return nil, errdefs.ToGRPC(fmt.Errorf("update of resources: %w", errNotImpl))
+}
+
+// Stats is not supported yet.
+func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
+	return nil, errdefs.ToGRPC(fmt.Errorf("stats: %w", errNotImpl))
+}
+
+// Connect reports the shim's and the VMM's PIDs.
+func (s *Service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
+	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid())}
+	if c, p, err := s.lookup(r.ID, ""); err == nil && c != nil {
+		_, resp.TaskPid, _, _ = p.state()
+	}
+	return resp, nil
+}
+
+// Shutdown ends the shim once no container is left.
+func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.containers) > 0 {
+		return &emptypb.Empty{}, nil
+	}
+	if err := s.closePod(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("shutdown")
+	}
+	if address, err := cshim.ReadAddress("address"); err == nil {
+		cshim.RemoveSocket(address)
+	}
+	s.shutdown()
+	return &emptypb.Empty{}, nil
+}
+
+// logWriter turns the launcher's progress lines into shim log lines.
+type logWriter struct{ ctx context.Context }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	log.G(w.ctx).Info(string(trimNL(b)))
+	return len(b), nil
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && b[len(b)-1] == '\n' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
