@@ -10,4 +10,7 @@ var (
 	ErrInvalidRequest = errors.New("invalid request")
 	// ErrBadTEE reports an unknown confguest.tee= value.
 	ErrBadTEE = errors.New("unknown TEE type")
+	// ErrNoPolicyGate reports SetPolicy to an agent started without
+	// RequirePolicy.
+	ErrNoPolicyGate = errors.New("agent runs without a policy gate")
 )

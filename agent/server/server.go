@@ -16,8 +16,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/attest"
 	"confguest/agent/authz"
 	"confguest/agent/container"
+	"confguest/agent/policy"
 )
 
 const (
@@ -41,8 +43,22 @@ type Config struct {
 	Logger   *slog.Logger // nil means slog.Default()
 	Ready    func()       // called once the listener is open
 
-	// Authorizer decides on every request; nil means authz.AllowAll.
+	// Authorizer decides on every request; nil means authz.AllowAll
+	// (or the policy gate, with RequirePolicy).
 	Authorizer authz.Authorizer
+	// RequirePolicy puts the measured-policy gate (agent/policy) in front
+	// of every call: the first call must be SetPolicy. With
+	// confguest.tee=snp the policy must be bound to HOST_DATA and the
+	// SEV-SNP device must exist; with tee=none it is accepted unbound.
+	RequirePolicy bool
+	// QuoteProvider replaces the guest's SEV-SNP device (tests: the
+	// go-sev-guest fakes). Nil: the device when confguest.tee=snp.
+	QuoteProvider attest.QuoteProvider
+	// EvidenceSocket is where the workload evidence endpoint listens: ""
+	// means StateDir/shared/attestation.sock (attest.SocketPath in the
+	// guest), "-" means no endpoint. Containers whose policy entry allows
+	// attestation get it at attest.ContainerSocketPath.
+	EvidenceSocket string
 	// Containers configures the container manager; StateDir and Logger
 	// are filled in from above when empty. Verity nil means the kernel's
 	// device-mapper.
@@ -90,8 +106,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	attester, err := openAttester(cfg, tee, log)
+	if err != nil {
+		return err
+	}
+	var gate *policy.Gate
+	if cfg.RequirePolicy {
+		var src policy.HostDataSource
+		if tee == TEESNP {
+			src = attester
+		}
+		gate = policy.NewGate(src, log)
+	}
 	a := cfg.Authorizer
-	if a == nil {
+	switch {
+	case a != nil:
+	case gate != nil:
+		a = gate
+	default:
 		a = authz.AllowAll{Logger: log}
 	}
 	exe := cfg.Executable
@@ -106,6 +138,9 @@ func Run(ctx context.Context, cfg Config) error {
 		digest:   sync.OnceValues(func() (string, error) { return fileDigest(exe) }),
 		shutdown: func() { once.Do(func() { close(shutdown) }) },
 		powerOff: cfg.RequestPowerOff,
+		gate:     gate,
+		attester: attester,
+		evidence: evidenceSocket(cfg),
 	}
 
 	l, err := Listen(cfg.Address)
@@ -120,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 	agentv1.RegisterAgentService(srv, edgeService{AgentService: svc, a: a})
 
 	g, gctx := errgroup.WithContext(ctx)
+	// The evidence endpoint stops with the API server.
+	ectx, stopEvidence := context.WithCancel(gctx)
+	defer stopEvidence()
 	g.Go(func() error {
 		err := srv.Serve(gctx, l)
 		if errors.Is(err, ttrpc.ErrServerClosed) {
@@ -133,6 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-shutdown:
 			log.Info("shutdown requested")
 		}
+		stopEvidence()
 		// A Shutdown call's response may still be on its way out: ttrpc
 		// can count a connection idle (and close it) between the handler's
 		// return and the write of its response.
@@ -149,7 +188,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	})
-	log.Info("agent listening", "address", cfg.Address, "tee", tee)
+	if sock := svc.evidence; sock != "" {
+		g.Go(func() error {
+			if err := attest.Serve(ectx, sock, attester); err != nil {
+				log.Error("workload evidence endpoint", "err", err)
+			}
+			return nil
+		})
+	}
+	log.Info("agent listening", "address", cfg.Address, "tee", tee, "policy_required", gate != nil)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}

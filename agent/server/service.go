@@ -11,7 +11,9 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/attest"
 	"confguest/agent/container"
+	"confguest/agent/policy"
 )
 
 const (
@@ -33,6 +35,9 @@ type service struct {
 	digest   func() (string, error)
 	shutdown func()
 	powerOff func() error
+	gate     *policy.Gate     // nil: no measured policy (tests)
+	attester *attest.Attester // fails with attest.ErrNoDevice without SEV-SNP
+	evidence string           // the evidence endpoint's socket, "" for none
 }
 
 var _ agentv1.AgentService = (*service)(nil)
@@ -46,7 +51,11 @@ func (s *service) Version(ctx context.Context, _ *agentv1.VersionRequest) (*agen
 }
 
 func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContainerRequest) (*agentv1.CreateContainerResponse, error) {
-	req := container.CreateRequest{ID: r.GetContainerId(), Spec: r.GetSpecJson()}
+	specJSON, err := s.withAttestation(r.GetContainerId(), r.GetSpecJson())
+	if err != nil {
+		return nil, err
+	}
+	req := container.CreateRequest{ID: r.GetContainerId(), Spec: specJSON}
 	if rf := r.GetRootfs(); rf != nil {
 		req.Rootfs.ScratchBytes = rf.GetScratchBytes()
 		req.Rootfs.GuestDirectory = rf.GetGuestDirectory()
@@ -253,6 +262,9 @@ func (c *credit) take(ctx context.Context) error {
 func (s *service) DeleteContainer(ctx context.Context, r *agentv1.DeleteContainerRequest) (*agentv1.DeleteContainerResponse, error) {
 	if err := s.m.Delete(ctx, r.GetContainerId()); err != nil {
 		return nil, err
+	}
+	if s.gate != nil {
+		s.gate.Forget(r.GetContainerId())
 	}
 	return &agentv1.DeleteContainerResponse{}, nil
 }

@@ -9,9 +9,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/attest"
 	"confguest/agent/authz"
 	"confguest/agent/container"
 	"confguest/agent/output"
+	"confguest/agent/policy"
 )
 
 // toStatus is the RPC edge: it turns the agent's errors into ttrpc status
@@ -25,13 +27,13 @@ func toStatus(err error) error {
 	}
 	code := codes.Unknown
 	switch {
-	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest):
+	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy):
 		code = codes.InvalidArgument
 	case errors.Is(err, container.ErrNotFound):
 		code = codes.NotFound
 	case errors.Is(err, container.ErrExists):
 		code = codes.AlreadyExists
-	case errors.Is(err, container.ErrWrongState), errors.Is(err, output.ErrReaderAttached):
+	case errors.Is(err, container.ErrWrongState), errors.Is(err, output.ErrReaderAttached), errors.Is(err, attest.ErrNoDevice), errors.Is(err, ErrNoPolicyGate):
 		code = codes.FailedPrecondition
 	case errors.Is(err, container.ErrNoDeviceMapper):
 		code = codes.Unimplemented

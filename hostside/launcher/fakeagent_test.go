@@ -132,6 +132,15 @@ func (a *fakeAgent) proc(r *agentv1.ProcessRef) (*fakeProc, error) {
 	return p, nil
 }
 
+// SetPolicy and GetReport: the launcher does not call them yet.
+func (a *fakeAgent) SetPolicy(context.Context, *agentv1.SetPolicyRequest) (*agentv1.SetPolicyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "SetPolicy")
+}
+
+func (a *fakeAgent) GetReport(context.Context, *agentv1.GetReportRequest) (*agentv1.GetReportResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "GetReport")
+}
+
 func (a *fakeAgent) Version(context.Context, *agentv1.VersionRequest) (*agentv1.VersionResponse, error) {
 	return &agentv1.VersionResponse{AgentVersion: "fake", Tee: "none", ApiVersion: "v1"}, nil
 }

@@ -111,6 +111,198 @@ func (*VersionRequest) Descriptor() ([]byte, []int) {
 	return file_v1_agent_proto_rawDescGZIP(), []int{0}
 }
 
+type SetPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy document, byte for byte as hashed into HOST_DATA.
+	Policy        []byte `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPolicyRequest) Reset() {
+	*x = SetPolicyRequest{}
+	mi := &file_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPolicyRequest) ProtoMessage() {}
+
+func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetPolicyRequest) GetPolicy() []byte {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type SetPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 (hex) of the installed policy.
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// True when the policy was checked against HOST_DATA; false in a guest
+	// booted with confguest.tee=none (or for a replacement).
+	Bound         bool `protobuf:"varint,2,opt,name=bound,proto3" json:"bound,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPolicyResponse) Reset() {
+	*x = SetPolicyResponse{}
+	mi := &file_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPolicyResponse) ProtoMessage() {}
+
+func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
+func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SetPolicyResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *SetPolicyResponse) GetBound() bool {
+	if x != nil {
+		return x.Bound
+	}
+	return false
+}
+
+type GetReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// REPORT_DATA, at most 64 bytes, zero-padded to 64: typically a fresh
+	// nonce or a hash binding one.
+	ReportData    []byte `protobuf:"bytes,1,opt,name=report_data,json=reportData,proto3" json:"report_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetReportRequest) Reset() {
+	*x = GetReportRequest{}
+	mi := &file_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReportRequest) ProtoMessage() {}
+
+func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReportRequest.ProtoReflect.Descriptor instead.
+func (*GetReportRequest) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetReportRequest) GetReportData() []byte {
+	if x != nil {
+		return x.ReportData
+	}
+	return nil
+}
+
+type GetReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signed report (1184 bytes) followed by the certificate table the
+	// host provisioned, as confguest verify --report reads it.
+	ExtendedReport []byte `protobuf:"bytes,1,opt,name=extended_report,json=extendedReport,proto3" json:"extended_report,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetReportResponse) Reset() {
+	*x = GetReportResponse{}
+	mi := &file_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetReportResponse) ProtoMessage() {}
+
+func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetReportResponse.ProtoReflect.Descriptor instead.
+func (*GetReportResponse) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetReportResponse) GetExtendedReport() []byte {
+	if x != nil {
+		return x.ExtendedReport
+	}
+	return nil
+}
+
 type VersionResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	AgentVersion string                 `protobuf:"bytes,1,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
@@ -125,7 +317,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_v1_agent_proto_msgTypes[1]
+	mi := &file_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +329,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[1]
+	mi := &file_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +342,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VersionResponse) GetAgentVersion() string {
@@ -193,7 +385,7 @@ type ProcessRef struct {
 
 func (x *ProcessRef) Reset() {
 	*x = ProcessRef{}
-	mi := &file_v1_agent_proto_msgTypes[2]
+	mi := &file_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +397,7 @@ func (x *ProcessRef) String() string {
 func (*ProcessRef) ProtoMessage() {}
 
 func (x *ProcessRef) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[2]
+	mi := &file_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +410,7 @@ func (x *ProcessRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRef.ProtoReflect.Descriptor instead.
 func (*ProcessRef) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProcessRef) GetContainerId() string {
@@ -252,7 +444,7 @@ type Verity struct {
 
 func (x *Verity) Reset() {
 	*x = Verity{}
-	mi := &file_v1_agent_proto_msgTypes[3]
+	mi := &file_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +456,7 @@ func (x *Verity) String() string {
 func (*Verity) ProtoMessage() {}
 
 func (x *Verity) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[3]
+	mi := &file_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +469,7 @@ func (x *Verity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verity.ProtoReflect.Descriptor instead.
 func (*Verity) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Verity) GetRootHash() string {
@@ -345,7 +537,7 @@ type BlockRootfs struct {
 
 func (x *BlockRootfs) Reset() {
 	*x = BlockRootfs{}
-	mi := &file_v1_agent_proto_msgTypes[4]
+	mi := &file_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +549,7 @@ func (x *BlockRootfs) String() string {
 func (*BlockRootfs) ProtoMessage() {}
 
 func (x *BlockRootfs) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[4]
+	mi := &file_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +562,7 @@ func (x *BlockRootfs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRootfs.ProtoReflect.Descriptor instead.
 func (*BlockRootfs) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BlockRootfs) GetSerial() string {
@@ -416,7 +608,7 @@ type Rootfs struct {
 
 func (x *Rootfs) Reset() {
 	*x = Rootfs{}
-	mi := &file_v1_agent_proto_msgTypes[5]
+	mi := &file_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +620,7 @@ func (x *Rootfs) String() string {
 func (*Rootfs) ProtoMessage() {}
 
 func (x *Rootfs) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[5]
+	mi := &file_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +633,7 @@ func (x *Rootfs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rootfs.ProtoReflect.Descriptor instead.
 func (*Rootfs) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Rootfs) GetSource() isRootfs_Source {
@@ -506,7 +698,7 @@ type StdioOptions struct {
 
 func (x *StdioOptions) Reset() {
 	*x = StdioOptions{}
-	mi := &file_v1_agent_proto_msgTypes[6]
+	mi := &file_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +710,7 @@ func (x *StdioOptions) String() string {
 func (*StdioOptions) ProtoMessage() {}
 
 func (x *StdioOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[6]
+	mi := &file_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +723,7 @@ func (x *StdioOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdioOptions.ProtoReflect.Descriptor instead.
 func (*StdioOptions) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StdioOptions) GetStdin() bool {
@@ -569,7 +761,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[7]
+	mi := &file_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +773,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[7]
+	mi := &file_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +786,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateContainerRequest) GetContainerId() string {
@@ -634,7 +826,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[8]
+	mi := &file_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +838,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[8]
+	mi := &file_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +851,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateContainerResponse) GetPid() uint32 {
@@ -678,7 +870,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[9]
+	mi := &file_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +882,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[9]
+	mi := &file_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +895,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -721,7 +913,7 @@ type StartContainerResponse struct {
 
 func (x *StartContainerResponse) Reset() {
 	*x = StartContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[10]
+	mi := &file_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +925,7 @@ func (x *StartContainerResponse) String() string {
 func (*StartContainerResponse) ProtoMessage() {}
 
 func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[10]
+	mi := &file_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +938,7 @@ func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerResponse.ProtoReflect.Descriptor instead.
 func (*StartContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 type ExecProcessRequest struct {
@@ -762,7 +954,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[11]
+	mi := &file_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +966,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[11]
+	mi := &file_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +979,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -827,7 +1019,7 @@ type ExecProcessResponse struct {
 
 func (x *ExecProcessResponse) Reset() {
 	*x = ExecProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[12]
+	mi := &file_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1031,7 @@ func (x *ExecProcessResponse) String() string {
 func (*ExecProcessResponse) ProtoMessage() {}
 
 func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[12]
+	mi := &file_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1044,7 @@ func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessResponse.ProtoReflect.Descriptor instead.
 func (*ExecProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecProcessResponse) GetPid() uint32 {
@@ -871,7 +1063,7 @@ type WaitProcessRequest struct {
 
 func (x *WaitProcessRequest) Reset() {
 	*x = WaitProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[13]
+	mi := &file_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1075,7 @@ func (x *WaitProcessRequest) String() string {
 func (*WaitProcessRequest) ProtoMessage() {}
 
 func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[13]
+	mi := &file_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1088,7 @@ func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessRequest.ProtoReflect.Descriptor instead.
 func (*WaitProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WaitProcessRequest) GetProcess() *ProcessRef {
@@ -919,7 +1111,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[14]
+	mi := &file_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1123,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[14]
+	mi := &file_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1136,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitProcessResponse) GetExitCode() int32 {
@@ -980,7 +1172,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[15]
+	mi := &file_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1184,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[15]
+	mi := &file_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1197,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SignalProcessRequest) GetProcess() *ProcessRef {
@@ -1037,7 +1229,7 @@ type SignalProcessResponse struct {
 
 func (x *SignalProcessResponse) Reset() {
 	*x = SignalProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[16]
+	mi := &file_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1241,7 @@ func (x *SignalProcessResponse) String() string {
 func (*SignalProcessResponse) ProtoMessage() {}
 
 func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[16]
+	mi := &file_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1254,7 @@ func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessResponse.ProtoReflect.Descriptor instead.
 func (*SignalProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 type ResizeTTYRequest struct {
@@ -1076,7 +1268,7 @@ type ResizeTTYRequest struct {
 
 func (x *ResizeTTYRequest) Reset() {
 	*x = ResizeTTYRequest{}
-	mi := &file_v1_agent_proto_msgTypes[17]
+	mi := &file_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1280,7 @@ func (x *ResizeTTYRequest) String() string {
 func (*ResizeTTYRequest) ProtoMessage() {}
 
 func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[17]
+	mi := &file_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1293,7 @@ func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTTYRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResizeTTYRequest) GetProcess() *ProcessRef {
@@ -1133,7 +1325,7 @@ type ResizeTTYResponse struct {
 
 func (x *ResizeTTYResponse) Reset() {
 	*x = ResizeTTYResponse{}
-	mi := &file_v1_agent_proto_msgTypes[18]
+	mi := &file_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1337,7 @@ func (x *ResizeTTYResponse) String() string {
 func (*ResizeTTYResponse) ProtoMessage() {}
 
 func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[18]
+	mi := &file_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1350,7 @@ func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYResponse.ProtoReflect.Descriptor instead.
 func (*ResizeTTYResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 type WriteStdinRequest struct {
@@ -1171,7 +1363,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_v1_agent_proto_msgTypes[19]
+	mi := &file_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1375,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[19]
+	mi := &file_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1388,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WriteStdinRequest) GetProcess() *ProcessRef {
@@ -1222,7 +1414,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_v1_agent_proto_msgTypes[20]
+	mi := &file_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1426,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[20]
+	mi := &file_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1439,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WriteStdinResponse) GetWritten() uint32 {
@@ -1266,7 +1458,7 @@ type CloseStdinRequest struct {
 
 func (x *CloseStdinRequest) Reset() {
 	*x = CloseStdinRequest{}
-	mi := &file_v1_agent_proto_msgTypes[21]
+	mi := &file_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1470,7 @@ func (x *CloseStdinRequest) String() string {
 func (*CloseStdinRequest) ProtoMessage() {}
 
 func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[21]
+	mi := &file_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1483,7 @@ func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseStdinRequest) GetProcess() *ProcessRef {
@@ -1309,7 +1501,7 @@ type CloseStdinResponse struct {
 
 func (x *CloseStdinResponse) Reset() {
 	*x = CloseStdinResponse{}
-	mi := &file_v1_agent_proto_msgTypes[22]
+	mi := &file_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1513,7 @@ func (x *CloseStdinResponse) String() string {
 func (*CloseStdinResponse) ProtoMessage() {}
 
 func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[22]
+	mi := &file_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1526,7 @@ func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 type ReadOutputRequest struct {
@@ -1350,7 +1542,7 @@ type ReadOutputRequest struct {
 
 func (x *ReadOutputRequest) Reset() {
 	*x = ReadOutputRequest{}
-	mi := &file_v1_agent_proto_msgTypes[23]
+	mi := &file_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1554,7 @@ func (x *ReadOutputRequest) String() string {
 func (*ReadOutputRequest) ProtoMessage() {}
 
 func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[23]
+	mi := &file_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1567,7 @@ func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputRequest.ProtoReflect.Descriptor instead.
 func (*ReadOutputRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReadOutputRequest) GetProcess() *ProcessRef {
@@ -1415,7 +1607,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_v1_agent_proto_msgTypes[24]
+	mi := &file_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1619,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[24]
+	mi := &file_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1632,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1480,7 +1672,7 @@ type DeleteContainerRequest struct {
 
 func (x *DeleteContainerRequest) Reset() {
 	*x = DeleteContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[25]
+	mi := &file_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1684,7 @@ func (x *DeleteContainerRequest) String() string {
 func (*DeleteContainerRequest) ProtoMessage() {}
 
 func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[25]
+	mi := &file_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1697,7 @@ func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteContainerRequest) GetContainerId() string {
@@ -1523,7 +1715,7 @@ type DeleteContainerResponse struct {
 
 func (x *DeleteContainerResponse) Reset() {
 	*x = DeleteContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[26]
+	mi := &file_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1727,7 @@ func (x *DeleteContainerResponse) String() string {
 func (*DeleteContainerResponse) ProtoMessage() {}
 
 func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[26]
+	mi := &file_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1740,7 @@ func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 type ListContainersRequest struct {
@@ -1559,7 +1751,7 @@ type ListContainersRequest struct {
 
 func (x *ListContainersRequest) Reset() {
 	*x = ListContainersRequest{}
-	mi := &file_v1_agent_proto_msgTypes[27]
+	mi := &file_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1763,7 @@ func (x *ListContainersRequest) String() string {
 func (*ListContainersRequest) ProtoMessage() {}
 
 func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[27]
+	mi := &file_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1776,7 @@ func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersRequest.ProtoReflect.Descriptor instead.
 func (*ListContainersRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type ContainerInfo struct {
@@ -1601,7 +1793,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_v1_agent_proto_msgTypes[28]
+	mi := &file_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1805,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[28]
+	mi := &file_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1818,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ContainerInfo) GetId() string {
@@ -1673,7 +1865,7 @@ type ListContainersResponse struct {
 
 func (x *ListContainersResponse) Reset() {
 	*x = ListContainersResponse{}
-	mi := &file_v1_agent_proto_msgTypes[29]
+	mi := &file_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1877,7 @@ func (x *ListContainersResponse) String() string {
 func (*ListContainersResponse) ProtoMessage() {}
 
 func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[29]
+	mi := &file_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1890,7 @@ func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersResponse.ProtoReflect.Descriptor instead.
 func (*ListContainersResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListContainersResponse) GetContainers() []*ContainerInfo {
@@ -1717,7 +1909,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_v1_agent_proto_msgTypes[30]
+	mi := &file_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1921,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[30]
+	mi := &file_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1934,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StateRequest) GetContainerId() string {
@@ -1761,7 +1953,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_v1_agent_proto_msgTypes[31]
+	mi := &file_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1965,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[31]
+	mi := &file_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1978,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StateResponse) GetContainer() *ContainerInfo {
@@ -1805,7 +1997,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_v1_agent_proto_msgTypes[32]
+	mi := &file_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +2009,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[32]
+	mi := &file_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +2022,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatsRequest) GetContainerId() string {
@@ -1851,7 +2043,7 @@ type MemoryStats struct {
 
 func (x *MemoryStats) Reset() {
 	*x = MemoryStats{}
-	mi := &file_v1_agent_proto_msgTypes[33]
+	mi := &file_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +2055,7 @@ func (x *MemoryStats) String() string {
 func (*MemoryStats) ProtoMessage() {}
 
 func (x *MemoryStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[33]
+	mi := &file_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +2068,7 @@ func (x *MemoryStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryStats.ProtoReflect.Descriptor instead.
 func (*MemoryStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MemoryStats) GetUsageBytes() uint64 {
@@ -1913,7 +2105,7 @@ type CPUStats struct {
 
 func (x *CPUStats) Reset() {
 	*x = CPUStats{}
-	mi := &file_v1_agent_proto_msgTypes[34]
+	mi := &file_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2117,7 @@ func (x *CPUStats) String() string {
 func (*CPUStats) ProtoMessage() {}
 
 func (x *CPUStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[34]
+	mi := &file_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2130,7 @@ func (x *CPUStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CPUStats.ProtoReflect.Descriptor instead.
 func (*CPUStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CPUStats) GetUsageNanos() uint64 {
@@ -1986,7 +2178,7 @@ type PidsStats struct {
 
 func (x *PidsStats) Reset() {
 	*x = PidsStats{}
-	mi := &file_v1_agent_proto_msgTypes[35]
+	mi := &file_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2190,7 @@ func (x *PidsStats) String() string {
 func (*PidsStats) ProtoMessage() {}
 
 func (x *PidsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[35]
+	mi := &file_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2203,7 @@ func (x *PidsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsStats.ProtoReflect.Descriptor instead.
 func (*PidsStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PidsStats) GetCurrent() uint64 {
@@ -2039,7 +2231,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_v1_agent_proto_msgTypes[36]
+	mi := &file_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2243,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[36]
+	mi := &file_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2256,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{36}
+	return file_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StatsResponse) GetMemory() *MemoryStats {
@@ -2096,7 +2288,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_v1_agent_proto_msgTypes[37]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2300,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[37]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2313,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{37}
+	return file_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 type ShutdownResponse struct {
@@ -2132,7 +2324,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_v1_agent_proto_msgTypes[38]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2336,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[38]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2349,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 var File_v1_agent_proto protoreflect.FileDescriptor
@@ -2165,7 +2357,17 @@ var File_v1_agent_proto protoreflect.FileDescriptor
 const file_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x0ev1/agent.proto\x12\x12confguest.agent.v1\"\x10\n" +
-	"\x0eVersionRequest\"\x8c\x01\n" +
+	"\x0eVersionRequest\"*\n" +
+	"\x10SetPolicyRequest\x12\x16\n" +
+	"\x06policy\x18\x01 \x01(\fR\x06policy\"A\n" +
+	"\x11SetPolicyResponse\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05bound\x18\x02 \x01(\bR\x05bound\"3\n" +
+	"\x10GetReportRequest\x12\x1f\n" +
+	"\vreport_data\x18\x01 \x01(\fR\n" +
+	"reportData\"<\n" +
+	"\x11GetReportResponse\x12'\n" +
+	"\x0fextended_report\x18\x01 \x01(\fR\x0eextendedReport\"\x8c\x01\n" +
 	"\x0fVersionResponse\x12#\n" +
 	"\ragent_version\x18\x01 \x01(\tR\fagentVersion\x12!\n" +
 	"\fbuild_digest\x18\x02 \x01(\tR\vbuildDigest\x12\x10\n" +
@@ -2296,9 +2498,11 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x10ShutdownResponse*B\n" +
 	"\fOutputStream\x12\x18\n" +
 	"\x14OUTPUT_STREAM_STDOUT\x10\x00\x12\x18\n" +
-	"\x14OUTPUT_STREAM_STDERR\x10\x012\x8c\v\n" +
+	"\x14OUTPUT_STREAM_STDERR\x10\x012\xc0\f\n" +
 	"\x05Agent\x12R\n" +
-	"\aVersion\x12\".confguest.agent.v1.VersionRequest\x1a#.confguest.agent.v1.VersionResponse\x12j\n" +
+	"\aVersion\x12\".confguest.agent.v1.VersionRequest\x1a#.confguest.agent.v1.VersionResponse\x12X\n" +
+	"\tSetPolicy\x12$.confguest.agent.v1.SetPolicyRequest\x1a%.confguest.agent.v1.SetPolicyResponse\x12X\n" +
+	"\tGetReport\x12$.confguest.agent.v1.GetReportRequest\x1a%.confguest.agent.v1.GetReportResponse\x12j\n" +
 	"\x0fCreateContainer\x12*.confguest.agent.v1.CreateContainerRequest\x1a+.confguest.agent.v1.CreateContainerResponse\x12g\n" +
 	"\x0eStartContainer\x12).confguest.agent.v1.StartContainerRequest\x1a*.confguest.agent.v1.StartContainerResponse\x12^\n" +
 	"\vExecProcess\x12&.confguest.agent.v1.ExecProcessRequest\x1a'.confguest.agent.v1.ExecProcessResponse\x12^\n" +
@@ -2330,99 +2534,107 @@ func file_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_v1_agent_proto_goTypes = []any{
 	(OutputStream)(0),               // 0: confguest.agent.v1.OutputStream
 	(*VersionRequest)(nil),          // 1: confguest.agent.v1.VersionRequest
-	(*VersionResponse)(nil),         // 2: confguest.agent.v1.VersionResponse
-	(*ProcessRef)(nil),              // 3: confguest.agent.v1.ProcessRef
-	(*Verity)(nil),                  // 4: confguest.agent.v1.Verity
-	(*BlockRootfs)(nil),             // 5: confguest.agent.v1.BlockRootfs
-	(*Rootfs)(nil),                  // 6: confguest.agent.v1.Rootfs
-	(*StdioOptions)(nil),            // 7: confguest.agent.v1.StdioOptions
-	(*CreateContainerRequest)(nil),  // 8: confguest.agent.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 9: confguest.agent.v1.CreateContainerResponse
-	(*StartContainerRequest)(nil),   // 10: confguest.agent.v1.StartContainerRequest
-	(*StartContainerResponse)(nil),  // 11: confguest.agent.v1.StartContainerResponse
-	(*ExecProcessRequest)(nil),      // 12: confguest.agent.v1.ExecProcessRequest
-	(*ExecProcessResponse)(nil),     // 13: confguest.agent.v1.ExecProcessResponse
-	(*WaitProcessRequest)(nil),      // 14: confguest.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),     // 15: confguest.agent.v1.WaitProcessResponse
-	(*SignalProcessRequest)(nil),    // 16: confguest.agent.v1.SignalProcessRequest
-	(*SignalProcessResponse)(nil),   // 17: confguest.agent.v1.SignalProcessResponse
-	(*ResizeTTYRequest)(nil),        // 18: confguest.agent.v1.ResizeTTYRequest
-	(*ResizeTTYResponse)(nil),       // 19: confguest.agent.v1.ResizeTTYResponse
-	(*WriteStdinRequest)(nil),       // 20: confguest.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 21: confguest.agent.v1.WriteStdinResponse
-	(*CloseStdinRequest)(nil),       // 22: confguest.agent.v1.CloseStdinRequest
-	(*CloseStdinResponse)(nil),      // 23: confguest.agent.v1.CloseStdinResponse
-	(*ReadOutputRequest)(nil),       // 24: confguest.agent.v1.ReadOutputRequest
-	(*OutputChunk)(nil),             // 25: confguest.agent.v1.OutputChunk
-	(*DeleteContainerRequest)(nil),  // 26: confguest.agent.v1.DeleteContainerRequest
-	(*DeleteContainerResponse)(nil), // 27: confguest.agent.v1.DeleteContainerResponse
-	(*ListContainersRequest)(nil),   // 28: confguest.agent.v1.ListContainersRequest
-	(*ContainerInfo)(nil),           // 29: confguest.agent.v1.ContainerInfo
-	(*ListContainersResponse)(nil),  // 30: confguest.agent.v1.ListContainersResponse
-	(*StateRequest)(nil),            // 31: confguest.agent.v1.StateRequest
-	(*StateResponse)(nil),           // 32: confguest.agent.v1.StateResponse
-	(*StatsRequest)(nil),            // 33: confguest.agent.v1.StatsRequest
-	(*MemoryStats)(nil),             // 34: confguest.agent.v1.MemoryStats
-	(*CPUStats)(nil),                // 35: confguest.agent.v1.CPUStats
-	(*PidsStats)(nil),               // 36: confguest.agent.v1.PidsStats
-	(*StatsResponse)(nil),           // 37: confguest.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),         // 38: confguest.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 39: confguest.agent.v1.ShutdownResponse
+	(*SetPolicyRequest)(nil),        // 2: confguest.agent.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),       // 3: confguest.agent.v1.SetPolicyResponse
+	(*GetReportRequest)(nil),        // 4: confguest.agent.v1.GetReportRequest
+	(*GetReportResponse)(nil),       // 5: confguest.agent.v1.GetReportResponse
+	(*VersionResponse)(nil),         // 6: confguest.agent.v1.VersionResponse
+	(*ProcessRef)(nil),              // 7: confguest.agent.v1.ProcessRef
+	(*Verity)(nil),                  // 8: confguest.agent.v1.Verity
+	(*BlockRootfs)(nil),             // 9: confguest.agent.v1.BlockRootfs
+	(*Rootfs)(nil),                  // 10: confguest.agent.v1.Rootfs
+	(*StdioOptions)(nil),            // 11: confguest.agent.v1.StdioOptions
+	(*CreateContainerRequest)(nil),  // 12: confguest.agent.v1.CreateContainerRequest
+	(*CreateContainerResponse)(nil), // 13: confguest.agent.v1.CreateContainerResponse
+	(*StartContainerRequest)(nil),   // 14: confguest.agent.v1.StartContainerRequest
+	(*StartContainerResponse)(nil),  // 15: confguest.agent.v1.StartContainerResponse
+	(*ExecProcessRequest)(nil),      // 16: confguest.agent.v1.ExecProcessRequest
+	(*ExecProcessResponse)(nil),     // 17: confguest.agent.v1.ExecProcessResponse
+	(*WaitProcessRequest)(nil),      // 18: confguest.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),     // 19: confguest.agent.v1.WaitProcessResponse
+	(*SignalProcessRequest)(nil),    // 20: confguest.agent.v1.SignalProcessRequest
+	(*SignalProcessResponse)(nil),   // 21: confguest.agent.v1.SignalProcessResponse
+	(*ResizeTTYRequest)(nil),        // 22: confguest.agent.v1.ResizeTTYRequest
+	(*ResizeTTYResponse)(nil),       // 23: confguest.agent.v1.ResizeTTYResponse
+	(*WriteStdinRequest)(nil),       // 24: confguest.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 25: confguest.agent.v1.WriteStdinResponse
+	(*CloseStdinRequest)(nil),       // 26: confguest.agent.v1.CloseStdinRequest
+	(*CloseStdinResponse)(nil),      // 27: confguest.agent.v1.CloseStdinResponse
+	(*ReadOutputRequest)(nil),       // 28: confguest.agent.v1.ReadOutputRequest
+	(*OutputChunk)(nil),             // 29: confguest.agent.v1.OutputChunk
+	(*DeleteContainerRequest)(nil),  // 30: confguest.agent.v1.DeleteContainerRequest
+	(*DeleteContainerResponse)(nil), // 31: confguest.agent.v1.DeleteContainerResponse
+	(*ListContainersRequest)(nil),   // 32: confguest.agent.v1.ListContainersRequest
+	(*ContainerInfo)(nil),           // 33: confguest.agent.v1.ContainerInfo
+	(*ListContainersResponse)(nil),  // 34: confguest.agent.v1.ListContainersResponse
+	(*StateRequest)(nil),            // 35: confguest.agent.v1.StateRequest
+	(*StateResponse)(nil),           // 36: confguest.agent.v1.StateResponse
+	(*StatsRequest)(nil),            // 37: confguest.agent.v1.StatsRequest
+	(*MemoryStats)(nil),             // 38: confguest.agent.v1.MemoryStats
+	(*CPUStats)(nil),                // 39: confguest.agent.v1.CPUStats
+	(*PidsStats)(nil),               // 40: confguest.agent.v1.PidsStats
+	(*StatsResponse)(nil),           // 41: confguest.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),         // 42: confguest.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),        // 43: confguest.agent.v1.ShutdownResponse
 }
 var file_v1_agent_proto_depIdxs = []int32{
-	4,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
-	5,  // 1: confguest.agent.v1.Rootfs.block:type_name -> confguest.agent.v1.BlockRootfs
-	6,  // 2: confguest.agent.v1.CreateContainerRequest.rootfs:type_name -> confguest.agent.v1.Rootfs
-	7,  // 3: confguest.agent.v1.CreateContainerRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
-	7,  // 4: confguest.agent.v1.ExecProcessRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
-	3,  // 5: confguest.agent.v1.WaitProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	3,  // 6: confguest.agent.v1.SignalProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	3,  // 7: confguest.agent.v1.ResizeTTYRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	3,  // 8: confguest.agent.v1.WriteStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	3,  // 9: confguest.agent.v1.CloseStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	3,  // 10: confguest.agent.v1.ReadOutputRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	8,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
+	9,  // 1: confguest.agent.v1.Rootfs.block:type_name -> confguest.agent.v1.BlockRootfs
+	10, // 2: confguest.agent.v1.CreateContainerRequest.rootfs:type_name -> confguest.agent.v1.Rootfs
+	11, // 3: confguest.agent.v1.CreateContainerRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
+	11, // 4: confguest.agent.v1.ExecProcessRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
+	7,  // 5: confguest.agent.v1.WaitProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 6: confguest.agent.v1.SignalProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 7: confguest.agent.v1.ResizeTTYRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 8: confguest.agent.v1.WriteStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 9: confguest.agent.v1.CloseStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 10: confguest.agent.v1.ReadOutputRequest.process:type_name -> confguest.agent.v1.ProcessRef
 	0,  // 11: confguest.agent.v1.ReadOutputRequest.stream:type_name -> confguest.agent.v1.OutputStream
-	29, // 12: confguest.agent.v1.ListContainersResponse.containers:type_name -> confguest.agent.v1.ContainerInfo
-	29, // 13: confguest.agent.v1.StateResponse.container:type_name -> confguest.agent.v1.ContainerInfo
-	34, // 14: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
-	35, // 15: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
-	36, // 16: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
+	33, // 12: confguest.agent.v1.ListContainersResponse.containers:type_name -> confguest.agent.v1.ContainerInfo
+	33, // 13: confguest.agent.v1.StateResponse.container:type_name -> confguest.agent.v1.ContainerInfo
+	38, // 14: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
+	39, // 15: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
+	40, // 16: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
 	1,  // 17: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
-	8,  // 18: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
-	10, // 19: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
-	12, // 20: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
-	14, // 21: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
-	16, // 22: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
-	18, // 23: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
-	20, // 24: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
-	22, // 25: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
-	24, // 26: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
-	26, // 27: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
-	28, // 28: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
-	31, // 29: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
-	33, // 30: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
-	38, // 31: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
-	2,  // 32: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
-	9,  // 33: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
-	11, // 34: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
-	13, // 35: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
-	15, // 36: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
-	17, // 37: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
-	19, // 38: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
-	21, // 39: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
-	23, // 40: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
-	25, // 41: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
-	27, // 42: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
-	30, // 43: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
-	32, // 44: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
-	37, // 45: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
-	39, // 46: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
-	32, // [32:47] is the sub-list for method output_type
-	17, // [17:32] is the sub-list for method input_type
+	2,  // 18: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
+	4,  // 19: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
+	12, // 20: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
+	14, // 21: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
+	16, // 22: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
+	18, // 23: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
+	20, // 24: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
+	22, // 25: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
+	24, // 26: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
+	26, // 27: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
+	28, // 28: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
+	30, // 29: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
+	32, // 30: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
+	35, // 31: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
+	37, // 32: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
+	42, // 33: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
+	6,  // 34: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
+	3,  // 35: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
+	5,  // 36: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
+	13, // 37: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
+	15, // 38: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
+	17, // 39: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
+	19, // 40: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
+	21, // 41: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
+	23, // 42: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
+	25, // 43: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
+	27, // 44: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
+	29, // 45: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
+	31, // 46: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
+	34, // 47: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
+	36, // 48: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
+	41, // 49: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
+	43, // 50: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
+	34, // [34:51] is the sub-list for method output_type
+	17, // [17:34] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -2433,7 +2645,7 @@ func file_v1_agent_proto_init() {
 	if File_v1_agent_proto != nil {
 		return
 	}
-	file_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
+	file_v1_agent_proto_msgTypes[9].OneofWrappers = []any{
 		(*Rootfs_Block)(nil),
 		(*Rootfs_GuestDirectory)(nil),
 	}
@@ -2443,7 +2655,7 @@ func file_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_agent_proto_rawDesc), len(file_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,6 +9,8 @@ import (
 
 type AgentService interface {
 	Version(context.Context, *VersionRequest) (*VersionResponse, error)
+	SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error)
+	GetReport(context.Context, *GetReportRequest) (*GetReportResponse, error)
 	CreateContainer(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
 	StartContainer(context.Context, *StartContainerRequest) (*StartContainerResponse, error)
 	ExecProcess(context.Context, *ExecProcessRequest) (*ExecProcessResponse, error)
@@ -56,6 +58,20 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.Version(ctx, &req)
+			},
+			"SetPolicy": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SetPolicyRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.SetPolicy(ctx, &req)
+			},
+			"GetReport": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req GetReportRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.GetReport(ctx, &req)
 			},
 			"CreateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req CreateContainerRequest
@@ -163,6 +179,8 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 
 type AgentClient interface {
 	Version(context.Context, *VersionRequest) (*VersionResponse, error)
+	SetPolicy(context.Context, *SetPolicyRequest) (*SetPolicyResponse, error)
+	GetReport(context.Context, *GetReportRequest) (*GetReportResponse, error)
 	CreateContainer(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
 	StartContainer(context.Context, *StartContainerRequest) (*StartContainerResponse, error)
 	ExecProcess(context.Context, *ExecProcessRequest) (*ExecProcessResponse, error)
@@ -192,6 +210,22 @@ func NewAgentClient(client *ttrpc.Client) AgentClient {
 func (c *agentClient) Version(ctx context.Context, req *VersionRequest) (*VersionResponse, error) {
 	var resp VersionResponse
 	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "Version", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) SetPolicy(ctx context.Context, req *SetPolicyRequest) (*SetPolicyResponse, error) {
+	var resp SetPolicyResponse
+	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "SetPolicy", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) GetReport(ctx context.Context, req *GetReportRequest) (*GetReportResponse, error) {
+	var resp GetReportResponse
+	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "GetReport", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

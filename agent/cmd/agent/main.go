@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateDir := fs.String("state", server.DefaultStateDir, "directory for container state (tmpfs)")
 	imageDir := fs.String("image-dir", server.DefaultImageDir, "directory of built-in container images a rootfs.guest_directory may name")
 	debug := fs.Bool("debug", false, "log at debug level")
+	requirePolicy := fs.Bool("require-policy", false, "refuse every call until SetPolicy installs a policy bound to HOST_DATA (agent/policy/README.md)")
 	poweroff := fs.Bool("poweroff", true, "on Shutdown, ask PID 1 to power off (SIGUSR2 to PID 1) instead of exiting")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	return server.Run(ctx, server.Config{
 		RequestPowerOff: requestPowerOff,
+		RequirePolicy:   *requirePolicy,
 		Containers:      container.Config{ImageDirs: []string{*imageDir}},
 		Address:         *listen,
 		StateDir:        *stateDir,
