@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"confguest/hostside/launcher"
 	"confguest/hostside/verify"
 )
 
@@ -22,13 +23,16 @@ func init() {
 
 type verifyFlags struct {
 	report, measurement, policy, reportData, minTCB, vcek, roots string
+	guest, runDir                                                string
 	allowDebug, json                                             bool
 }
 
 func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 	fs := newFlags("verify", stdio)
 	var f verifyFlags
-	fs.StringVar(&f.report, "report", "", "the extended report (GetReport output: report + certificate table), - for standard input (required)")
+	fs.StringVar(&f.report, "report", "", "the extended report (GetReport output: report + certificate table), - for standard input")
+	fs.StringVar(&f.guest, "guest", "", "fetch a fresh report from this running guest (confguest start --name), bound to a random nonce")
+	fs.StringVar(&f.runDir, "run-dir", launcher.DefaultRunBase(), "state directory of running guests (with --guest)")
 	fs.StringVar(&f.measurement, "measurement", "", "expected launch measurement: 96 hex digits, or a build's measurement.json (required)")
 	fs.StringVar(&f.policy, "policy", "", "the policy file the guest was launched with; HOST_DATA must be its SHA-256 (required)")
 	fs.StringVar(&f.reportData, "report-data", "", "expected REPORT_DATA, 128 hex digits (the nonce the report was requested with)")
@@ -38,7 +42,7 @@ func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 	fs.BoolVar(&f.allowDebug, "allow-debug", false, "accept a guest the host may debug (never for production)")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stdio.Err, "usage: confguest verify --report FILE --measurement HEX|measurement.json --policy FILE [flags]")
+		fmt.Fprintln(stdio.Err, "usage: confguest verify (--report FILE | --guest NAME) --measurement HEX|measurement.json --policy FILE [flags]")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -47,9 +51,15 @@ func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 	if fs.NArg() != 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	for _, req := range []struct{ name, val string }{{"report", f.report}, {"measurement", f.measurement}, {"policy", f.policy}} {
+	if (f.report == "") == (f.guest == "") {
+		return usagef("give one of --report and --guest")
+	}
+	if f.guest != "" && f.reportData != "" {
+		return usagef("--report-data: with --guest the report is bound to a fresh random nonce")
+	}
+	for _, req := range []struct{ name, val string }{{"measurement", f.measurement}, {"policy", f.policy}} {
 		if req.val == "" {
-			return usagef("--%s is required (fetching a report from a running guest is not supported yet)", req.name)
+			return usagef("--%s is required", req.name)
 		}
 	}
 	exp, opts, err := f.expectations()
@@ -57,9 +67,18 @@ func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 		return err
 	}
 	var ext []byte
-	if f.report == "-" {
+	switch {
+	case f.guest != "":
+		var nonce []byte
+		if ext, nonce, err = fetchGuestReport(ctx, f.runDir, f.guest); err != nil {
+			return err
+		}
+		exp.ReportData = nonce
+		f.reportData = hex.EncodeToString(nonce)
+		f.report = "guest " + f.guest
+	case f.report == "-":
 		ext, err = io.ReadAll(stdio.In)
-	} else {
+	default:
 		ext, err = os.ReadFile(f.report)
 	}
 	if err != nil {
