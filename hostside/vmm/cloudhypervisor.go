@@ -18,8 +18,9 @@ const (
 )
 
 type chOptions struct {
-	binary string
-	detach bool
+	binary   string
+	detach   bool
+	snpParam string
 }
 
 // CHOption configures StartCloudHypervisor.
@@ -27,6 +28,10 @@ type CHOption func(*chOptions)
 
 // WithCloudHypervisor sets the cloud-hypervisor binary (default: from PATH).
 func WithCloudHypervisor(path string) CHOption { return func(o *chOptions) { o.binary = path } }
+
+// WithCHSNPProbe sets the kvm_amd parameter StartCloudHypervisor reads to see whether the
+// host runs SEV-SNP guests (default SNPParam).
+func WithCHSNPProbe(param string) CHOption { return func(o *chOptions) { o.snpParam = param } }
 
 // WithCHDetach makes the VM outlive the calling process.
 func WithCHDetach() CHOption { return func(o *chOptions) { o.detach = true } }
@@ -40,6 +45,19 @@ func StartCloudHypervisor(ctx context.Context, cfg Config, opts ...CHOption) (VM
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.SEVSNP {
+		// Before anything starts: the host must run SNP guests, and Cloud Hypervisor
+		// starts them only from an IGVM file, with the host data for HOST_DATA.
+		if err := ProbeSNP(o.snpParam); err != nil {
+			return nil, err
+		}
+		if cfg.IGVM == "" {
+			return nil, fmt.Errorf("SEV-SNP launch under Cloud Hypervisor: no IGVM file given (guest.igvm from make image)")
+		}
+		if err := checkSNPConfig(cfg); err != nil {
+			return nil, err
+		}
 	}
 	bin, err := lookPath(chBinary, o.binary, chInstall)
 	if err != nil {

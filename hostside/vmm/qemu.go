@@ -29,6 +29,8 @@ type qemuOptions struct {
 	accel     Accel
 	kvmDevice string
 	detach    bool
+	snp       *SNPLaunch // set by WithSEVSNP
+	snpParam  string     // set by WithSNPProbe
 }
 
 // QEMUOption configures StartQEMU.
@@ -77,7 +79,6 @@ func ResolveAccel(ctx context.Context, a Accel, dev string) (Accel, error) {
 
 // qemuArgs is QEMU's command line for cfg (without the binary).
 func qemuArgs(cfg Config, accel Accel) []string {
-	run := func(name string) string { return qemuEscape(filepath.Join(cfg.RunDir, name)) }
 	mem := strconv.Itoa(cfg.MemoryMiB) + "M"
 	args := []string{
 		"-name", "confguest",
@@ -94,11 +95,20 @@ func qemuArgs(cfg Config, accel Accel) []string {
 		// vhost-user needs guest memory the backend can map: a shared memfd.
 		"-object", "memory-backend-memfd,id=mem,size="+mem+",share=on",
 		"-numa", "node,memdev=mem",
-		"-chardev", "socket,id=vsock,path="+run(vhostSocket),
-		"-device", "vhost-user-vsock-pci,chardev=vsock",
-		"-device", "virtio-rng-pci",
-		"-kernel", cfg.Kernel,
 	)
+	return append(args, qemuDevices(cfg, "")...)
+}
+
+// qemuDevices is the part of QEMU's command line shared by plain and SEV-SNP launches:
+// vsock, rng, kernel, disks, console and QMP. devOpts is appended to every virtio device.
+func qemuDevices(cfg Config, devOpts string) []string {
+	run := func(name string) string { return qemuEscape(filepath.Join(cfg.RunDir, name)) }
+	args := []string{
+		"-chardev", "socket,id=vsock,path=" + run(vhostSocket),
+		"-device", "vhost-user-vsock-pci,chardev=vsock" + devOpts,
+		"-device", "virtio-rng-pci" + devOpts,
+		"-kernel", cfg.Kernel,
+	}
 	if cfg.Initramfs != "" {
 		args = append(args, "-initrd", cfg.Initramfs)
 	}
@@ -112,13 +122,12 @@ func qemuArgs(cfg Config, accel Accel) []string {
 		if d.Serial != "" {
 			dev += ",serial=" + d.Serial
 		}
-		args = append(args, "-drive", drive, "-device", dev)
+		args = append(args, "-drive", drive, "-device", dev+devOpts)
 	}
-	args = append(args,
+	return append(args,
 		"-serial", "file:"+filepath.Join(cfg.RunDir, ConsoleLog),
 		"-qmp", "unix:"+run(QMPSocket)+",server=on,wait=off",
 	)
-	return args
 }
 
 // vhostArgs is vhost-device-vsock's command line for cfg.
@@ -155,8 +164,29 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.IGVM != "" || cfg.SEVSNP {
-		return nil, fmt.Errorf("the QEMU backend boots kernel + initramfs without SEV-SNP; use --vmm cloud-hypervisor for IGVM")
+	if cfg.IGVM != "" {
+		return nil, fmt.Errorf("the QEMU backend boots kernel + initramfs (measured by OVMF under SEV-SNP); use --vmm cloud-hypervisor for IGVM")
+	}
+	var snpArgs []string
+	if cfg.SEVSNP {
+		// Before anything starts: the host must run SNP guests, under KVM.
+		if err := ProbeSNP(o.snpParam); err != nil {
+			return nil, err
+		}
+		if o.accel == AccelTCG {
+			return nil, fmt.Errorf("SEV-SNP guests run under KVM only, not %s", o.accel)
+		}
+		if o.snp == nil {
+			return nil, fmt.Errorf("SEV-SNP launch under QEMU: no firmware configured (vmm.WithSEVSNP)")
+		}
+		l, err := o.snp.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		if snpArgs, err = qemuSNPArgs(cfg, l); err != nil {
+			return nil, err
+		}
+		o.accel = AccelKVM
 	}
 	qemu, err := lookPath(qemuBinary, o.qemu, "apt-get install qemu-system-x86")
 	if err != nil {
@@ -188,7 +218,11 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 	if err := waitForFile(ctx, filepath.Join(cfg.RunDir, vhostSocket), vp, 5*time.Second); err != nil {
 		return nil, fmt.Errorf("vhost-device-vsock: %w%s", err, logTail(filepath.Join(cfg.RunDir, vhostLog)))
 	}
-	qp, err := startProc(qemu, qemuArgs(cfg, accel), filepath.Join(cfg.RunDir, qemuLog), o.detach)
+	args := qemuArgs(cfg, accel)
+	if cfg.SEVSNP {
+		args = snpArgs
+	}
+	qp, err := startProc(qemu, args, filepath.Join(cfg.RunDir, qemuLog), o.detach)
 	if err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
