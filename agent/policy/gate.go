@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -131,12 +130,6 @@ func (g *Gate) Forget(containerID string) {
 	if ev != nil {
 		ev.Forget(containerID)
 	}
-}
-
-// IsBindingFailure reports whether err comes from a policy that is not
-// bound to HOST_DATA.
-func IsBindingFailure(err error) bool {
-	return errors.Is(err, ErrNotBound) || errors.Is(err, ErrPoisoned)
 }
 
 // Admitted returns the policy entry that admitted container id (for
