@@ -155,7 +155,12 @@ func Report(ctx context.Context, extended []byte, exp Expected, opts ...Option) 
 	res := &Result{PolicySHA256: hex.EncodeToString(policyHash[:]), Report: summarize(rep)}
 
 	vopts := &sevverify.Options{DisableCertFetching: true, TrustedRoots: o.roots, Now: o.now}
-	if err := sevverify.SnpAttestationContext(ctx, att, vopts); err != nil {
+	switch err := sevverify.SnpAttestationContext(ctx, att, vopts); {
+	case err == nil:
+	case len(att.CertificateChain.GetVcekCert()) == 0 && len(att.CertificateChain.GetVlekCert()) == 0:
+		res.Violations = append(res.Violations, Violation{FieldSignature, "cannot check the signature: the report carries no VCEK or VLEK certificate: " +
+			"give the VCEK for this chip and TCB (from AMD's key distribution service) with --vcek"})
+	default:
 		res.Violations = append(res.Violations, Violation{FieldSignature, "not signed by a genuine AMD SEV-SNP chain: " + err.Error()})
 	}
 

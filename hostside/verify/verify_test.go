@@ -211,8 +211,8 @@ func TestReportWithoutCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.OK || len(res.Violations) != 1 || res.Violations[0].Field != FieldSignature {
-		t.Errorf("Report(bare) = %+v, want only a SIGNATURE violation", res.Violations)
+	if res.OK || len(res.Violations) != 1 || res.Violations[0].Field != FieldSignature || !strings.Contains(res.Violations[0].Message, "--vcek") {
+		t.Errorf("Report(bare) = %+v, want only a SIGNATURE violation suggesting --vcek", res.Violations)
 	}
 	res, err = Report(context.Background(), bare, expected(), testRoots(t), WithVCEK(s.Vcek.Raw))
 	if err != nil {
