@@ -55,10 +55,12 @@ func groupID(id string, s *specs.Spec) string {
 	return id
 }
 
-// VMName is the launcher name of the VM of pod group in containerd namespace ns: short,
-// fixed for the pod, so the delete subcommand finds it after a crash.
-func VMName(ns, group string) string {
-	h := sha256.Sum256([]byte(ns + "/" + group))
+// VMName is the launcher name of the VM owned by the container whose bundle is at bundle
+// (containerd's <state>/io.containerd.runtime.v2.task/<namespace>/<id>, unique per
+// containerd, namespace and container): short, and fixed, so the delete subcommand finds
+// the VM after a crash.
+func VMName(bundle string) string {
+	h := sha256.Sum256([]byte(filepath.Clean(bundle)))
 	return "pod-" + hex.EncodeToString(h[:12])
 }
 
@@ -145,10 +147,6 @@ func (s *Service) Cleanup(ctx context.Context) (*taskapi.DeleteResponse, error) 
 	if err != nil {
 		return nil, fmt.Errorf("bundle directory: %w", err)
 	}
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("cleanup: %w", err)
-	}
 	spec, serr := readBundleSpec(bundle)
 	if serr != nil {
 		log.G(ctx).WithError(serr).Warn("cleanup without the bundle spec")
@@ -157,7 +155,7 @@ func (s *Service) Cleanup(ctx context.Context) (*taskapi.DeleteResponse, error) 
 	if group == s.id {
 		// This container owns its VM (a pod sandbox or a single container).
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := launcher.Stop(sctx, s.cfg.RunDir, VMName(ns, group))
+		err := launcher.Stop(sctx, s.cfg.RunDir, VMName(bundle))
 		cancel()
 		if err != nil && !isNoGuest(err) {
 			log.G(ctx).WithError(err).Warn("cleanup: stop VM")

@@ -186,7 +186,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (uin
 		if s.pod != nil {
 			return 0, fmt.Errorf("pod sandbox %s: this shim already runs a VM for %s: %w", r.ID, s.pod.owner, errExists)
 		}
-		if err := s.bootPod(ctx, r.ID, nil); err != nil {
+		if err := s.bootPod(ctx, r.ID, r.Bundle, nil); err != nil {
 			return 0, err
 		}
 		c.sandbox = true
@@ -229,7 +229,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 				r.ID, spec.Annotations[AnnotationSandboxID], errPrecondition)
 		}
 		// A container of its own (ctr run): boot a VM with its disk attached.
-		err := s.bootPod(ctx, r.ID, func(sb *launcher.Sandbox) error {
+		err := s.bootPod(ctx, r.ID, r.Bundle, func(sb *launcher.Sandbox) error {
 			disk, serial, err = sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
 			return err
 		})
@@ -301,9 +301,8 @@ func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
 
 // bootPod boots the pod's VM, owned by container owner. prepare runs between creating the
 // sandbox and booting it (to build disks attached at boot). Called with s.mu held.
-func (s *Service) bootPod(ctx context.Context, owner string, prepare func(*launcher.Sandbox) error) error {
-	ns, _ := namespaces.Namespace(ctx)
-	o := s.cfg.launcherOptions(VMName(ns, owner), "")
+func (s *Service) bootPod(ctx context.Context, owner, bundle string, prepare func(*launcher.Sandbox) error) error {
+	o := s.cfg.launcherOptions(VMName(bundle), "")
 	o.Progress = logWriter{ctx}
 	sb, err := launcher.New(ctx, o)
 	if err != nil {
