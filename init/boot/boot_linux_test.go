@@ -91,7 +91,8 @@ func TestStepsOrder(t *testing.T) {
 		{"on /sys", "cgroup2"},
 		{"read kernel command line", "wait for root device"},
 		{"wait for root device", "create dm-verity device"},
-		{"create dm-verity device", "mount verity root"},
+		{"create dm-verity device", "set read-ahead of /dev/mapper/root"},
+		{"set read-ahead of /dev/mapper/root", "mount verity root"},
 		{"mount verity root", "on /newroot/tmp"},
 		{"on /newroot/var", "switch root"},
 		{"on /run", "switch root"},
@@ -201,5 +202,28 @@ func TestVerityTargetFromCmdline(t *testing.T) {
 	want := "1 /dev/vda /dev/vda 4096 4096 2560 2561 sha256 " + strings.Repeat("00", 32) + " aa 1 try_verify_in_tasklet"
 	if p != want {
 		t.Errorf("VerityTarget(%+v).Params() = %q, want %q", c, p, want)
+	}
+}
+
+func TestReadAhead(t *testing.T) {
+	// /dev/null (1:3) stands in for the device: the step only needs its
+	// device number to find the sysfs file.
+	sys := t.TempDir()
+	dir := filepath.Join(sys, "dev", "block", "1:3", "queue")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "read_ahead_kb")
+	if err := os.WriteFile(file, []byte("128\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := (ReadAhead{Device: "/dev/null", KB: 2048, Sys: sys}).Run(context.Background()); err != nil {
+		t.Fatalf("ReadAhead(/dev/null) = %v", err)
+	}
+	if got, _ := os.ReadFile(file); string(got) != "2048" {
+		t.Errorf("read_ahead_kb = %q, want 2048", got)
+	}
+	if err := (ReadAhead{Device: "/dev/absent", KB: 1, Sys: sys}).Run(context.Background()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadAhead(/dev/absent) = %v, want ErrNotExist", err)
 	}
 }
