@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"confguest/agent/policy"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 	"confguest/hostside/vmm"
@@ -37,7 +38,7 @@ type launchFlags struct {
 	tty, stdin, timings, quiet                                 bool
 	env                                                        stringList
 	bootTimeout                                                time.Duration
-	vhost, hostData                                            string
+	vhost, hostData, policyFile, ovmf                          string
 	snp                                                        bool
 }
 
@@ -56,8 +57,10 @@ func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
 	fs.StringVar(&f.runDir, "run-dir", launcher.DefaultRunBase(), "state directory of running guests")
 	fs.DurationVar(&f.bootTimeout, "boot-timeout", 120*time.Second, "give up if the agent does not answer within this time")
 	fs.StringVar(&f.vhost, "vhost-device-vsock", "", "vhost-device-vsock binary (default: from PATH)")
-	fs.BoolVar(&f.snp, "snp", false, "boot guest.igvm as an AMD SEV-SNP guest (needs --vmm cloud-hypervisor)")
-	fs.StringVar(&f.hostData, "host-data", "", "SEV-SNP HOST_DATA: 64 hex digits copied into every attestation report")
+	fs.BoolVar(&f.snp, "snp", false, "boot as an AMD SEV-SNP guest: QEMU with OVMF measuring kernel, initramfs and cmdline, or Cloud Hypervisor with guest.igvm (KVM on an SNP host only)")
+	fs.StringVar(&f.hostData, "host-data", "", "SEV-SNP HOST_DATA: 64 hex digits copied into every attestation report (default: SHA-256 of --policy, or of the empty policy)")
+	fs.StringVar(&f.policyFile, "policy", "", "agent policy file: with --snp its SHA-256 becomes HOST_DATA (see confguest policy hash)")
+	fs.StringVar(&f.ovmf, "ovmf", "", "firmware for --snp --vmm qemu (default: the pinned ovmf-amdsev from build/debpin.sh)")
 	if withName {
 		fs.StringVar(&f.name, "name", "", "name of the guest (required)")
 	} else {
@@ -105,12 +108,26 @@ func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
 	if f.cpus < 1 || f.cpus > 255 {
 		return launcher.Options{}, usagef("--cpus %d: want 1 to 255", f.cpus)
 	}
-	if f.snp && f.vmm != launcher.CloudHypervisor {
-		return launcher.Options{}, usagef("--snp needs --vmm %s", launcher.CloudHypervisor)
+	if f.snp && vmm.Accel(f.accel) == vmm.AccelTCG {
+		return launcher.Options{}, usagef("--snp runs under KVM only: drop --accel %s", f.accel)
+	}
+	if !f.snp && f.ovmf != "" {
+		return launcher.Options{}, usagef("--ovmf is for --snp launches")
 	}
 	o := launcher.Options{
 		ImageDir: f.imageDir, VMM: f.vmm, Accel: vmm.Accel(f.accel), CPUs: f.cpus, MemoryMiB: mem,
 		RunBase: f.runDir, Name: f.name, BootTimeout: f.bootTimeout, SEVSNP: f.snp, HostData: f.hostData,
+		OVMF: f.ovmf,
+	}
+	if f.policyFile != "" {
+		doc, err := os.ReadFile(f.policyFile)
+		if err != nil {
+			return launcher.Options{}, fmt.Errorf("read --policy: %w", err)
+		}
+		if _, err := policy.Parse(doc); err != nil {
+			return launcher.Options{}, fmt.Errorf("%s: %w: fix the policy (confguest policy generate writes one)", f.policyFile, err)
+		}
+		o.Policy = doc
 	}
 	if f.vhost != "" {
 		o.QEMU = append(o.QEMU, vmm.WithVhostDeviceVsock(f.vhost))

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"confguest/hostside/image"
+	"confguest/hostside/vmm"
 	"confguest/rootfs"
 )
 
@@ -69,7 +70,10 @@ func TestRunBadInput(t *testing.T) {
 		{"tampered image", []string{"run", "--image", tampered, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"refused before boot", "initramfs.cpio.gz", "make image"}},
 		{"missing image", []string{"run", "--image", filepath.Join(img, "nope"), "--rootfs", rootfsDir, "--", "true"}, 1, []string{"manifest.json", "make image"}},
 		{"oci layout without index", []string{"run", "--image", img, "--oci", emptyLayout, "--", "true"}, 1, []string{"not an OCI image layout"}},
-		{"snp under qemu", []string{"run", "--snp", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--snp needs --vmm cloud-hypervisor"}},
+		{"snp under tcg", []string{"run", "--snp", "--accel", "tcg", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--snp runs under KVM only"}},
+		{"snp cloud-hypervisor 2 cpus", []string{"run", "--vmm", "cloud-hypervisor", "--snp", "--cpus", "2", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"--cpus 2", "guest.igvm is built for 1 vCPU"}},
+		{"snp cloud-hypervisor 1G", []string{"run", "--vmm", "cloud-hypervisor", "--snp", "--memory", "1G", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"--memory 1024M", "512 MiB"}},
+		{"ovmf without snp", []string{"run", "--ovmf", "/fw", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--ovmf is for --snp"}},
 		{"bad host data", []string{"run", "--vmm", "cloud-hypervisor", "--snp", "--host-data", "12", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"64 hex digits"}},
 		{"cloud-hypervisor missing", []string{"run", "--vmm", "cloud-hypervisor", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{"cloud-hypervisor is not on PATH", "--vmm qemu"}},
 		{"oci layout missing blob", []string{"run", "--image", img, "--oci", missingBlob, "--", "true"}, 1, []string{missingBlob, "layer 0", "no such file"}},
@@ -155,4 +159,32 @@ func brokenLayouts(t *testing.T) (missingBlob, mismatch string) {
 	os.Remove(filepath.Join(dirs[0], "blobs", d.Algorithm, d.Hex))
 	os.WriteFile(filepath.Join(dirs[1], "blobs", d.Algorithm, d.Hex), []byte("tampered"), 0o644)
 	return dirs[0], dirs[1]
+}
+
+// TestRunSNPNoHost: on a host without SEV-SNP (this project's machines), run --snp fails
+// with the probe's error under either VMM before anything is built or started.
+func TestRunSNPNoHost(t *testing.T) {
+	if vmm.ProbeSNP("") == nil {
+		t.Skip("this host runs SEV-SNP guests")
+	}
+	img := guestImage(t)
+	rootfsDir := t.TempDir()
+	for _, v := range []string{"qemu", "cloud-hypervisor"} {
+		t.Run(v, func(t *testing.T) {
+			runDir := t.TempDir()
+			var out, errOut bytes.Buffer
+			args := []string{"run", "--snp", "--vmm", v, "--run-dir", runDir, "--image", img, "--rootfs", rootfsDir, "--", "true"}
+			code := Main(context.Background(), args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errOut})
+			want := "no SEV-SNP on this host (" + vmm.SNPParam
+			if code != 1 || !strings.Contains(errOut.String(), want) {
+				t.Errorf("confguest %q = %d, stderr %q; want 1 and %q", args, code, errOut.String(), want)
+			}
+			if strings.Contains(errOut.String(), "checking guest image") || strings.Contains(errOut.String(), "building container disk") {
+				t.Errorf("confguest %q stderr = %q: the image was checked or a disk built before the SEV-SNP probe", args, errOut.String())
+			}
+			if ents, _ := os.ReadDir(runDir); len(ents) != 0 {
+				t.Errorf("run dir holds %d entries after the refusal, want none", len(ents))
+			}
+		})
+	}
 }

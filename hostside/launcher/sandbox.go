@@ -51,10 +51,18 @@ type Options struct {
 	BootTimeout time.Duration
 	QEMU        []vmm.QEMUOption
 	CH          []vmm.CHOption
-	// SEVSNP boots guest.igvm as an SEV-SNP guest (Cloud Hypervisor only); HostData (64 hex
-	// digits) is copied into every attestation report.
+	// SEVSNP boots an SEV-SNP guest: under QEMU, bzImage + initramfs + cmdline measured by
+	// OVMF (kernel hashes); under Cloud Hypervisor, guest.igvm. HostData (64 hex digits) is
+	// copied into every attestation report; by default it is HostDataFor(Policy).
 	SEVSNP   bool
 	HostData string
+	// Policy is the agent policy document whose SHA-256 is HOST_DATA (nil: the empty policy).
+	Policy []byte
+	// OVMF is the firmware of QEMU SEV-SNP launches (default: the pinned ovmf-amdsev that
+	// build/debpin.sh unpacked into the cache).
+	OVMF string
+	// SNPParam is the kvm_amd parameter probed for SEV-SNP (default vmm.SNPParam).
+	SNPParam string
 	Progress io.Writer // progress lines; nil for none
 	Timings  *Timings
 	// CacheDir remembers host facts (a KVM that hangs guests); default
@@ -69,6 +77,8 @@ type Sandbox struct {
 	Guest image.GuestImage
 	VM    vmm.VM
 	Agent agentv1.AgentClient
+	// SNP is the expected SEV-SNP launch (measurement, HOST_DATA), nil without SEV-SNP.
+	SNP *SNPLaunch
 
 	opts   Options
 	client *ttrpc.Client
@@ -94,14 +104,19 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	if o.VMM == "" {
 		o.VMM = QEMU
 	}
-	if o.SEVSNP && o.VMM != CloudHypervisor {
-		return nil, fmt.Errorf("SEV-SNP guests boot under --vmm %s only (QEMU here runs without SEV-SNP)", CloudHypervisor)
-	}
 	if o.HostData != "" && !hostDataRE.MatchString(o.HostData) {
 		return nil, fmt.Errorf("host data %q: want 64 hex digits (a SHA-256)", o.HostData)
 	}
 	if o.MemoryMiB != 0 && o.MemoryMiB < vmm.MinMemoryMiB {
 		return nil, fmt.Errorf("--memory %dM is too small: the guest needs at least %dM", o.MemoryMiB, vmm.MinMemoryMiB)
+	}
+	var hostDataFrom string
+	if o.SEVSNP {
+		// Before anything is checked, built or started.
+		var err error
+		if hostDataFrom, err = prepareSNP(&o); err != nil {
+			return nil, err
+		}
 	}
 	if o.RunBase == "" {
 		o.RunBase = DefaultRunBase()
@@ -124,6 +139,12 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("guest image refused before boot: %w", err)
 	}
 	s.Guest = g
+	if o.SEVSNP {
+		if s.SNP, err = s.expectSNP(hostDataFrom); err != nil {
+			return nil, err
+		}
+		s.printSNP()
+	}
 	if o.VMM == CloudHypervisor {
 		err = vmm.CheckCloudHypervisor(o.CH...)
 	} else {
@@ -186,9 +207,12 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		Disks:     []vmm.Disk{{Path: s.Guest.Path("rootfs.img"), Serial: "rootfs", ReadOnly: true}},
 	}
 	if s.opts.SEVSNP {
+		cfg.HostData, cfg.SEVSNP = s.opts.HostData, true
+	}
+	if s.opts.SEVSNP && s.opts.VMM == CloudHypervisor {
 		// Kernel, initramfs and command line are measured inside the IGVM file.
 		cfg.Kernel, cfg.Initramfs, cfg.Cmdline = "", "", ""
-		cfg.IGVM, cfg.HostData, cfg.SEVSNP = s.Guest.Path("guest.igvm"), s.opts.HostData, true
+		cfg.IGVM = s.Guest.Path("guest.igvm")
 		if !s.Guest.Lists("guest.igvm") {
 			return fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.Guest.Dir)
 		}
@@ -197,7 +221,10 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: d.Path, Serial: "ctr" + strconv.Itoa(i), ReadOnly: true})
 	}
 	var accel vmm.Accel // Cloud Hypervisor picks its own (KVM or MSHV)
-	if s.opts.VMM == QEMU {
+	switch {
+	case s.opts.VMM == QEMU && s.opts.SEVSNP:
+		accel = vmm.AccelKVM // SEV-SNP runs under KVM or not at all
+	case s.opts.VMM == QEMU:
 		accel = s.pickAccel(ctx)
 	}
 	for {
@@ -225,12 +252,19 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 	switch s.opts.VMM {
 	case CloudHypervisor:
 		opts := s.opts.CH
+		if s.opts.SEVSNP {
+			opts = append(opts, vmm.WithCHSNPProbe(s.opts.SNPParam))
+		}
 		if s.opts.Detach {
 			opts = append(opts, vmm.WithCHDetach())
 		}
 		vm, err = vmm.StartCloudHypervisor(ctx, cfg, opts...)
 	default:
 		opts := append([]vmm.QEMUOption{vmm.WithAccel(accel)}, s.opts.QEMU...)
+		if s.opts.SEVSNP {
+			opts = append(opts, vmm.WithSNPProbe(s.opts.SNPParam),
+				vmm.WithSEVSNP(vmm.SNPLaunch{OVMF: s.SNP.OVMF, CPUModel: s.SNP.VCPUType}))
+		}
 		if s.opts.Detach {
 			opts = append(opts, vmm.WithDetach())
 		}
@@ -258,7 +292,8 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 	defer cancelVM(nil)
 	go func() {
 		var grace <-chan time.Time
-		if accel == vmm.AccelKVM {
+		if accel == vmm.AccelKVM && !s.opts.SEVSNP {
+			// (OVMF boots silently, and an SNP guest must not fall back to TCG.)
 			grace = time.After(kvmGrace)
 		}
 		select {
