@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -14,7 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,31 +134,58 @@ func TestNoDevice(t *testing.T) {
 	}
 }
 
+// serveOn serves a's endpoint on a fresh unix socket and returns an HTTP
+// client (Go's own) dialing it, and the socket path.
+func serveOn(t *testing.T, a *Attester) (*http.Client, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "attestation.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, sock, a) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve() after cancel = %v, want nil", err)
+		}
+	})
+	for range 200 {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}, sock
+}
+
 func TestEvidenceEndpoint(t *testing.T) {
 	runtime := []byte("a workload's public key and nonce")
 	qp, s := fakeDevice(t, sha512.Sum512(runtime))
-	srv := httptest.NewServer(Handler(New(qp)))
-	defer srv.Close()
-	noTEE := httptest.NewServer(Handler(New(nil)))
-	defer noTEE.Close()
+	hc, _ := serveOn(t, New(qp))
+	noTEE, _ := serveOn(t, New(nil))
 	b64 := base64.RawURLEncoding.EncodeToString(runtime)
+	const base = "http://guest"
 	tests := []struct {
 		name     string
+		client   *http.Client
 		url      string
 		method   string
 		wantCode int
 		wantBody string
 	}{
-		{"evidence", srv.URL + EvidencePath + "?runtime_data=" + b64, "GET", 200, `"report_data"`},
-		{"padded base64url", srv.URL + EvidencePath + "?runtime_data=" + base64.URLEncoding.EncodeToString(runtime), "GET", 200, `"report_data"`},
-		{"no runtime data", srv.URL + EvidencePath, "GET", 400, "runtime_data: give exactly one"},
-		{"twice", srv.URL + EvidencePath + "?runtime_data=a&runtime_data=b", "GET", 400, "runtime_data: give exactly one"},
-		{"not base64url", srv.URL + EvidencePath + "?runtime_data=a+b/", "GET", 400, "not base64url"},
-		{"too large", srv.URL + EvidencePath + "?runtime_data=" + base64.RawURLEncoding.EncodeToString(make([]byte, MaxRuntimeData+1)), "GET", 400, "at most"},
-		{"post", srv.URL + EvidencePath + "?runtime_data=" + b64, "POST", 405, "use GET"},
-		{"other path", srv.URL + "/aa/evidence", "GET", 404, "not found"},
-		{"unknown report data", srv.URL + EvidencePath + "?runtime_data=eHg", "GET", 500, "get SEV-SNP report"},
-		{"no SEV-SNP device", noTEE.URL + EvidencePath + "?runtime_data=" + b64, "GET", 503, "no SEV-SNP device"},
+		{"evidence", hc, base + EvidencePath + "?runtime_data=" + b64, "GET", 200, `"report_data"`},
+		{"padded base64url", hc, base + EvidencePath + "?runtime_data=" + base64.URLEncoding.EncodeToString(runtime), "GET", 200, `"report_data"`},
+		{"no runtime data", hc, base + EvidencePath, "GET", 400, "runtime_data: give exactly one"},
+		{"twice", hc, base + EvidencePath + "?runtime_data=a&runtime_data=b", "GET", 400, "runtime_data: give exactly one"},
+		{"bad query", hc, base + EvidencePath + "?runtime_data=%zz", "GET", 400, "runtime_data: give exactly one"},
+		{"not base64url", hc, base + EvidencePath + "?runtime_data=a+b/", "GET", 400, "not base64url"},
+		{"too large", hc, base + EvidencePath + "?runtime_data=" + base64.RawURLEncoding.EncodeToString(make([]byte, MaxRuntimeData+1)), "GET", 400, "at most"},
+		{"post", hc, base + EvidencePath + "?runtime_data=" + b64, "POST", 405, "use GET"},
+		{"other path", hc, base + "/aa/evidence", "GET", 404, "not found"},
+		{"unknown report data", hc, base + EvidencePath + "?runtime_data=eHg", "GET", 500, "get SEV-SNP report"},
+		{"no SEV-SNP device", noTEE, base + EvidencePath + "?runtime_data=" + b64, "GET", 503, "no SEV-SNP device"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,14 +193,14 @@ func TestEvidenceEndpoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := tc.client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tc.wantCode || !strings.Contains(string(body), tc.wantBody) {
-				t.Fatalf("%s %s = %d %s, want %d with %q", tc.method, tc.name, resp.StatusCode, body, tc.wantCode, tc.wantBody)
+			if resp.StatusCode != tc.wantCode || !strings.Contains(string(body), tc.wantBody) || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("%s %s = %d %.300s, want %d with %q", tc.method, tc.name, resp.StatusCode, body, tc.wantCode, tc.wantBody)
 			}
 			if tc.wantCode != 200 {
 				return
@@ -191,35 +219,52 @@ func TestEvidenceEndpoint(t *testing.T) {
 	}
 }
 
-func TestServeUnixSocket(t *testing.T) {
-	runtime := []byte("x")
-	qp, _ := fakeDevice(t, sha512.Sum512(runtime))
-	sock := filepath.Join(t.TempDir(), "attestation.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, sock, New(qp)) }()
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
-	var resp *http.Response
-	var err error
-	for range 100 {
-		resp, err = c.Get("http://attest" + EvidencePath + "?runtime_data=eA")
-		if err == nil {
-			break
+// TestEvidenceEndpointRaw sends requests Go's client would not.
+func TestEvidenceEndpointRaw(t *testing.T) {
+	_, sock := serveOn(t, New(nil))
+	tests := []struct {
+		name, req, want string
+	}{
+		{"garbage", "hello\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"no version", "GET /v1/evidence\r\n\r\n", "HTTP/1.1 400 Bad Request"},
+		{"truncated head", "GET /v1/evidence?runtime_data=eA HTTP/1.1\r\nHost: x\r\n", "HTTP/1.1 400 Bad Request"},
+		{"http/1.0", "GET /v1/evidence?runtime_data=eA HTTP/1.0\r\n\r\n", "HTTP/1.1 503 Service Unavailable"},
+		{"bare newlines", "GET /v1/evidence?runtime_data=eA HTTP/1.1\nHost: x\n\n", "HTTP/1.1 503 Service Unavailable"},
+		{"head too large", "GET /v1/evidence?runtime_data=" + strings.Repeat("A", maxRequestHead) + " HTTP/1.1\r\n\r\n", "HTTP/1.1 431 Request Header Fields Too Large"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			go func() {
+				// The server may answer and close before reading it all.
+				io.WriteString(c, tc.req) //nolint:errcheck
+				if uc, ok := c.(*net.UnixConn); ok {
+					uc.CloseWrite()
+				}
+			}()
+			got, _ := io.ReadAll(c)
+			if !strings.HasPrefix(string(got), tc.want) {
+				t.Errorf("answer to %.80q = %.200q, want %q...", tc.req, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzReadRequest checks the request parser never panics and only
+// returns targets starting with "/".
+func FuzzReadRequest(f *testing.F) {
+	f.Add([]byte("GET /v1/evidence?runtime_data=eA HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.0\n\n"))
+	f.Add([]byte("GET  HTTP/1.1\r\n"))
+	f.Fuzz(func(t *testing.T, req []byte) {
+		method, target, err := readRequest(bufio.NewReaderSize(bytes.NewReader(req), 16))
+		if err == nil && (method == "" || !strings.HasPrefix(target, "/")) {
+			t.Fatalf("readRequest(%q) = %q, %q, want a method and an absolute target", req, method, target)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("GET over %s = %v", sock, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("GET over the unix socket = %d, want 200", resp.StatusCode)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Serve() after cancel = %v, want nil", err)
-	}
+	})
 }

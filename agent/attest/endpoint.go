@@ -1,6 +1,8 @@
 package attest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -8,9 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,6 +27,10 @@ const (
 	EvidencePath = "/v1/evidence"
 	// MaxRuntimeData bounds the decoded runtime_data in bytes.
 	MaxRuntimeData = 64 << 10
+	// maxRequestHead bounds the request line and headers in bytes.
+	maxRequestHead = 8 + 4*MaxRuntimeData/3 + 8<<10
+	// requestTimeout bounds reading a request and writing its answer.
+	requestTimeout = 30 * time.Second
 )
 
 // EvidenceResponse is the JSON body of a successful evidence request.
@@ -37,61 +44,114 @@ type errorResponse struct {
 	Error string `json:"error"`
 }
 
-// Handler serves GET /v1/evidence?runtime_data=<base64url> from a.
-func Handler(a *Attester) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc(EvidencePath, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", http.MethodGet)
-			writeJSON(w, http.StatusMethodNotAllowed, errorResponse{r.Method + " " + EvidencePath + ": use GET"})
-			return
+// HTTP status codes the endpoint answers with.
+const (
+	statusOK                 = 200
+	statusBadRequest         = 400
+	statusNotFound           = 404
+	statusMethodNotAllowed   = 405
+	statusHeadTooLarge       = 431
+	statusInternalError      = 500
+	statusServiceUnavailable = 503
+)
+
+var statusText = map[int]string{
+	statusOK: "OK", statusBadRequest: "Bad Request", statusNotFound: "Not Found",
+	statusMethodNotAllowed: "Method Not Allowed", statusHeadTooLarge: "Request Header Fields Too Large",
+	statusInternalError: "Internal Server Error", statusServiceUnavailable: "Service Unavailable",
+}
+
+// Evidence answers one request of the endpoint: method and request
+// target (path and query) in, HTTP status and JSON body out. Only
+// GET /v1/evidence?runtime_data=<base64url> succeeds.
+func (a *Attester) Evidence(ctx context.Context, method, target string) (int, []byte) {
+	path, rawQuery, _ := strings.Cut(target, "?")
+	if path != EvidencePath {
+		return jsonBody(statusNotFound, errorResponse{fmt.Sprintf("%.64q: not found: the endpoint serves GET %s?runtime_data=<base64url>", path, EvidencePath)})
+	}
+	if method != "GET" {
+		return jsonBody(statusMethodNotAllowed, errorResponse{fmt.Sprintf("%.16q %s: use GET", method, EvidencePath)})
+	}
+	q, err := url.ParseQuery(rawQuery)
+	vals, ok := q["runtime_data"]
+	if err != nil || !ok || len(vals) != 1 {
+		return jsonBody(statusBadRequest, errorResponse{"runtime_data: give exactly one runtime_data=<base64url> query parameter"})
+	}
+	data, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(vals[0], "="))
+	if err != nil {
+		return jsonBody(statusBadRequest, errorResponse{"runtime_data: not base64url (RFC 4648 section 5, padding optional)"})
+	}
+	if len(data) > MaxRuntimeData {
+		return jsonBody(statusBadRequest, errorResponse{fmt.Sprintf("runtime_data: %d bytes, at most %d: hash larger data first", len(data), MaxRuntimeData)})
+	}
+	ev, err := a.WorkloadEvidence(ctx, data)
+	if err != nil {
+		code := statusInternalError
+		if errors.Is(err, ErrNoDevice) {
+			code = statusServiceUnavailable
 		}
-		q := r.URL.Query()
-		vals, ok := q["runtime_data"]
-		if !ok || len(vals) != 1 {
-			writeJSON(w, http.StatusBadRequest, errorResponse{"runtime_data: give exactly one runtime_data=<base64url> query parameter"})
-			return
-		}
-		data, err := decodeBase64URL(vals[0])
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorResponse{"runtime_data: not base64url (RFC 4648 section 5, padding optional)"})
-			return
-		}
-		if len(data) > MaxRuntimeData {
-			writeJSON(w, http.StatusBadRequest, errorResponse{fmt.Sprintf("runtime_data: %d bytes, at most %d: hash larger data first", len(data), MaxRuntimeData)})
-			return
-		}
-		ev, err := a.WorkloadEvidence(r.Context(), data)
-		if err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, ErrNoDevice) {
-				code = http.StatusServiceUnavailable
+		return jsonBody(code, errorResponse{err.Error()})
+	}
+	rd := RuntimeReportData(data)
+	return jsonBody(statusOK, EvidenceResponse{Report: ev.Report, Certificates: ev.Certificates, ReportData: hex.EncodeToString(rd[:])})
+}
+
+func jsonBody(code int, v any) (int, []byte) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return statusInternalError, []byte(`{"error":"encode response"}`)
+	}
+	return code, append(b, '\n')
+}
+
+// errHeadTooLarge reports a request line and headers over maxRequestHead.
+var errHeadTooLarge = errors.New("request head too large")
+
+// readRequest reads an HTTP/1.x request head and returns the method and
+// request target; headers and any body are ignored (the endpoint serves
+// one GET per connection).
+func readRequest(r *bufio.Reader) (method, target string, err error) {
+	total := 0
+	line := func() (string, error) {
+		var b []byte
+		for {
+			frag, err := r.ReadSlice('\n')
+			total += len(frag)
+			if total > maxRequestHead {
+				return "", errHeadTooLarge
 			}
-			writeJSON(w, code, errorResponse{err.Error()})
-			return
+			b = append(b, frag...)
+			if err == nil {
+				return string(bytes.TrimRight(b, "\r\n")), nil
+			}
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				return "", err
+			}
 		}
-		rd := RuntimeReportData(data)
-		writeJSON(w, http.StatusOK, EvidenceResponse{Report: ev.Report, Certificates: ev.Certificates, ReportData: hex.EncodeToString(rd[:])})
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorResponse{r.URL.Path + ": not found: the endpoint serves GET " + EvidencePath + "?runtime_data=<base64url>"})
-	})
-	return mux
+	}
+	first, err := line()
+	if err != nil {
+		return "", "", err
+	}
+	parts := strings.Split(first, " ")
+	if len(parts) != 3 || !strings.HasPrefix(parts[2], "HTTP/1.") || parts[0] == "" || !strings.HasPrefix(parts[1], "/") {
+		return "", "", fmt.Errorf("request line %.64q: want METHOD /path HTTP/1.1", first)
+	}
+	for {
+		h, err := line()
+		if err != nil {
+			return "", "", err
+		}
+		if h == "" {
+			return parts[0], parts[1], nil
+		}
+	}
 }
 
-func decodeBase64URL(s string) ([]byte, error) {
-	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client went away
-}
-
-// Serve serves the evidence endpoint on a unix socket at path until ctx
-// is cancelled. The socket is world-accessible: only containers whose
-// policy entry allows attestation get it bind-mounted.
+// Serve serves the evidence endpoint (HTTP/1.1, one request per
+// connection) on a unix socket at path until ctx is cancelled. The socket
+// is world-accessible: only containers whose policy entry allows
+// attestation get it bind-mounted.
 func Serve(ctx context.Context, path string, a *Attester) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("evidence endpoint: remove stale socket: %w", err)
@@ -106,20 +166,43 @@ func Serve(ctx context.Context, path string, a *Attester) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv := &http.Server{Handler: Handler(a), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx) //nolint:errcheck // best effort at exit
+		l.Close()
 	}()
-	err = srv.Serve(l)
-	cancel()
-	<-done
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("evidence endpoint: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveConn(ctx, c, a)
+		}()
 	}
-	return fmt.Errorf("evidence endpoint: %w", err)
+}
+
+func serveConn(ctx context.Context, c net.Conn, a *Attester) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(requestTimeout)) //nolint:errcheck // unix sockets support deadlines
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	method, target, err := readRequest(bufio.NewReaderSize(c, 4096))
+	var code int
+	var body []byte
+	switch {
+	case errors.Is(err, errHeadTooLarge):
+		code, body = jsonBody(statusHeadTooLarge, errorResponse{fmt.Sprintf("request head over %d bytes", maxRequestHead)})
+	case err != nil:
+		code, body = jsonBody(statusBadRequest, errorResponse{"malformed HTTP request: " + err.Error()})
+	default:
+		code, body = a.Evidence(ctx, method, target)
+	}
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", code, statusText[code], len(body), body)
 }
