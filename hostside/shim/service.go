@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -24,7 +23,6 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/protobuf"
 	cshim "github.com/containerd/containerd/runtime/v2/shim"
@@ -33,7 +31,6 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	agentv1 "confguest/agent/api/v1"
-	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
 
@@ -149,216 +146,6 @@ func (s *Service) agent() (agentv1.AgentClient, error) {
 		return nil, fmt.Errorf("the pod's VM is not running: %w", errPrecondition)
 	}
 	return s.pod.sb.Agent, nil
-}
-
-// Create creates a container: for the first container of a pod it boots the VM.
-func (s *Service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
-	pid, err := s.create(ctx, r)
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create")
-		return nil, errdefs.ToGRPC(err)
-	}
-	return &taskapi.CreateTaskResponse{Pid: pid}, nil
-}
-
-func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (uint32, error) {
-	if s.cfgErr != nil {
-		return 0, fmt.Errorf("%w: %w", s.cfgErr, errPrecondition)
-	}
-	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
-		return 0, fmt.Errorf("checkpoint and restore: %w", errNotImpl)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.containers[r.ID]; ok {
-		return 0, fmt.Errorf("container %s: %w", r.ID, errExists)
-	}
-	spec, err := readBundleSpec(r.Bundle)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", err, errInvalid)
-	}
-	paths := stdioPaths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	c := &container{id: r.ID, bundle: r.Bundle, init: newProcess(r.ID, "", paths), execs: map[string]*process{}}
-	ctype := spec.Annotations[AnnotationContainerType]
-	var pid uint32
-	switch {
-	case ctype == containerTypeSandbox:
-		if s.pod != nil {
-			return 0, fmt.Errorf("pod sandbox %s: this shim already runs a VM for %s: %w", r.ID, s.pod.owner, errExists)
-		}
-		if err := s.bootPod(ctx, r.ID, r.Bundle, nil); err != nil {
-			return 0, err
-		}
-		c.sandbox = true
-		pid = uint32(s.pod.sb.VM.PIDs()[len(s.pod.sb.VM.PIDs())-1])
-	default:
-		pid, err = s.createInGuest(ctx, r, spec, c, ctype)
-		if err != nil {
-			return 0, err
-		}
-	}
-	c.init.pid = pid
-	s.containers[r.ID] = c
-	s.publish(topicCreate, &eventsapi.TaskCreate{
-		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs, Pid: pid,
-		IO: &eventsapi.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
-	})
-	return pid, nil
-}
-
-// createInGuest builds the container's rootfs disk from the bundle rootfs, attaches it (at
-// boot for the first container of a pod) and creates the container in the guest. Called
-// with s.mu held.
-func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskRequest, spec *specs.Spec, c *container, ctype string) (_ uint32, retErr error) {
-	gspec, err := guestSpec(spec, r.Terminal)
-	if err != nil {
-		return 0, err
-	}
-	rootfs, unmount, err := mountRootfs(r)
-	if err != nil {
-		return 0, err
-	}
-	defer unmount()
-	var (
-		disk   image.Disk
-		serial string
-	)
-	if s.pod == nil {
-		if ctype == containerTypeContainer {
-			return 0, fmt.Errorf("container %s: its pod sandbox %s does not run in this shim: %w",
-				r.ID, spec.Annotations[AnnotationSandboxID], errPrecondition)
-		}
-		// A container of its own (ctr run): boot a VM with its disk attached.
-		err := s.bootPod(ctx, r.ID, r.Bundle, func(sb *launcher.Sandbox) error {
-			disk, serial, err = sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
-			return err
-		})
-		if err != nil {
-			return 0, err
-		}
-		defer func() {
-			if retErr != nil {
-				s.closePod(context.WithoutCancel(ctx))
-			}
-		}()
-	} else {
-		disk, serial, err = s.hotAddDisk(ctx, rootfs)
-		if err != nil {
-			return 0, err
-		}
-	}
-	sj, err := json.Marshal(gspec)
-	if err != nil {
-		return 0, fmt.Errorf("encode guest spec: %w", err)
-	}
-	v := disk.Verity
-	resp, err := s.pod.sb.Agent.CreateContainer(ctx, &agentv1.CreateContainerRequest{
-		ContainerId: r.ID,
-		SpecJson:    sj,
-		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
-			Serial: serial,
-			FsType: "erofs",
-			Verity: &agentv1.Verity{
-				RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
-				DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.Algorithm,
-			},
-		}}},
-		Stdio: &agentv1.StdioOptions{Stdin: r.Stdin != ""},
-	})
-	if err != nil {
-		return 0, fmt.Errorf("create container %s in the guest: %w", r.ID, err)
-	}
-	st, err := openStreams(s.ctx, s.pod.sb.Agent, c.init.ref(), c.init.paths)
-	if err != nil {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		s.pod.sb.Agent.DeleteContainer(dctx, &agentv1.DeleteContainerRequest{ContainerId: r.ID})
-		cancel()
-		return 0, err
-	}
-	c.init.streams = st
-	return resp.GetPid(), nil
-}
-
-// mountRootfs mounts the rootfs containerd prepared (the snapshot's mounts) at
-// <bundle>/rootfs, or uses that directory as it is when there are no mounts.
-func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
-	dir := filepath.Join(r.Bundle, "rootfs")
-	if len(r.Rootfs) == 0 {
-		return dir, func() {}, nil
-	}
-	var ms []mount.Mount
-	for _, m := range r.Rootfs {
-		ms = append(ms, mount.Mount{Type: m.Type, Source: m.Source, Options: m.Options})
-	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return "", nil, fmt.Errorf("rootfs mount point: %w", err)
-	}
-	if err := mount.All(ms, dir); err != nil {
-		return "", nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
-	}
-	return dir, func() { mount.UnmountAll(dir, 0) }, nil
-}
-
-// bootPod boots the pod's VM, owned by container owner. prepare runs between creating the
-// sandbox and booting it (to build disks attached at boot). Called with s.mu held.
-func (s *Service) bootPod(ctx context.Context, owner, bundle string, prepare func(*launcher.Sandbox) error) error {
-	o := s.cfg.launcherOptions(VMName(bundle), "")
-	o.Progress = logWriter{ctx}
-	sb, err := launcher.New(ctx, o)
-	if err != nil {
-		return fmt.Errorf("prepare the pod VM: %w", err)
-	}
-	if prepare != nil {
-		if err := prepare(sb); err != nil {
-			sb.Close(context.WithoutCancel(ctx))
-			return err
-		}
-	}
-	if err := sb.Boot(ctx); err != nil {
-		sb.Close(context.WithoutCancel(ctx))
-		return fmt.Errorf("boot the pod VM: %w", err)
-	}
-	s.pod = &pod{sb: sb, owner: owner}
-	go s.watchVM(sb)
-	return nil
-}
-
-// watchVM ends every process of the pod when its VM exits unexpectedly, so containerd
-// sees the exits instead of waiting forever.
-func (s *Service) watchVM(sb *launcher.Sandbox) {
-	<-sb.VM.Done()
-	s.mu.Lock()
-	var ps []*process
-	for _, c := range s.containers {
-		ps = append(ps, c.init)
-		for _, p := range c.execs {
-			ps = append(ps, p)
-		}
-	}
-	s.mu.Unlock()
-	for _, p := range ps {
-		s.exit(p, 128+uint32(syscall.SIGKILL), time.Now())
-	}
-}
-
-// closePod shuts the VM down and removes its run directory. Called with s.mu held.
-func (s *Service) closePod(ctx context.Context) error {
-	if s.pod == nil {
-		return nil
-	}
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	err := s.pod.sb.Close(cctx)
-	s.pod = nil
-	if err != nil {
-		return fmt.Errorf("stop the pod VM: %w", err)
-	}
-	return nil
-}
-
-// hotAddDisk builds a disk from rootfs and attaches it to the running VM.
-func (s *Service) hotAddDisk(ctx context.Context, rootfs string) (image.Disk, string, error) {
-	return image.Disk{}, "", fmt.Errorf("a second container in one VM needs disk hot-add: %w", errNotImpl)
 }
 
 // Start starts a created container's init process or an exec'd process.
