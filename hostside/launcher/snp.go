@@ -65,7 +65,7 @@ func prepareSNP(o *Options) (from string, err error) {
 	hd := HostDataFor(o.Policy)
 	switch {
 	case o.HostData == "" && o.Policy == nil:
-		from = "SHA-256 of the empty policy (no --policy given)"
+		from = "SHA-256 of the empty policy; no --policy given"
 	case o.HostData == "":
 		from = "SHA-256 of the policy"
 	case o.Policy != nil && !strings.EqualFold(o.HostData, hd):
