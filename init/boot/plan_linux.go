@@ -30,8 +30,6 @@ type Plan struct {
 	Config *cmdline.Config
 	// Level is set to confguest.loglevel once it is parsed.
 	Level *slog.LevelVar
-	// Log receives progress and the "root verified" marker.
-	Log *slog.Logger
 	// Printf writes console markers other components match exactly.
 	Printf func(format string, args ...any)
 }
@@ -61,7 +59,7 @@ func Steps(p Plan) []Step {
 		WaitDevice{Config: p.Config},
 		CreateVerity{Config: p.Config, Name: VerityName},
 		ReadAhead{Device: "/dev/mapper/" + VerityName, KB: 2048},
-		MountVerityRoot{Config: p.Config, Name: VerityName, Target: NewRoot, Log: p.Log, Printf: p.Printf},
+		MountVerityRoot{Config: p.Config, Name: VerityName, Target: NewRoot, Printf: p.Printf},
 		Mount{Source: "tmp", Target: NewRoot + "/tmp", FSType: "tmpfs", Flags: nosuid | nodev, Data: "mode=1777"},
 		Mount{Source: "var", Target: NewRoot + "/var", FSType: "tmpfs", Flags: nosuid | nodev, Data: "mode=0755"},
 		SwitchRoot{NewRoot: NewRoot, Move: []string{"/dev", "/proc", "/sys", "/run"}},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -118,7 +117,6 @@ type MountVerityRoot struct {
 	Config *cmdline.Config
 	Name   string
 	Target string
-	Log    *slog.Logger
 	Printf func(format string, args ...any)
 }
 

@@ -50,7 +50,6 @@ func run(ctx context.Context, _ []string, stdout io.Writer) error {
 		CmdlinePath: "/proc/cmdline",
 		Config:      &cfg,
 		Level:       level,
-		Log:         log,
 		Printf:      func(format string, args ...any) { fmt.Fprintf(stdout, format, args...) },
 	})
 	if err := boot.Run(ctx, log, steps); err != nil {
