@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel image run boot test vet repro generate bench clean
+.PHONY: all setup build kernel image run boot test vet repro generate bench snp-smoke clean
 
 all: build image
 
@@ -52,6 +52,11 @@ generate: setup
 bench: image build
 	bash build/bench/verity.sh
 	bash build/bench/boot.sh
+
+# On a host with AMD SEV-SNP: boot each launch mode with --snp and check the hardware's
+# report against the expected measurement and HOST_DATA.
+snp-smoke: image build
+	bash build/snp-smoke.sh
 
 clean:
 	rm -rf bin $(OUT)
