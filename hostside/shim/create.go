@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -60,7 +61,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (uin
 		if s.pod != nil {
 			return 0, fmt.Errorf("pod sandbox %s: this shim already runs a VM for %s: %w", r.ID, s.pod.owner, errExists)
 		}
-		if err := s.bootPod(ctx, r.ID, r.Bundle, nil); err != nil {
+		if err := s.bootPod(ctx, r.ID, r.Bundle, spec, nil); err != nil {
 			return 0, err
 		}
 		c.sandbox = true
@@ -103,7 +104,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 				r.ID, spec.Annotations[AnnotationSandboxID], errPrecondition)
 		}
 		// A container of its own (ctr run): boot a VM with its disk attached.
-		err := s.bootPod(ctx, r.ID, r.Bundle, func(sb *launcher.Sandbox) error {
+		err := s.bootPod(ctx, r.ID, r.Bundle, spec, func(sb *launcher.Sandbox) error {
 			disk, serial, err = sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
 			return err
 		})
@@ -153,6 +154,28 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	return resp.GetPid(), nil
 }
 
+// AnnotationPolicy is the pod annotation that carries the agent policy: base64 (standard
+// encoding) of the JSON document. containerd passes it to the shim when the runtime
+// handler's pod_annotations list it.
+const AnnotationPolicy = "confguest.io/policy"
+
+// podPolicy is the policy document of the pod whose sandbox (or single container) has
+// spec, or nil when it names none.
+func podPolicy(spec *specs.Spec) ([]byte, error) {
+	v, ok := spec.Annotations[AnnotationPolicy]
+	if !ok {
+		return nil, nil
+	}
+	doc, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+	if err != nil {
+		return nil, fmt.Errorf("annotation %s: not base64 (encode the policy file with base64 -w0): %w: %w", AnnotationPolicy, err, errInvalid)
+	}
+	if len(doc) == 0 {
+		return nil, fmt.Errorf("annotation %s: empty policy: %w", AnnotationPolicy, errInvalid)
+	}
+	return doc, nil
+}
+
 // mountRootfs mounts the rootfs containerd prepared (the snapshot's mounts) at
 // <bundle>/rootfs, or uses that directory as it is when there are no mounts.
 func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
@@ -175,8 +198,13 @@ func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
 
 // bootPod boots the pod's VM, owned by container owner. prepare runs between creating the
 // sandbox and booting it (to build disks attached at boot). Called with s.mu held.
-func (s *Service) bootPod(ctx context.Context, owner, bundle string, prepare func(*launcher.Sandbox) error) error {
+func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs.Spec, prepare func(*launcher.Sandbox) error) error {
+	doc, err := podPolicy(spec)
+	if err != nil {
+		return err
+	}
 	o := s.cfg.launcherOptions(VMName(bundle), "")
+	o.Policy = doc // HOST_DATA of an SEV-SNP launch is its SHA-256
 	o.Progress = logWriter{ctx}
 	sb, err := launcher.New(ctx, o)
 	if err != nil {
@@ -191,6 +219,13 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, prepare fun
 	if err := sb.Boot(ctx); err != nil {
 		sb.Close(context.WithoutCancel(ctx))
 		return fmt.Errorf("boot the pod VM: %w", err)
+	}
+	if doc != nil {
+		// The first call: from now on the agent obeys this policy only.
+		if _, err := sb.Agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc}); err != nil {
+			sb.Close(context.WithoutCancel(ctx))
+			return fmt.Errorf("install the pod's policy (%s) in the guest: %w", AnnotationPolicy, err)
+		}
 	}
 	s.pod = &pod{sb: sb, owner: owner}
 	go s.watchVM(sb)

@@ -56,6 +56,9 @@ type Service struct {
 	events   chan event
 	shutdown func()
 
+	evMu     sync.Mutex
+	evClosed bool
+
 	mu         sync.Mutex
 	pod        *pod
 	containers map[string]*container
@@ -118,7 +121,24 @@ func (s *Service) forward(pub cshim.Publisher) {
 }
 
 func (s *Service) publish(topic string, msg any) {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	if s.evClosed {
+		log.G(s.ctx).WithField("topic", topic).Warn("event after shutdown dropped")
+		return
+	}
 	s.events <- event{topic, msg}
+}
+
+// closeEvents ends forwarding once the queued events are out; the shim library waits for
+// the publisher to close before the shim exits.
+func (s *Service) closeEvents() {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	if !s.evClosed {
+		s.evClosed = true
+		close(s.events)
+	}
 }
 
 // lookup finds a container and one of its processes.
@@ -518,6 +538,7 @@ func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 	if address, err := cshim.ReadAddress("address"); err == nil {
 		cshim.RemoveSocket(address)
 	}
+	s.closeEvents()
 	s.shutdown()
 	return &emptypb.Empty{}, nil
 }

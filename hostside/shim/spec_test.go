@@ -125,3 +125,31 @@ func TestVMName(t *testing.T) {
 		t.Errorf("VMName is %d bytes; launcher names are at most 63", len(a))
 	}
 }
+
+func TestPodPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		value   *string
+		want    string
+		wantErr bool
+	}{
+		{"none", nil, "", false},
+		{"base64", ptr("eyJ2ZXJzaW9uIjogMX0="), `{"version": 1}`, false},
+		{"surrounding space", ptr(" eyJ2ZXJzaW9uIjogMX0=\n"), `{"version": 1}`, false},
+		{"not base64", ptr(`{"version": 1}`), "", true},
+		{"empty", ptr(""), "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &specs.Spec{Annotations: map[string]string{}}
+			if tc.value != nil {
+				s.Annotations[AnnotationPolicy] = *tc.value
+			}
+			got, err := podPolicy(s)
+			if (err != nil) != tc.wantErr || string(got) != tc.want {
+				t.Errorf("podPolicy(%v) = %q, %v; want %q, error %v", tc.value, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
