@@ -1,11 +1,16 @@
 package policy
 
-import "errors"
+import (
+	"errors"
+
+	doc "confguest/agent/api/policy"
+)
 
 var (
 	// ErrInvalidPolicy reports a policy document that does not parse or
-	// breaks a rule of the format (see README.md).
-	ErrInvalidPolicy = errors.New("invalid policy")
+	// breaks a rule of the format (see README.md); it is the format
+	// package's error.
+	ErrInvalidPolicy = doc.ErrInvalidPolicy
 	// ErrNoPolicy reports a request made before a policy was installed.
 	ErrNoPolicy = errors.New("no policy installed")
 	// ErrNotBound reports a policy whose SHA-256 differs from the HOST_DATA

@@ -333,7 +333,7 @@ func (e *Evaluator) exec(r *agentv1.ExecProcessRequest) *Denial {
 		}
 		cwd := x.Cwd
 		if cwd == "" {
-			cwd = c.cwd()
+			cwd = c.WorkingDir()
 		}
 		d := checkProcess(c, rule, "process_json", &p, x.Args, x.Env, cwd, x.TTY)
 		if d == nil && r.GetStdio().GetStdin() && !x.Stdin {

@@ -25,7 +25,7 @@ func checkSpec(c *Container, specJSON []byte, stdin bool) *Denial {
 	if s.Process == nil {
 		return deny(rule, "spec.process", "missing")
 	}
-	if d := checkProcess(c, rule, "spec.process", s.Process, c.Args, nil, c.cwd(), c.TTY); d != nil {
+	if d := checkProcess(c, rule, "spec.process", s.Process, c.Args, nil, c.WorkingDir(), c.TTY); d != nil {
 		return d
 	}
 	if stdin && !c.Stdin {

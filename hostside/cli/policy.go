@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"confguest/agent/policy"
+	"confguest/agent/api/policy"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )

@@ -13,8 +13,12 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
-	"confguest/agent/policy"
+	// Test only: the generated policy is checked with the agent's own
+	// evaluator. The confguest binary imports nothing of the agent but
+	// its API (agent/api/...).
+	evaluator "confguest/agent/policy"
 	"confguest/hostside/launcher"
 )
 
@@ -117,19 +121,19 @@ func TestPolicyGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	e := policy.NewEvaluator(p)
+	e := evaluator.NewEvaluator(p)
 	steps := []struct {
 		name   string
 		method string
 		req    any
 		allow  bool
 	}{
-		{"other layer", policy.MethodCreateContainer, create(proc, strings.Repeat("0", 64)), false},
-		{"other args", policy.MethodCreateContainer, create(other, layer), false},
-		{"the container confguest run creates", policy.MethodCreateContainer, create(proc, layer), true},
-		{"the exec confguest exec sends", policy.MethodExecProcess, &agentv1.ExecProcessRequest{ContainerId: "c1", ExecId: "e1", ProcessJson: execJSON}, true},
-		{"shutdown", policy.MethodShutdown, &agentv1.ShutdownRequest{}, true},
-		{"stats", policy.MethodStats, &agentv1.StatsRequest{ContainerId: "c1"}, false},
+		{"other layer", evaluator.MethodCreateContainer, create(proc, strings.Repeat("0", 64)), false},
+		{"other args", evaluator.MethodCreateContainer, create(other, layer), false},
+		{"the container confguest run creates", evaluator.MethodCreateContainer, create(proc, layer), true},
+		{"the exec confguest exec sends", evaluator.MethodExecProcess, &agentv1.ExecProcessRequest{ContainerId: "c1", ExecId: "e1", ProcessJson: execJSON}, true},
+		{"shutdown", evaluator.MethodShutdown, &agentv1.ShutdownRequest{}, true},
+		{"stats", evaluator.MethodStats, &agentv1.StatsRequest{ContainerId: "c1"}, false},
 	}
 	for _, s := range steps {
 		if err := e.Authorize(ctx, s.method, s.req); (err == nil) != s.allow {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"confguest/agent/policy"
+	"confguest/agent/api/policy"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 	"confguest/hostside/vmm"

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"confguest/agent/policy"
+	"confguest/agent/api/policy"
 	"confguest/build/igvmboot"
 	"confguest/hostside/vmm"
 	"confguest/measure"

@@ -1,8 +1,10 @@
-// Package policy is the agent's measured, default-deny policy: the JSON
-// format (README.md documents it with examples), its parser, the
-// evaluator that checks every agent request against it, and the gate
-// that installs a policy only when its SHA-256 is the HOST_DATA the
-// hardware signs.
+// Package policy is the document format of the agent's measured,
+// default-deny policy: the types of the versioned JSON document, its
+// parser and the SHA-256 that goes into HOST_DATA. It is part of the
+// agent's API, so host tools (confguest policy, the launcher) share it
+// with the guest. The evaluator and the gate that enforce a policy live in
+// confguest/agent/policy; agent/policy/README.md documents the format with
+// examples.
 package policy
 
 import (
@@ -298,8 +300,9 @@ func (c *Container) check() error {
 
 func absClean(p string) bool { return strings.HasPrefix(p, "/") && path.Clean(p) == p }
 
-// cwd is the container's working directory with the default applied.
-func (c *Container) cwd() string {
+// WorkingDir is the container's working directory with the default ("/")
+// applied.
+func (c *Container) WorkingDir() string {
 	if c.Cwd == "" {
 		return "/"
 	}

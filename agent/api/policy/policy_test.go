@@ -9,9 +9,13 @@ import (
 	"testing"
 )
 
+// docsDir holds the documented examples and the test policy; they live
+// with the README in agent/policy.
+const docsDir = "../../policy"
+
 func readTestdata(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
+	b, err := os.ReadFile(filepath.Join(docsDir, "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +97,11 @@ func TestParseReadsFields(t *testing.T) {
 	if !p.Agent.Stats || p.Agent.Shutdown || p.Agent.ReplacePolicy {
 		t.Errorf("Agent = %+v, want stats only", p.Agent)
 	}
-	if web.User.UID != 1000 || web.cwd() != "/srv" || !web.Attestation || !web.Stdout || web.Stderr {
+	if web.User.UID != 1000 || web.WorkingDir() != "/srv" || !web.Attestation || !web.Stdout || web.Stderr {
 		t.Errorf("containers[web] = %+v, want uid 1000, cwd /srv, attestation, stdout only", web)
 	}
-	if p.Containers[1].cwd() != "/" {
-		t.Errorf("containers[tools].cwd() = %q, want the default /", p.Containers[1].cwd())
+	if p.Containers[1].WorkingDir() != "/" {
+		t.Errorf("containers[tools].WorkingDir() = %q, want the default /", p.Containers[1].WorkingDir())
 	}
 	args := []struct {
 		m    Match
@@ -146,7 +150,7 @@ func TestHash(t *testing.T) {
 }
 
 func TestExamplesParse(t *testing.T) {
-	examples, err := filepath.Glob("examples/*.json")
+	examples, err := filepath.Glob(filepath.Join(docsDir, "examples", "*.json"))
 	if err != nil || len(examples) == 0 {
 		t.Fatalf("examples/*.json = %v, %v, want the documented examples", examples, err)
 	}
