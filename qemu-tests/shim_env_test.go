@@ -65,6 +65,7 @@ type ctrdEnv struct {
 	log     *bytes.Buffer
 	exited  chan struct{}
 	ctrPath string
+	ns      string // containerd namespace of ctr commands: "test", or "k8s.io" with CRI
 }
 
 // ctrdOptions add to containerd's config.
@@ -96,7 +97,10 @@ func startContainerd(t *testing.T, o ctrdOptions) *ctrdEnv {
 		t.Fatal(err)
 	}
 	e := &ctrdEnv{t: t, dir: dir, runDir: filepath.Join(dir, "vms"), sock: filepath.Join(dir, "c.sock"),
-		log: &bytes.Buffer{}, exited: make(chan struct{}), ctrPath: ctr}
+		log: &bytes.Buffer{}, exited: make(chan struct{}), ctrPath: ctr, ns: "test"}
+	if o.cri {
+		e.ns = "k8s.io"
+	}
 	disabled := `["io.containerd.grpc.v1.cri"]`
 	cri := ""
 	if o.cri {
@@ -112,6 +116,9 @@ func startContainerd(t *testing.T, o ctrdOptions) *ctrdEnv {
     conf_dir = %q
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.confguest]
       runtime_type = %q
       pod_annotations = ["confguest.io/*"]
@@ -205,12 +212,12 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// ctr runs ctr against this containerd in namespace "test" with stdin.
+// ctr runs ctr against this containerd in its namespace with stdin.
 func (e *ctrdEnv) ctr(stdin string, args ...string) cliResult {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.ctrPath, append([]string{"--address", e.sock, "--namespace", "test"}, args...)...)
+	cmd := exec.CommandContext(ctx, e.ctrPath, append([]string{"--address", e.sock, "--namespace", e.ns}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errOut
 	err := cmd.Run()
@@ -259,27 +266,32 @@ func (e *ctrdEnv) importBusybox(tag string) string {
 }
 
 // shimSocket is where containerd's shim library puts the socket of the shim serving group
-// (a container or pod ID) in namespace "test".
+// (a container or pod ID).
 func (e *ctrdEnv) shimSocket(group string) string {
-	d := sha256.Sum256([]byte(filepath.Join(e.sock, "test", group)))
+	d := sha256.Sum256([]byte(filepath.Join(e.sock, e.ns, group)))
 	return filepath.Join("/run/containerd/s", hex.EncodeToString(d[:]))
 }
 
-// checkNoLeftovers fails if a VM process, VM run directory (with its disks) or the shim
-// socket of one of groups is left.
+// checkNoLeftovers fails if a shim or VM process, VM run directory (with its disks) or the
+// shim socket of one of groups is left.
 func (e *ctrdEnv) checkNoLeftovers(groups ...string) {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var procs []string
 	for {
 		procs = procsMentioning(e.runDir)
+		for _, p := range procsMentioning(e.sock) {
+			if strings.Contains(p, "containerd-shim-confguest-v2") {
+				procs = append(procs, p)
+			}
+		}
 		if len(procs) == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, p := range procs {
-		e.t.Errorf("leftover VM process: %s", p)
+		e.t.Errorf("leftover VM or shim process: %s", p)
 	}
 	ents, _ := os.ReadDir(e.runDir)
 	for _, ent := range ents {
