@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,11 +163,18 @@ func TestAgentInGuest(t *testing.T) {
 	}
 }
 
-// BenchmarkAgentInGuest measures, in the real guest (TCG here), one
-// create/start/wait/delete cycle of `true` from a verity disk through the
-// agent, and the agent's resident memory idle and after the b.N cycles
-// (read from /proc/<agent>/status by a container that shares the guest's
-// PID namespace).
+// BenchmarkAgentInGuest measures, in the real guest (TCG here), create+
+// start+wait of `true` from a verity disk through the agent (median of the
+// b.N cycles, each then deleted) against the same container run b.N times
+// directly with libcontainer in the same guest (median), and their ratio;
+// and the agent's resident memory idle and after the b.N cycles (read from
+// /proc/<agent>/status by a container that shares the guest's PID
+// namespace).
+//
+// The direct runs are made by an agent binary built here with -tags
+// benchdirect (its bench-direct mode; the image's agent has no such mode),
+// placed on the benchmark disk and run inside a privileged container that
+// the benchmark starts through the agent.
 //
 //	go test -run '^$' -bench BenchmarkAgentInGuest -benchtime 100x ./qemu-tests
 func BenchmarkAgentInGuest(b *testing.B) {
@@ -205,7 +213,7 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	a := sb.Agent
 	path := []string{"PATH=/bin"}
 	rss := func(name string) float64 {
-		spec := launcher.ContainerSpec(launcher.Process{Args: []string{"sh", "-c", `grep -E "^(VmRSS|RssAnon):" /proc/$(pidof agent)/status`}, Cwd: "/", Env: path}, "probe")
+		spec := launcher.ContainerSpec(launcher.Process{Args: []string{"sh", "-c", `grep -E "^(VmRSS|RssAnon|RssFile|RssShmem|Threads):" /proc/$(pidof agent)/status`}, Cwd: "/", Env: path}, "probe")
 		var ns []specs.LinuxNamespace
 		for _, n := range spec.Linux.Namespaces {
 			if n.Type != specs.PIDNamespace {
@@ -213,8 +221,8 @@ func BenchmarkAgentInGuest(b *testing.B) {
 			}
 		}
 		spec.Linux.Namespaces = ns
-		out := runSpec(b, ctx, a, "probe-"+name, spec, disk, serial)
-		var rss, anon float64
+		out, _ := runSpec(b, ctx, a, "probe-"+name, spec, disk, serial)
+		var rss, anon, file float64
 		for _, l := range strings.Split(out, "\n") {
 			f := strings.Fields(l)
 			if len(f) == 3 {
@@ -224,6 +232,8 @@ func BenchmarkAgentInGuest(b *testing.B) {
 					rss = v / 1024
 				case "RssAnon:":
 					anon = v / 1024
+				case "RssFile:":
+					file = v / 1024
 				}
 			}
 		}
@@ -231,6 +241,8 @@ func BenchmarkAgentInGuest(b *testing.B) {
 			b.Fatalf("no VmRSS in %q", out)
 		}
 		b.ReportMetric(anon, name+"-anon-MiB")
+		b.ReportMetric(file, name+"-file-MiB")
+		b.Logf("agent %s: %s", name, strings.Join(strings.Fields(out), " "))
 		return rss
 	}
 	time.Sleep(2 * time.Second)
@@ -246,6 +258,86 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	b.ReportMetric(idle, "idle-RSS-MiB")
 	b.ReportMetric(after, "after-RSS-MiB")
 	b.ReportMetric(100*(after-idle)/idle, "growth-%")
+
+	// Time create+start+wait of the same container through the agent and
+	// directly with libcontainer (the bench-direct agent inside a
+	// privileged container), b.N times each, interleaved in rounds so that
+	// the load on this host weighs on both alike.
+	rounds := min(b.N, 10)
+	var timed []cycleTimes
+	var direct []time.Duration
+	for r := 0; r < rounds; r++ {
+		n := b.N / rounds
+		if r < b.N%rounds {
+			n++
+		}
+		for i := 0; i < n; i++ {
+			_, t := runSpec(b, ctx, a, "t"+strconv.Itoa(len(timed)), spec, disk, serial)
+			timed = append(timed, t)
+		}
+		out, _ := runSpec(b, ctx, a, "direct"+strconv.Itoa(r), directSpec(n), disk, serial)
+		got := 0
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "run" {
+				ns, err := strconv.ParseInt(f[2], 10, 64)
+				if err != nil {
+					b.Fatalf("bench-direct printed %q: %v", l, err)
+				}
+				direct = append(direct, time.Duration(ns))
+				got++
+			}
+		}
+		if got != n {
+			b.Fatalf("bench-direct -n %d printed %d runs:\n%s", n, got, out)
+		}
+	}
+	median := func(f func(cycleTimes) time.Duration) time.Duration {
+		ds := make([]time.Duration, len(timed))
+		for i, c := range timed {
+			ds[i] = f(c)
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	through := median(cycleTimes.total)
+	slices.Sort(direct)
+	lc := direct[len(direct)/2]
+	b.Logf("through the agent, medians: create %v, start %v, wait %v (stdout EOF and exit status), delete %v",
+		median(func(c cycleTimes) time.Duration { return c.create }), median(func(c cycleTimes) time.Duration { return c.start }),
+		median(func(c cycleTimes) time.Duration { return c.wait }), median(func(c cycleTimes) time.Duration { return c.delete }))
+	b.ReportMetric(float64(through.Microseconds())/1000, "agent-median-ms")
+	b.ReportMetric(float64(lc.Microseconds())/1000, "direct-median-ms")
+	b.ReportMetric(float64(through)/float64(lc), "agent/direct")
+	b.Logf("create+start+wait of true, median of %d: through the agent %v, directly with libcontainer %v, ratio %.3f",
+		b.N, through, lc, float64(through)/float64(lc))
+}
+
+// directSpec runs the bench-direct agent on the benchmark disk: N runs of
+// /bench/true.json on /direct-root. It is privileged as a container runtime
+// must be: every capability, no seccomp, no no_new_privs, the guest's
+// cgroup hierarchy writable (no cgroup namespace), a tmpfs for
+// libcontainer's state; the inner containers get their own namespaces.
+func directSpec(n int) *specs.Spec {
+	spec := launcher.ContainerSpec(launcher.Process{
+		Args: []string{"sh", "-c", "exec /bench/agent bench-direct -n " + strconv.Itoa(n) +
+			" -spec /bench/true.json -rootfs /direct-root -state /run/bench-direct 2>&1"},
+		Cwd: "/", Env: []string{"PATH=/bin"},
+	}, "direct")
+	caps := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN", "CAP_NET_RAW",
+		"CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_ADMIN", "CAP_SYS_RESOURCE", "CAP_MKNOD", "CAP_AUDIT_WRITE",
+		"CAP_SETFCAP", "CAP_BPF"}
+	spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	spec.Process.NoNewPrivileges = false
+	spec.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.UTSNamespace}}
+	spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths = nil, nil
+	for i, m := range spec.Mounts {
+		if m.Destination == "/sys/fs/cgroup" || m.Destination == "/sys" {
+			spec.Mounts[i].Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" })
+		}
+	}
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}})
+	return spec
 }
 
 func benchRoot(b *testing.B) string {
@@ -265,13 +357,43 @@ func benchRoot(b *testing.B) string {
 	for _, app := range []string{"sh", "true", "grep", "pidof"} {
 		os.Symlink("busybox", filepath.Join(dir, "bin", app))
 	}
+	// For bench-direct: the same busybox tree as the root of the directly
+	// run containers, the spec of the agent's `true` containers, and an
+	// agent built with its test-only bench-direct mode.
+	direct := filepath.Join(dir, "direct-root")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp"} {
+		os.MkdirAll(filepath.Join(direct, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(direct, "bin", "busybox"), data, 0o755)
+	os.Symlink("busybox", filepath.Join(direct, "bin", "true"))
+	os.MkdirAll(filepath.Join(dir, "bench"), 0o755)
+	sj, _ := json.Marshal(launcher.ContainerSpec(launcher.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}}, "bench"))
+	if err := os.WriteFile(filepath.Join(dir, "bench", "true.json"), sj, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "netgo osusergo seccomp benchdirect",
+		"-ldflags", "-s -w -buildid= -extldflags -static", "-o", filepath.Join(dir, "bench", "agent"), "confguest/agent/cmd/agent")
+	build.Dir = repoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the bench-direct agent: %v\n%s", err, out)
+	}
 	return dir
 }
 
+// cycleTimes are the phases of one container cycle through the agent.
+type cycleTimes struct {
+	create, start, wait, delete time.Duration
+}
+
+// total is create+start+wait: what a direct libcontainer run is timed for.
+func (c cycleTimes) total() time.Duration { return c.create + c.start + c.wait }
+
 // runSpec creates, starts, waits for and deletes one container and
-// returns its stdout.
-func runSpec(b *testing.B, ctx context.Context, a agentv1.AgentClient, id string, spec *specs.Spec, d image.Disk, serial string) string {
+// returns its stdout and how long each step took.
+func runSpec(b *testing.B, ctx context.Context, a agentv1.AgentClient, id string, spec *specs.Spec, d image.Disk, serial string) (string, cycleTimes) {
 	sj, _ := json.Marshal(spec)
+	start := time.Now()
 	v := d.Verity
 	_, err := a.CreateContainer(ctx, &agentv1.CreateContainerRequest{
 		ContainerId: id, SpecJson: sj,
@@ -284,6 +406,8 @@ func runSpec(b *testing.B, ctx context.Context, a agentv1.AgentClient, id string
 	if err != nil {
 		b.Fatalf("CreateContainer(%s): %v", id, err)
 	}
+	var t cycleTimes
+	t.create = time.Since(start)
 	ref := &agentv1.ProcessRef{ContainerId: id}
 	var out bytes.Buffer
 	done := make(chan error, 1)
@@ -291,17 +415,24 @@ func runSpec(b *testing.B, ctx context.Context, a agentv1.AgentClient, id string
 		_, err := agentv1.CopyOutput(ctx, a, ref, agentv1.OutputStream_OUTPUT_STREAM_STDOUT, &out)
 		done <- err
 	}()
+	start = time.Now()
 	if _, err := a.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
 		b.Fatalf("StartContainer(%s): %v", id, err)
 	}
+	t.start = time.Since(start)
+	start = time.Now()
 	if err := <-done; err != nil {
 		b.Fatalf("output of %s: %v", id, err)
 	}
-	if w, err := a.WaitProcess(ctx, &agentv1.WaitProcessRequest{Process: ref}); err != nil || w.GetExitCode() != 0 {
-		b.Fatalf("WaitProcess(%s) = %v, %v", id, w, err)
+	w, err := a.WaitProcess(ctx, &agentv1.WaitProcessRequest{Process: ref})
+	t.wait = time.Since(start)
+	if err != nil || w.GetExitCode() != 0 {
+		b.Fatalf("WaitProcess(%s) = %v, %v; stdout:\n%s", id, w, err, out.String())
 	}
+	start = time.Now()
 	if _, err := a.DeleteContainer(ctx, &agentv1.DeleteContainerRequest{ContainerId: id}); err != nil {
 		b.Fatalf("DeleteContainer(%s): %v", id, err)
 	}
-	return out.String()
+	t.delete = time.Since(start)
+	return out.String(), t
 }

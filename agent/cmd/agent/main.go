@@ -48,6 +48,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && testModes[args[0]] != nil {
+		return testModes[args[0]](ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", server.DefaultAddress, "address to serve on: vsock:PORT or unix:PATH")
