@@ -104,9 +104,12 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 				r.ID, spec.Annotations[AnnotationSandboxID], errPrecondition)
 		}
 		// A container of its own (ctr run): boot a VM with its disk attached.
-		err := s.bootPod(ctx, r.ID, r.Bundle, spec, func(sb *launcher.Sandbox) error {
+		err := s.bootPod(ctx, r.ID, r.Bundle, spec, func(sb *launcher.Sandbox) ([]byte, error) {
 			disk, serial, err = sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
-			return err
+			if err != nil {
+				return nil, err
+			}
+			return defaultPolicy(disk.Verity.RootHash, gspec, r.Stdin != "")
 		})
 		if err != nil {
 			return 0, err
@@ -196,13 +199,16 @@ func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
 	return dir, func() { mount.UnmountAll(dir, 0) }, nil
 }
 
-// bootPod boots the pod's VM, owned by container owner. prepare runs between creating the
-// sandbox and booting it (to build disks attached at boot). Called with s.mu held.
-func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs.Spec, prepare func(*launcher.Sandbox) error) error {
+// bootPod boots the pod's VM, owned by container owner, whose spec is spec. prepare runs
+// between creating the sandbox and booting it (to build disks attached at boot) and may
+// return the default policy of a single container. The pod's policy (its annotation, else
+// that default) is installed before anything else. Called with s.mu held.
+func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs.Spec, prepare func(*launcher.Sandbox) ([]byte, error)) error {
 	doc, err := podPolicy(spec)
 	if err != nil {
 		return err
 	}
+	named := doc != nil
 	o := s.cfg.launcherOptions(VMName(bundle), "")
 	o.Policy = doc // HOST_DATA of an SEV-SNP launch is its SHA-256
 	o.Progress = logWriter{ctx}
@@ -211,9 +217,17 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		return fmt.Errorf("prepare the pod VM: %w", err)
 	}
 	if prepare != nil {
-		if err := prepare(sb); err != nil {
+		def, err := prepare(sb)
+		if err != nil {
 			sb.Close(context.WithoutCancel(ctx))
 			return err
+		}
+		if doc == nil {
+			if s.cfg.SEVSNP {
+				sb.Close(context.WithoutCancel(ctx))
+				return fmt.Errorf("an SEV-SNP pod needs its policy in the %s annotation (HOST_DATA is fixed before the default policy is known): %w", AnnotationPolicy, errInvalid)
+			}
+			doc = def
 		}
 	}
 	if err := sb.Boot(ctx); err != nil {
@@ -221,10 +235,9 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		return fmt.Errorf("boot the pod VM: %w", err)
 	}
 	if doc != nil {
-		// The first call: from now on the agent obeys this policy only.
-		if _, err := sb.Agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc}); err != nil {
+		if err := installPolicy(ctx, sb.Agent, doc, named); err != nil {
 			sb.Close(context.WithoutCancel(ctx))
-			return fmt.Errorf("install the pod's policy (%s) in the guest: %w", AnnotationPolicy, err)
+			return err
 		}
 	}
 	s.pod = &pod{sb: sb, owner: owner}
