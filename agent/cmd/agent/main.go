@@ -62,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: the agent takes only flags (-h lists them)", fs.Args())
+	}
 	level := slog.LevelInfo
 	if *debug {
 		level = slog.LevelDebug
