@@ -24,6 +24,6 @@ cp -r "$dir" src
 chmod -R u+w src
 rm -rf src/vendor
 cd src
-CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$version" -o "$cache/crictl.tmp" ./cmd/crictl >&2
+CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X github.com/kubernetes-sigs/cri-tools/pkg/version.Version=$version" -o "$cache/crictl.tmp" ./cmd/crictl >&2
 mv "$cache/crictl.tmp" "$cache/crictl"
 echo "$cache/crictl"

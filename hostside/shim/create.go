@@ -144,6 +144,9 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		Stdio: &agentv1.StdioOptions{Stdin: r.Stdin != ""},
 	})
 	if err != nil {
+		if status.Code(err) == codes.PermissionDenied && strings.Contains(err.Error(), "no policy installed") {
+			return 0, fmt.Errorf("create container %s in the guest: %w: the guest requires a policy and this pod names none: set the pod annotation %s (base64 of the policy document)", r.ID, err, AnnotationPolicy)
+		}
 		return 0, fmt.Errorf("create container %s in the guest: %w", r.ID, err)
 	}
 	st, err := openStreams(s.ctx, s.pod.sb.Agent, c.init.ref(), c.init.paths)
