@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"confguest/agent/api/policy"
 )
 
 // crictlBinary finds crictl ($CRICTL, PATH) or builds the pinned version with
@@ -114,18 +116,34 @@ func (e *ctrdEnv) waitLogs(crictl, id, want string) string {
 func TestShimCRIPod(t *testing.T) {
 	crictl := crictlBinary(t)
 	e := startContainerd(t, ctrdOptions{cri: true})
-	os.WriteFile(filepath.Join(e.dir, "crictl.yaml"), []byte("timeout: 240\n"), 0o600)
-	image := e.importBusybox("confguest/busybox:test")
+	root := busyboxRoot(t)
+	image := e.importDir("confguest/busybox:test", root)
 	e.importBusybox("confguest/pause:test")
+	// The pod's policy admits its containers and the exec commands below.
+	p1 := podConfig(t, "p1", map[string]string{"confguest.io/policy": podPolicy(t, root, []policy.Exec{
+		{Args: []policy.Match{anything, anything}, Env: []policy.Match{anything}},
+		{Args: []policy.Match{anything, anything, anything}, Env: []policy.Match{anything}},
+	})})
 
 	start := time.Now()
-	pod := e.mustCrictl(crictl, "runp", "--runtime", "confguest", podConfig(t, "p1", nil))
+	r := e.crictl(crictl, "runp", "--runtime", "confguest", p1)
+	if predatesPolicies(r) {
+		// An image from before policies: the same pod without one.
+		t.Logf("the image's agent enforces no policy; running the pod without one")
+		p1 = podConfig(t, "p1", nil)
+		start = time.Now()
+		r = e.crictl(crictl, "runp", "--runtime", "confguest", p1)
+	}
+	if r.code != 0 {
+		t.Fatalf("crictl runp: exit %d\n%s", r.code, r.stderr)
+	}
+	pod := strings.TrimSpace(r.stdout)
 	bootID := `cat /proc/sys/kernel/random/boot_id`
-	c1 := e.mustCrictl(crictl, "create", pod, containerConfig(t, "c1", image, "sh", "-c", "echo c1 boot $("+bootID+"); exec sleep 1000"), podConfig(t, "p1", nil))
+	c1 := e.mustCrictl(crictl, "create", pod, containerConfig(t, "c1", image, "sh", "-c", "echo c1 boot $("+bootID+"); exec sleep 1000"), p1)
 	e.mustCrictl(crictl, "start", c1)
 	out1 := e.waitLogs(crictl, c1, "c1 boot ")
 	t.Logf("pod start (runp to first container output): %v", time.Since(start).Round(10*time.Millisecond))
-	c2 := e.mustCrictl(crictl, "create", pod, containerConfig(t, "c2", image, "sh", "-c", "echo c2 boot $("+bootID+"); echo c2 err >&2; exec sleep 1000"), podConfig(t, "p1", nil))
+	c2 := e.mustCrictl(crictl, "create", pod, containerConfig(t, "c2", image, "sh", "-c", "echo c2 boot $("+bootID+"); echo c2 err >&2; exec sleep 1000"), p1)
 	e.mustCrictl(crictl, "start", c2)
 	out2 := e.waitLogs(crictl, c2, "c2 boot ")
 

@@ -137,7 +137,8 @@ disabled_plugins = %s
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, e.sock, e.sock+".ttrpc", cri, o.extra)
 	shimCfg := fmt.Sprintf(`{"image_dir": %q, "accel": "tcg", "memory_mib": 256, "run_dir": %q, "vhost_device_vsock": %q, "boot_timeout_seconds": 150%s}`,
 		img.Dir, e.runDir, vhost, map[bool]string{true: ", " + o.shimCfg, false: ""}[o.shimCfg != ""])
-	for name, data := range map[string]string{"config.toml": conf, "shim.json": shimCfg} {
+	// crictl reads its own config file; an empty one keeps it from looking elsewhere.
+	for name, data := range map[string]string{"config.toml": conf, "shim.json": shimCfg, "crictl.yaml": "timeout: 240\n"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +246,13 @@ func (e *ctrdEnv) mustCtr(args ...string) string {
 // it returns the image's name as containerd lists it.
 func (e *ctrdEnv) importBusybox(tag string) string {
 	e.t.Helper()
-	img := dirImage(e.t, busyboxRoot(e.t))
+	return e.importDir(tag, busyboxRoot(e.t))
+}
+
+// importDir imports a one-layer image of dir under tag and returns its name.
+func (e *ctrdEnv) importDir(tag, dir string) string {
+	e.t.Helper()
+	img := dirImage(e.t, dir)
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		e.t.Fatal(err)
@@ -257,7 +264,7 @@ func (e *ctrdEnv) importBusybox(tag string) string {
 	before := e.mustCtr("images", "ls", "-q")
 	e.mustCtr("images", "import", path)
 	for _, n := range strings.Fields(e.mustCtr("images", "ls", "-q")) {
-		if !strings.Contains(before, n) && strings.HasSuffix(n, strings.TrimPrefix(tag, "")) {
+		if !strings.Contains(before, n) && strings.HasSuffix(n, tag) {
 			return n
 		}
 	}

@@ -84,6 +84,8 @@ func installPolicy(ctx context.Context, agent agentv1.AgentClient, doc []byte, n
 	case !named && (c == codes.FailedPrecondition || c == codes.Unimplemented):
 		log.G(ctx).WithError(err).Warn("the guest's agent enforces no policy (an image built before policies were required); running without one")
 		return nil
+	case named && (c == codes.FailedPrecondition || c == codes.Unimplemented):
+		return fmt.Errorf("install the pod's policy (%s) in the guest: %w: the image's agent enforces no policy: rebuild the image with make image", AnnotationPolicy, err)
 	case named:
 		return fmt.Errorf("install the pod's policy (%s) in the guest: %w", AnnotationPolicy, err)
 	default:

@@ -1,0 +1,112 @@
+package qemutests
+
+// The pod annotation confguest.io/policy: the shim installs the pod's policy before
+// anything else, and the agent enforces it (here: a policy without exec rules).
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"confguest/agent/api/policy"
+	"confguest/hostside/launcher"
+	"confguest/rootfs"
+)
+
+// podPolicy is the base64 policy annotation of a test pod: one entry admits every
+// container running sh -c SCRIPT from the one-layer image of root, as containerd's CRI
+// creates it, with readable output and the given exec rules.
+func podPolicy(t *testing.T, root string, exec []policy.Exec) string {
+	t.Helper()
+	// The layer the shim will build from the container's rootfs: the build is
+	// reproducible, so building the same tree gives the same verity root hash.
+	params, err := rootfs.Build(context.Background(), root, filepath.Join(t.TempDir(), "layer.img"), rootfs.WithPreservedOwnership())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mounts []policy.Mount
+	for _, m := range launcher.ContainerSpec(launcher.Process{}, "").Mounts {
+		mounts = append(mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
+	}
+	doc, err := json.Marshal(policy.Policy{
+		Version: 1,
+		Agent:   policy.AgentRules{Shutdown: true},
+		Containers: []policy.Container{{
+			Name:   "app",
+			Rootfs: policy.Rootfs{Layers: []string{params.RootHash}},
+			Args:   []policy.Match{{Exact: "sh"}, {Exact: "-c"}, anything},
+			Env:    []policy.Match{anything},
+			Cwd:    "/",
+			// containerd's CRI lists the primary group among the supplementary ones.
+			User: policy.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0}},
+			Capabilities: []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+				"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"},
+			Mounts: mounts,
+			Stdout: true,
+			Stderr: true,
+			Exec:   exec,
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policy.Parse(doc); err != nil {
+		t.Fatalf("the test's policy does not parse: %v", err)
+	}
+	return base64.StdEncoding.EncodeToString(doc)
+}
+
+var anything = policy.Match{Pattern: "(?s).*"}
+
+// predatesPolicies reports whether a failed runp says the image's agent enforces no policy.
+func predatesPolicies(r cliResult) bool {
+	return r.code != 0 && strings.Contains(r.stderr, "the image's agent enforces no policy")
+}
+
+func TestShimCRIPolicyDeniesExec(t *testing.T) {
+	crictl := crictlBinary(t)
+	e := startContainerd(t, ctrdOptions{cri: true})
+	root := busyboxRoot(t)
+	image := e.importDir("confguest/busybox:policy", root)
+	e.importBusybox("confguest/pause:test")
+	// No exec rules: the host may not run anything in the container.
+	podCfg := podConfig(t, "pol", map[string]string{"confguest.io/policy": podPolicy(t, root, nil)})
+	r := e.crictl(crictl, "runp", "--runtime", "confguest", podCfg)
+	if predatesPolicies(r) {
+		t.Skipf("the image's agent enforces no policy (built before policies were required): rebuild it with make image\n%s", r.stderr)
+	}
+	if r.code != 0 {
+		t.Fatalf("crictl runp with a policy: exit %d\n%s", r.code, r.stderr)
+	}
+	pod := strings.TrimSpace(r.stdout)
+	c := e.mustCrictl(crictl, "create", pod, containerConfig(t, "app", image, "sh", "-c", "echo admitted; exec sleep 1000"), podCfg)
+	e.mustCrictl(crictl, "start", c)
+	e.waitLogs(crictl, c, "admitted")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"sync", []string{"exec", "-s", c, "echo", "should not run"}},
+		{"streaming", []string{"exec", c, "sh", "-c", "echo should not run"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.crictl(crictl, tc.args...)
+			if r.code == 0 || strings.Contains(r.stdout, "should not run") {
+				t.Fatalf("crictl %q under a policy without exec = exit %d, stdout %q; want a denial", tc.args, r.code, r.stdout)
+			}
+			if !strings.Contains(r.stderr, "denied by policy rule containers[app].exec") {
+				t.Errorf("crictl %q: stderr %q; want the policy's reason (denied by policy rule containers[app].exec)", tc.args, r.stderr)
+			}
+		})
+	}
+
+	e.mustCrictl(crictl, "stop", "--timeout", "2", c)
+	e.mustCrictl(crictl, "rm", c)
+	e.mustCrictl(crictl, "stopp", pod)
+	e.mustCrictl(crictl, "rmp", pod)
+	e.checkNoLeftovers(pod)
+}
