@@ -183,12 +183,20 @@ func (e *ctrdEnv) stop() {
 	if e.t.Failed() {
 		e.t.Logf("containerd log (tail):\n%s", tail(e.log.String(), 60))
 	}
-	// Shims that outlived containerd (a test that failed half-way) and their VMs.
+	// Shims that outlived containerd (a test that failed half-way) and their VMs; a killed
+	// shim's socket would stay behind.
 	for _, p := range procsMentioning(e.dir) {
 		var pid int
 		fmt.Sscanf(p, "%d:", &pid)
 		if pid > 0 {
 			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if f := strings.Fields(p); strings.Contains(p, "containerd-shim-confguest-v2") {
+			for i := range f[:len(f)-1] {
+				if f[i] == "-id" {
+					os.Remove(e.shimSocket(f[i+1]))
+				}
+			}
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
