@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -134,6 +135,27 @@ func TestShimCtr(t *testing.T) {
 		}
 	})
 
+	t.Run("tty", func(t *testing.T) {
+		// script gives ctr a terminal of 30 rows and 100 columns; ctr passes the size on
+		// with ResizePty once the task started.
+		cmdline := fmt.Sprintf("stty cols 100 rows 30; %s --address %s --namespace %s run -t --rm --runtime %s %s t1 sh -c 'sleep 1; tty; stty size; exit 6'",
+			e.ctrPath, e.sock, e.ns, shimRuntime, ref)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "script", "-qec", cmdline, "/dev/null")
+		out, err := cmd.Output()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("script: %v", err)
+		}
+		if code != 6 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "30 100") {
+			t.Errorf("ctr run -t ... tty; stty size; exit 6 = exit %d, output %q; want 6, a /dev/pts terminal of 30 rows and 100 columns", code, out)
+		}
+	})
+
 	t.Run("exec and kill", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
@@ -224,7 +246,7 @@ func TestShimCtr(t *testing.T) {
 		e.checkNoLeftovers("c1")
 	})
 
-	e.checkNoLeftovers("r1", "r2", "k1", "k2", "c1")
+	e.checkNoLeftovers("r1", "r2", "t1", "k1", "k2", "c1")
 }
 
 // atoiPrefix parses the PID at the start of a procsMentioning line ("123: cmdline").
