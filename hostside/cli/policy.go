@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -86,7 +85,7 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 	fs.StringVar(&f.name, "name", "main", "name of the policy entry")
 	fs.StringVar(&f.output, "o", "", "write the policy to this file (default: standard output)")
 	fs.Var(&f.env, "env", "KEY=VALUE for the container, as confguest run --env (repeatable)")
-	fs.Var(&f.exec, "exec", "allow exec of this command line, split at spaces (repeatable)")
+	fs.Var(&f.exec, "exec", `allow exec of this command: a command line split at spaces, or a JSON array such as '["sh", "-c", "echo hi"]' (repeatable)`)
 	fs.BoolVar(&f.tty, "t", false, "allow a terminal, as confguest run -t")
 	fs.BoolVar(&f.stdin, "i", false, "allow standard input, as confguest run -i")
 	fs.BoolVar(&f.attestation, "attestation", false, "give the container the workload evidence endpoint")
@@ -143,48 +142,22 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 }
 
 // generatePolicy writes a policy admitting exactly the container with
-// spec s on the layer with root hash layer, checked by the agent's own
-// parser and evaluator-facing rules.
+// spec s on the layer with root hash layer (plus the exec commands of
+// f.exec), checked by the agent's own parser.
 func generatePolicy(f generateFlags, layer string, s *specs.Spec) ([]byte, error) {
-	c := policy.Container{
-		Name:        f.name,
-		Rootfs:      policy.Rootfs{Layers: []string{strings.ToLower(layer)}},
-		Args:        policy.Exactly(s.Process.Args...),
-		Env:         policy.Exactly(s.Process.Env...),
-		Cwd:         s.Process.Cwd,
-		User:        policy.User{UID: s.Process.User.UID, GID: s.Process.User.GID, AdditionalGIDs: s.Process.User.AdditionalGids},
-		Stdin:       f.stdin,
-		TTY:         f.tty,
-		Stdout:      true,
-		Stderr:      true,
-		Attestation: f.attestation,
-	}
-	if caps := s.Process.Capabilities; caps != nil {
-		for _, set := range [][]string{caps.Bounding, caps.Effective, caps.Inheritable, caps.Permitted, caps.Ambient} {
-			for _, name := range set {
-				if !slices.Contains(c.Capabilities, name) {
-					c.Capabilities = append(c.Capabilities, name)
-				}
-			}
-		}
-	}
-	for _, m := range s.Mounts {
-		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
-	}
-	if s.Linux != nil && len(s.Linux.Sysctl) > 0 {
-		c.Sysctls = s.Linux.Sysctl
-	}
+	c := launcher.PolicyEntry(f.name, layer, s)
+	c.Stdin, c.TTY, c.Attestation = f.stdin, f.tty, f.attestation
 	for _, e := range f.exec {
-		args := strings.Fields(e)
-		if len(args) == 0 {
-			return nil, usagef("--exec %q: give a command line", e)
+		args, err := execArgs(e)
+		if err != nil {
+			return nil, err
 		}
 		// What confguest exec sends for this command without flags.
 		ep, err := launcher.ProcessFromImage(v1.Config{WorkingDir: "/"}, args, nil)
 		if err != nil {
 			return nil, usagef("--exec %q: %v", e, err)
 		}
-		c.Exec = append(c.Exec, policy.Exec{Args: policy.Exactly(ep.Args...), Env: policy.Exactly(ep.Env...), Cwd: ep.Cwd})
+		c.Exec = append(c.Exec, launcher.ExecRule(ep))
 	}
 	p := policy.Policy{
 		Version:    policy.Version,
@@ -200,4 +173,24 @@ func generatePolicy(f generateFlags, layer string, s *specs.Spec) ([]byte, error
 		return nil, fmt.Errorf("generated policy: %w (use --name with [A-Za-z0-9_.-])", err)
 	}
 	return doc, nil
+}
+
+// execArgs reads an --exec value: a JSON array of strings (["sh", "-c", "echo hi"]), or a
+// command line split at spaces.
+func execArgs(e string) ([]string, error) {
+	if t := strings.TrimSpace(e); strings.HasPrefix(t, "[") {
+		var args []string
+		if err := json.Unmarshal([]byte(t), &args); err != nil {
+			return nil, usagef("--exec %q: not a JSON array of strings: %v", e, err)
+		}
+		if len(args) == 0 {
+			return nil, usagef("--exec %q: give a command", e)
+		}
+		return args, nil
+	}
+	args := strings.Fields(e)
+	if len(args) == 0 {
+		return nil, usagef("--exec %q: give a command line", e)
+	}
+	return args, nil
 }

@@ -22,6 +22,35 @@ import (
 	"confguest/hostside/launcher"
 )
 
+func TestExecArgs(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"/bin/ls /", []string{"/bin/ls", "/"}, ""},
+		{`["sh", "-c", "echo in guest; exit 3"]`, []string{"sh", "-c", "echo in guest; exit 3"}, ""},
+		{" [\"true\"] ", []string{"true"}, ""},
+		{"   ", nil, "give a command line"},
+		{"[]", nil, "give a command"},
+		{`["sh", 1]`, nil, "not a JSON array of strings"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := execArgs(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("execArgs(%q) = %q, %v, want an error naming %q", tc.in, got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, "\x00") != strings.Join(tc.want, "\x00") {
+				t.Errorf("execArgs(%q) = %q, %v, want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestPolicyHash(t *testing.T) {
 	dir := t.TempDir()
 	doc := []byte(`{"version": 1}` + "\n")

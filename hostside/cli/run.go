@@ -36,7 +36,7 @@ type launchFlags struct {
 	name                                                       string
 	cpus                                                       int
 	tty, stdin, timings, quiet                                 bool
-	env                                                        stringList
+	env, exec                                                  stringList
 	bootTimeout                                                time.Duration
 	vhost, hostData, policyFile, ovmf                          string
 	snp                                                        bool
@@ -58,11 +58,12 @@ func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
 	fs.DurationVar(&f.bootTimeout, "boot-timeout", 120*time.Second, "give up if the agent does not answer within this time")
 	fs.StringVar(&f.vhost, "vhost-device-vsock", "", "vhost-device-vsock binary (default: from PATH)")
 	fs.BoolVar(&f.snp, "snp", false, "boot as an AMD SEV-SNP guest: QEMU with OVMF measuring kernel, initramfs and cmdline, or Cloud Hypervisor with guest.igvm (KVM on an SNP host only)")
-	fs.StringVar(&f.hostData, "host-data", "", "SEV-SNP HOST_DATA: 64 hex digits copied into every attestation report (default: SHA-256 of --policy, or of the empty policy)")
-	fs.StringVar(&f.policyFile, "policy", "", "agent policy file: with --snp its SHA-256 becomes HOST_DATA (see confguest policy hash)")
+	fs.StringVar(&f.hostData, "host-data", "", "SEV-SNP HOST_DATA: 64 hex digits copied into every attestation report; it must be the SHA-256 of the policy sent (the default)")
+	fs.StringVar(&f.policyFile, "policy", "", "agent policy file, sent to the agent before anything else; with --snp its SHA-256 becomes HOST_DATA (default: the policy confguest policy generate writes for this rootfs, command and flags)")
 	fs.StringVar(&f.ovmf, "ovmf", "", "firmware for --snp --vmm qemu (default: the pinned ovmf-amdsev from build/debpin.sh)")
 	if withName {
 		fs.StringVar(&f.name, "name", "", "name of the guest (required)")
+		fs.Var(&f.exec, "exec", `without --policy: allow confguest exec of this command (a command line split at spaces, or a JSON array such as '["sh", "-c", "echo hi"]'; repeatable); no exec is allowed otherwise`)
 	} else {
 		fs.BoolVar(&f.tty, "tty", false, "give the container a terminal")
 		fs.BoolVar(&f.tty, "t", false, "short for --tty")
@@ -119,6 +120,9 @@ func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
 		RunBase: f.runDir, Name: f.name, BootTimeout: f.bootTimeout, SEVSNP: f.snp, HostData: f.hostData,
 		OVMF: f.ovmf,
 	}
+	if f.policyFile != "" && len(f.exec) > 0 {
+		return launcher.Options{}, usagef("--exec writes exec rules into the generated policy: with --policy, list the commands in the policy's exec")
+	}
 	if f.policyFile != "" {
 		doc, err := os.ReadFile(f.policyFile)
 		if err != nil {
@@ -139,6 +143,22 @@ func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
 		o.Timings = launcher.NewTimings()
 	}
 	return o, nil
+}
+
+// usePolicy settles the guest's policy once the container disk is built: the --policy
+// file, or else the policy confguest policy generate writes for the same rootfs, command
+// and flags (entry "main"; output readable; stdin and TTY as asked; exec only of --exec
+// commands; shutdown allowed, which run and stop need).
+func (f *launchFlags) usePolicy(sb *launcher.Sandbox, disk image.Disk, proc launcher.Process) error {
+	if sb.Policy() != nil {
+		return nil
+	}
+	gf := generateFlags{name: "main", env: f.env, exec: f.exec, tty: proc.TTY, stdin: proc.Stdin, shutdown: true}
+	doc, err := generatePolicy(gf, disk.Verity.RootHash, launcher.ContainerSpec(proc, containerID))
+	if err != nil {
+		return err
+	}
+	return sb.UsePolicy(doc)
 }
 
 // parseMemory reads sizes like 512M, 1G, 2048 (MiB) and returns MiB.
@@ -212,7 +232,13 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 		return err
 	}
 	defer term.restore()
+	if err := f.usePolicy(sb, disk, proc); err != nil {
+		return err
+	}
 	if err := sb.Boot(ctx); err != nil {
+		return err
+	}
+	if err := sb.InstallPolicy(ctx); err != nil {
 		return err
 	}
 	wctx, unwatch := sb.WatchVM(ctx)

@@ -53,6 +53,10 @@ func TestRunBadInput(t *testing.T) {
 	emptyLayout := t.TempDir()
 	missingBlob, mismatch := brokenLayouts(t)
 	runDir := t.TempDir()
+	badPolicy := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(badPolicy, []byte(`{"version": 1, "allow_all": true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Any existing file stands in for vhost-device-vsock: these runs fail before it starts.
 	common := []string{"--run-dir", runDir, "--quiet", "--vhost-device-vsock", "/bin/sh"}
 	tests := []struct {
@@ -81,6 +85,8 @@ func TestRunBadInput(t *testing.T) {
 		{"bad accel", []string{"run", "--accel", "hvf", "--image", img, "--rootfs", rootfsDir, "--", "true"}, 2, []string{"--accel"}},
 		{"start without name", []string{"start", "--image", img, "--rootfs", rootfsDir}, 2, []string{"--name is required"}},
 		{"start bad name", []string{"start", "--name", "../x", "--image", img, "--rootfs", rootfsDir}, 2, []string{"guest name"}},
+		{"start --exec with --policy", []string{"start", "--name", "x", "--policy", "/p.json", "--exec", "ls", "--image", img, "--rootfs", rootfsDir}, 2, []string{"--exec", "with --policy, list the commands in the policy's exec"}},
+		{"run --policy invalid", []string{"run", "--policy", badPolicy, "--image", img, "--rootfs", rootfsDir, "--", "true"}, 1, []string{badPolicy, `unknown field "allow_all"`}},
 		{"exec unknown guest", []string{"exec", "--run-dir", runDir, "ghost", "--", "ls"}, 1, []string{`"ghost"`, "no such guest"}},
 		{"logs unknown guest", []string{"logs", "--run-dir", runDir, "ghost"}, 1, []string{"no such guest"}},
 		{"stop unknown guest", []string{"stop", "--run-dir", runDir, "ghost"}, 1, []string{"no such guest"}},

@@ -21,6 +21,8 @@ func runStart(ctx context.Context, args []string, stdio Stdio) (err error) {
 	f.register(fs, true)
 	fs.Usage = func() {
 		fmt.Fprintln(stdio.Err, "usage: confguest start --name NAME [FLAGS] (--rootfs DIR | --oci PATH | --pull REF) [-- CMD [ARG...]]")
+		fmt.Fprintln(stdio.Err, "The guest obeys --policy FILE, or else a policy generated for this container that allows")
+		fmt.Fprintln(stdio.Err, "confguest logs and stop, and confguest exec only of the --exec commands.")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -64,7 +66,13 @@ func runStart(ctx context.Context, args []string, stdio Stdio) (err error) {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	if err := f.usePolicy(sb, disk, proc); err != nil {
+		return err
+	}
 	if err := sb.Boot(ctx); err != nil {
+		return err
+	}
+	if err := sb.InstallPolicy(ctx); err != nil {
 		return err
 	}
 	if err := sb.StartContainer(ctx, containerID, disk, serial, proc); err != nil {

@@ -13,4 +13,6 @@ var (
 	ErrVMMDied = errors.New("VMM exited")
 	// ErrUnknownVMM means --vmm named a backend that does not exist.
 	ErrUnknownVMM = errors.New("unknown VMM")
+	// ErrNoPolicy means a guest was to get its policy but none was given.
+	ErrNoPolicy = errors.New("no policy for the guest")
 )

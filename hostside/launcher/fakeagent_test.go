@@ -2,6 +2,8 @@ package launcher
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -33,6 +35,11 @@ type fakeAgent struct {
 	containers map[string]*fakeContainer
 	procs      map[string]*fakeProc // container/exec
 	shutdown   bool
+	// policy is what SetPolicy received; policyReply, if set, answers it instead of
+	// the real hash, unbound.
+	policy      []byte
+	policyReply *agentv1.SetPolicyResponse
+	policyErr   error
 }
 
 type fakeContainer struct {
@@ -132,11 +139,25 @@ func (a *fakeAgent) proc(r *agentv1.ProcessRef) (*fakeProc, error) {
 	return p, nil
 }
 
-// SetPolicy and GetReport: the launcher does not call them yet.
-func (a *fakeAgent) SetPolicy(context.Context, *agentv1.SetPolicyRequest) (*agentv1.SetPolicyResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "SetPolicy")
+// SetPolicy records the policy and answers its SHA-256, unbound (a tee=none guest).
+func (a *fakeAgent) SetPolicy(_ context.Context, r *agentv1.SetPolicyRequest) (*agentv1.SetPolicyResponse, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.policy != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "denied by policy rule agent.replace_policy: SetPolicy: the installed policy does not allow replacing it")
+	}
+	if a.policyErr != nil {
+		return nil, a.policyErr
+	}
+	a.policy = r.GetPolicy()
+	if a.policyReply != nil {
+		return a.policyReply, nil
+	}
+	sum := sha256.Sum256(r.GetPolicy())
+	return &agentv1.SetPolicyResponse{Sha256: hex.EncodeToString(sum[:])}, nil
 }
 
+// GetReport: the launcher does not call it.
 func (a *fakeAgent) GetReport(context.Context, *agentv1.GetReportRequest) (*agentv1.GetReportResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "GetReport")
 }

@@ -56,7 +56,8 @@ type Options struct {
 	// copied into every attestation report; by default it is HostDataFor(Policy).
 	SEVSNP   bool
 	HostData string
-	// Policy is the agent policy document whose SHA-256 is HOST_DATA (nil: the empty policy).
+	// Policy is the agent policy document: InstallPolicy sends it after Boot, and its
+	// SHA-256 is HOST_DATA (nil: the empty policy's, until UsePolicy gives the document).
 	Policy []byte
 	// OVMF is the firmware of QEMU SEV-SNP launches (default: the pinned ovmf-amdsev that
 	// build/debpin.sh unpacked into the cache).
@@ -80,10 +81,12 @@ type Sandbox struct {
 	// SNP is the expected SEV-SNP launch (measurement, HOST_DATA), nil without SEV-SNP.
 	SNP *SNPLaunch
 
-	opts   Options
-	client *ttrpc.Client
-	disks  []image.Disk
-	state  State
+	opts Options
+	// hostDataGiven: Options.HostData was given, not derived from the policy.
+	hostDataGiven bool
+	client        *ttrpc.Client
+	disks         []image.Disk
+	state         State
 }
 
 // CheckVMM validates a --vmm value.
@@ -130,7 +133,7 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	} else if err := CheckName(name); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{Name: name, opts: o}
+	s := &Sandbox{Name: name, opts: o, hostDataGiven: hostDataFrom == hostDataFlag}
 	s.progress("checking guest image %s", o.ImageDir)
 	done := o.Timings.Start(PhaseImageCheck)
 	g, err := image.CheckGuest(ctx, o.ImageDir)

@@ -40,6 +40,9 @@ type SNPLaunch struct {
 // policy, used when no policy is given.
 func HostDataFor(doc []byte) string { return policy.HashHex(doc) }
 
+// hostDataFlag is where HOST_DATA comes from when --host-data gives it.
+const hostDataFlag = "given with --host-data"
+
 // prepareSNP checks an SEV-SNP launch before anything is built or started: the host must
 // run SNP guests, the launch parameters must be the ones the measurement covers, and
 // HOST_DATA is settled.
@@ -73,7 +76,7 @@ func prepareSNP(o *Options) (from string, err error) {
 	case o.Policy != nil:
 		from = "SHA-256 of the policy"
 	default:
-		hd, from = o.HostData, "given with --host-data"
+		hd, from = o.HostData, hostDataFlag
 	}
 	o.HostData = strings.ToLower(hd)
 	// Last, so that a wrong flag is named even on a host without SEV-SNP.

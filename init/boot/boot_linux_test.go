@@ -89,6 +89,8 @@ func TestStepsOrder(t *testing.T) {
 		{"on /proc", "read kernel command line"},
 		{"cgroup2 on /sys/fs/cgroup", "enable cgroup controllers"},
 		{"on /sys", "cgroup2"},
+		{"sysfs on /sys", "configfs on " + ConfigFS},
+		{"configfs on " + ConfigFS, "switch root"},
 		{"read kernel command line", "wait for root device"},
 		{"wait for root device", "create dm-verity device"},
 		{"create dm-verity device", "set read-ahead of /dev/mapper/root"},

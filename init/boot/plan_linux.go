@@ -18,6 +18,10 @@ const (
 	Hostname = "confguest"
 	// CgroupRoot is where the cgroup2 hierarchy is mounted.
 	CgroupRoot = "/sys/fs/cgroup"
+	// ConfigFS is where configfs is mounted: go-sev-guest asks for SEV-SNP
+	// reports through configfs-tsm (ConfigFS/tsm/report) first, then
+	// /dev/sev-guest. The kernel creates the directory (CONFIG_CONFIGFS_FS).
+	ConfigFS = "/sys/kernel/config"
 	// StateDir is the agent's writable state directory (on the /run tmpfs).
 	StateDir = "/run/confguest"
 )
@@ -41,14 +45,16 @@ const (
 )
 
 // Steps is PID 1's boot, in order. After the last step the process runs in
-// the verity root with /dev, /proc, /sys and /run moved into it, writable
-// tmpfs on /tmp and /var, and the initramfs contents freed.
+// the verity root with /dev, /proc, /sys (with configfs and cgroup2 on it)
+// and /run moved into it, writable tmpfs on /tmp and /var, and the
+// initramfs contents freed.
 func Steps(p Plan) []Step {
 	return []Step{
 		Mount{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: nosuid, Data: "mode=0755", Mkdir: 0o755},
 		Console{Path: "/dev/console"},
 		Mount{Source: "proc", Target: "/proc", FSType: "proc", Flags: nosuid | nodev | noexec, Mkdir: 0o555},
 		Mount{Source: "sysfs", Target: "/sys", FSType: "sysfs", Flags: nosuid | nodev | noexec, Mkdir: 0o555},
+		Mount{Source: "configfs", Target: ConfigFS, FSType: "configfs", Flags: nosuid | nodev | noexec},
 		Mount{Source: "devpts", Target: "/dev/pts", FSType: "devpts", Flags: nosuid | noexec, Data: "mode=0620,ptmxmode=0666", Mkdir: 0o755},
 		Mount{Source: "shm", Target: "/dev/shm", FSType: "tmpfs", Flags: nosuid | nodev, Data: "mode=1777", Mkdir: 0o1777},
 		Mount{Source: "run", Target: "/run", FSType: "tmpfs", Flags: nosuid | nodev, Data: "mode=0755", Mkdir: 0o755},

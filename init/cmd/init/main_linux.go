@@ -26,6 +26,12 @@ import (
 // AgentPath is the agent on the verity root.
 const AgentPath = "/sbin/agent"
 
+// AgentArgs is the agent's command line. It is part of the measured
+// initramfs, so the host cannot change it: the agent always requires a
+// policy (the first call must be SetPolicy, bound to HOST_DATA under
+// confguest.tee=snp, accepted unbound under the measured confguest.tee=none).
+var AgentArgs = []string{AgentPath, "-require-policy"}
+
 func main() {
 	if os.Getpid() != 1 {
 		// Not the guest's PID 1: refuse before touching mounts or power.
@@ -58,7 +64,7 @@ func run(ctx context.Context, _ []string, stdout io.Writer) error {
 	buttons, _ := filepath.Glob("/dev/input/event*")
 	return supervise.Run(ctx, supervise.Config{
 		Path:         AgentPath,
-		Args:         []string{AgentPath},
+		Args:         AgentArgs,
 		Env:          []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"},
 		KillAll:      true,
 		PowerButtons: buttons,
