@@ -19,6 +19,7 @@ import (
 	// evaluator. The confguest binary imports nothing of the agent but
 	// its API (agent/api/...).
 	evaluator "confguest/agent/policy"
+	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
 
@@ -168,5 +169,66 @@ func TestPolicyGenerate(t *testing.T) {
 		if err := e.Authorize(ctx, s.method, s.req); (err == nil) != s.allow {
 			t.Errorf("generated policy: Authorize(%s) = %v, want allowed=%v", s.name, err, s.allow)
 		}
+	}
+}
+
+// TestRunPolicyIsGenerated checks that the policy confguest run and start send without
+// --policy is byte for byte what confguest policy generate writes with the same flags, so
+// its HOST_DATA can be recomputed (and the file given to confguest verify).
+func TestRunPolicyIsGenerated(t *testing.T) {
+	rootfsDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(rootfsDir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfsDir, "bin", "hello"), []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	disk, err := image.BuildDisk(context.Background(), image.Source{Kind: image.Dir, Ref: rootfsDir}, work, filepath.Join(work, "ctr0.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		f         launchFlags
+		tty       bool
+		stdin     bool
+		cmd       []string
+		genFlags  []string
+		wantExecs int
+	}{
+		{name: "run", f: launchFlags{env: stringList{"GREETING=hi"}}, cmd: []string{"/bin/hello", "world"}, genFlags: []string{"--env", "GREETING=hi"}},
+		{name: "run -i -t", f: launchFlags{}, tty: true, stdin: true, cmd: []string{"/bin/hello"}, genFlags: []string{"-i", "-t"}},
+		{name: "start --exec", f: launchFlags{exec: stringList{"/bin/ls /", `["sh", "-c", "echo in guest; exit 3"]`}}, cmd: []string{"/bin/hello"},
+			genFlags: []string{"--exec", "/bin/ls /", "--exec", `["sh", "-c", "echo in guest; exit 3"]`}, wantExecs: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			proc, err := launcher.ProcessFromImage(disk.Config, tc.cmd, tc.f.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proc.TTY, proc.Stdin = tc.tty, tc.stdin
+			got, err := tc.f.generatedPolicy(disk, proc)
+			if err != nil {
+				t.Fatalf("generatedPolicy() = %v", err)
+			}
+			args := append(append([]string{"policy", "generate", "--rootfs", rootfsDir}, tc.genFlags...), append([]string{"--"}, tc.cmd...)...)
+			code, want, stderr := runCLI(args...)
+			if code != 0 {
+				t.Fatalf("confguest %s = %d\n%s", strings.Join(args, " "), code, stderr)
+			}
+			if string(got) != want {
+				t.Errorf("run's policy differs from confguest %s:\n%s\nwant:\n%s", strings.Join(args, " "), got, want)
+			}
+			p, err := policy.Parse(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := p.Containers[0]
+			if c.TTY != tc.tty || c.Stdin != tc.stdin || len(c.Exec) != tc.wantExecs || !p.Agent.Shutdown {
+				t.Errorf("run's policy = %+v, want tty %v, stdin %v, %d exec rules, shutdown allowed", p, tc.tty, tc.stdin, tc.wantExecs)
+			}
+		})
 	}
 }

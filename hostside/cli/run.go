@@ -153,12 +153,18 @@ func (f *launchFlags) usePolicy(sb *launcher.Sandbox, disk image.Disk, proc laun
 	if sb.Policy() != nil {
 		return nil
 	}
-	gf := generateFlags{name: "main", env: f.env, exec: f.exec, tty: proc.TTY, stdin: proc.Stdin, shutdown: true}
-	doc, err := generatePolicy(gf, disk.Verity.RootHash, launcher.ContainerSpec(proc, containerID))
+	doc, err := f.generatedPolicy(disk, proc)
 	if err != nil {
 		return err
 	}
 	return sb.UsePolicy(doc)
+}
+
+// generatedPolicy is the policy confguest policy generate writes for the container proc
+// on disk, with these flags.
+func (f *launchFlags) generatedPolicy(disk image.Disk, proc launcher.Process) ([]byte, error) {
+	gf := generateFlags{name: "main", env: f.env, exec: f.exec, tty: proc.TTY, stdin: proc.Stdin, shutdown: true}
+	return generatePolicy(gf, disk.Verity.RootHash, launcher.ContainerSpec(proc, containerID))
 }
 
 // parseMemory reads sizes like 512M, 1G, 2048 (MiB) and returns MiB.
