@@ -207,5 +207,10 @@ func (s *Sandbox) printSNP() {
 		pub = "not the published value: measurement.json covers other launch parameters"
 	}
 	s.progress("SEV-SNP launch (%s): expected MEASUREMENT %s (%s)", how, l.Measurement, pub)
+	if s.opts.Policy == nil && !s.hostDataGiven {
+		// confguest run and start write the policy once the container disks are built.
+		s.progress("SEV-SNP HOST_DATA: the SHA-256 of the policy, printed once it is written")
+		return
+	}
 	s.progress("SEV-SNP HOST_DATA %s (%s)", l.HostData, l.HostDataFrom)
 }

@@ -243,8 +243,17 @@ func TestNewSNPMeasurement(t *testing.T) {
 			if tc.wantPublished == "" && l.Measurement == pub(good).QEMU.Measurement {
 				t.Errorf("measurement for %d vCPUs = the published 1-vCPU value %s, want another", l.VCPUs, l.Measurement)
 			}
+			// No policy yet: HOST_DATA follows the one UsePolicy gives before boot.
+			doc := []byte(testPolicy)
+			if err := s.UsePolicy(doc); err != nil {
+				t.Fatalf("UsePolicy: %v", err)
+			}
+			if l.HostData != HostDataFor(doc) {
+				t.Errorf("SNP.HostData after UsePolicy = %s, want %s", l.HostData, HostDataFor(doc))
+			}
 			out := progress.String()
-			for _, w := range []string{"expected MEASUREMENT " + l.Measurement, "HOST_DATA " + HostDataFor(nil) + " (SHA-256 of the empty policy"} {
+			for _, w := range []string{"expected MEASUREMENT " + l.Measurement, "HOST_DATA: the SHA-256 of the policy, printed once it is written",
+				"HOST_DATA " + HostDataFor(doc) + " (SHA-256 of the policy for this run)"} {
 				if !strings.Contains(out, w) {
 					t.Errorf("progress = %q, want it to contain %q", out, w)
 				}
