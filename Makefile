@@ -13,7 +13,7 @@ setup:
 
 # Host tools.
 build: setup
-	$(GO) build -trimpath -o bin/ ./hostside/cmd/confguest ./rootfs/cmd/mkrootfs
+	$(GO) build -trimpath -o bin/ ./hostside/cmd/confguest ./rootfs/cmd/mkrootfs ./hostside/cmd/containerd-shim-confguest-v2
 
 # The guest kernel, cached under $(CONFGUEST_CACHE)/kernel keyed by source and config.
 kernel: setup
