@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // namespace setup before the Go runtime starts
@@ -38,7 +39,18 @@ func init() {
 	runtime.LockOSThread()
 }
 
+// gcPercent is the agent's GC target: collect when the heap has grown by
+// half its live size rather than Go's default of doubling it. The live heap
+// is about 1 MiB and a container cycle leaves ~0.3 MiB of garbage; the lower
+// target keeps the heap's high-water mark lower, and with it the runtime's
+// GC metadata, which grows with that mark and is never returned to the OS.
+// In the guest the agent's anonymous memory after 100 cycles grew by
+// 1.26-1.36 MiB instead of 1.60 MiB (agent/README.md), for about three
+// times as many collections of that small heap.
+const gcPercent = 50
+
 func main() {
+	debug.SetGCPercent(gcPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
