@@ -14,7 +14,8 @@
 #   CONFGUEST  the confguest binary (default: bin/confguest of this tree; make build)
 #   ROOTFS     the container rootfs directory (default: IMAGE_DIR/build/busybox-root)
 #   VMMS       the modes to run (default: "qemu cloud-hypervisor")
-#   POLICY     an agent policy file; HOST_DATA is its SHA-256 (default: none, the empty policy)
+#   POLICY     an agent policy file; HOST_DATA is its SHA-256 (default: the policy
+#              confguest policy generate writes for ROOTFS and `sleep 3600`)
 #   VCEK       the VCEK certificate, when the host's reports carry no certificates
 #   OVMF       firmware for the QEMU mode (default: the pinned ovmf-amdsev, build/debpin.sh)
 set -euo pipefail
@@ -53,15 +54,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# HOST_DATA is the SHA-256 of the policy; without one, of the empty policy (zero bytes).
-policy_args=()
+# HOST_DATA is the SHA-256 of the policy the launcher sends. Without POLICY, write the one
+# `confguest start` generates for this rootfs and command, and send exactly those bytes.
 if [ -n "${POLICY:-}" ]; then
 	policy=$(readlink -f "$POLICY")
-	policy_args=(--policy "$policy")
 else
-	policy=$work/empty-policy
-	: >"$policy"
+	policy=$work/policy.json
+	"$cg" policy generate --rootfs "$rootfs" -o "$policy" -- sleep 3600
 fi
+policy_args=(--policy "$policy")
 want_host_data=$(sha256sum "$policy" | cut -d' ' -f1)
 verify_args=()
 [ -n "${VCEK:-}" ] && verify_args+=(--vcek "$VCEK")

@@ -341,7 +341,8 @@ func TestCLIRun(t *testing.T) {
 
 func TestCLIStartExecStop(t *testing.T) {
 	e := newCLIEnv(t)
-	args := append(append([]string{"start", "--name", "svc"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sh", "-c", "echo started; sleep 1000")
+	// The generated policy allows exactly this exec; any other is denied by the guest.
+	args := append(append([]string{"start", "--name", "svc", "--exec", `["sh","-c","echo in guest; exit 3"]`}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sh", "-c", "echo started; sleep 1000")
 	r := e.run("", args...)
 	skipUnimplemented(t, r)
 	if r.code != 0 || r.stdout != "svc\n" {
@@ -353,6 +354,9 @@ func TestCLIStartExecStop(t *testing.T) {
 	}
 	if r := e.run("", "exec", "--run-dir", e.runDir, "svc", "--", "sh", "-c", "echo in guest; exit 3"); r.code != 3 || r.stdout != "in guest\n" {
 		t.Errorf("confguest exec = %q, exit %d; want \"in guest\\n\", 3\nstderr:\n%s", r.stdout, r.code, r.stderr)
+	}
+	if r := e.run("", "exec", "--run-dir", e.runDir, "svc", "--", "ls"); r.code == 0 || !strings.Contains(r.stderr, "denied") {
+		t.Errorf("confguest exec of a command outside the policy = exit %d, stderr %q; want a denial", r.code, r.stderr)
 	}
 	if r := e.run("", "logs", "--run-dir", e.runDir, "svc"); r.code != 0 || r.stdout != "started\n" {
 		t.Errorf("confguest logs = %q, exit %d; want \"started\\n\", 0\nstderr:\n%s", r.stdout, r.code, r.stderr)
