@@ -84,7 +84,7 @@ func StartCloudHypervisor(ctx context.Context, cfg Config, opts ...CHOption) (VM
 		return nil, fmt.Errorf("cloud-hypervisor: %w%s", err, logTail(p.log))
 	}
 	c := NewCHClient(api)
-	if _, err := c.Ping(ctx); err != nil {
+	if err := waitForPing(ctx, c, p, 5*time.Second); err != nil {
 		return nil, fmt.Errorf("%w%s", err, logTail(p.log))
 	}
 	if err := c.Create(ctx, vmConfig(cfg, vm.VsockPath(), vm.ConsolePath())); err != nil {
@@ -138,4 +138,23 @@ func CheckCloudHypervisor(opts ...CHOption) error {
 	}
 	_, err := lookPath(chBinary, o.binary, chInstall)
 	return err
+}
+
+// waitForPing pings the API until the VMM answers: its socket file exists from bind(2)
+// on, a moment before the VMM listens on it.
+func waitForPing(ctx context.Context, c *CHClient, p *proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := c.Ping(ctx)
+		if err == nil || !errors.Is(err, ErrNotRunning) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-p.exited:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -59,6 +59,11 @@ func Dial(ctx context.Context, path string, port uint32, opts ...Option) (net.Co
 		if err == nil {
 			return conn, nil
 		}
+		if ctx.Err() != nil && last != nil {
+			// The caller's deadline cut this attempt short: the previous attempt's error says
+			// more about the guest.
+			return nil, timeoutError(ctx, path, port, attempts, last, o.console)
+		}
 		last = err
 		if errors.Is(err, ErrProtocol) {
 			// Not a hybrid vsock endpoint: retrying cannot help.

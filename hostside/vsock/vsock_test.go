@@ -117,7 +117,7 @@ func TestDial(t *testing.T) {
 		{
 			name:      "no listener",
 			setup:     func(f *fakeVMM) { f.listen(9999) },
-			deadline:  300 * time.Millisecond,
+			deadline:  time.Second,
 			wantErr:   ErrNoAnswer,
 			wantInErr: []string{"port 1024", "panic: no agent", "closed without reply"},
 		},
@@ -131,7 +131,7 @@ func TestDial(t *testing.T) {
 		{
 			name:      "reply without newline",
 			setup:     func(f *fakeVMM) { f.reply = "OK 12" },
-			deadline:  300 * time.Millisecond,
+			deadline:  time.Second,
 			wantErr:   ErrNoAnswer,
 			wantInErr: []string{"cut short"},
 		},
