@@ -17,6 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
@@ -56,13 +57,39 @@ func TestAgentInGuest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("BuildDisk: %v", err)
 	}
+	// The agent obeys a measured policy: admit exactly the containers and
+	// exec'd commands below.
+	const id = "svc"
+	path := []string{"PATH=/bin"}
+	svcProc := launcher.Process{Args: []string{"sleep", "1000"}, Cwd: "/", Env: path}
+	svc := launcher.PolicyEntry("svc", disk.Verity.RootHash, launcher.ContainerSpec(svcProc, id))
+	for _, p := range []launcher.Process{
+		{Args: []string{"sh", "-c", "echo hi; exit 7"}},
+		{Args: []string{"sleep", "1000"}},
+		{Args: []string{"sh", "-c", "yes confguest-agent-100MiB-0123456789 | head -c 104857600"}},
+		{Args: []string{"sh", "-c", "read l; echo got:$l"}, TTY: true, Stdin: true},
+	} {
+		p.Cwd, p.Env = "/", path
+		svc.Exec = append(svc.Exec, launcher.ExecRule(p))
+	}
+	again := launcher.PolicyEntry("again", disk.Verity.RootHash, launcher.ContainerSpec(launcher.Process{Args: []string{"true"}, Cwd: "/", Env: path}, "again"))
+	doc, err := json.Marshal(policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+		Containers: []policy.Container{svc, again}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.UsePolicy(doc); err != nil {
+		t.Fatalf("UsePolicy: %v", err)
+	}
 	if err := sb.Boot(ctx); err != nil {
 		t.Fatalf("Boot: %v", err)
 	}
+	if err := sb.InstallPolicy(ctx); err != nil {
+		t.Fatalf("InstallPolicy: %v", err)
+	}
 	a := sb.Agent
 
-	const id = "svc"
-	if err := sb.CreateContainer(ctx, id, disk, serial, launcher.Process{Args: []string{"sleep", "1000"}, Cwd: "/", Env: []string{"PATH=/bin"}}); err != nil {
+	if err := sb.CreateContainer(ctx, id, disk, serial, svcProc); err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
 	if _, err := a.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
