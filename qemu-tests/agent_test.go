@@ -203,6 +203,12 @@ func TestAgentInGuest(t *testing.T) {
 // placed on the benchmark disk and run inside a privileged container that
 // the benchmark starts through the agent.
 //
+// Neither that container nor the probe (the guest's PID namespace) is
+// admissible under a policy ("every other namespace is always private"), so
+// this needs an image whose agent runs without -require-policy (images from
+// before init passed it); on a policy-enforcing image the first probe fails
+// with PermissionDenied.
+//
 //	go test -run '^$' -bench BenchmarkAgentInGuest -benchtime 100x ./qemu-tests
 func BenchmarkAgentInGuest(b *testing.B) {
 	img := needImage(b)
