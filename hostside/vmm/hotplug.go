@@ -2,10 +2,7 @@ package vmm
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,7 +31,7 @@ func AddDisk(ctx context.Context, vm VM, d Disk) error {
 		{"blockdev-add", map[string]any{"driver": "raw", "node-name": node, "read-only": d.ReadOnly, "file": file}},
 		{"device_add", map[string]any{"driver": "virtio-blk-pci", "drive": node, "id": "dev-" + d.Serial, "serial": d.Serial}},
 	}
-	if err := qmpRun(ctx, filepath.Join(dir, QMPSocket), cmds); err != nil {
+	if err := qmpRun(ctx, filepath.Join(dir, QMPSocket), 10*time.Second, cmds); err != nil {
 		return fmt.Errorf("add disk %s: %w", d.Path, err)
 	}
 	return nil
@@ -47,59 +44,3 @@ func (c *CHClient) AddDisk(ctx context.Context, d DiskConfig) error {
 	return c.do(ctx, http.MethodPut, "vm.add-disk", d, nil)
 }
 
-type qmpCommand struct {
-	Execute   string         `json:"execute"`
-	Arguments map[string]any `json:"arguments,omitempty"`
-}
-
-// qmpRun runs commands in one QMP session, in order, stopping at the first error.
-func qmpRun(ctx context.Context, path string, cmds []qmpCommand) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("QMP socket %s: %w", path, ErrNotRunning)
-		}
-		return fmt.Errorf("dial QMP socket %s: %w", path, err)
-	}
-	defer conn.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	conn.SetDeadline(deadline)
-	dec := json.NewDecoder(conn)
-	var greeting struct {
-		QMP json.RawMessage `json:"QMP"`
-	}
-	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
-		return fmt.Errorf("QMP %s: no greeting: %v", path, err)
-	}
-	enc := json.NewEncoder(conn)
-	for _, c := range append([]qmpCommand{{Execute: "qmp_capabilities"}}, cmds...) {
-		if err := enc.Encode(c); err != nil {
-			return fmt.Errorf("QMP %s: send %s: %w", path, c.Execute, err)
-		}
-		for {
-			var reply struct {
-				Return json.RawMessage `json:"return"`
-				Error  *struct {
-					Class string `json:"class"`
-					Desc  string `json:"desc"`
-				} `json:"error"`
-				Event string `json:"event"`
-			}
-			if err := dec.Decode(&reply); err != nil {
-				return fmt.Errorf("QMP %s: read reply to %s: %w", path, c.Execute, err)
-			}
-			if reply.Event != "" {
-				continue
-			}
-			if reply.Error != nil {
-				return fmt.Errorf("QMP %s: %s: %s: %w", c.Execute, reply.Error.Class, reply.Error.Desc, ErrAPI)
-			}
-			break
-		}
-	}
-	return nil
-}

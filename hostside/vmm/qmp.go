@@ -12,11 +12,18 @@ import (
 
 // qmpPowerdown asks QEMU, through its QMP socket, to press the guest's ACPI power button.
 func qmpPowerdown(ctx context.Context, path string) error {
-	return qmpExecute(ctx, path, "system_powerdown")
+	return qmpRun(ctx, path, 5*time.Second, []qmpCommand{{Execute: "system_powerdown"}})
 }
 
-// qmpExecute runs one QMP command without arguments and waits for its answer.
-func qmpExecute(ctx context.Context, path, command string) error {
+// qmpCommand is one QMP command with its arguments.
+type qmpCommand struct {
+	Execute   string         `json:"execute"`
+	Arguments map[string]any `json:"arguments,omitempty"`
+}
+
+// qmpRun runs commands in one QMP session, in order, stopping at the first error, and
+// waits for each answer (skipping events). The session ends after timeout at the latest.
+func qmpRun(ctx context.Context, path string, timeout time.Duration, cmds []qmpCommand) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -26,7 +33,7 @@ func qmpExecute(ctx context.Context, path, command string) error {
 		return fmt.Errorf("dial QMP socket %s: %w", path, err)
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -38,9 +45,10 @@ func qmpExecute(ctx context.Context, path, command string) error {
 	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
 		return fmt.Errorf("QMP %s: no greeting: %v", path, err)
 	}
-	for _, c := range []string{"qmp_capabilities", command} {
-		if err := json.NewEncoder(conn).Encode(map[string]string{"execute": c}); err != nil {
-			return fmt.Errorf("QMP %s: send %s: %w", path, c, err)
+	enc := json.NewEncoder(conn)
+	for _, c := range append([]qmpCommand{{Execute: "qmp_capabilities"}}, cmds...) {
+		if err := enc.Encode(c); err != nil {
+			return fmt.Errorf("QMP %s: send %s: %w", path, c.Execute, err)
 		}
 		for {
 			var reply struct {
@@ -52,13 +60,13 @@ func qmpExecute(ctx context.Context, path, command string) error {
 				Event string `json:"event"`
 			}
 			if err := dec.Decode(&reply); err != nil {
-				return fmt.Errorf("QMP %s: read reply to %s: %w", path, c, err)
+				return fmt.Errorf("QMP %s: read reply to %s: %w", path, c.Execute, err)
 			}
 			if reply.Event != "" {
 				continue
 			}
 			if reply.Error != nil {
-				return fmt.Errorf("QMP %s: %s: %s: %s: %w", path, c, reply.Error.Class, reply.Error.Desc, ErrAPI)
+				return fmt.Errorf("QMP %s: %s: %s: %s: %w", path, c.Execute, reply.Error.Class, reply.Error.Desc, ErrAPI)
 			}
 			break
 		}
