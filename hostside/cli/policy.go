@@ -95,20 +95,8 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var srcs []image.Source
-	if f.rootfsDir != "" {
-		srcs = append(srcs, image.Source{Kind: image.Dir, Ref: f.rootfsDir})
-	}
-	if f.oci != "" {
-		srcs = append(srcs, image.OCISource(f.oci))
-	}
-	if f.pull != "" {
-		srcs = append(srcs, image.Source{Kind: image.Registry, Ref: f.pull})
-	}
-	if len(srcs) != 1 {
-		return usagef("give exactly one of --rootfs DIR, --oci PATH, --pull REF")
-	}
-	if err := srcs[0].Check(); err != nil {
+	src, err := rootfsSource(f.rootfsDir, f.oci, f.pull)
+	if err != nil {
 		return err
 	}
 	work, err := os.MkdirTemp("", "confguest-policy-")
@@ -117,7 +105,7 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 	}
 	defer os.RemoveAll(work)
 	// The same disk confguest run builds: its verity root hash pins the rootfs.
-	disk, err := image.BuildDisk(ctx, srcs[0], work, filepath.Join(work, "rootfs.img"))
+	disk, err := image.BuildDisk(ctx, src, work, filepath.Join(work, "rootfs.img"))
 	if err != nil {
 		return err
 	}

@@ -73,15 +73,21 @@ func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
 
 // source returns the one container rootfs source given.
 func (f *launchFlags) source() (image.Source, error) {
+	return rootfsSource(f.rootfsDir, f.oci, f.pull)
+}
+
+// rootfsSource returns the one container rootfs source of --rootfs, --oci and --pull,
+// checked (run, start and policy generate take the same three flags).
+func rootfsSource(dir, oci, pull string) (image.Source, error) {
 	var srcs []image.Source
-	if f.rootfsDir != "" {
-		srcs = append(srcs, image.Source{Kind: image.Dir, Ref: f.rootfsDir})
+	if dir != "" {
+		srcs = append(srcs, image.Source{Kind: image.Dir, Ref: dir})
 	}
-	if f.oci != "" {
-		srcs = append(srcs, image.OCISource(f.oci))
+	if oci != "" {
+		srcs = append(srcs, image.OCISource(oci))
 	}
-	if f.pull != "" {
-		srcs = append(srcs, image.Source{Kind: image.Registry, Ref: f.pull})
+	if pull != "" {
+		srcs = append(srcs, image.Source{Kind: image.Registry, Ref: pull})
 	}
 	if len(srcs) != 1 {
 		return image.Source{}, usagef("give exactly one of --rootfs DIR, --oci PATH, --pull REF")

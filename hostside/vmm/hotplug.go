@@ -43,4 +43,3 @@ func AddDisk(ctx context.Context, vm VM, d Disk) error {
 func (c *CHClient) AddDisk(ctx context.Context, d DiskConfig) error {
 	return c.do(ctx, http.MethodPut, "vm.add-disk", d, nil)
 }
-
