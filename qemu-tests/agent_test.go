@@ -21,7 +21,6 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
-	"confguest/hostside/vmm"
 )
 
 // TestAgentInGuest drives the agent API directly over vsock in the real
@@ -30,7 +29,6 @@ import (
 // producer's SHA-256, and a TTY exec round-trips a line.
 func TestAgentInGuest(t *testing.T) {
 	img := needImage(t)
-	vhost := vhostDeviceVsock(t)
 	root := busyboxRoot(t)
 	for _, app := range []string{"head", "yes", "sha256sum", "read", "stty"} {
 		os.Symlink("busybox", filepath.Join(root, "bin", app))
@@ -38,21 +36,9 @@ func TestAgentInGuest(t *testing.T) {
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
 		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
 	}
-	base, err := os.MkdirTemp("", "cga")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(base)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	sb, err := launcher.New(ctx, launcher.Options{
-		ImageDir: img.Dir, Accel: vmm.AccelTCG, MemoryMiB: 512, RunBase: base,
-		QEMU: []vmm.QEMUOption{vmm.WithVhostDeviceVsock(vhost)},
-	})
-	if err != nil {
-		t.Fatalf("launcher.New: %v", err)
-	}
-	defer sb.Close(context.Background())
+	sb := newSandbox(ctx, t, img, 512)
 	disk, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
 	if err != nil {
 		t.Fatalf("BuildDisk: %v", err)
@@ -212,30 +198,10 @@ func TestAgentInGuest(t *testing.T) {
 //	go test -run '^$' -bench BenchmarkAgentInGuest -benchtime 100x ./qemu-tests
 func BenchmarkAgentInGuest(b *testing.B) {
 	img := needImage(b)
-	vhost, err := exec.LookPath("vhost-device-vsock")
-	if err != nil {
-		out, err := exec.Command("bash", filepath.Join(repoRoot(), "build", "debpin.sh"), "vhost-device-vsock").Output()
-		if err != nil {
-			missing(b, "vhost-device-vsock unavailable (build/debpin.sh vhost-device-vsock: %v)", err)
-		}
-		vhost = filepath.Join(strings.TrimSpace(string(out)), "usr", "bin", "vhost-device-vsock")
-	}
 	root := benchRoot(b)
-	base, err := os.MkdirTemp("", "cgb")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(base)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	sb, err := launcher.New(ctx, launcher.Options{
-		ImageDir: img.Dir, Accel: vmm.AccelTCG, MemoryMiB: 512, RunBase: base,
-		QEMU: []vmm.QEMUOption{vmm.WithVhostDeviceVsock(vhost)},
-	})
-	if err != nil {
-		b.Fatalf("launcher.New: %v", err)
-	}
-	defer sb.Close(context.Background())
+	sb := newSandbox(ctx, b, img, 512)
 	disk, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
 	if err != nil {
 		b.Fatalf("BuildDisk: %v", err)

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,37 +32,41 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-var (
-	cliOnce sync.Once
-	cliBin  string
-	cliErr  error
-)
+// hostBinaries holds one build per main package, so each is built once per test run.
+var hostBinaries sync.Map // package path -> func() (string, error)
 
-// confguestBinary builds hostside/cmd/confguest once per test run.
-func confguestBinary(t *testing.T) string {
+// hostBinary builds the host program of main package pkg (e.g. "./hostside/cmd/confguest")
+// once per test run, alone in a folder of its own, and returns its path.
+func hostBinary(t *testing.T, pkg string) string {
 	t.Helper()
-	cliOnce.Do(func() {
+	build, _ := hostBinaries.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
 		dir, err := os.MkdirTemp("", "confguest-bin")
 		if err != nil {
-			cliErr = err
-			return
+			return "", err
 		}
-		cliBin = filepath.Join(dir, "confguest")
-		cmd := exec.Command("go", "build", "-o", cliBin, "./hostside/cmd/confguest")
+		bin := filepath.Join(dir, path.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir = repoRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			cliErr = fmt.Errorf("go build confguest: %v\n%s", err, out)
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
-	})
-	if cliErr != nil {
-		t.Fatal(cliErr)
+		return bin, nil
+	}))
+	bin, err := build.(func() (string, error))()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return cliBin
+	return bin
+}
+
+// confguestBinary builds hostside/cmd/confguest once per test run.
+func confguestBinary(t *testing.T) string {
+	return hostBinary(t, "./hostside/cmd/confguest")
 }
 
 // vhostDeviceVsock returns the pinned vhost-device-vsock binary.
-func vhostDeviceVsock(t *testing.T) string {
+func vhostDeviceVsock(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("vhost-device-vsock"); err == nil {
 		return p

@@ -63,3 +63,25 @@ func TestLauncherBootsToAgent(t *testing.T) {
 		t.Errorf("%d entries left in the run base after Close", len(ents))
 	}
 }
+
+// newSandbox returns a launcher sandbox for img: QEMU under TCG with memMiB of memory and
+// vhost-device-vsock, its run directory in a temporary folder. The sandbox is closed and the
+// folder removed when the test ends.
+func newSandbox(ctx context.Context, tb testing.TB, img Image, memMiB int) *launcher.Sandbox {
+	tb.Helper()
+	vhost := vhostDeviceVsock(tb)
+	base, err := os.MkdirTemp("", "cg")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(base) })
+	sb, err := launcher.New(ctx, launcher.Options{
+		ImageDir: img.Dir, Accel: vmm.AccelTCG, MemoryMiB: memMiB, RunBase: base,
+		QEMU: []vmm.QEMUOption{vmm.WithVhostDeviceVsock(vhost)},
+	})
+	if err != nil {
+		tb.Fatalf("launcher.New: %v", err)
+	}
+	tb.Cleanup(func() { sb.Close(context.Background()) })
+	return sb
+}

@@ -20,7 +20,6 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
-	"confguest/hostside/vmm"
 )
 
 // evidenceClient is a workload that asks the attestation endpoint for evidence over its
@@ -69,7 +68,6 @@ func buildEvidenceClient(t *testing.T, dir string) {
 // into A, and GetReport both answer "no SEV-SNP device".
 func TestPolicyInGuest(t *testing.T) {
 	img := needImage(t)
-	vhost := vhostDeviceVsock(t)
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
 		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
 	}
@@ -82,21 +80,9 @@ func TestPolicyInGuest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rootB, "etc", "b"), []byte("not in the policy\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base, err := os.MkdirTemp("", "cgp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(base)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	sb, err := launcher.New(ctx, launcher.Options{
-		ImageDir: img.Dir, Accel: vmm.AccelTCG, MemoryMiB: 512, RunBase: base,
-		QEMU: []vmm.QEMUOption{vmm.WithVhostDeviceVsock(vhost)},
-	})
-	if err != nil {
-		t.Fatalf("launcher.New: %v", err)
-	}
-	defer sb.Close(context.Background())
+	sb := newSandbox(ctx, t, img, 512)
 	diskA, serialA, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootA})
 	if err != nil {
 		t.Fatalf("BuildDisk(A): %v", err)

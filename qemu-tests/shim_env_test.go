@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,33 +25,10 @@ import (
 
 const shimRuntime = "io.containerd.confguest.v2"
 
-var (
-	shimOnce sync.Once
-	shimDir  string
-	shimErr  error
-)
-
-// shimBinary builds the shim once per test run and returns the folder holding it.
+// shimBinary builds the shim once per test run and returns the folder holding it (and
+// nothing else), for containerd's PATH.
 func shimBinary(t *testing.T) string {
-	t.Helper()
-	shimOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cgshim-bin")
-		if err != nil {
-			shimErr = err
-			return
-		}
-		shimDir = dir
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "containerd-shim-confguest-v2"), "./hostside/cmd/containerd-shim-confguest-v2")
-		cmd.Dir = repoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			shimErr = fmt.Errorf("go build containerd-shim-confguest-v2: %v\n%s", err, out)
-		}
-	})
-	if shimErr != nil {
-		t.Fatal(shimErr)
-	}
-	return shimDir
+	return filepath.Dir(hostBinary(t, "./hostside/cmd/containerd-shim-confguest-v2"))
 }
 
 // ctrdEnv is one running private containerd.
