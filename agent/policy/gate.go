@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -56,28 +58,30 @@ func (g *Gate) Authorize(ctx context.Context, method string, req any) error {
 }
 
 func (g *Gate) authorize(ctx context.Context, method string, req any) error {
+	// Held while the evaluator decides, so that Install carries over every
+	// admission the old policy made: none lands in it after the swap.
 	g.mu.RLock()
-	ev, poisoned := g.ev, g.poisoned
-	g.mu.RUnlock()
+	defer g.mu.RUnlock()
 	switch {
-	case poisoned != nil:
-		return fmt.Errorf("%s: %w (%w): %w", method, ErrPoisoned, poisoned, authz.ErrDenied)
-	case ev == nil:
+	case g.poisoned != nil:
+		return fmt.Errorf("%s: %w (%w): %w", method, ErrPoisoned, g.poisoned, authz.ErrDenied)
+	case g.ev == nil:
 		switch method {
 		case MethodVersion, MethodGetReport, MethodSetPolicy:
 			return nil
 		}
 		return fmt.Errorf("%s: %w: call SetPolicy first: %w", method, ErrNoPolicy, authz.ErrDenied)
 	}
-	return ev.Authorize(ctx, method, req)
+	return g.ev.Authorize(ctx, method, req)
 }
 
 // Install parses doc and makes it the policy. The first policy must be
 // bound (SHA-256(doc) == HOST_DATA) unless the gate has no
 // HostDataSource; a mismatch poisons the gate. A later policy replaces
-// the current one only if the current one allows it (agent.replace_policy);
-// containers admitted under the old policy are not reachable under the
-// new one.
+// the current one only if the current one allows it (agent.replace_policy).
+// A container admitted under the old policy continues under the new
+// policy's entry of the same name (see carryAdmissions); without one it is
+// no longer reachable, which is how a replacement revokes it.
 func (g *Gate) Install(ctx context.Context, doc []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -109,7 +113,55 @@ func (g *Gate) Install(ctx context.Context, doc []byte) error {
 		}
 		g.log.LogAttrs(ctx, slog.LevelInfo, "policy installed, bound to HOST_DATA", slog.String("sha256", hash))
 	}
-	g.ev, g.hash = NewEvaluator(p), hash
+	ev := NewEvaluator(p)
+	if g.ev != nil {
+		carryAdmissions(g.ev, ev)
+	}
+	g.ev, g.hash = ev, hash
+	return nil
+}
+
+// carryAdmissions moves the admissions of from (the replaced policy's
+// evaluator) to to: a container continues under to's entry of the same
+// name, and each of its exec'd processes under that entry's first exec
+// rule that reads the same as the rule that admitted it. A container or
+// process with no such counterpart stays unadmitted: every call on it is
+// denied until the container is deleted. to must not be in use yet.
+func carryAdmissions(from, to *Evaluator) {
+	byName := map[string]*Container{}
+	for i := range to.p.Containers {
+		byName[to.p.Containers[i].Name] = &to.p.Containers[i]
+	}
+	from.mu.Lock()
+	defer from.mu.Unlock()
+	for id, c := range from.containers {
+		if nc, ok := byName[c.Name]; ok {
+			to.containers[id] = nc
+		}
+	}
+	for k, x := range from.execs {
+		nc, ok := to.containers[k[0]]
+		if !ok {
+			continue
+		}
+		if nx := sameExec(nc.Exec, x); nx != nil {
+			to.execs[k] = nx
+		}
+	}
+}
+
+// sameExec returns the first rule of rules that reads (as JSON) the same
+// as x, or nil.
+func sameExec(rules []Exec, x *Exec) *Exec {
+	want, err := json.Marshal(x)
+	if err != nil {
+		return nil
+	}
+	for i := range rules {
+		if got, err := json.Marshal(&rules[i]); err == nil && bytes.Equal(got, want) {
+			return &rules[i]
+		}
+	}
 	return nil
 }
 

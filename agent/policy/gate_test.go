@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -153,4 +154,79 @@ func TestGateAdmitted(t *testing.T) {
 			t.Errorf("Admitted(%q) = %s attestation=%v, %v, want attestation=%v, %v", tc.id, c.Name, c.Attestation, ok, tc.attests, tc.ok)
 		}
 	}
+}
+
+// TestGateReplaceCarriesAdmissions replaces a policy under admitted
+// containers: each continues under the new policy's entry of its name,
+// follows that entry's rules, and is unreachable when the name is gone.
+func TestGateReplaceCarriesAdmissions(t *testing.T) {
+	replaceable := []string{`"replace_policy": false`, `"replace_policy": true`}
+	calls := []struct {
+		name   string
+		method string
+		req    any
+	}{
+		{"start w", MethodStartContainer, &agentv1.StartContainerRequest{ContainerId: "w"}},
+		{"start t", MethodStartContainer, &agentv1.StartContainerRequest{ContainerId: "t"}},
+		{"wait w/ls", MethodWaitProcess, &agentv1.WaitProcessRequest{Process: ref("w", "ls")}},
+		{"wait w/sh", MethodWaitProcess, &agentv1.WaitProcessRequest{Process: ref("w", "sh")}},
+		{"stdout of w", MethodReadOutput, &agentv1.ReadOutputRequest{Process: ref("w", ""), Stream: agentv1.OutputStream_OUTPUT_STREAM_STDOUT}},
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Policy)
+		// want holds the rule that denies each call, "" for allowed.
+		want [5]string
+	}{
+		{"same document", func(*Policy) {}, [5]string{}},
+		{"entries reordered", func(p *Policy) {
+			p.Containers[0], p.Containers[1] = p.Containers[1], p.Containers[0]
+		}, [5]string{}},
+		{"tools dropped", func(p *Policy) { p.Containers = p.Containers[:1] },
+			[5]string{1: "containers"}},
+		{"tools renamed", func(p *Policy) { p.Containers[1].Name = "shell" },
+			[5]string{1: "containers"}},
+		{"web tightened", func(p *Policy) {
+			p.Containers[0].Stdout = false
+			p.Containers[0].Exec[1].Stdin = false // the rule that admitted sh
+		}, [5]string{3: "containers[web].exec", 4: "containers[web].stdout"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := admitted(t, replaceable...)
+			p, err := Parse(edit(t, readTestdata(t, "web.json"), replaceable[0], replaceable[1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.mutate(p)
+			next, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Install(context.Background(), next); err != nil {
+				t.Fatalf("Install(replacement) = %v", err)
+			}
+			for i, c := range calls {
+				err := g.Authorize(context.Background(), c.method, c.req)
+				var d *Denial
+				switch {
+				case tc.want[i] == "" && err != nil:
+					t.Errorf("%s after the replacement = %v, want allowed", c.name, err)
+				case tc.want[i] != "" && (!errors.As(err, &d) || d.Rule != tc.want[i]):
+					t.Errorf("%s after the replacement = %v, want denied by rule %s", c.name, err, tc.want[i])
+				}
+			}
+		})
+	}
+
+	t.Run("replacement refused", func(t *testing.T) {
+		g := admitted(t) // web.json: replace_policy false
+		next := edit(t, readTestdata(t, "web.json"), `"attestation": true`, `"attestation": false`)
+		if err := g.Install(context.Background(), next); !errors.Is(err, authz.ErrDenied) {
+			t.Fatalf("Install(replacement) under a policy without replace_policy = %v, want denied", err)
+		}
+		if c, ok := g.Admitted("w"); !ok || !c.Attestation {
+			t.Errorf("Admitted(w) after a refused replacement = attestation %v, %v; want the installed policy's entry (attestation true), true", c.Attestation, ok)
+		}
+	})
 }
