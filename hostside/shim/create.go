@@ -124,6 +124,19 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		if err != nil {
 			return 0, err
 		}
+		if d := s.pod.defaults; d != nil {
+			commit, err := d.admit(ctx, s.pod.sb.Agent, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != ""))
+			if err != nil {
+				return 0, err
+			}
+			defer func() {
+				if retErr != nil {
+					d.revert(context.WithoutCancel(ctx), s.pod.sb.Agent)
+				} else {
+					commit()
+				}
+			}()
+		}
 	}
 	sj, err := json.Marshal(gspec)
 	if err != nil {
@@ -144,9 +157,6 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		Stdio: &agentv1.StdioOptions{Stdin: r.Stdin != ""},
 	})
 	if err != nil {
-		if status.Code(err) == codes.PermissionDenied && strings.Contains(err.Error(), "no policy installed") {
-			return 0, fmt.Errorf("create container %s in the guest: %w: the guest requires a policy and this pod names none: set the pod annotation %s (base64 of the policy document)", r.ID, err, AnnotationPolicy)
-		}
 		return 0, fmt.Errorf("create container %s in the guest: %w", r.ID, err)
 	}
 	st, err := openStreams(s.ctx, s.pod.sb.Agent, c.init.ref(), c.init.paths)
@@ -203,15 +213,21 @@ func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
 }
 
 // bootPod boots the pod's VM, owned by container owner, whose spec is spec. prepare runs
-// between creating the sandbox and booting it (to build disks attached at boot) and may
-// return the default policy of a single container. The pod's policy (its annotation, else
-// that default) is installed before anything else. Called with s.mu held.
+// between creating the sandbox and booting it (to build disks attached at boot) and
+// returns the default policy of a single container; it is nil for a CRI pod sandbox. The
+// pod's policy (its annotation, else that default, else for a CRI pod podBasePolicy) is
+// installed before anything else. Called with s.mu held.
 func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs.Spec, prepare func(*launcher.Sandbox) ([]byte, error)) error {
 	doc, err := podPolicy(spec)
 	if err != nil {
 		return err
 	}
 	named := doc != nil
+	var defaults *podDefault
+	if doc == nil && prepare == nil {
+		// A CRI pod naming no policy: the base, replaced as its containers are created.
+		doc, defaults = []byte(podBasePolicy), &podDefault{}
+	}
 	o := s.cfg.launcherOptions(VMName(bundle), "")
 	o.Policy = doc // HOST_DATA of an SEV-SNP launch is its SHA-256
 	o.Progress = logWriter{ctx}
@@ -238,12 +254,16 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		return fmt.Errorf("boot the pod VM: %w", err)
 	}
 	if doc != nil {
-		if err := installPolicy(ctx, sb.Agent, doc, named); err != nil {
+		enforced, err := installPolicy(ctx, sb.Agent, doc, named)
+		if err != nil {
 			sb.Close(context.WithoutCancel(ctx))
 			return err
 		}
+		if !enforced {
+			defaults = nil
+		}
 	}
-	s.pod = &pod{sb: sb, owner: owner}
+	s.pod = &pod{sb: sb, owner: owner, defaults: defaults}
 	go s.watchVM(sb)
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -14,47 +13,21 @@ import (
 
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/launcher"
 )
 
-// maxExecArgs bounds the argument count of the exec commands the default policy allows.
+// maxExecArgs bounds the argument count of the exec commands the default policies allow.
 const maxExecArgs = 32
 
-// defaultPolicy is the policy of a single container (ctr run) whose pod names none: it
-// admits exactly that container as created — its rootfs disk (by verity root hash), args,
-// env, working directory, user, capabilities, mounts and sysctls; stdin and a TTY as the
-// create asked; stdout and stderr readable — and lets the host exec any command in it (up
-// to maxExecArgs arguments) as the container's user, in its working directory, with its
-// environment plus any entries, as runc does, and shut the VM down. Pods whose workload needs protection from
-// the host's exec name their own policy (AnnotationPolicy).
-func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
-	p := g.Process
-	c := policy.Container{
-		Name:   "container",
-		Rootfs: policy.Rootfs{Layers: []string{strings.ToLower(layer)}},
-		Args:   policy.Exactly(p.Args...),
-		Env:    policy.Exactly(p.Env...),
-		Cwd:    p.Cwd,
-		User:   policy.User{UID: p.User.UID, GID: p.User.GID, AdditionalGIDs: p.User.AdditionalGids},
-		Stdin:  stdin,
-		TTY:    p.Terminal,
-		Stdout: true,
-		Stderr: true,
-	}
-	if caps := p.Capabilities; caps != nil {
-		for _, set := range [][]string{caps.Bounding, caps.Effective, caps.Inheritable, caps.Permitted, caps.Ambient} {
-			for _, name := range set {
-				if !slices.Contains(c.Capabilities, name) {
-					c.Capabilities = append(c.Capabilities, name)
-				}
-			}
-		}
-	}
-	for _, m := range g.Mounts {
-		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
-	}
-	if g.Linux != nil && len(g.Linux.Sysctl) > 0 {
-		c.Sysctls = g.Linux.Sysctl
-	}
+// containerEntry is the policy entry, named name, that admits exactly the container
+// created with guest spec g on the layer with verity root hash layer: its rootfs disk, args,
+// env, working directory, user, capabilities, mounts, sysctls and read-only root; stdin and
+// a TTY as the create asked; stdout and stderr readable. It lets the host exec any command
+// in the container (up to maxExecArgs arguments) as the container's user, in its working
+// directory, with its environment plus any entries, as runc does.
+func containerEntry(name, layer string, g *specs.Spec, stdin bool) policy.Container {
+	c := launcher.PolicyEntry(name, layer, g)
+	c.Stdin = stdin
 	if g.Root != nil {
 		c.ReadonlyRootfs = g.Root.Readonly
 	}
@@ -62,8 +35,49 @@ func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
 	for n := 1; n <= maxExecArgs; n++ {
 		c.Exec = append(c.Exec, policy.Exec{Args: slices.Repeat([]policy.Match{anything}, n), Env: []policy.Match{anything}, Stdin: true, TTY: true})
 	}
-	// Shutdown lets the shim power the VM off cleanly; the host can stop the VM anyway.
-	doc, err := json.Marshal(policy.Policy{Version: 1, Agent: policy.AgentRules{Shutdown: true}, Containers: []policy.Container{c}})
+	return c
+}
+
+// defaultPolicy is the policy of a single container (ctr run) whose pod names none: the
+// entry "container" (containerEntry) and Shutdown, so the shim can power the VM off
+// cleanly (the host can stop the VM anyway). Pods whose workload needs protection from the
+// host's exec name their own policy (AnnotationPolicy).
+func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
+	return encodePolicy(policy.Policy{
+		Version:    policy.Version,
+		Agent:      policy.AgentRules{Shutdown: true},
+		Containers: []policy.Container{containerEntry("container", layer, g, stdin)},
+	})
+}
+
+// podBasePolicy is the policy a CRI pod that names none (no AnnotationPolicy) boots with:
+// no containers; Stats, Shutdown and replacing the policy allowed. Its SHA-256 is the
+// HOST_DATA of such a pod under SEV-SNP. deploy/pod-default-policy.json holds the same
+// bytes, and the README prints its SHA-256.
+//
+// As each container of the pod is created, the shim replaces the policy with podPolicyFor
+// the pod's containers so far: the host decides which containers the pod runs, and each
+// is then held to what it was created with.
+const podBasePolicy = `{
+  "version": 1,
+  "agent": {"stats": true, "shutdown": true, "replace_policy": true},
+  "containers": []
+}
+`
+
+// podPolicyFor is the replacement of podBasePolicy that admits entries (containerEntry,
+// named by container ID) and keeps the base's agent rules, replace_policy included.
+func podPolicyFor(entries []policy.Container) ([]byte, error) {
+	base, err := policy.Parse([]byte(podBasePolicy))
+	if err != nil {
+		return nil, fmt.Errorf("the pod base policy does not parse: %w", err)
+	}
+	base.Containers = entries
+	return encodePolicy(*base)
+}
+
+func encodePolicy(p policy.Policy) ([]byte, error) {
+	doc, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode the default policy: %w", err)
 	}
@@ -73,22 +87,69 @@ func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
 	return doc, nil
 }
 
+// podDefault is the state of a pod under the default pod policy: the entries of its
+// containers, in creation order.
+type podDefault struct {
+	entries []policy.Container
+}
+
+// admit installs the pod policy that adds entry to the pod's containers; the entry counts
+// once commit is called (after the container was created). Called with s.mu held.
+func (d *podDefault) admit(ctx context.Context, agent agentv1.AgentClient, entry policy.Container) (commit func(), err error) {
+	entries := append(slices.Clone(d.entries), entry)
+	if err := d.install(ctx, agent, entries); err != nil {
+		return nil, fmt.Errorf("admit container %s: %w", entry.Name, err)
+	}
+	return func() { d.entries = entries }, nil
+}
+
+// revert reinstalls the pod policy of the committed entries, after a create that failed.
+func (d *podDefault) revert(ctx context.Context, agent agentv1.AgentClient) {
+	if err := d.install(ctx, agent, d.entries); err != nil {
+		log.G(ctx).WithError(err).Warn("restore the pod's default policy after a failed create")
+	}
+}
+
+// forget installs the pod policy without the entry of a deleted container.
+func (d *podDefault) forget(ctx context.Context, agent agentv1.AgentClient, id string) {
+	entries := slices.DeleteFunc(slices.Clone(d.entries), func(c policy.Container) bool { return c.Name == id })
+	if len(entries) == len(d.entries) {
+		return
+	}
+	d.entries = entries
+	if err := d.install(ctx, agent, entries); err != nil {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("drop a deleted container from the pod's default policy")
+	}
+}
+
+func (d *podDefault) install(ctx context.Context, agent agentv1.AgentClient, entries []policy.Container) error {
+	doc, err := podPolicyFor(entries)
+	if err != nil {
+		return err
+	}
+	if _, err := agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc}); err != nil {
+		return fmt.Errorf("replace the pod's default policy in the guest: %w", err)
+	}
+	return nil
+}
+
 // installPolicy sends the pod's policy with SetPolicy, the first call after boot. A
-// policy the pod named must be installed; the default policy may meet an image whose agent
-// enforces none (it allows everything then, and says so in the shim's log).
-func installPolicy(ctx context.Context, agent agentv1.AgentClient, doc []byte, named bool) error {
+// policy the pod named must be installed; a default policy may meet an image whose agent
+// enforces none: it allows everything then, installPolicy says so in the shim's log and
+// returns enforced false.
+func installPolicy(ctx context.Context, agent agentv1.AgentClient, doc []byte, named bool) (enforced bool, _ error) {
 	_, err := agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc})
 	switch c := status.Code(err); {
 	case err == nil:
-		return nil
+		return true, nil
 	case !named && (c == codes.FailedPrecondition || c == codes.Unimplemented):
 		log.G(ctx).WithError(err).Warn("the guest's agent enforces no policy (an image built before policies were required); running without one")
-		return nil
+		return false, nil
 	case named && (c == codes.FailedPrecondition || c == codes.Unimplemented):
-		return fmt.Errorf("install the pod's policy (%s) in the guest: %w: the image's agent enforces no policy: rebuild the image with make image", AnnotationPolicy, err)
+		return false, fmt.Errorf("install the pod's policy (%s) in the guest: %w: the image's agent enforces no policy: rebuild the image with make image", AnnotationPolicy, err)
 	case named:
-		return fmt.Errorf("install the pod's policy (%s) in the guest: %w", AnnotationPolicy, err)
+		return false, fmt.Errorf("install the pod's policy (%s) in the guest: %w", AnnotationPolicy, err)
 	default:
-		return fmt.Errorf("install the default policy in the guest: %w", err)
+		return false, fmt.Errorf("install the default policy in the guest: %w", err)
 	}
 }

@@ -15,10 +15,9 @@ import (
 	agentpolicy "confguest/agent/policy"
 )
 
-// TestDefaultPolicy checks the default policy with the agent's own evaluator: it admits
-// the container as the shim creates it, and nothing else.
-func TestDefaultPolicy(t *testing.T) {
-	layer := strings.Repeat("ab", 32)
+// testGuestSpec is the guest spec of a small container as the shim creates it.
+func testGuestSpec(t *testing.T) *specs.Spec {
+	t.Helper()
 	bundle := &specs.Spec{
 		Hostname: "c1",
 		Process: &specs.Process{
@@ -31,6 +30,33 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+// createRequest is the agent's CreateContainer of container id from guest spec g (changed
+// by mutate, if any) on the layer with root hash layer, with stdin.
+func createRequest(t *testing.T, g *specs.Spec, id, layer string, mutate func(*specs.Spec)) *agentv1.CreateContainerRequest {
+	t.Helper()
+	s := *g
+	proc := *g.Process
+	s.Process = &proc
+	if mutate != nil {
+		mutate(&s)
+	}
+	sj, err := json.Marshal(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &agentv1.CreateContainerRequest{ContainerId: id, SpecJson: sj, Stdio: &agentv1.StdioOptions{Stdin: true},
+		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Serial: "ctr0",
+			Verity: &agentv1.Verity{RootHash: layer}}}}}
+}
+
+// TestDefaultPolicy checks the default policy with the agent's own evaluator: it admits
+// the container as the shim creates it, and nothing else.
+func TestDefaultPolicy(t *testing.T) {
+	layer := strings.Repeat("ab", 32)
+	g := testGuestSpec(t)
 	doc, err := defaultPolicy(layer, g, true)
 	if err != nil {
 		t.Fatal(err)
@@ -42,19 +68,7 @@ func TestDefaultPolicy(t *testing.T) {
 	ev := agentpolicy.NewEvaluator(p)
 	ctx := context.Background()
 	create := func(id, layer string, mutate func(*specs.Spec)) *agentv1.CreateContainerRequest {
-		s := *g
-		proc := *g.Process
-		s.Process = &proc
-		if mutate != nil {
-			mutate(&s)
-		}
-		sj, err := json.Marshal(&s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &agentv1.CreateContainerRequest{ContainerId: id, SpecJson: sj, Stdio: &agentv1.StdioOptions{Stdin: true},
-			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Serial: "ctr0",
-				Verity: &agentv1.Verity{RootHash: layer}}}}}
+		return createRequest(t, g, id, layer, mutate)
 	}
 	execs := 0
 	execReq := func(args ...string) *agentv1.ExecProcessRequest {

@@ -73,6 +73,9 @@ type event struct {
 type pod struct {
 	sb    *launcher.Sandbox
 	owner string // the container whose deletion stops the VM
+	// defaults is the pod's default policy, when it runs under one (a CRI pod that names
+	// no policy, on an agent that enforces policies).
+	defaults *podDefault
 }
 
 // container is one task: a sandbox (pause) container is the VM itself and runs nothing in
@@ -366,6 +369,9 @@ func (s *Service) delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		if err != nil && s.pod.owner != c.id {
 			errs = append(errs, fmt.Errorf("delete container %s in the guest: %w", c.id, err))
 		}
+		if err == nil && s.pod.defaults != nil {
+			s.pod.defaults.forget(ctx, s.pod.sb.Agent, c.id)
+		}
 	}
 	if s.pod != nil && s.pod.owner == c.id {
 		if err := s.closePod(ctx); err != nil {
@@ -505,15 +511,10 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskReque
 	return nil, errdefs.ToGRPC(fmt.Errorf("checkpoint: %w", errNotImpl))
 }
 
-// Update is not supported: resource limits are fixed at create (the agent has no update
-// call yet).
+// Update is not supported: the agent's API has no call that changes a running
+// container's resources, so they stay what the container was created with.
 func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, errdefs.ToGRPC(fmt.Errorf("update of resources: %w", errNotImpl))
-}
-
-// Stats is not supported yet.
-func (s *Service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	return nil, errdefs.ToGRPC(fmt.Errorf("stats: %w", errNotImpl))
+	return nil, errdefs.ToGRPC(fmt.Errorf("update resources of %s: the guest's agent cannot change a running container's resources; re-create the container with the new limits: %w", r.ID, errNotImpl))
 }
 
 // Connect reports the shim's and the VMM's PIDs.
