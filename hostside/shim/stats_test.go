@@ -1,14 +1,24 @@
 package shim
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"math"
+	"strings"
 	"testing"
 
 	stats "github.com/containerd/cgroups/v3/cgroup2/stats"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
+	agentpolicy "confguest/agent/policy"
+	"confguest/hostside/launcher"
 )
 
 func TestMetrics(t *testing.T) {
@@ -56,5 +66,74 @@ func TestMetrics(t *testing.T) {
 	}
 	if got, want := a.GetTypeUrl(), "io.containerd.cgroups.v2.Metrics"; got != want {
 		t.Errorf("stats type URL = %q, want %q (what containerd's CRI decodes as cgroup v2 metrics)", got, want)
+	}
+}
+
+// statsAgent answers Stats as the agent does: its gate decides first, and a denial
+// reaches the host as PermissionDenied with the policy's reason.
+type statsAgent struct {
+	gateAgent
+	resp *agentv1.StatsResponse
+}
+
+func (a *statsAgent) Stats(ctx context.Context, r *agentv1.StatsRequest) (*agentv1.StatsResponse, error) {
+	if err := a.gate.Authorize(ctx, agentpolicy.MethodStats, r); err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return a.resp, nil
+}
+
+// TestServiceStats asks the shim for the stats of a pod's container under a policy that
+// allows them and under one that does not, and of the pod's sandbox.
+func TestServiceStats(t *testing.T) {
+	ctx := context.Background()
+	g := testGuestSpec(t)
+	id, layer := strings.Repeat("1", 64), strings.Repeat("a1", 32)
+	usage := &agentv1.StatsResponse{Memory: &agentv1.MemoryStats{UsageBytes: 2 << 20}, Cpu: &agentv1.CPUStats{}, Pids: &agentv1.PidsStats{Current: 1}}
+	for _, tc := range []struct {
+		name     string
+		agent    policy.AgentRules
+		id       string
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"allowed", policy.AgentRules{Stats: true}, id, codes.OK, ""},
+		{"denied", policy.AgentRules{}, id, codes.PermissionDenied, "denied by policy rule agent.stats"},
+		{"sandbox", policy.AgentRules{Stats: true}, "pod", codes.NotFound, "the pause container runs nothing in the guest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc, err := encodePolicy(policy.Policy{Version: policy.Version, Agent: tc.agent, Containers: []policy.Container{containerEntry("c", layer, g, true)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := &statsAgent{gateAgent: gateAgent{gate: agentpolicy.NewGate(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))}, resp: usage}
+			if err := a.gate.Install(ctx, doc); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.gate.Authorize(ctx, agentpolicy.MethodCreateContainer, createRequest(t, g, id, layer, nil)); err != nil {
+				t.Fatal(err)
+			}
+			s := &Service{
+				pod: &pod{sb: &launcher.Sandbox{Agent: a}, owner: "pod"},
+				containers: map[string]*container{
+					"pod": {id: "pod", sandbox: true, init: newProcess("pod", "", stdioPaths{})},
+					id:    {id: id, init: newProcess(id, "", stdioPaths{})},
+				},
+			}
+			resp, err := s.Stats(ctx, &taskapi.StatsRequest{ID: tc.id})
+			if st, _ := status.FromError(err); st.Code() != tc.wantCode || !strings.Contains(st.Message(), tc.wantMsg) {
+				t.Fatalf("Stats(%s) = %v, want code %v and %q", tc.id, err, tc.wantCode, tc.wantMsg)
+			}
+			if err != nil {
+				return
+			}
+			var m stats.Metrics
+			if err := typeurl.UnmarshalTo(resp.GetStats(), &m); err != nil {
+				t.Fatalf("Stats(%s): %v", tc.id, err)
+			}
+			if got, want := m.GetMemory().GetUsage(), usage.GetMemory().GetUsageBytes(); got != want {
+				t.Errorf("Stats(%s): memory usage %d, want the agent's %d", tc.id, got, want)
+			}
+		})
 	}
 }
