@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 )
@@ -195,11 +198,20 @@ func attach(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Process
 		a.readers.Add(1)
 		go func() {
 			defer a.readers.Done()
-			if err := readOutput(rctx, agent, ref, st.which, w, stdio.Warn); err != nil && rctx.Err() == nil {
-				a.mu.Lock()
-				a.errs = append(a.errs, err)
-				a.mu.Unlock()
+			err := readOutput(rctx, agent, ref, st.which, w, stdio.Warn)
+			if err == nil || rctx.Err() != nil {
+				return
 			}
+			if reason, ok := policyDenial(err); ok {
+				// The process runs all the same; only its output stays in the guest.
+				if stdio.Warn != nil {
+					fmt.Fprintf(stdio.Warn, "confguest: the guest's policy hides %s of this process: it is not shown (%s)\n", st.which.Name(), reason)
+				}
+				return
+			}
+			a.mu.Lock()
+			a.errs = append(a.errs, err)
+			a.mu.Unlock()
 		}()
 	}
 	if p.Stdin && stdio.Stdin != nil {
@@ -247,17 +259,26 @@ func (a *attachment) wait(ctx context.Context) (int, error) {
 	return int(w.GetExitCode()), err
 }
 
+// policyDenial returns the agent's reason if err is its refusal by the policy.
+func policyDenial(err error) (string, bool) {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) && se.GRPCStatus().Code() == codes.PermissionDenied {
+		return se.GRPCStatus().Message(), true
+	}
+	return "", false
+}
+
 const creditChunks = 64
 
 // readOutput copies one output stream of a process to w until the agent says EOF.
 func readOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.ProcessRef, which agentv1.OutputStream, w io.Writer, warn io.Writer) error {
 	st, err := agent.ReadOutput(ctx)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", which, err)
+		return fmt.Errorf("read %s: %w", which.Name(), err)
 	}
 	defer st.CloseSend()
 	if err := st.Send(&agentv1.ReadOutputRequest{Process: ref, Stream: which, Credit: creditChunks}); err != nil {
-		return fmt.Errorf("read %s: %w", which, err)
+		return fmt.Errorf("read %s: %w", which.Name(), err)
 	}
 	got := 0
 	for {
@@ -269,14 +290,14 @@ func readOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Pro
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("read %s: %w", which, err)
+			return fmt.Errorf("read %s: %w", which.Name(), err)
 		}
 		if c.GetDroppedBytes() > 0 && warn != nil {
-			fmt.Fprintf(warn, "confguest: %d bytes of %s were lost (the agent's buffer filled)\n", c.GetDroppedBytes(), which)
+			fmt.Fprintf(warn, "confguest: %d bytes of %s were lost (the agent's buffer filled)\n", c.GetDroppedBytes(), which.Name())
 		}
 		if len(c.GetData()) > 0 {
 			if _, err := w.Write(c.GetData()); err != nil {
-				return fmt.Errorf("write %s: %w", which, err)
+				return fmt.Errorf("write %s: %w", which.Name(), err)
 			}
 		}
 		if c.GetEof() {
@@ -284,7 +305,7 @@ func readOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Pro
 		}
 		if got++; got%(creditChunks/2) == 0 {
 			if err := st.Send(&agentv1.ReadOutputRequest{Credit: creditChunks / 2}); err != nil {
-				return fmt.Errorf("read %s: %w", which, err)
+				return fmt.Errorf("read %s: %w", which.Name(), err)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/rootfs"
 )
@@ -109,6 +110,48 @@ func TestExecAndLogs(t *testing.T) {
 	out.Reset()
 	if err := sb.Logs(ctx, "ctr", &out, &errOut, false, 200*time.Millisecond); err != nil || out.String() != "from init\n" {
 		t.Errorf("Logs = %q, %v, want %q", out.String(), err, "from init\n")
+	}
+}
+
+// TestExecHiddenOutput: a stream the policy hides is not an error; the process runs, its
+// exit code is returned and one line on Warn says what is not shown and why.
+func TestExecHiddenOutput(t *testing.T) {
+	tests := []struct {
+		name          string
+		hidden        agentv1.OutputStream
+		args          []string
+		tty           bool
+		wantOut       string
+		wantErrOut    string
+		wantCode      int
+		wantWarnMatch string
+	}{
+		{"stdout hidden", agentv1.OutputStream_OUTPUT_STREAM_STDOUT, []string{"stderr", "oops"}, false, "", "oops", 3, "policy hides stdout"},
+		{"stderr hidden", agentv1.OutputStream_OUTPUT_STREAM_STDERR, []string{"echo", "hi"}, false, "hi\n", "", 0, "policy hides stderr"},
+		{"terminal hidden", agentv1.OutputStream_OUTPUT_STREAM_STDOUT, []string{"sh", "-c", "exit 5"}, true, "", "", 5, "policy hides stdout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newFakeAgent()
+			a.hidden[tc.hidden] = true
+			sb := serveFakeAgent(t, a)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := sb.StartContainer(ctx, "ctr", testDisk, "ctr0", Process{Args: []string{"echo", "from", "init"}}); err != nil {
+				t.Fatalf("StartContainer = %v", err)
+			}
+			var out, errOut, warn bytes.Buffer
+			code, err := sb.Exec(ctx, "ctr", "e1", Process{Args: tc.args, TTY: tc.tty}, IO{Stdout: &out, Stderr: &errOut, Warn: &warn})
+			if err != nil || code != tc.wantCode {
+				t.Errorf("Exec(%q) with %s hidden = %d, %v; want %d, nil", tc.args, tc.hidden.Name(), code, err, tc.wantCode)
+			}
+			if out.String() != tc.wantOut || errOut.String() != tc.wantErrOut {
+				t.Errorf("Exec(%q) with %s hidden: stdout, stderr = %q, %q; want %q, %q", tc.args, tc.hidden.Name(), out.String(), errOut.String(), tc.wantOut, tc.wantErrOut)
+			}
+			if w := warn.String(); strings.Count(w, "\n") != 1 || !strings.Contains(w, tc.wantWarnMatch) || !strings.Contains(w, "containers[main]."+tc.hidden.Name()) {
+				t.Errorf("Exec(%q) with %s hidden: warnings %q; want one line saying %q with the policy rule", tc.args, tc.hidden.Name(), w, tc.wantWarnMatch)
+			}
+		})
 	}
 }
 

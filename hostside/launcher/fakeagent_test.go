@@ -40,6 +40,8 @@ type fakeAgent struct {
 	policy      []byte
 	policyReply *agentv1.SetPolicyResponse
 	policyErr   error
+	// hidden are the output streams the policy does not let the host read.
+	hidden [2]bool
 }
 
 type fakeContainer struct {
@@ -262,6 +264,10 @@ func (a *fakeAgent) ReadOutput(ctx context.Context, srv agentv1.Agent_ReadOutput
 	p, err := a.proc(first.GetProcess())
 	if err != nil {
 		return err
+	}
+	if a.hidden[first.GetStream()] {
+		name := first.GetStream().Name()
+		return status.Errorf(codes.PermissionDenied, "read output: first request: denied by policy rule containers[main].%s: stream: the policy does not allow reading %s", name, name)
 	}
 	s := p.out[first.GetStream()]
 	var cmu sync.Mutex

@@ -11,6 +11,18 @@ import (
 // chunks are in flight, below the ttrpc client's 64-message stream buffer.
 const OutputWindow = 32
 
+// Name is the stream's name as users know it: "stdout" (also the terminal of a TTY
+// process) or "stderr".
+func (s OutputStream) Name() string {
+	switch s {
+	case OutputStream_OUTPUT_STREAM_STDOUT:
+		return "stdout"
+	case OutputStream_OUTPUT_STREAM_STDERR:
+		return "stderr"
+	}
+	return s.String()
+}
+
 // CopyOutput reads one output stream of a process through ReadOutput and
 // writes it to w until the process closes it. It returns the number of
 // bytes the agent discarded because nobody read them in time (0 when the
