@@ -268,47 +268,15 @@ func policyDenial(err error) (string, bool) {
 	return "", false
 }
 
-const creditChunks = 64
-
-// readOutput copies one output stream of a process to w until the agent says EOF.
+// readOutput copies one output stream of a process to w until the agent marks its end,
+// with a line on warn (if not nil) for each loss the agent reports.
 func readOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.ProcessRef, which agentv1.OutputStream, w io.Writer, warn io.Writer) error {
-	st, err := agent.ReadOutput(ctx)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", which.Name(), err)
-	}
-	defer st.CloseSend()
-	if err := st.Send(&agentv1.ReadOutputRequest{Process: ref, Stream: which, Credit: creditChunks}); err != nil {
-		return fmt.Errorf("read %s: %w", which.Name(), err)
-	}
-	got := 0
-	for {
-		c, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
+	_, err := agentv1.CopyOutput(ctx, agent, ref, which, w, agentv1.OnLoss(func(n uint64) {
+		if warn != nil {
+			fmt.Fprintf(warn, "confguest: %d bytes of %s were lost (the agent's buffer filled)\n", n, which.Name())
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("read %s: %w", which.Name(), err)
-		}
-		if c.GetDroppedBytes() > 0 && warn != nil {
-			fmt.Fprintf(warn, "confguest: %d bytes of %s were lost (the agent's buffer filled)\n", c.GetDroppedBytes(), which.Name())
-		}
-		if len(c.GetData()) > 0 {
-			if _, err := w.Write(c.GetData()); err != nil {
-				return fmt.Errorf("write %s: %w", which.Name(), err)
-			}
-		}
-		if c.GetEof() {
-			return nil
-		}
-		if got++; got%(creditChunks/2) == 0 {
-			if err := st.Send(&agentv1.ReadOutputRequest{Credit: creditChunks / 2}); err != nil {
-				return fmt.Errorf("read %s: %w", which.Name(), err)
-			}
-		}
-	}
+	}))
+	return err
 }
 
 // copyStdin forwards r to the process's stdin and closes it at EOF.

@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -65,7 +64,7 @@ func openStreams(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Pr
 				c.Close()
 			}
 			cancel()
-			return nil, fmt.Errorf("open %s FIFO %s: %w", o.which, o.path, err)
+			return nil, fmt.Errorf("open %s FIFO %s: %w", o.which.Name(), o.path, err)
 		}
 		opened = append(opened, w)
 		st.outputs.Add(1)
@@ -73,7 +72,7 @@ func openStreams(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Pr
 			defer st.outputs.Done()
 			defer w.Close()
 			if err := copyOutput(ctx, agent, ref, o.which, w); err != nil && ctx.Err() == nil {
-				log.G(ctx).WithError(err).WithField("stream", o.which.String()).Warn("copy output")
+				log.G(ctx).WithError(err).WithField("stream", o.which.Name()).Warn("copy output")
 			}
 		}()
 	}
@@ -91,44 +90,13 @@ func openStreams(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Pr
 	return st, nil
 }
 
-// copyOutput copies one output stream of a process to w until the agent says EOF. It grants
-// credit in halves of a window so the agent never waits for a round trip.
+// copyOutput copies one output stream of a process to w until the agent marks its end,
+// logging each loss the agent reports.
 func copyOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.ProcessRef, which agentv1.OutputStream, w io.Writer) error {
-	const window = 64
-	st, err := agent.ReadOutput(ctx)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", which, err)
-	}
-	defer st.CloseSend()
-	if err := st.Send(&agentv1.ReadOutputRequest{Process: ref, Stream: which, Credit: window}); err != nil {
-		return fmt.Errorf("read %s: %w", which, err)
-	}
-	got := 0
-	for {
-		c, err := st.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", which, err)
-		}
-		if n := c.GetDroppedBytes(); n > 0 {
-			log.G(ctx).WithField("stream", which.String()).Warnf("%d bytes of output were lost (the agent's buffer filled)", n)
-		}
-		if len(c.GetData()) > 0 {
-			if _, err := w.Write(c.GetData()); err != nil {
-				return fmt.Errorf("write %s: %w", which, err)
-			}
-		}
-		if c.GetEof() {
-			return nil
-		}
-		if got++; got%(window/2) == 0 {
-			if err := st.Send(&agentv1.ReadOutputRequest{Credit: window / 2}); err != nil {
-				return fmt.Errorf("read %s: %w", which, err)
-			}
-		}
-	}
+	_, err := agentv1.CopyOutput(ctx, agent, ref, which, w, agentv1.OnLoss(func(n uint64) {
+		log.G(ctx).WithField("stream", which.Name()).Warnf("%d bytes of output were lost (the agent's buffer filled)", n)
+	}))
+	return err
 }
 
 // copyStdin forwards the stdin FIFO to the process until EOF, then closes its stdin.
