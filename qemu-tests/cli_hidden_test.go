@@ -10,10 +10,11 @@ import (
 	"confguest/agent/api/policy"
 )
 
-// TestCLIExecHiddenStdout starts a guest whose policy allows an exec but hides stdout
+// TestCLIHiddenStdout starts a guest whose policy allows an exec but hides stdout
 // ("stdout": false): confguest exec runs the command, shows its stderr, returns its exit
-// code and says once on stderr that the policy hides stdout.
-func TestCLIExecHiddenStdout(t *testing.T) {
+// code and says once on stderr that the policy hides stdout; confguest logs says the same
+// and succeeds.
+func TestCLIHiddenStdout(t *testing.T) {
 	e := newCLIEnv(t)
 	const execCmd = `["sh","-c","echo to stdout; echo to stderr >&2; exit 3"]`
 	file := filepath.Join(t.TempDir(), "policy.json")
@@ -47,6 +48,10 @@ func TestCLIExecHiddenStdout(t *testing.T) {
 	const note = "policy hides stdout"
 	if r.code != 3 || r.stdout != "" || !strings.Contains(r.stderr, "to stderr\n") || strings.Count(r.stderr, note) != 1 {
 		t.Errorf("confguest exec with stdout hidden = stdout %q, exit %d, stderr %q; want no stdout, exit 3, \"to stderr\" and %q once",
+			r.stdout, r.code, r.stderr, note)
+	}
+	if r := e.run("", "logs", "--run-dir", e.runDir, "hidden"); r.code != 0 || r.stdout != "" || strings.Count(r.stderr, note) != 1 {
+		t.Errorf("confguest logs with stdout hidden = stdout %q, exit %d, stderr %q; want no stdout, exit 0 and %q once",
 			r.stdout, r.code, r.stderr, note)
 	}
 	if r := e.run("", "stop", "--run-dir", e.runDir, "hidden"); r.code != 0 {

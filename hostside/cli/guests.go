@@ -112,7 +112,7 @@ func runLogs(ctx context.Context, args []string, stdio Stdio) error {
 		return err
 	}
 	defer sb.Release()
-	return sb.Logs(ctx, st.ContainerID, stdio.Out, stdio.Err, *follow, 500*time.Millisecond)
+	return sb.Logs(ctx, st.ContainerID, launcher.IO{Stdout: stdio.Out, Stderr: stdio.Err, Warn: stdio.Err}, *follow, 500*time.Millisecond)
 }
 
 func runStop(ctx context.Context, args []string, stdio Stdio) error {

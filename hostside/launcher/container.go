@@ -23,7 +23,7 @@ type IO struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Resize <-chan [2]uint32
-	// Warn receives notes about lost output; nil for none.
+	// Warn receives notes about lost or hidden output; nil for none.
 	Warn io.Writer
 }
 
@@ -113,14 +113,14 @@ func (s *Sandbox) Exec(ctx context.Context, id, execID string, p Process, stdio 
 	return attach(ctx, s.Agent, ref, p, stdio).wait(ctx)
 }
 
-// Logs copies what container id's init process wrote to stdout and stderr. With follow it
-// returns when the process closed its streams; without, once no more output arrives for
-// idle.
-func (s *Sandbox) Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool, idle time.Duration) error {
+// Logs copies what container id's init process wrote to stdio.Stdout and stdio.Stderr, with
+// notes about lost or hidden output on stdio.Warn. With follow it returns when the process
+// closed its streams; without, once no more output arrives for idle.
+func (s *Sandbox) Logs(ctx context.Context, id string, stdio IO, follow bool, idle time.Duration) error {
 	ref := &agentv1.ProcessRef{ContainerId: id}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, w := range []io.Writer{stdout, stderr} {
+	for i, w := range []io.Writer{stdio.Stdout, stdio.Stderr} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -132,7 +132,7 @@ func (s *Sandbox) Logs(ctx context.Context, id string, stdout, stderr io.Writer,
 				w = &idleWriter{w: w, idle: idle, cancel: cancel}
 				w.(*idleWriter).arm()
 			}
-			err := readOutput(rctx, s.Agent, ref, agentv1.OutputStream(i), w, nil)
+			err := readOutput(rctx, s.Agent, ref, agentv1.OutputStream(i), w, stdio.Warn)
 			if !follow && errors.Is(err, context.Canceled) && ctx.Err() == nil {
 				err = nil
 			}
@@ -202,13 +202,6 @@ func attach(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.Process
 			if err == nil || rctx.Err() != nil {
 				return
 			}
-			if reason, ok := policyDenial(err); ok {
-				// The process runs all the same; only its output stays in the guest.
-				if stdio.Warn != nil {
-					fmt.Fprintf(stdio.Warn, "confguest: the guest's policy hides %s of this process: it is not shown (%s)\n", st.which.Name(), reason)
-				}
-				return
-			}
 			a.mu.Lock()
 			a.errs = append(a.errs, err)
 			a.mu.Unlock()
@@ -269,13 +262,22 @@ func policyDenial(err error) (string, bool) {
 }
 
 // readOutput copies one output stream of a process to w until the agent marks its end,
-// with a line on warn (if not nil) for each loss the agent reports.
+// with a line on warn (if not nil) for each loss the agent reports. A stream the policy
+// hides is not an error: the process runs all the same, and warn gets one line that says
+// so.
 func readOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.ProcessRef, which agentv1.OutputStream, w io.Writer, warn io.Writer) error {
-	_, err := agentv1.CopyOutput(ctx, agent, ref, which, w, agentv1.OnLoss(func(n uint64) {
+	note := func(format string, args ...any) {
 		if warn != nil {
-			fmt.Fprintf(warn, "confguest: %d bytes of %s were lost (the agent's buffer filled)\n", n, which.Name())
+			fmt.Fprintf(warn, "confguest: "+format+"\n", args...)
 		}
+	}
+	_, err := agentv1.CopyOutput(ctx, agent, ref, which, w, agentv1.OnLoss(func(n uint64) {
+		note("%d bytes of %s were lost (the agent's buffer filled)", n, which.Name())
 	}))
+	if reason, ok := policyDenial(err); ok {
+		note("the guest's policy hides %s of this process: it is not shown (%s)", which.Name(), reason)
+		return nil
+	}
 	return err
 }
 

@@ -104,18 +104,18 @@ func TestExecAndLogs(t *testing.T) {
 		t.Errorf("Exec(exit 4) = %d, %v, want 4, nil", code, err)
 	}
 	out.Reset()
-	if err := sb.Logs(ctx, "ctr", &out, &errOut, true, 0); err != nil || out.String() != "from init\n" {
+	if err := sb.Logs(ctx, "ctr", IO{Stdout: &out, Stderr: &errOut}, true, 0); err != nil || out.String() != "from init\n" {
 		t.Errorf("Logs(follow) = %q, %v, want %q", out.String(), err, "from init\n")
 	}
 	out.Reset()
-	if err := sb.Logs(ctx, "ctr", &out, &errOut, false, 200*time.Millisecond); err != nil || out.String() != "from init\n" {
+	if err := sb.Logs(ctx, "ctr", IO{Stdout: &out, Stderr: &errOut}, false, 200*time.Millisecond); err != nil || out.String() != "from init\n" {
 		t.Errorf("Logs = %q, %v, want %q", out.String(), err, "from init\n")
 	}
 }
 
-// TestExecHiddenOutput: a stream the policy hides is not an error; the process runs, its
-// exit code is returned and one line on Warn says what is not shown and why.
-func TestExecHiddenOutput(t *testing.T) {
+// TestHiddenOutput: a stream the policy hides is not an error for Exec and Logs; the process
+// runs, its exit code is returned and one line on Warn says what is not shown and why.
+func TestHiddenOutput(t *testing.T) {
 	tests := []struct {
 		name          string
 		hidden        agentv1.OutputStream
@@ -150,6 +150,20 @@ func TestExecHiddenOutput(t *testing.T) {
 			}
 			if w := warn.String(); strings.Count(w, "\n") != 1 || !strings.Contains(w, tc.wantWarnMatch) || !strings.Contains(w, "containers[main]."+tc.hidden.Name()) {
 				t.Errorf("Exec(%q) with %s hidden: warnings %q; want one line saying %q with the policy rule", tc.args, tc.hidden.Name(), w, tc.wantWarnMatch)
+			}
+
+			// The init process wrote "from init" to stdout.
+			out.Reset()
+			warn.Reset()
+			wantLog := "from init\n"
+			if tc.hidden == agentv1.OutputStream_OUTPUT_STREAM_STDOUT {
+				wantLog = ""
+			}
+			if err := sb.Logs(ctx, "ctr", IO{Stdout: &out, Stderr: &errOut, Warn: &warn}, true, 0); err != nil || out.String() != wantLog {
+				t.Errorf("Logs with %s hidden = %q, %v; want %q, nil", tc.hidden.Name(), out.String(), err, wantLog)
+			}
+			if w := warn.String(); strings.Count(w, "\n") != 1 || !strings.Contains(w, tc.wantWarnMatch) {
+				t.Errorf("Logs with %s hidden: warnings %q; want one line saying %q", tc.hidden.Name(), w, tc.wantWarnMatch)
 			}
 		})
 	}
