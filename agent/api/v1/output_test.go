@@ -22,11 +22,11 @@ type scriptedOutput struct {
 	chunks      []*OutputChunk
 	end         error
 
-	first       *ReadOutputRequest
-	credit      int  // granted and not yet used
-	maxCredit   int  // the most credit ever outstanding
-	overdrawn   bool // Recv was called with no credit left: the agent would wait forever
-	closedSends bool
+	first      *ReadOutputRequest
+	credit     int  // granted and not yet used
+	maxCredit  int  // the most credit ever outstanding
+	overdrawn  bool // Recv was called with no credit left: the agent would wait forever
+	closedSend bool
 }
 
 func (a *scriptedOutput) ReadOutput(context.Context) (Agent_ReadOutputClient, error) {
@@ -62,7 +62,7 @@ func (s *scriptedStream) Recv() (*OutputChunk, error) {
 }
 
 func (s *scriptedStream) CloseSend() error {
-	s.a.closedSends = true
+	s.a.closedSend = true
 	return nil
 }
 
@@ -91,6 +91,7 @@ func TestCopyOutput(t *testing.T) {
 		wantIs      error      // errors.Is(err, wantIs), if not nil
 		wantCode    codes.Code // status code of err, if not OK
 		stream      OutputStream
+		cancel      bool // the reader's context ends before the first chunk
 	}{
 		{name: "more chunks than the window", chunks: append(many, &OutputChunk{Eof: true}), w: &bytes.Buffer{}, wantOut: manyData.String()},
 		{name: "reported losses", chunks: []*OutputChunk{
@@ -100,6 +101,8 @@ func TestCopyOutput(t *testing.T) {
 			wantOut: "a", wantErr: "read stdout: unexpected EOF", wantIs: io.ErrUnexpectedEOF},
 		{name: "policy denial", end: denied, w: &bytes.Buffer{}, wantErr: "read stderr", wantCode: codes.PermissionDenied,
 			stream: OutputStream_OUTPUT_STREAM_STDERR},
+		{name: "context ends", end: status.Error(codes.Canceled, "context canceled"), cancel: true, w: &bytes.Buffer{},
+			wantErr: "read stdout", wantIs: context.Canceled},
 		{name: "write fails", chunks: []*OutputChunk{{Data: []byte("a")}}, w: failingWriter{}, wantErr: "write stdout: pipe closed"},
 	}
 	for _, tc := range tests {
@@ -107,7 +110,12 @@ func TestCopyOutput(t *testing.T) {
 			a := &scriptedOutput{chunks: tc.chunks, end: tc.end}
 			ref := &ProcessRef{ContainerId: "c"}
 			var lost []uint64
-			dropped, err := CopyOutput(context.Background(), a, ref, tc.stream, tc.w, OnLoss(func(n uint64) { lost = append(lost, n) }))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel {
+				cancel()
+			}
+			dropped, err := CopyOutput(ctx, a, ref, tc.stream, tc.w, OnLoss(func(n uint64) { lost = append(lost, n) }))
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("CopyOutput = %v, want error %q", err, tc.wantErr)
 			}
@@ -129,7 +137,7 @@ func TestCopyOutput(t *testing.T) {
 			if a.overdrawn || a.maxCredit > OutputWindow {
 				t.Errorf("CopyOutput credit: ran out %v, most outstanding %d; want never out, at most %d", a.overdrawn, a.maxCredit, OutputWindow)
 			}
-			if !a.closedSends {
+			if !a.closedSend {
 				t.Errorf("CopyOutput did not close its side of the stream")
 			}
 		})
