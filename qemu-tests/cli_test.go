@@ -512,11 +512,7 @@ func TestCLIRunTTY(t *testing.T) {
 	}
 	inner := append(append([]string{e.bin, "run", "--quiet", "-t", "--env", "GREETING=hi"}, e.launchFlags()...),
 		"--rootfs", e.rootfs, "--", "sh", "-c", "tty; echo $GREETING; stty size; exit 5")
-	quoted := make([]string, len(inner))
-	for i, a := range inner {
-		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	r := e.runProgram("script", "", "-qec", "stty cols 100 rows 30; "+strings.Join(quoted, " "), "/dev/null")
+	r := e.runProgram("script", "", terminalArgs(inner...)...)
 	skipUnimplemented(t, r)
 	out := strings.ReplaceAll(r.stdout, "\r", "")
 	if r.code != 5 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "hi\n") || !strings.Contains(out, "30 100\n") {

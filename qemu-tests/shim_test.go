@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -138,20 +137,11 @@ func TestShimCtr(t *testing.T) {
 	t.Run("tty", func(t *testing.T) {
 		// script gives ctr a terminal of 30 rows and 100 columns; ctr passes the size on
 		// with ResizePty once the task started.
-		cmdline := fmt.Sprintf("stty cols 100 rows 30; %s --address %s --namespace %s run -t --rm --runtime %s %s t1 sh -c 'sleep 1; tty; stty size; exit 6'",
-			e.ctrPath, e.sock, e.ns, shimRuntime, ref)
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "script", "-qec", cmdline, "/dev/null")
-		out, err := cmd.Output()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("script: %v", err)
-		}
-		if code != 6 || !strings.Contains(string(out), "/dev/pts/") || !strings.Contains(string(out), "30 100") {
+		out, code := runInTerminal(t, exec.CommandContext(ctx, "script", terminalArgs(e.ctrPath, "--address", e.sock, "--namespace", e.ns,
+			"run", "-t", "--rm", "--runtime", shimRuntime, ref, "t1", "sh", "-c", "sleep 1; tty; stty size; exit 6")...))
+		if code != 6 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "30 100") {
 			t.Errorf("ctr run -t ... tty; stty size; exit 6 = exit %d, output %q; want 6, a /dev/pts terminal of 30 rows and 100 columns", code, out)
 		}
 	})
