@@ -124,7 +124,9 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 		if !e.p.Agent.Stats {
 			return deny("agent.stats", "Stats", "the policy does not allow reading statistics")
 		}
-		if r, ok := req.(*agentv1.StatsRequest); ok {
+		// An empty container ID asks for the agent's own memory, which
+		// agent.stats alone allows; a container must have been admitted.
+		if r, ok := req.(*agentv1.StatsRequest); ok && r.GetContainerId() != "" {
 			_, d := e.container(r.GetContainerId())
 			return d
 		}

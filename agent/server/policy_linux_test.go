@@ -259,6 +259,14 @@ func TestPolicyEveryRPC(t *testing.T) {
 		{"list", "ListContainers", func() error { _, err := c.ListContainers(ctx(t), &agentv1.ListContainersRequest{}); return err }, true, ""},
 		{"stats of web", "Stats", func() error { _, err := c.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: "w"}); return err }, true, ""},
 		{"stats of unadmitted", "Stats", func() error { _, err := c.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: "b"}); return err }, false, "was not admitted"},
+		{"stats of the agent", "Stats", func() error {
+			r, err := c.Stats(ctx(t), &agentv1.StatsRequest{})
+			if err == nil && r.GetAgent().GetRssBytes() == 0 {
+				t.Errorf("Stats of the agent = %v, want its resident memory", r)
+			}
+			return err
+		}, true, ""},
+		{"stats of a hostile id", "Stats", func() error { _, err := c.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: "../w"}); return err }, false, "was not admitted"},
 		{"signal web", "SignalProcess", func() error {
 			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("w", ""), Signal: 9, All: true})
 			return err

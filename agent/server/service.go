@@ -289,7 +289,16 @@ func (s *service) State(ctx context.Context, r *agentv1.StateRequest) (*agentv1.
 	return &agentv1.StateResponse{Container: infoToProto(i)}, nil
 }
 
+// Stats reads a container's cgroup statistics, or the agent's own memory
+// when the request names no container.
 func (s *service) Stats(ctx context.Context, r *agentv1.StatsRequest) (*agentv1.StatsResponse, error) {
+	if r.GetContainerId() == "" {
+		a, err := readAgentStats(procSelfStatus)
+		if err != nil {
+			return nil, err
+		}
+		return &agentv1.StatsResponse{Agent: a}, nil
+	}
 	st, err := s.m.Stats(ctx, r.GetContainerId())
 	if err != nil {
 		return nil, err

@@ -1989,8 +1989,9 @@ func (x *StateResponse) GetContainer() *ContainerInfo {
 }
 
 type StatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container; empty for the agent process itself.
+	ContainerId   string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2220,18 +2221,98 @@ func (x *PidsStats) GetLimit() uint64 {
 	return 0
 }
 
-type StatsResponse struct {
+// AgentStats is the agent process's own memory, from /proc/self/status.
+type AgentStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Memory        *MemoryStats           `protobuf:"bytes,1,opt,name=memory,proto3" json:"memory,omitempty"`
-	Cpu           *CPUStats              `protobuf:"bytes,2,opt,name=cpu,proto3" json:"cpu,omitempty"`
-	Pids          *PidsStats             `protobuf:"bytes,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	RssBytes      uint64                 `protobuf:"varint,1,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`               // VmRSS: resident memory
+	RssAnonBytes  uint64                 `protobuf:"varint,2,opt,name=rss_anon_bytes,json=rssAnonBytes,proto3" json:"rss_anon_bytes,omitempty"` // RssAnon: heap, stacks, Go runtime metadata
+	RssFileBytes  uint64                 `protobuf:"varint,3,opt,name=rss_file_bytes,json=rssFileBytes,proto3" json:"rss_file_bytes,omitempty"` // RssFile: pages of the agent's executable
+	PeakRssBytes  uint64                 `protobuf:"varint,4,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"` // VmHWM: the highest VmRSS so far
+	Threads       uint32                 `protobuf:"varint,5,opt,name=threads,proto3" json:"threads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentStats) Reset() {
+	*x = AgentStats{}
+	mi := &file_v1_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentStats) ProtoMessage() {}
+
+func (x *AgentStats) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentStats.ProtoReflect.Descriptor instead.
+func (*AgentStats) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AgentStats) GetRssBytes() uint64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *AgentStats) GetRssAnonBytes() uint64 {
+	if x != nil {
+		return x.RssAnonBytes
+	}
+	return 0
+}
+
+func (x *AgentStats) GetRssFileBytes() uint64 {
+	if x != nil {
+		return x.RssFileBytes
+	}
+	return 0
+}
+
+func (x *AgentStats) GetPeakRssBytes() uint64 {
+	if x != nil {
+		return x.PeakRssBytes
+	}
+	return 0
+}
+
+func (x *AgentStats) GetThreads() uint32 {
+	if x != nil {
+		return x.Threads
+	}
+	return 0
+}
+
+type StatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// memory, cpu and pids describe a container's cgroup (container_id set).
+	Memory *MemoryStats `protobuf:"bytes,1,opt,name=memory,proto3" json:"memory,omitempty"`
+	Cpu    *CPUStats    `protobuf:"bytes,2,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Pids   *PidsStats   `protobuf:"bytes,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	// agent describes the agent process (container_id empty).
+	Agent         *AgentStats `protobuf:"bytes,4,opt,name=agent,proto3" json:"agent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_v1_agent_proto_msgTypes[40]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2324,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[40]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2337,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatsResponse) GetMemory() *MemoryStats {
@@ -2280,6 +2361,13 @@ func (x *StatsResponse) GetPids() *PidsStats {
 	return nil
 }
 
+func (x *StatsResponse) GetAgent() *AgentStats {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
 type ShutdownRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2288,7 +2376,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_v1_agent_proto_msgTypes[41]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2388,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[41]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2401,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 type ShutdownResponse struct {
@@ -2324,7 +2412,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_v1_agent_proto_msgTypes[42]
+	mi := &file_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2424,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[42]
+	mi := &file_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2437,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 var File_v1_agent_proto protoreflect.FileDescriptor
@@ -2489,11 +2577,19 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x0fthrottled_nanos\x18\x05 \x01(\x04R\x0ethrottledNanos\";\n" +
 	"\tPidsStats\x12\x18\n" +
 	"\acurrent\x18\x01 \x01(\x04R\acurrent\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x04R\x05limit\"\xab\x01\n" +
+	"\x05limit\x18\x02 \x01(\x04R\x05limit\"\xb5\x01\n" +
+	"\n" +
+	"AgentStats\x12\x1b\n" +
+	"\trss_bytes\x18\x01 \x01(\x04R\brssBytes\x12$\n" +
+	"\x0erss_anon_bytes\x18\x02 \x01(\x04R\frssAnonBytes\x12$\n" +
+	"\x0erss_file_bytes\x18\x03 \x01(\x04R\frssFileBytes\x12$\n" +
+	"\x0epeak_rss_bytes\x18\x04 \x01(\x04R\fpeakRssBytes\x12\x18\n" +
+	"\athreads\x18\x05 \x01(\rR\athreads\"\xe1\x01\n" +
 	"\rStatsResponse\x127\n" +
 	"\x06memory\x18\x01 \x01(\v2\x1f.confguest.agent.v1.MemoryStatsR\x06memory\x12.\n" +
 	"\x03cpu\x18\x02 \x01(\v2\x1c.confguest.agent.v1.CPUStatsR\x03cpu\x121\n" +
-	"\x04pids\x18\x03 \x01(\v2\x1d.confguest.agent.v1.PidsStatsR\x04pids\"\x11\n" +
+	"\x04pids\x18\x03 \x01(\v2\x1d.confguest.agent.v1.PidsStatsR\x04pids\x124\n" +
+	"\x05agent\x18\x04 \x01(\v2\x1e.confguest.agent.v1.AgentStatsR\x05agent\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse*B\n" +
 	"\fOutputStream\x12\x18\n" +
@@ -2534,7 +2630,7 @@ func file_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_v1_agent_proto_goTypes = []any{
 	(OutputStream)(0),               // 0: confguest.agent.v1.OutputStream
 	(*VersionRequest)(nil),          // 1: confguest.agent.v1.VersionRequest
@@ -2577,9 +2673,10 @@ var file_v1_agent_proto_goTypes = []any{
 	(*MemoryStats)(nil),             // 38: confguest.agent.v1.MemoryStats
 	(*CPUStats)(nil),                // 39: confguest.agent.v1.CPUStats
 	(*PidsStats)(nil),               // 40: confguest.agent.v1.PidsStats
-	(*StatsResponse)(nil),           // 41: confguest.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),         // 42: confguest.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 43: confguest.agent.v1.ShutdownResponse
+	(*AgentStats)(nil),              // 41: confguest.agent.v1.AgentStats
+	(*StatsResponse)(nil),           // 42: confguest.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),         // 43: confguest.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),        // 44: confguest.agent.v1.ShutdownResponse
 }
 var file_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
@@ -2599,45 +2696,46 @@ var file_v1_agent_proto_depIdxs = []int32{
 	38, // 14: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
 	39, // 15: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
 	40, // 16: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
-	1,  // 17: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
-	2,  // 18: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
-	4,  // 19: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
-	12, // 20: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
-	14, // 21: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
-	16, // 22: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
-	18, // 23: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
-	20, // 24: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
-	22, // 25: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
-	24, // 26: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
-	26, // 27: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
-	28, // 28: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
-	30, // 29: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
-	32, // 30: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
-	35, // 31: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
-	37, // 32: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
-	42, // 33: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
-	6,  // 34: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
-	3,  // 35: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
-	5,  // 36: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
-	13, // 37: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
-	15, // 38: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
-	17, // 39: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
-	19, // 40: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
-	21, // 41: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
-	23, // 42: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
-	25, // 43: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
-	27, // 44: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
-	29, // 45: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
-	31, // 46: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
-	34, // 47: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
-	36, // 48: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
-	41, // 49: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
-	43, // 50: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
-	34, // [34:51] is the sub-list for method output_type
-	17, // [17:34] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	41, // 17: confguest.agent.v1.StatsResponse.agent:type_name -> confguest.agent.v1.AgentStats
+	1,  // 18: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
+	2,  // 19: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
+	4,  // 20: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
+	12, // 21: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
+	14, // 22: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
+	16, // 23: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
+	18, // 24: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
+	20, // 25: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
+	22, // 26: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
+	24, // 27: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
+	26, // 28: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
+	28, // 29: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
+	30, // 30: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
+	32, // 31: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
+	35, // 32: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
+	37, // 33: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
+	43, // 34: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
+	6,  // 35: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
+	3,  // 36: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
+	5,  // 37: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
+	13, // 38: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
+	15, // 39: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
+	17, // 40: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
+	19, // 41: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
+	21, // 42: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
+	23, // 43: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
+	25, // 44: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
+	27, // 45: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
+	29, // 46: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
+	31, // 47: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
+	34, // 48: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
+	36, // 49: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
+	42, // 50: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
+	44, // 51: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
+	35, // [35:52] is the sub-list for method output_type
+	18, // [18:35] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_v1_agent_proto_init() }
@@ -2655,7 +2753,7 @@ func file_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_agent_proto_rawDesc), len(file_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
