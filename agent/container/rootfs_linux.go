@@ -114,11 +114,11 @@ func under(p string, dirs []string) bool {
 
 // mountRootfs assembles dir/rootfs = overlay(lower: image, upper: tmpfs)
 // and pushes every undo step onto undo.
-func (m *Manager) mountRootfs(ctx context.Context, id, dir string, r RootfsSource, undo *cleanups) (string, error) {
+func (m *Manager) mountRootfs(ctx context.Context, dir string, r RootfsSource, undo *cleanups) (string, error) {
 	lower := r.GuestDirectory
 	if r.Block != nil {
 		var err error
-		if lower, err = m.mountBlock(ctx, id, dir, r.Block, undo); err != nil {
+		if lower, err = m.mountBlock(ctx, r.Block, undo); err != nil {
 			return "", err
 		}
 	} else if st, err := os.Stat(lower); err != nil || !st.IsDir() {
@@ -145,7 +145,9 @@ func (m *Manager) mountRootfs(ctx context.Context, id, dir string, r RootfsSourc
 	return rootfs, nil
 }
 
-func (m *Manager) mountBlock(ctx context.Context, id, dir string, b *BlockSource, undo *cleanups) (string, error) {
+// mountBlock finds the disk of b and returns the read-only mount of its
+// image (a shared layer, see acquireLayer).
+func (m *Manager) mountBlock(ctx context.Context, b *BlockSource, undo *cleanups) (string, error) {
 	dev := b.Path
 	if b.Serial != "" {
 		var err error
@@ -156,39 +158,11 @@ func (m *Manager) mountBlock(ctx context.Context, id, dir string, b *BlockSource
 	if m.cfg.Verity == nil {
 		return "", fmt.Errorf("open %s through dm-verity: %w", dev, ErrNoDeviceMapper)
 	}
-	rootHash, _ := hex.DecodeString(b.RootHash)
-	var salt []byte
-	if b.Salt != "-" {
-		salt, _ = hex.DecodeString(b.Salt)
-	}
-	hashBlock := uint64(b.HashBlockSize)
-	if hashBlock == 0 {
-		hashBlock = devmapper.DefaultBlockSize
-	}
-	name := "confguest-" + id
-	vdev, err := m.cfg.Verity.Open(ctx, name, devmapper.VerityTarget{
-		DataDevice:     dev,
-		DataBlocks:     b.DataBlocks,
-		DataBlockSize:  b.DataBlockSize,
-		HashBlockSize:  b.HashBlockSize,
-		HashStartBlock: b.HashOffset/hashBlock + 1,
-		Algorithm:      b.HashAlgorithm,
-		RootHash:       rootHash,
-		Salt:           salt,
-	})
-	if err != nil {
-		return "", fmt.Errorf("open %s through dm-verity (root hash %s): %w", dev, b.RootHash, err)
-	}
-	undo.push(func() error { return m.cfg.Verity.Close(context.WithoutCancel(ctx), name) })
 	fstype := b.FSType
 	if fstype == "" {
 		fstype = "erofs"
 	}
-	lower := filepath.Join(dir, "lower")
-	if err := mountAt(vdev, lower, fstype, unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, "", undo); err != nil {
-		return "", err
-	}
-	return lower, nil
+	return m.acquireLayer(ctx, dev, fstype, b, undo)
 }
 
 // mountAt creates target, mounts onto it and pushes the unmount.

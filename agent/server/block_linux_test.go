@@ -6,9 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
@@ -21,6 +23,7 @@ import (
 type passthroughVerity struct {
 	mu     sync.Mutex
 	open   map[string]devmapper.VerityTarget
+	opened int
 	closed []string
 }
 
@@ -28,7 +31,19 @@ func (v *passthroughVerity) Open(ctx context.Context, name string, t devmapper.V
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.open[name] = t
+	v.opened++
 	return t.DataDevice, nil
+}
+
+// state returns the devices open now, how many opens there were and which
+// devices were closed.
+func (v *passthroughVerity) state() (open []string, opened int, closed []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for name := range v.open {
+		open = append(open, name)
+	}
+	return open, v.opened, slices.Clone(v.closed)
 }
 
 func (v *passthroughVerity) Close(ctx context.Context, name string) error {
@@ -39,17 +54,16 @@ func (v *passthroughVerity) Close(ctx context.Context, name string) error {
 	return nil
 }
 
-// TestBlockRootfs runs a container from an erofs image on a loop device
-// found by its serial, and checks that delete releases the verity device
-// and every mount.
-func TestBlockRootfs(t *testing.T) {
+// blockAgent starts an agent whose verity devices are v, with the
+// busybox image as an erofs file on a loop device that carries the serial
+// "layer0"; it returns the agent and the loop device.
+func blockAgent(t *testing.T, v *passthroughVerity, linger time.Duration) (*testAgent, string) {
+	t.Helper()
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
 		t.Skip("needs mkfs.erofs (apt-get install erofs-utils)")
 	}
-	v := &passthroughVerity{open: map[string]devmapper.VerityTarget{}}
 	sysBlock := t.TempDir()
-	ta := startAgent(t, nil, container.Config{Verity: v, SysBlock: sysBlock})
-
+	ta := startAgent(t, nil, container.Config{Verity: v, SysBlock: sysBlock, LayerLinger: linger})
 	img := filepath.Join(t.TempDir(), "layer.erofs")
 	if out, err := exec.Command("mkfs.erofs", "-T0", img, ta.image).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.erofs: %v\n%s", err, out)
@@ -66,9 +80,17 @@ func TestBlockRootfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sysBlock, filepath.Base(loop), "serial"), []byte("layer0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return ta, loop
+}
 
+// TestBlockRootfs runs a container from an erofs image on a loop device
+// found by its serial, and checks that delete releases the verity device
+// and every mount.
+func TestBlockRootfs(t *testing.T) {
+	v := &passthroughVerity{open: map[string]devmapper.VerityTarget{}}
+	ta, loop := blockAgent(t, v, 0)
 	rootHash := strings.Repeat("5a", 32)
-	_, err = ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
+	_, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
 		ContainerId: "blk",
 		SpecJson:    writableSpec(t, "sh", "-c", "echo from-erofs > /tmp/x && cat /tmp/x"),
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
@@ -79,7 +101,11 @@ func TestBlockRootfs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateContainer(block rootfs) = %v", err)
 	}
-	got := v.open["confguest-blk"]
+	open, _, _ := v.state()
+	if len(open) != 1 {
+		t.Fatalf("verity devices open after create: %q, want one", open)
+	}
+	got := v.open[open[0]]
 	if got.DataDevice != loop || got.HashStartBlock != 3 || got.DataBlocks != 2 || len(got.RootHash) != 32 || len(got.Salt) != 2 {
 		t.Errorf("verity target = %+v, want data %s, hash start block 3 (superblock at 8192), 2 data blocks, 32-byte root hash, 2-byte salt", got, loop)
 	}
@@ -96,7 +122,7 @@ func TestBlockRootfs(t *testing.T) {
 	if len(v.open) != 0 || len(v.closed) != 1 {
 		t.Errorf("after delete: open verity devices %v, closed %v; want none open, one closed", v.open, v.closed)
 	}
-	if left := leftovers(t, ta.stateDir, "blk", 0); len(left) > 0 {
+	if left := append(leftovers(t, ta.stateDir, "blk", 0), layerMounts(t, ta.stateDir)...); len(left) > 0 {
 		t.Errorf("after DeleteContainer, left behind:\n%s", strings.Join(left, "\n"))
 	}
 
@@ -147,4 +173,80 @@ func TestReadonlyRootfs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBlockLayerShared runs containers from one image: containers alive
+// together share its verity device and read-only mount, a container
+// created while the image lingers after the last delete reuses it, and
+// the image is closed once it stayed unused for the linger time.
+func TestBlockLayerShared(t *testing.T) {
+	v := &passthroughVerity{open: map[string]devmapper.VerityTarget{}}
+	const linger = 2 * time.Second
+	ta, _ := blockAgent(t, v, linger)
+	rootfs := &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
+		Serial: "layer0", Verity: &agentv1.Verity{RootHash: strings.Repeat("5a", 32), DataBlocks: 2}}}}
+	create := func(id string) {
+		t.Helper()
+		_, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{ContainerId: id, SpecJson: spec(t, false, "true"), Rootfs: rootfs})
+		if err != nil {
+			t.Fatalf("CreateContainer(%s) = %v", id, err)
+		}
+	}
+	remove := func(id string) {
+		t.Helper()
+		if _, err := ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("DeleteContainer(%s) = %v", id, err)
+		}
+	}
+	create("one")
+	create("two")
+	if open, opened, _ := v.state(); len(open) != 1 || opened != 1 {
+		t.Errorf("two containers from one image: open %q after %d opens, want one device opened once", open, opened)
+	}
+	remove("one")
+	remove("two")
+	if open, _, closed := v.state(); len(open) != 1 || len(closed) != 0 {
+		t.Errorf("right after the last delete: open %q, closed %q; want the device still open", open, closed)
+	}
+	create("three")
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "three"}); err != nil {
+		t.Fatalf("StartContainer(three) = %v", err)
+	}
+	if w := ta.wait(t, "three", ""); w.GetExitCode() != 0 {
+		t.Errorf("true from a lingering image = exit %d, want 0", w.GetExitCode())
+	}
+	remove("three")
+	if _, opened, _ := v.state(); opened != 1 {
+		t.Errorf("a container created while the image lingered: %d opens, want the device reused", opened)
+	}
+	deadline := time.Now().Add(linger + 10*time.Second)
+	for {
+		open, _, closed := v.state()
+		if len(open) == 0 && len(closed) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v after the last delete: open %q, closed %q; want the device closed once", time.Since(deadline.Add(-linger-10*time.Second)), open, closed)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := layerMounts(t, ta.stateDir); len(m) > 0 {
+		t.Errorf("after the image was closed, mounts left:\n%s", strings.Join(m, "\n"))
+	}
+}
+
+// layerMounts lists the mounts under the agent's shared image mounts.
+func layerMounts(t *testing.T, stateDir string) []string {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for line := range strings.Lines(string(mi)) {
+		if strings.Contains(line, filepath.Join(stateDir, "layers")+"/") {
+			found = append(found, strings.TrimSpace(line))
+		}
+	}
+	return found
 }

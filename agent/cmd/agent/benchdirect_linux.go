@@ -36,7 +36,9 @@ func init() {
 }
 
 // benchDirect: bench-direct -n N -spec SPEC.json -rootfs DIR -state DIR.
-// Prints "direct-median-ns <ns>" and each run's time on stdout.
+// Prints each run's time on stdout ("run I TOTAL CREATE RUN WAIT", in ns:
+// libcontainer.Create, Container.Run, Process.Wait and the end of its
+// output), then "direct-median-ns <ns>" of the totals.
 func benchDirect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench-direct", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,12 +63,13 @@ func benchDirect(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	times := make([]time.Duration, 0, *n)
 	for i := 0; i < *n && ctx.Err() == nil; i++ {
-		d, err := runDirect(&spec, *state, "lc"+strconv.Itoa(i))
+		p, err := runDirect(&spec, *state, "lc"+strconv.Itoa(i))
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i, err)
 		}
+		d := p.create + p.run + p.wait
 		times = append(times, d)
-		fmt.Fprintf(stdout, "run %d %d\n", i, d.Nanoseconds())
+		fmt.Fprintf(stdout, "run %d %d %d %d %d\n", i, d.Nanoseconds(), p.create.Nanoseconds(), p.run.Nanoseconds(), p.wait.Nanoseconds())
 	}
 	slices.Sort(times)
 	fmt.Fprintf(stdout, "direct-median-ns %d\n", times[len(times)/2].Nanoseconds())
@@ -126,60 +129,70 @@ func delegateCgroup() error {
 	return nil
 }
 
+// phases are the timed steps of one direct run.
+type phases struct {
+	create, run, wait time.Duration
+}
+
 // runDirect creates, runs and waits for the container (timed), then
 // destroys it (untimed), draining stdout and stderr like the agent does.
-func runDirect(spec *specs.Spec, state, id string) (time.Duration, error) {
+func runDirect(spec *specs.Spec, state, id string) (phases, error) {
+	var p phases
 	start := time.Now()
 	spec.Linux.CgroupsPath = "/confguest-direct/" + id
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
 	if err != nil {
-		return 0, fmt.Errorf("convert spec: %w", err)
+		return p, fmt.Errorf("convert spec: %w", err)
 	}
 	c, err := libcontainer.Create(filepath.Join(state), id, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("create: %w", err)
+		return p, fmt.Errorf("create: %w", err)
 	}
 	defer c.Destroy()
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return 0, fmt.Errorf("stdout pipe: %w", err)
+		return p, fmt.Errorf("stdout pipe: %w", err)
 	}
 	defer outR.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outW.Close()
-		return 0, fmt.Errorf("stderr pipe: %w", err)
+		return p, fmt.Errorf("stderr pipe: %w", err)
 	}
 	defer errR.Close()
 	drained := make(chan struct{}, 2)
 	for _, r := range []*os.File{outR, errR} {
 		go func() { io.Copy(io.Discard, r); drained <- struct{}{} }()
 	}
-	p := spec.Process
-	noNewPrivs := p.NoNewPrivileges
+	sp := spec.Process
+	noNewPrivs := sp.NoNewPrivileges
 	lp := &libcontainer.Process{
-		Args: p.Args, Env: p.Env, Cwd: p.Cwd, UID: int(p.User.UID), GID: int(p.User.GID),
+		Args: sp.Args, Env: sp.Env, Cwd: sp.Cwd, UID: int(sp.User.UID), GID: int(sp.User.GID),
 		NoNewPrivileges: &noNewPrivs, Init: true, Stdout: outW, Stderr: errW,
 	}
-	if c := p.Capabilities; c != nil {
+	if c := sp.Capabilities; c != nil {
 		lp.Capabilities = &configs.Capabilities{Bounding: c.Bounding, Effective: c.Effective, Permitted: c.Permitted,
 			Inheritable: c.Inheritable, Ambient: c.Ambient}
 	}
+	p.create = time.Since(start)
+	start = time.Now()
 	err = c.Run(lp)
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		return 0, fmt.Errorf("run: %w", err)
+		return p, fmt.Errorf("run: %w", err)
 	}
+	p.run = time.Since(start)
+	start = time.Now()
 	st, err := lp.Wait()
 	if err != nil {
-		return 0, fmt.Errorf("wait: %w", err)
+		return p, fmt.Errorf("wait: %w", err)
 	}
 	<-drained
 	<-drained
-	d := time.Since(start)
+	p.wait = time.Since(start)
 	if !st.Success() {
-		return 0, fmt.Errorf("container exited with %v", st)
+		return p, fmt.Errorf("container exited with %v", st)
 	}
-	return d, nil
+	return p, nil
 }

@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	imageDir := fs.String("image-dir", server.DefaultImageDir, "directory of built-in container images a rootfs.guest_directory may name")
 	debug := fs.Bool("debug", false, "log at debug level")
 	requirePolicy := fs.Bool("require-policy", false, "refuse every call until SetPolicy installs a policy bound to HOST_DATA (agent/policy/README.md)")
+	layerLinger := fs.Duration("layer-linger", container.DefaultLayerLinger, "how long a container image stays open (dm-verity device and mount) after its last container is deleted")
 	poweroff := fs.Bool("poweroff", true, "on Shutdown, ask PID 1 to power off (SIGUSR2 to PID 1) instead of exiting")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return server.Run(ctx, server.Config{
 		RequestPowerOff: requestPowerOff,
 		RequirePolicy:   *requirePolicy,
-		Containers:      container.Config{ImageDirs: []string{*imageDir}},
+		Containers:      container.Config{ImageDirs: []string{*imageDir}, LayerLinger: *layerLinger},
 		Address:         *listen,
 		StateDir:        *stateDir,
 		Logger:          log,
