@@ -111,6 +111,16 @@ func TestAgentInGuest(t *testing.T) {
 		}
 		t.Logf("stats: %v", st)
 	})
+	t.Run("agent memory", func(t *testing.T) {
+		st, err := a.Stats(ctx, &agentv1.StatsRequest{})
+		if err != nil {
+			t.Fatalf("Stats of the agent = %v", err)
+		}
+		if m := st.GetAgent(); m.GetRssBytes() == 0 || m.GetRssAnonBytes()+m.GetRssFileBytes() > m.GetRssBytes() {
+			t.Errorf("Stats of the agent = %v, want VmRSS at least RssAnon+RssFile and above zero", st)
+		}
+		t.Logf("agent: %v", st.GetAgent())
+	})
 	t.Run("exit code", func(t *testing.T) {
 		ref := exec(t, "seven", false, false, "sh", "-c", "echo hi; exit 7")
 		var out bytes.Buffer

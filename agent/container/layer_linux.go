@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -29,7 +30,7 @@ type layer struct {
 	mount string // read-only mount point
 	users int
 	close *time.Timer // pending close once unused; nil while in use
-	undo  cleanups    // unmount, then remove the verity device
+	undo  cleanups    // unmount, remove the mount point, then the verity device
 }
 
 // layerKey identifies an image: the same disk opened with the same
@@ -90,6 +91,12 @@ func (m *Manager) openLayer(ctx context.Context, key, dev, fstype string, b *Blo
 		return nil, fmt.Errorf("open %s through dm-verity (root hash %s): %w", dev, b.RootHash, err)
 	}
 	l.undo.push(func() error { return m.cfg.Verity.Close(context.WithoutCancel(ctx), l.name) })
+	l.undo.push(func() error {
+		if err := os.Remove(l.mount); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove mount point of layer %s: %w", l.name, err)
+		}
+		return nil
+	})
 	if err := mountAt(vdev, l.mount, fstype, unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, "", &l.undo); err != nil {
 		if cerr := l.undo.run(); cerr != nil {
 			m.log.Error("close layer after a failed mount", "layer", l.name, "err", cerr)

@@ -233,6 +233,9 @@ func TestBlockLayerShared(t *testing.T) {
 	if m := layerMounts(t, ta.stateDir); len(m) > 0 {
 		t.Errorf("after the image was closed, mounts left:\n%s", strings.Join(m, "\n"))
 	}
+	if ents, _ := os.ReadDir(filepath.Join(ta.stateDir, "layers")); len(ents) > 0 {
+		t.Errorf("after the image was closed, %d entries left in %s", len(ents), filepath.Join(ta.stateDir, "layers"))
+	}
 }
 
 // layerMounts lists the mounts under the agent's shared image mounts.
