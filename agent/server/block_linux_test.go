@@ -85,7 +85,7 @@ func blockAgent(t *testing.T, v *passthroughVerity, linger time.Duration) (*test
 
 // TestBlockRootfs runs a container from an erofs image on a loop device
 // found by its serial, and checks that delete releases the verity device
-// and every mount.
+// and every mount (with no layer linger).
 func TestBlockRootfs(t *testing.T) {
 	v := &passthroughVerity{open: map[string]devmapper.VerityTarget{}}
 	ta, loop := blockAgent(t, v, 0)
