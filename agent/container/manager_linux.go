@@ -130,6 +130,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 			if cerr := undo.run(); cerr != nil {
 				m.log.Error("roll back failed create", "container", req.ID, "err", cerr)
 			}
+			// No lingering image either: a failed create leaves no
+			// device-mapper target behind.
+			if cerr := m.closeUnusedLayers(); cerr != nil {
+				m.log.Error("roll back failed create", "container", req.ID, "err", cerr)
+			}
 			m.release(req.ID, nil)
 		}
 	}()

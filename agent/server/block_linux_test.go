@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
 	"confguest/rootfs/devmapper"
@@ -178,7 +180,8 @@ func TestReadonlyRootfs(t *testing.T) {
 // TestBlockLayerShared runs containers from one image: containers alive
 // together share its verity device and read-only mount, a container
 // created while the image lingers after the last delete reuses it, and
-// the image is closed once it stayed unused for the linger time.
+// the image is closed once it stayed unused for the linger time, or at
+// once when a create fails.
 func TestBlockLayerShared(t *testing.T) {
 	v := &passthroughVerity{open: map[string]devmapper.VerityTarget{}}
 	const linger = 2 * time.Second
@@ -198,14 +201,29 @@ func TestBlockLayerShared(t *testing.T) {
 			t.Fatalf("DeleteContainer(%s) = %v", id, err)
 		}
 	}
+	// Fails after the image is mounted: libcontainer's validator refuses a
+	// hostname without a UTS namespace.
+	var noUTS map[string]any
+	if err := json.Unmarshal(spec(t, false, "true"), &noUTS); err != nil {
+		t.Fatal(err)
+	}
+	l := noUTS["linux"].(map[string]any)
+	l["namespaces"] = slices.DeleteFunc(l["namespaces"].([]any), func(ns any) bool { return ns.(map[string]any)["type"] == "uts" })
+	bad, _ := json.Marshal(noUTS)
+	if _, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{ContainerId: "bad", SpecJson: bad, Rootfs: rootfs}); code(err) != codes.InvalidArgument {
+		t.Fatalf("CreateContainer(hostname without a UTS namespace) = %v, want InvalidArgument", err)
+	}
+	if open, opened, closed := v.state(); len(open) != 0 || opened != 1 || len(closed) != 1 {
+		t.Errorf("after a failed create: open %q after %d opens, closed %q; want the device opened and closed again", open, opened, closed)
+	}
 	create("one")
 	create("two")
-	if open, opened, _ := v.state(); len(open) != 1 || opened != 1 {
-		t.Errorf("two containers from one image: open %q after %d opens, want one device opened once", open, opened)
+	if open, opened, _ := v.state(); len(open) != 1 || opened != 2 {
+		t.Errorf("two containers from one image: open %q after %d opens, want one device opened once more", open, opened)
 	}
 	remove("one")
 	remove("two")
-	if open, _, closed := v.state(); len(open) != 1 || len(closed) != 0 {
+	if open, _, closed := v.state(); len(open) != 1 || len(closed) != 1 {
 		t.Errorf("right after the last delete: open %q, closed %q; want the device still open", open, closed)
 	}
 	create("three")
@@ -216,13 +234,13 @@ func TestBlockLayerShared(t *testing.T) {
 		t.Errorf("true from a lingering image = exit %d, want 0", w.GetExitCode())
 	}
 	remove("three")
-	if _, opened, _ := v.state(); opened != 1 {
+	if _, opened, _ := v.state(); opened != 2 {
 		t.Errorf("a container created while the image lingered: %d opens, want the device reused", opened)
 	}
 	deadline := time.Now().Add(linger + 10*time.Second)
 	for {
 		open, _, closed := v.state()
-		if len(open) == 0 && len(closed) == 1 {
+		if len(open) == 0 && len(closed) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
