@@ -207,6 +207,11 @@ func TestAgentInGuest(t *testing.T) {
 //
 // growth-% is (after-idle)/idle; growth-from-boot-% is reported beside it.
 //
+// Every cycle runs from the one benchmark disk, whose image the agent
+// keeps open between them (its layer linger, agent/README.md) as for any
+// containers that follow each other from one image; the warm-up cycle
+// opens it.
+//
 // The direct runs are made by an agent binary built here with -tags
 // benchdirect (its bench-direct mode; the image's agent has no such mode),
 // placed on the benchmark disk and run inside a privileged container that
