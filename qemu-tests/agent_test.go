@@ -306,6 +306,16 @@ func BenchmarkAgentInGuest(b *testing.B) {
 		out, _ := runSpec(b, ctx, a, "direct"+strconv.Itoa(r), directSpec(n), disk, serial)
 		got := 0
 		for _, l := range strings.Split(out, "\n") {
+			if ctrls, ok := strings.CutPrefix(l, "cgroup controllers delegated:"); ok {
+				// The inner containers' cgroups get these (bench-direct
+				// checks each one); the agent's get memory and pids too.
+				if f := strings.Fields(ctrls); !slices.Contains(f, "memory") || !slices.Contains(f, "pids") {
+					b.Fatalf("bench-direct delegated cgroup controllers %q, want memory and pids among them", f)
+				}
+				if r == 0 {
+					b.Logf("bench-direct: %s", l)
+				}
+			}
 			f := strings.Fields(l)
 			if len(f) != 6 || f[0] != "run" {
 				continue

@@ -58,12 +58,14 @@ func benchDirect(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("parse spec %s: %w", *specPath, err)
 	}
 	spec.Root = &specs.Root{Path: *rootfs, Readonly: spec.Root != nil && spec.Root.Readonly}
-	if err := delegateCgroup(); err != nil {
+	delegated, err := delegateCgroup()
+	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "cgroup controllers delegated: %s\n", strings.Join(delegated, " "))
 	times := make([]time.Duration, 0, *n)
 	for i := 0; i < *n && ctx.Err() == nil; i++ {
-		p, err := runDirect(&spec, *state, "lc"+strconv.Itoa(i))
+		p, err := runDirect(&spec, *state, "lc"+strconv.Itoa(i), delegated)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i, err)
 		}
@@ -82,12 +84,12 @@ func benchDirect(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // children may hold no process itself ("no internal processes"). So it
 // moves every process of its cgroup (this one, in bench-direct's
 // container) into a child "init" and then enables all of the cgroup's
-// controllers in its cgroup.subtree_control. In a private cgroup
-// namespace the cgroup is "/" and /sys/fs/cgroup shows it.
-func delegateCgroup() error {
+// controllers in its cgroup.subtree_control, and returns them. In a
+// private cgroup namespace the cgroup is "/" and /sys/fs/cgroup shows it.
+func delegateCgroup() ([]string, error) {
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
-		return fmt.Errorf("find own cgroup: %w", err)
+		return nil, fmt.Errorf("find own cgroup: %w", err)
 	}
 	var own string
 	for line := range strings.Lines(string(data)) {
@@ -96,37 +98,37 @@ func delegateCgroup() error {
 		}
 	}
 	if own == "" {
-		return fmt.Errorf("find own cgroup: no cgroup v2 entry (0::) in /proc/self/cgroup: bench-direct needs the unified hierarchy")
+		return nil, fmt.Errorf("find own cgroup: no cgroup v2 entry (0::) in /proc/self/cgroup: bench-direct needs the unified hierarchy")
 	}
 	dir := filepath.Join("/sys/fs/cgroup", own)
 	leaf := filepath.Join(dir, "init")
 	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("create cgroup %s: %w: bench-direct needs /sys/fs/cgroup mounted read-write", leaf, err)
+		return nil, fmt.Errorf("create cgroup %s: %w: bench-direct needs /sys/fs/cgroup mounted read-write", leaf, err)
 	}
 	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
-		return fmt.Errorf("list processes of cgroup %s: %w", dir, err)
+		return nil, fmt.Errorf("list processes of cgroup %s: %w", dir, err)
 	}
 	for _, pid := range strings.Fields(string(procs)) {
 		if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(pid), 0); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("move process %s into cgroup %s: %w", pid, leaf, err)
+			return nil, fmt.Errorf("move process %s into cgroup %s: %w", pid, leaf, err)
 		}
 	}
 	ctrls, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
 	if err != nil {
-		return fmt.Errorf("read controllers of cgroup %s: %w", dir, err)
+		return nil, fmt.Errorf("read controllers of cgroup %s: %w", dir, err)
 	}
 	var enable []string
 	for _, c := range strings.Fields(string(ctrls)) {
 		enable = append(enable, "+"+c)
 	}
 	if len(enable) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0); err != nil {
-		return fmt.Errorf("enable controllers %q in cgroup %s: %w", enable, dir, err)
+		return nil, fmt.Errorf("enable controllers %q in cgroup %s: %w", enable, dir, err)
 	}
-	return nil
+	return strings.Fields(string(ctrls)), nil
 }
 
 // phases are the timed steps of one direct run.
@@ -136,7 +138,9 @@ type phases struct {
 
 // runDirect creates, runs and waits for the container (timed), then
 // destroys it (untimed), draining stdout and stderr like the agent does.
-func runDirect(spec *specs.Spec, state, id string) (phases, error) {
+// Each container's cgroup must have the controllers want (checked after
+// the timed part).
+func runDirect(spec *specs.Spec, state, id string, want []string) (phases, error) {
 	var p phases
 	start := time.Now()
 	spec.Linux.CgroupsPath = "/confguest-direct/" + id
@@ -193,6 +197,16 @@ func runDirect(spec *specs.Spec, state, id string) (phases, error) {
 	p.wait = time.Since(start)
 	if !st.Success() {
 		return p, fmt.Errorf("container exited with %v", st)
+	}
+	cg := filepath.Join("/sys/fs/cgroup", spec.Linux.CgroupsPath)
+	have, err := os.ReadFile(filepath.Join(cg, "cgroup.controllers"))
+	if err != nil {
+		return p, fmt.Errorf("read controllers of the container's cgroup: %w", err)
+	}
+	for _, c := range want {
+		if !slices.Contains(strings.Fields(string(have)), c) {
+			return p, fmt.Errorf("cgroup %s has controllers %q, not %s: libcontainer could not enable it", cg, strings.TrimSpace(string(have)), c)
+		}
 	}
 	return p, nil
 }
