@@ -62,7 +62,7 @@ func runExec(ctx context.Context, args []string, stdio Stdio) error {
 	defer term.restore()
 	execID := fmt.Sprintf("exec-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	code, err := sb.Exec(ctx, st.ContainerID, execID, proc, launcher.IO{
-		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: stdio.Err,
+		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: term.notes(stdio.Err),
 	})
 	term.restore()
 	if err != nil {

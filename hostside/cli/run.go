@@ -255,7 +255,7 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 	}
 	wctx, unwatch := sb.WatchVM(ctx)
 	code, err := sb.RunContainer(wctx, containerID, disk, serial, proc, launcher.IO{
-		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: stdio.Err,
+		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: term.notes(stdio.Err),
 	})
 	unwatch()
 	term.restore()

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"os/signal"
 	"sync"
@@ -80,4 +82,24 @@ func (t *terminal) restore() {
 			t.stop()
 		}
 	})
+}
+
+// notes returns the writer for the launcher's notes (lost or hidden output) to w: while
+// the terminal is raw, output processing is off and a bare line feed would not return the
+// cursor, so each line ends in CR LF.
+func (t *terminal) notes(w io.Writer) io.Writer {
+	if t.saved == nil {
+		return w
+	}
+	return crlfWriter{w}
+}
+
+// crlfWriter writes each line feed as CR LF.
+type crlfWriter struct{ w io.Writer }
+
+func (c crlfWriter) Write(p []byte) (int, error) {
+	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
