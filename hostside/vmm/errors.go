@@ -11,4 +11,7 @@ var (
 	ErrNotRunning = errors.New("VMM is not running")
 	// ErrAPI means the VMM's API answered a request with an error.
 	ErrAPI = errors.New("VMM API error")
+	// ErrNoHotplugPort means every PCIe root port of a q35 VM already holds a hot-added
+	// disk.
+	ErrNoHotplugPort = errors.New("no free PCIe root port for a hot-added disk")
 )

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,22 +20,31 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 )
 
-// fakeQMP is a QMP server on a unix socket that records each command and fails the one
-// named in fail.
+// fakeQMP is a QMP server on a unix socket that records each command, fails the one
+// named in fail and answers from replies (keyed by command, or "qom-get <path>"), else
+// with an empty object.
 type fakeQMP struct {
-	mu   sync.Mutex
-	cmds []map[string]any
-	fail string
+	mu      sync.Mutex
+	cmds    []map[string]any
+	fail    string
+	replies map[string]string
 }
 
+// pcPeripherals is qom-list /machine/peripheral of a pc machine with no devices given ids.
+const pcPeripherals = `[{"name": "type", "type": "string"}]`
+
 func serveFakeQMP(t *testing.T, path, fail string) *fakeQMP {
+	return serveFakeQMPReplies(t, path, fail, map[string]string{"qom-list": pcPeripherals})
+}
+
+func serveFakeQMPReplies(t *testing.T, path, fail string, replies map[string]string) *fakeQMP {
 	t.Helper()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	f := &fakeQMP{fail: fail}
+	f := &fakeQMP{fail: fail, replies: replies}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -59,7 +69,15 @@ func serveFakeQMP(t *testing.T, path, fail string) *fakeQMP {
 						io.WriteString(c, `{"error": {"class": "GenericError", "desc": "Duplicate device ID"}}`+"\n")
 						continue
 					}
-					io.WriteString(c, `{"return": {}}`+"\n")
+					key, _ := cmd["execute"].(string)
+					if args, ok := cmd["arguments"].(map[string]any); ok && key == "qom-get" {
+						key += " " + args["path"].(string)
+					}
+					ret, ok := f.replies[key]
+					if !ok {
+						ret = "{}"
+					}
+					io.WriteString(c, `{"return": `+ret+`}`+"\n")
 				}
 			}()
 		}
@@ -81,9 +99,9 @@ func TestAddDiskQEMU(t *testing.T) {
 		wantErr    string
 		wantCmds   []string
 	}{
-		{"blockdev then device", "", "", []string{"qmp_capabilities", "blockdev-add", "device_add"}},
-		{"device_add refused", "device_add", "Duplicate device ID", []string{"qmp_capabilities", "blockdev-add", "device_add"}},
-		{"blockdev-add refused", "blockdev-add", "GenericError", []string{"qmp_capabilities", "blockdev-add"}},
+		{"blockdev then device", "", "", []string{"qmp_capabilities", "qom-list", "blockdev-add", "device_add"}},
+		{"device_add refused", "device_add", "Duplicate device ID", []string{"qmp_capabilities", "qom-list", "blockdev-add", "device_add"}},
+		{"blockdev-add refused", "blockdev-add", "GenericError", []string{"qmp_capabilities", "qom-list", "blockdev-add"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, err := os.MkdirTemp("", "hp")
@@ -113,10 +131,72 @@ func TestAddDiskQEMU(t *testing.T) {
 					"file": map[string]any{"driver": "file", "filename": "/d/ctr1.img", "read-only": true}},
 				{"driver": "virtio-blk-pci", "drive": "hot-ctr1", "id": "dev-ctr1", "serial": "ctr1"},
 			}
-			for i, c := range f.cmds[1:] {
+			for i, c := range f.cmds[2:] {
 				if !reflect.DeepEqual(c["arguments"], wantArgs[i]) {
 					t.Errorf("%s arguments = %v, want %v", c["execute"], c["arguments"], wantArgs[i])
 				}
+			}
+		})
+	}
+}
+
+// On a q35 machine the disk goes into the first PCIe root port that QEMU's device tree
+// shows empty, as a modern device behind the DMA API; with every port taken nothing is sent.
+func TestAddDiskQEMURootPort(t *testing.T) {
+	peripherals := `[{"name": "type", "type": "string"},
+		{"name": "hp0", "type": "child<pcie-root-port>"}, {"name": "hp1", "type": "child<pcie-root-port>"},
+		{"name": "hp2", "type": "child<pcie-root-port>"},
+		{"name": "dev-a", "type": "child<virtio-blk-pci>"}, {"name": "rng", "type": "child<virtio-rng-pci>"}]`
+	for _, tc := range []struct {
+		name    string
+		busOfA  string
+		want    string // the bus, or "" for ErrNoHotplugPort
+		allFull bool
+	}{
+		{name: "first port taken", busOfA: "/machine/peripheral/hp0/hp0", want: "hp1"},
+		{name: "a device on the root bus takes no port", busOfA: "/machine/q35/pcie.0", want: "hp0"},
+		{name: "every port taken", busOfA: "/machine/peripheral/hp0/hp0", allFull: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("", "hp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			replies := map[string]string{
+				"qom-list":                          peripherals,
+				"qom-get /machine/peripheral/dev-a": `"` + tc.busOfA + `"`,
+				"qom-get /machine/peripheral/rng":   `"/machine/q35/pcie.0"`,
+			}
+			if tc.allFull {
+				replies["qom-get /machine/peripheral/rng"] = `"/machine/peripheral/hp1/hp1"`
+				replies["qom-list"] = strings.Replace(peripherals, `{"name": "hp2", "type": "child<pcie-root-port>"},`, "", 1)
+			}
+			f := serveFakeQMPReplies(t, filepath.Join(dir, QMPSocket), "", replies)
+			err = AddDisk(context.Background(), dirVM{dir: dir}, Disk{Path: "/d/ctr2.img", Serial: "ctr2", ReadOnly: true})
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			var sent []string
+			for _, c := range f.cmds {
+				sent = append(sent, c["execute"].(string))
+			}
+			if tc.want == "" {
+				if !errors.Is(err, ErrNoHotplugPort) || !strings.Contains(err.Error(), "2 PCIe root ports") {
+					t.Fatalf("AddDisk with every port taken = %v, want ErrNoHotplugPort naming the 2 ports", err)
+				}
+				if slices.Contains(sent, "blockdev-add") || slices.Contains(sent, "device_add") {
+					t.Errorf("QMP commands = %v, want no blockdev-add or device_add", sent)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("AddDisk: %v", err)
+			}
+			want := map[string]any{"driver": "virtio-blk-pci", "drive": "hot-ctr2", "id": "dev-ctr2", "serial": "ctr2",
+				"bus": tc.want, "disable-legacy": "on", "iommu_platform": true}
+			last := f.cmds[len(f.cmds)-1]
+			if last["execute"] != "device_add" || !reflect.DeepEqual(last["arguments"], want) {
+				t.Errorf("last QMP command = %v, want device_add %v", last, want)
 			}
 		})
 	}

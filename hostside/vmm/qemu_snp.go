@@ -67,7 +67,8 @@ func (l SNPLaunch) withDefaults() (SNPLaunch, error) {
 // KVM only, q35 with the sev-snp-guest object as confidential-guest support, guest memory
 // from a shared memfd (vhost-user maps it; the private memory comes from KVM's
 // guest_memfd), OVMF as -bios, and every virtio device restricted to the DMA API
-// (iommu_platform=on) so the guest bounces its I/O through shared pages.
+// (iommu_platform=on) so the guest bounces its I/O through shared pages; PCIe root ports
+// for disks hot-added later (HotplugPortArgs).
 func qemuSNPArgs(cfg Config, l SNPLaunch) ([]string, error) {
 	if l.OVMF == "" {
 		return nil, fmt.Errorf("SEV-SNP launch: no OVMF firmware given: run build/debpin.sh ovmf-amdsev and pass its usr/share/ovmf/OVMF.amdsev.fd")
@@ -94,5 +95,17 @@ func qemuSNPArgs(cfg Config, l SNPLaunch) ([]string, error) {
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
 		"-object", "memory-backend-memfd,id=mem,size=" + mem + ",share=on",
 	}
-	return append(args, qemuDevices(cfg, ",disable-legacy=on,iommu_platform=on")...), nil
+	args = append(args, qemuDevices(cfg, ",disable-legacy=on,iommu_platform=on")...)
+	return append(args, HotplugPortArgs()...), nil
+}
+
+// HotplugPortArgs are the PCIe root ports a q35 machine hot-plugs containers' disks into
+// (AddDisk): q35's root bus takes no hot-plugged devices. They reserve no I/O space, which
+// modern virtio devices do not use.
+func HotplugPortArgs() []string {
+	var args []string
+	for i := range HotplugPorts {
+		args = append(args, "-device", fmt.Sprintf("pcie-root-port,id=%s,bus=pcie.0,chassis=%d,io-reserve=0", hotplugPortID(i), i+1))
+	}
+	return args
 }

@@ -24,52 +24,83 @@ type qmpCommand struct {
 // qmpRun runs commands in one QMP session, in order, stopping at the first error, and
 // waits for each answer (skipping events). The session ends after timeout at the latest.
 func qmpRun(ctx context.Context, path string, timeout time.Duration, cmds []qmpCommand) error {
+	s, err := qmpDial(ctx, path, timeout)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	for _, c := range cmds {
+		if _, err := s.run(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// qmpSession is one QMP connection, past its greeting and capabilities negotiation.
+type qmpSession struct {
+	path string
+	conn net.Conn
+	dec  *json.Decoder
+	enc  *json.Encoder
+}
+
+// qmpDial connects to the QMP socket at path; the session ends after timeout (or ctx's
+// deadline, if earlier) at the latest.
+func qmpDial(ctx context.Context, path string, timeout time.Duration) (*qmpSession, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("QMP socket %s: %w", path, ErrNotRunning)
+			return nil, fmt.Errorf("QMP socket %s: %w", path, ErrNotRunning)
 		}
-		return fmt.Errorf("dial QMP socket %s: %w", path, err)
+		return nil, fmt.Errorf("dial QMP socket %s: %w", path, err)
 	}
-	defer conn.Close()
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	dec := json.NewDecoder(conn)
+	s := &qmpSession{path: path, conn: conn, dec: json.NewDecoder(conn), enc: json.NewEncoder(conn)}
 	var greeting struct {
 		QMP json.RawMessage `json:"QMP"`
 	}
-	if err := dec.Decode(&greeting); err != nil || greeting.QMP == nil {
-		return fmt.Errorf("QMP %s: no greeting: %v", path, err)
+	if err := s.dec.Decode(&greeting); err != nil || greeting.QMP == nil {
+		conn.Close()
+		return nil, fmt.Errorf("QMP %s: no greeting: %v", path, err)
 	}
-	enc := json.NewEncoder(conn)
-	for _, c := range append([]qmpCommand{{Execute: "qmp_capabilities"}}, cmds...) {
-		if err := enc.Encode(c); err != nil {
-			return fmt.Errorf("QMP %s: send %s: %w", path, c.Execute, err)
-		}
-		for {
-			var reply struct {
-				Return json.RawMessage `json:"return"`
-				Error  *struct {
-					Class string `json:"class"`
-					Desc  string `json:"desc"`
-				} `json:"error"`
-				Event string `json:"event"`
-			}
-			if err := dec.Decode(&reply); err != nil {
-				return fmt.Errorf("QMP %s: read reply to %s: %w", path, c.Execute, err)
-			}
-			if reply.Event != "" {
-				continue
-			}
-			if reply.Error != nil {
-				return fmt.Errorf("QMP %s: %s: %s: %s: %w", path, c.Execute, reply.Error.Class, reply.Error.Desc, ErrAPI)
-			}
-			break
-		}
+	if _, err := s.run(qmpCommand{Execute: "qmp_capabilities"}); err != nil {
+		conn.Close()
+		return nil, err
 	}
-	return nil
+	return s, nil
 }
+
+// run sends c and returns its answer's "return" value, skipping events.
+func (s *qmpSession) run(c qmpCommand) (json.RawMessage, error) {
+	if err := s.enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("QMP %s: send %s: %w", s.path, c.Execute, err)
+	}
+	for {
+		var reply struct {
+			Return json.RawMessage `json:"return"`
+			Error  *struct {
+				Class string `json:"class"`
+				Desc  string `json:"desc"`
+			} `json:"error"`
+			Event string `json:"event"`
+		}
+		if err := s.dec.Decode(&reply); err != nil {
+			return nil, fmt.Errorf("QMP %s: read reply to %s: %w", s.path, c.Execute, err)
+		}
+		if reply.Event != "" {
+			continue
+		}
+		if reply.Error != nil {
+			return nil, fmt.Errorf("QMP %s: %s: %s: %s: %w", s.path, c.Execute, reply.Error.Class, reply.Error.Desc, ErrAPI)
+		}
+		return reply.Return, nil
+	}
+}
+
+func (s *qmpSession) close() { s.conn.Close() }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -93,6 +94,9 @@ func TestQEMUSNPArgs(t *testing.T) {
 		"-serial", "file:/run/cg/console.log",
 		"-qmp", "unix:/run/cg/qmp.sock,server=on,wait=off",
 	}
+	for i := range HotplugPorts { // each checked on its own below
+		full = append(full, "-device", fmt.Sprintf("pcie-root-port,id=hp%d,bus=pcie.0,chassis=%d,io-reserve=0", i, i+1))
+	}
 	tests := []struct {
 		name     string
 		change   func(*Config, *SNPLaunch)
@@ -146,10 +150,21 @@ func TestQEMUSNPArgs(t *testing.T) {
 					t.Errorf("qemuSNPArgs() = %q, want no %q", args, bad)
 				}
 			}
+			ports := 0
 			for i, a := range args {
-				if a == "-device" && !strings.HasSuffix(args[i+1], iommu) {
+				switch {
+				case a != "-device":
+				case strings.HasPrefix(args[i+1], "pcie-root-port,"):
+					if want := fmt.Sprintf("pcie-root-port,id=hp%d,bus=pcie.0,chassis=%d,io-reserve=0", ports, ports+1); args[i+1] != want {
+						t.Errorf("root port %q, want %q", args[i+1], want)
+					}
+					ports++
+				case !strings.HasSuffix(args[i+1], iommu):
 					t.Errorf("device %q lacks %q: an SNP guest refuses virtio devices without VIRTIO_F_ACCESS_PLATFORM", args[i+1], iommu)
 				}
+			}
+			if ports != HotplugPorts {
+				t.Errorf("qemuSNPArgs() has %d PCIe root ports, want %d for hot-added disks", ports, HotplugPorts)
 			}
 		})
 	}
