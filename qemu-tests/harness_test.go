@@ -7,14 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"confguest/hostside/vmm"
 )
 
 // Console markers the guest prints.
@@ -276,55 +278,19 @@ func (g *Guest) WaitFor(ctx context.Context, s string) (time.Duration, error) {
 	}
 }
 
-// QMP runs one QMP command (no arguments) and returns its reply.
+// QMP runs one QMP command (no arguments) and returns its reply, waiting up to 5 s for
+// QEMU to open its QMP socket.
 func (g *Guest) QMP(command string) (json.RawMessage, error) {
-	var conn net.Conn
 	var err error
 	for i := 0; i < 50; i++ {
-		if conn, err = net.Dial("unix", g.qmpPath); err == nil {
-			break
+		var ret json.RawMessage
+		ret, err = vmm.QMPExecute(context.Background(), g.qmpPath, command, nil)
+		if !errors.Is(err, vmm.ErrNotRunning) && !errors.Is(err, syscall.ECONNREFUSED) {
+			return ret, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("connect QMP %s: %w", g.qmpPath, err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	dec := json.NewDecoder(conn)
-	var greeting map[string]json.RawMessage
-	if err := dec.Decode(&greeting); err != nil {
-		return nil, fmt.Errorf("QMP greeting: %w", err)
-	}
-	for _, cmd := range []string{"qmp_capabilities", command} {
-		if _, err := fmt.Fprintf(conn, `{"execute":%q}`+"\n", cmd); err != nil {
-			return nil, fmt.Errorf("QMP %s: %w", cmd, err)
-		}
-		for { // skip asynchronous events until the command's reply
-			var reply struct {
-				Return json.RawMessage `json:"return"`
-				Error  *struct {
-					Class string `json:"class"`
-					Desc  string `json:"desc"`
-				} `json:"error"`
-				Event string `json:"event"`
-			}
-			if err := dec.Decode(&reply); err != nil {
-				return nil, fmt.Errorf("QMP %s reply: %w", cmd, err)
-			}
-			if reply.Event != "" {
-				continue
-			}
-			if reply.Error != nil {
-				return nil, fmt.Errorf("QMP %s: %s: %s", cmd, reply.Error.Class, reply.Error.Desc)
-			}
-			if cmd == command {
-				return reply.Return, nil
-			}
-			break
-		}
-	}
-	return nil, errors.New("unreachable")
+	return nil, err
 }
 
 // Wait waits for QEMU to exit by itself and reports how. If the boot

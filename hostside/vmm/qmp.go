@@ -21,6 +21,17 @@ type qmpCommand struct {
 	Arguments map[string]any `json:"arguments,omitempty"`
 }
 
+// QMPExecute runs one QMP command with its arguments (nil for none) on the QMP socket at
+// path, in a session of its own, and returns the command's "return" value.
+func QMPExecute(ctx context.Context, path, command string, args map[string]any) (json.RawMessage, error) {
+	s, err := qmpDial(ctx, path, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	return s.run(qmpCommand{command, args})
+}
+
 // qmpRun runs commands in one QMP session, in order, stopping at the first error, and
 // waits for each answer (skipping events). The session ends after timeout at the latest.
 func qmpRun(ctx context.Context, path string, timeout time.Duration, cmds []qmpCommand) error {
