@@ -309,6 +309,8 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		case <-bctx.Done():
 		}
 	}()
+	// Dial once the agent says it listens (if bctx ends first, Dial reports why).
+	waitForConsole(bctx, vm.ConsolePath(), agentReadyMarker)
 	conn, err := vsock.Dial(bctx, vm.VsockPath(), AgentPort, vsock.WithConsole(func() []string { return vm.ConsoleTail(15) }))
 	if err != nil {
 		if errors.Is(context.Cause(bctx), errKVMStalled) {
