@@ -230,6 +230,7 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 	case s.opts.VMM == QEMU:
 		accel = s.pickAccel(ctx)
 	}
+	rebooted := false
 	for {
 		err := s.bootOnce(ctx, cfg, accel)
 		if errors.Is(err, errKVMStalled) {
@@ -238,9 +239,21 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			accel = vmm.AccelTCG
 			continue
 		}
+		if errors.Is(err, errVsockWedged) && !rebooted {
+			rebooted = true
+			s.progress("the agent said it listens but no CONNECT was answered for %v; booting again", vsockAnswerTimeout)
+			continue
+		}
 		return err
 	}
 }
+
+// errVsockWedged means the guest printed the agent's ready line but the hybrid vsock
+// backend answered no CONNECT for vsockAnswerTimeout. Boot boots once more then.
+var errVsockWedged = errors.New("the agent is ready but the vsock backend answers no CONNECT")
+
+// vsockAnswerTimeout bounds the wait for an answer to CONNECT once the agent listens.
+const vsockAnswerTimeout = 45 * time.Second
 
 var errKVMStalled = errors.New("guest stalled under KVM")
 
@@ -310,8 +323,16 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		}
 	}()
 	// Dial once the agent says it listens (if bctx ends first, Dial reports why).
-	waitForConsole(bctx, vm.ConsolePath(), agentReadyMarker)
-	conn, err := vsock.Dial(bctx, vm.VsockPath(), AgentPort, vsock.WithConsole(func() []string { return vm.ConsoleTail(15) }))
+	dctx := bctx
+	if waitForConsole(bctx, vm.ConsolePath(), agentReadyMarker) {
+		var cancelDial context.CancelFunc
+		dctx, cancelDial = context.WithTimeoutCause(bctx, vsockAnswerTimeout, errVsockWedged)
+		defer cancelDial()
+	}
+	conn, err := vsock.Dial(dctx, vm.VsockPath(), AgentPort, vsock.WithConsole(func() []string { return vm.ConsoleTail(15) }))
+	if err != nil && bctx.Err() == nil && errors.Is(context.Cause(dctx), errVsockWedged) {
+		return s.abortBoot(fmt.Errorf("%w: %w", errVsockWedged, err))
+	}
 	if err != nil {
 		if errors.Is(context.Cause(bctx), errKVMStalled) {
 			s.abortBoot(nil)
