@@ -61,17 +61,8 @@ func TestAgentInGuest(t *testing.T) {
 		svc.Exec = append(svc.Exec, launcher.ExecRule(p))
 	}
 	again := launcher.PolicyEntry("again", disk.Verity.RootHash, launcher.ContainerSpec(launcher.Process{Args: []string{"true"}, Cwd: "/", Env: path}, "again"))
-	doc, err := json.Marshal(policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+	bootUnderPolicy(ctx, t, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
 		Containers: []policy.Container{svc, again}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.UsePolicy(doc); err != nil {
-		t.Fatalf("UsePolicy: %v", err)
-	}
-	if err := sb.Boot(ctx); err != nil {
-		t.Fatalf("Boot: %v", err)
-	}
 	if err := sb.InstallPolicy(ctx); err != nil {
 		t.Fatalf("InstallPolicy: %v", err)
 	}
@@ -233,17 +224,8 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	directEntry := launcher.PolicyEntry("direct", disk.Verity.RootHash, directSpec(1))
 	// Any number of runs: each round runs its share of b.N.
 	directEntry.Args[2] = policy.Match{Pattern: strings.Replace(regexp.QuoteMeta(directCommand("N")), " -n N ", " -n [0-9]{1,4} ", 1)}
-	doc, err := json.Marshal(policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+	bootUnderPolicy(ctx, b, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
 		Containers: []policy.Container{launcher.PolicyEntry("bench", disk.Verity.RootHash, spec), directEntry}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := sb.UsePolicy(doc); err != nil {
-		b.Fatalf("UsePolicy: %v", err)
-	}
-	if err := sb.Boot(ctx); err != nil {
-		b.Fatalf("Boot: %v", err)
-	}
 	if err := sb.InstallPolicy(ctx); err != nil {
 		b.Fatalf("InstallPolicy: %v", err)
 	}

@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/launcher"
 	"confguest/hostside/vmm"
@@ -84,4 +86,21 @@ func newSandbox(ctx context.Context, tb testing.TB, img Image, memMiB int) *laun
 	}
 	tb.Cleanup(func() { sb.Close(context.Background()) })
 	return sb
+}
+
+// bootUnderPolicy makes p the guest's policy (its SHA-256 is HOST_DATA) and boots sb; it
+// returns the policy document, which the caller installs with sb.InstallPolicy.
+func bootUnderPolicy(ctx context.Context, tb testing.TB, sb *launcher.Sandbox, p policy.Policy) []byte {
+	tb.Helper()
+	doc, err := json.Marshal(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := sb.UsePolicy(doc); err != nil {
+		tb.Fatalf("UsePolicy: %v", err)
+	}
+	if err := sb.Boot(ctx); err != nil {
+		tb.Fatalf("Boot: %v", err)
+	}
+	return doc
 }

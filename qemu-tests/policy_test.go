@@ -106,17 +106,8 @@ echo done >&2`
 	entry := launcher.PolicyEntry("a", diskA.Verity.RootHash, launcher.ContainerSpec(procA, "a"))
 	entry.Stdout, entry.Attestation = false, true
 	entry.Exec = []policy.Exec{launcher.ExecRule(touch)}
-	doc, err := json.MarshalIndent(policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Shutdown: true},
-		Containers: []policy.Container{entry}}, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sb.UsePolicy(doc); err != nil {
-		t.Fatalf("UsePolicy: %v", err)
-	}
-	if err := sb.Boot(ctx); err != nil {
-		t.Fatalf("Boot: %v", err)
-	}
+	doc := bootUnderPolicy(ctx, t, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Shutdown: true},
+		Containers: []policy.Container{entry}})
 	a := sb.Agent
 
 	denied := func(what string, err error, want ...string) {
