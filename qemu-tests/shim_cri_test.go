@@ -113,12 +113,20 @@ func (e *ctrdEnv) waitLogs(crictl, id, want string) string {
 	return ""
 }
 
-func TestShimCRIPod(t *testing.T) {
-	crictl := crictlBinary(t)
-	e := startContainerd(t, ctrdOptions{cri: true})
-	root := busyboxRoot(t)
-	image := e.importDir("confguest/busybox:test", root)
+// startCRI starts what every CRI test needs: containerd with its CRI plugin, the crictl
+// binary, and the busybox tree (root) imported as the image tag, beside the pause image.
+func startCRI(t *testing.T, tag string) (e *ctrdEnv, crictl, root, image string) {
+	t.Helper()
+	crictl = crictlBinary(t)
+	e = startContainerd(t, ctrdOptions{cri: true})
+	root = busyboxRoot(t)
+	image = e.importDir(tag, root)
 	e.importBusybox("confguest/pause:test")
+	return e, crictl, root, image
+}
+
+func TestShimCRIPod(t *testing.T) {
+	e, crictl, root, image := startCRI(t, "confguest/busybox:test")
 	// The pod's policy admits its containers and the exec commands below.
 	p1 := podConfig(t, "p1", map[string]string{"confguest.io/policy": podPolicy(t, root, []policy.Exec{
 		{Args: []policy.Match{anything, anything}, Env: []policy.Match{anything}},

@@ -43,10 +43,7 @@ func (e *ctrdEnv) containerMemory(crictl, id string) uint64 {
 }
 
 func TestShimCRIDefaultPolicy(t *testing.T) {
-	crictl := crictlBinary(t)
-	e := startContainerd(t, ctrdOptions{cri: true})
-	image := e.importDir("confguest/busybox:default", busyboxRoot(t))
-	e.importBusybox("confguest/pause:test")
+	e, crictl, _, image := startCRI(t, "confguest/busybox:default")
 	podCfg := podConfig(t, "dflt", nil)
 
 	start := time.Now()

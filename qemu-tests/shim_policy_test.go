@@ -67,11 +67,7 @@ func predatesPolicies(r cliResult) bool {
 }
 
 func TestShimCRIPolicyDeniesExec(t *testing.T) {
-	crictl := crictlBinary(t)
-	e := startContainerd(t, ctrdOptions{cri: true})
-	root := busyboxRoot(t)
-	image := e.importDir("confguest/busybox:policy", root)
-	e.importBusybox("confguest/pause:test")
+	e, crictl, root, image := startCRI(t, "confguest/busybox:policy")
 	// No exec rules: the host may not run anything in the container.
 	podCfg := podConfig(t, "pol", map[string]string{"confguest.io/policy": podPolicy(t, root, nil)})
 	r := e.crictl(crictl, "runp", "--runtime", "confguest", podCfg)
