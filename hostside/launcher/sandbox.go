@@ -252,8 +252,9 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 // backend answered no CONNECT for vsockAnswerTimeout. Boot boots once more then.
 var errVsockWedged = errors.New("the agent is ready but the vsock backend answers no CONNECT")
 
-// vsockAnswerTimeout bounds the wait for an answer to CONNECT once the agent listens.
-const vsockAnswerTimeout = 45 * time.Second
+// vsockAnswerTimeout bounds the wait for an answer to CONNECT once the agent listens
+// (a variable for tests).
+var vsockAnswerTimeout = 45 * time.Second
 
 var errKVMStalled = errors.New("guest stalled under KVM")
 
