@@ -125,6 +125,16 @@ func startCRI(t *testing.T, tag string) (e *ctrdEnv, crictl, root, image string)
 	return e, crictl, root, image
 }
 
+// podDisks lists the container disk images in the run directories of e's pod VMs.
+func podDisks(t *testing.T, e *ctrdEnv) []string {
+	t.Helper()
+	imgs, err := filepath.Glob(filepath.Join(e.runDir, "*", "ctr*.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return imgs
+}
+
 func TestShimCRIPod(t *testing.T) {
 	e, crictl, root, image := startCRI(t, "confguest/busybox:test")
 	// The pod's policy admits its containers and the exec commands below.
@@ -163,6 +173,17 @@ func TestShimCRIPod(t *testing.T) {
 		}
 		if ents, _ := os.ReadDir(e.runDir); len(ents) != 1 {
 			t.Errorf("%d VM run directories for one pod, want 1", len(ents))
+		}
+	})
+	t.Run("one disk per image", func(t *testing.T) {
+		// c1 and c2 have the same image, so the same rootfs disk: the second create
+		// attached nothing new.
+		if imgs := podDisks(t, e); len(imgs) != 1 {
+			t.Errorf("container disks of the pod: %q, want one (both containers have one image)", imgs)
+		}
+		r := e.crictl(crictl, "exec", "-s", c2, "cat", "/proc/partitions")
+		if r.code != 0 || !strings.Contains(r.stdout, " vdb\n") || strings.Contains(r.stdout, "vdc") {
+			t.Errorf("crictl exec c2 cat /proc/partitions = exit %d, %q; want vda and vdb only", r.code, r.stdout)
 		}
 	})
 	t.Run("logs", func(t *testing.T) {

@@ -5,6 +5,8 @@ package qemutests
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,10 +54,17 @@ func TestShimCRIDefaultPolicy(t *testing.T) {
 	e.mustCrictl(crictl, "start", c1)
 	e.waitLogs(crictl, c1, "c1 up")
 	t.Logf("pod start (runp to first container output): %v", time.Since(start).Round(10*time.Millisecond))
-	// The second container replaces the policy; the first stays reachable.
-	c2 := e.mustCrictl(crictl, "create", pod, containerConfig(t, "c2", image, "sh", "-c", "echo c2 up; exec sleep 1000"), podCfg)
+	// The second container, of another image, replaces the policy; the first stays
+	// reachable. Its rootfs differs, so it gets a disk of its own, hot-added.
+	root2 := busyboxRoot(t)
+	os.WriteFile(filepath.Join(root2, "etc", "variant"), []byte("the second image\n"), 0o644)
+	image2 := e.importDir("confguest/busybox:variant", root2)
+	c2 := e.mustCrictl(crictl, "create", pod, containerConfig(t, "c2", image2, "sh", "-c", "cat /etc/variant; exec sleep 1000"), podCfg)
 	e.mustCrictl(crictl, "start", c2)
-	e.waitLogs(crictl, c2, "c2 up")
+	e.waitLogs(crictl, c2, "the second image")
+	if imgs := podDisks(t, e); len(imgs) != 2 {
+		t.Errorf("container disks of the pod: %q, want two (two different images)", imgs)
+	}
 
 	// The ctrdEnv helpers fail the whole test, so the checks run here, not in subtests.
 	for _, c := range []struct{ id, name string }{{c1, "first container"}, {c2, "second container"}} {

@@ -85,7 +85,8 @@ type Sandbox struct {
 	// hostDataGiven: Options.HostData was given, not derived from the policy.
 	hostDataGiven bool
 	client        *ttrpc.Client
-	disks         []image.Disk
+	disks         []image.Disk    // disk i has serial ctr<i>
+	attached      map[string]bool // serials the running VM has
 	state         State
 }
 
@@ -173,10 +174,15 @@ func (s *Sandbox) progress(format string, args ...any) {
 	}
 }
 
-// BuildDisk turns a container rootfs source into a verity disk in the run directory; it is
-// attached at Boot with serial ctr<N>.
+// BuildDisk turns a container rootfs source into a verity disk in the run directory with
+// serial ctr<N>; disks built before Boot are attached at Boot, later ones by AttachDisk.
+// Rootfs images are reproducible, so a source whose image is identical to one built before
+// (the same dm-verity parameters, root hash included) gets that disk's path and serial
+// back and the new copy is removed: containers of one image share one disk (the agent
+// shares the open image between them), and a container that is created again and again,
+// as a crash-looping pod container is, takes no new disk each time.
 func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image.Option) (image.Disk, string, error) {
-	serial := "ctr" + strconv.Itoa(len(s.disks))
+	serial := serialOf(len(s.disks))
 	s.progress("building container disk from %s", src)
 	done := s.opts.Timings.Start(PhaseDiskBuild)
 	d, err := image.BuildDisk(ctx, src, s.Dir, filepath.Join(s.Dir, serial+".img"), opts...)
@@ -184,8 +190,45 @@ func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image
 	if err != nil {
 		return image.Disk{}, "", err
 	}
+	for i, old := range s.disks {
+		if old.Verity == d.Verity {
+			if err := os.Remove(d.Path); err != nil {
+				return image.Disk{}, "", fmt.Errorf("remove the duplicate disk: %w", err)
+			}
+			d.Path = old.Path // the image config (d.Config) stays the new source's
+			s.progress("the disk is identical to %s (root hash %s); using that", serialOf(i), d.Verity.RootHash)
+			return d, serialOf(i), nil
+		}
+	}
 	s.disks = append(s.disks, d)
 	return d, serial, nil
+}
+
+func serialOf(i int) string { return "ctr" + strconv.Itoa(i) }
+
+// AttachDisk hot-adds the disk BuildDisk returned as serial to the running VM, unless it is
+// attached already (at Boot, or by an earlier AttachDisk of an identical image).
+func (s *Sandbox) AttachDisk(ctx context.Context, serial string) error {
+	i := -1
+	for j := range s.disks {
+		if serialOf(j) == serial {
+			i = j
+		}
+	}
+	if i < 0 {
+		return fmt.Errorf("attach disk %q: no such disk in this sandbox (BuildDisk names them)", serial)
+	}
+	if s.attached[serial] {
+		return nil
+	}
+	if s.VM == nil {
+		return fmt.Errorf("attach disk %s: the VM is not running", serial)
+	}
+	if err := vmm.AddDisk(ctx, s.VM, vmm.Disk{Path: s.disks[i].Path, Serial: serial, ReadOnly: true}); err != nil {
+		return fmt.Errorf("hot-add disk %s: %w", serial, err)
+	}
+	s.attached[serial] = true
+	return nil
 }
 
 // Boot starts the VMM with the guest image and the built disks and waits until the agent
@@ -220,8 +263,10 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 			return fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.Guest.Dir)
 		}
 	}
+	attached := map[string]bool{}
 	for i, d := range s.disks {
-		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: d.Path, Serial: "ctr" + strconv.Itoa(i), ReadOnly: true})
+		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: d.Path, Serial: serialOf(i), ReadOnly: true})
+		attached[serialOf(i)] = true
 	}
 	var accel vmm.Accel // Cloud Hypervisor picks its own (KVM or MSHV)
 	switch {
@@ -233,6 +278,9 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 	rebooted := false
 	for {
 		err := s.bootOnce(ctx, cfg, accel)
+		if err == nil {
+			s.attached = attached
+		}
 		if errors.Is(err, errKVMStalled) {
 			s.rememberKVMHangs()
 			s.progress("the guest made no progress under KVM; booting again with TCG")

@@ -23,7 +23,6 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
-	"confguest/hostside/vmm"
 )
 
 // Create creates a container: for the first container of a pod it boots the VM.
@@ -302,15 +301,16 @@ func (s *Service) closePod(ctx context.Context) error {
 }
 
 // hotAddDisk builds a disk from rootfs in the VM's run directory and hot-adds it to the
-// running VM. Called with s.mu held.
+// running VM; a rootfs identical to an earlier container's reuses that disk
+// (launcher.Sandbox.BuildDisk). Called with s.mu held.
 func (s *Service) hotAddDisk(ctx context.Context, rootfs string) (image.Disk, string, error) {
 	sb := s.pod.sb
 	d, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
 	if err != nil {
 		return image.Disk{}, "", err
 	}
-	if err := vmm.AddDisk(ctx, sb.VM, vmm.Disk{Path: d.Path, Serial: serial, ReadOnly: true}); err != nil {
-		return image.Disk{}, "", fmt.Errorf("hot-add the rootfs disk: %w", err)
+	if err := sb.AttachDisk(ctx, serial); err != nil {
+		return image.Disk{}, "", fmt.Errorf("the rootfs disk: %w", err)
 	}
 	return d, serial, nil
 }
