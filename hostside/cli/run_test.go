@@ -3,9 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,38 +13,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"confguest/hostside/image"
+	"confguest/hostside/image/imagetest"
 	"confguest/hostside/vmm"
-	"confguest/rootfs"
 )
 
-// guestImage writes a guest image directory as make image lays it out (with a real erofs +
-// verity rootfs.img) and returns it.
-func guestImage(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "init"), []byte("#!/bin/sh\n"), 0o755)
-	params, err := rootfs.Build(context.Background(), src, filepath.Join(dir, "rootfs.img"))
-	if err != nil {
-		t.Fatalf("rootfs.Build: %v", err)
-	}
-	os.WriteFile(filepath.Join(dir, "bzImage"), []byte("kernel"), 0o644)
-	os.WriteFile(filepath.Join(dir, "initramfs.cpio.gz"), []byte("initramfs"), 0o644)
-	os.WriteFile(filepath.Join(dir, "cmdline"), []byte("console=ttyS0\n"), 0o644)
-	m := image.Manifest{Verity: params}
-	for _, n := range []string{"bzImage", "initramfs.cpio.gz", "rootfs.img", "cmdline"} {
-		b, _ := os.ReadFile(filepath.Join(dir, n))
-		sum := sha256.Sum256(b)
-		m.Artifacts = append(m.Artifacts, image.Artifact{Name: n, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
-	}
-	b, _ := json.Marshal(m)
-	os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644)
-	return dir
-}
-
 func TestRunBadInput(t *testing.T) {
-	img := guestImage(t)
-	tampered := guestImage(t)
+	img := imagetest.Guest(t, nil)
+	tampered := imagetest.Guest(t, nil)
 	os.WriteFile(filepath.Join(tampered, "initramfs.cpio.gz"), []byte("evil init"), 0o644)
 	rootfsDir := t.TempDir()
 	emptyLayout := t.TempDir()
@@ -173,7 +145,7 @@ func TestRunSNPNoHost(t *testing.T) {
 	if vmm.ProbeSNP("") == nil {
 		t.Skip("this host runs SEV-SNP guests")
 	}
-	img := guestImage(t)
+	img := imagetest.Guest(t, nil)
 	rootfsDir := t.TempDir()
 	for _, v := range []string{"qemu", "cloud-hypervisor"} {
 		t.Run(v, func(t *testing.T) {

@@ -344,8 +344,8 @@ func (a *fakeAgent) Shutdown(context.Context, *agentv1.ShutdownRequest) (*agentv
 	return &agentv1.ShutdownResponse{}, nil
 }
 
-// serveFakeAgent serves a on a unix socket and returns a Sandbox connected to it.
-func serveFakeAgent(t *testing.T, a *fakeAgent) *Sandbox {
+// listenFakeAgent serves a over ttrpc on a new unix socket, whose path it returns.
+func listenFakeAgent(t *testing.T, a *fakeAgent) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "agent.sock")
 	ln, err := net.Listen("unix", path)
@@ -359,7 +359,13 @@ func serveFakeAgent(t *testing.T, a *fakeAgent) *Sandbox {
 	agentv1.RegisterAgentService(srv, a)
 	go srv.Serve(context.Background(), ln)
 	t.Cleanup(func() { srv.Close() })
-	conn, err := net.Dial("unix", path)
+	return path
+}
+
+// serveFakeAgent serves a on a unix socket and returns a Sandbox connected to it.
+func serveFakeAgent(t *testing.T, a *fakeAgent) *Sandbox {
+	t.Helper()
+	conn, err := net.Dial("unix", listenFakeAgent(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}

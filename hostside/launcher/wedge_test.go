@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,12 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/ttrpc"
-
 	agentv1 "confguest/agent/api/v1"
-	"confguest/hostside/image"
+	"confguest/hostside/image/imagetest"
 	"confguest/hostside/vmm"
-	"confguest/rootfs"
 )
 
 // The test binary stands in for QEMU and vhost-device-vsock.
@@ -67,24 +61,33 @@ func runFakeQEMU(args []string) int {
 		fmt.Fprintf(os.Stderr, "fake qemu: no -serial file: or -qmp unix: in %q\n", args)
 		return 2
 	}
-	ln, err := net.Listen("unix", qmp)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake qemu:", err)
-		return 1
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close() // no QMP: the launcher's power-off fails fast and it kills the VM
-		}
-	}()
 	if err := os.WriteFile(console, []byte("confguest-init: root verified 00\n"+agentReadyMarker+"\n"), 0o600); err != nil {
 		fmt.Fprintln(os.Stderr, "fake qemu:", err)
 		return 1
+	}
+	// No QMP: the launcher's power-off fails fast and it kills the VM.
+	return serveUntilSignalled("fake qemu", map[string]func(net.Conn){qmp: func(c net.Conn) { c.Close() }})
+}
+
+// serveUntilSignalled listens on each unix socket path and hands every connection to its
+// function, until SIGTERM or SIGINT. It returns the fake's exit status.
+func serveUntilSignalled(who string, serve map[string]func(net.Conn)) int {
+	for path, fn := range serve {
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, who+":", err)
+			return 1
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go fn(c)
+			}
+		}()
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -117,31 +120,10 @@ func runFakeVhost(args []string) int {
 	wedgedBoots, _ := strconv.Atoi(os.Getenv(fakeWedgedEnv))
 	wedged := bytes.Count(b, []byte("\n")) <= wedgedBoots
 
-	user, err := net.Listen("unix", opts["socket"])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake vhost-device-vsock:", err)
-		return 1
-	}
-	defer user.Close()
-	ln, err := net.Listen("unix", opts["uds-path"])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fake vhost-device-vsock:", err)
-		return 1
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveHybrid(c, wedged)
-		}
-	}()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	<-sigs
-	return 0
+	return serveUntilSignalled("fake vhost-device-vsock", map[string]func(net.Conn){
+		opts["socket"]:   func(c net.Conn) { c.Close() }, // StartQEMU only waits for it to exist
+		opts["uds-path"]: func(c net.Conn) { serveHybrid(c, wedged) },
+	})
 }
 
 func serveHybrid(c net.Conn, wedged bool) {
@@ -166,30 +148,6 @@ func serveHybrid(c net.Conn, wedged bool) {
 	io.Copy(c, agent)
 }
 
-// fakeGuestImage writes a guest image directory as make image lays it out (a real erofs +
-// verity rootfs.img; kernel and initramfs are never booted here).
-func fakeGuestImage(t *testing.T) string {
-	t.Helper()
-	dir, src := t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(src, "init"), []byte("#!/bin/sh\n"), 0o755)
-	params, err := rootfs.Build(context.Background(), src, filepath.Join(dir, "rootfs.img"))
-	if err != nil {
-		t.Fatalf("rootfs.Build: %v", err)
-	}
-	os.WriteFile(filepath.Join(dir, "bzImage"), fakeBzImage(), 0o644)
-	os.WriteFile(filepath.Join(dir, "initramfs.cpio.gz"), []byte("initramfs"), 0o644)
-	os.WriteFile(filepath.Join(dir, "cmdline"), []byte("console=ttyS0 confguest.roothash="+params.RootHash+"\n"), 0o644)
-	m := image.Manifest{Verity: params}
-	for _, n := range []string{"bzImage", "initramfs.cpio.gz", "rootfs.img", "cmdline"} {
-		b, _ := os.ReadFile(filepath.Join(dir, n))
-		sum := sha256.Sum256(b)
-		m.Artifacts = append(m.Artifacts, image.Artifact{Name: n, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
-	}
-	b, _ := json.Marshal(m)
-	os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644)
-	return dir
-}
-
 // TestBootRecoversFromWedgedVsock: when the console says the agent listens but the vsock
 // backend answers no CONNECT, Boot stops the VM and boots once more, and only once.
 // QEMU and vhost-device-vsock are this test binary (fakes); the agent is fakeAgent.
@@ -198,23 +156,12 @@ func TestBootRecoversFromWedgedVsock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agentSock := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := net.Listen("unix", agentSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentv1.RegisterAgentService(srv, newFakeAgent())
-	go srv.Serve(context.Background(), ln)
-	t.Cleanup(func() { srv.Close() })
+	agentSock := listenFakeAgent(t, newFakeAgent())
 
 	old := vsockAnswerTimeout
 	vsockAnswerTimeout = time.Second
 	t.Cleanup(func() { vsockAnswerTimeout = old })
-	guest := fakeGuestImage(t)
+	guest := imagetest.Guest(t, nil)
 
 	for _, tc := range []struct {
 		name        string
