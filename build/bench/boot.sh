@@ -13,6 +13,13 @@
 # also prints the medians from the kernel's "Run /init" line to the marker
 # (user space only) and their difference, which does not depend on how fast
 # the kernel boots.
+#
+# With AGENT_CONTROL=1 a third boot joins each run: the same kernel, initramfs
+# and root filesystem, but with build/bench/readyagent (a small Go program that
+# prints the ready line) as /sbin/agent, on a dm-verity root rebuilt with
+# mkrootfs and its command line. Its figures show how much of the difference
+# the agent accounts for (paging its binary in through dm-verity included),
+# and how much PID 1 and the verity root do.
 set -euo pipefail
 
 runs=${RUNS:-5}
@@ -36,17 +43,33 @@ mkdir -p "$tmp/tiny"
 
 cmdline="$(tr -d '\n' <"$img/cmdline") confguest.tee=none"
 qemu_args=(-accel tcg -m 128M -smp 1 -nodefaults -no-reboot -no-user-config -display none
-	-serial stdio -monitor none -kernel "$img/bzImage" -append "$cmdline"
-	-drive "file=$img/rootfs.img,if=virtio,format=raw,readonly=on")
+	-serial stdio -monitor none -kernel "$img/bzImage")
+
+control=${AGENT_CONTROL:-0}
+if [[ $control == 1 ]]; then
+	# The image's root with readyagent as /sbin/agent, and the command line for it.
+	command -v fsck.erofs >/dev/null || { echo "boot.sh: fsck.erofs not found: install erofs-utils" >&2; exit 1; }
+	fsck.erofs --extract="$tmp/ctl" "$img/rootfs.img" >/dev/null
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -buildid=' -o "$tmp/ctl/sbin/agent" ./build/bench/readyagent)
+	(cd "$root" && go run ./rootfs/cmd/mkrootfs "$tmp/ctl" "$tmp/ctl.img") >"$tmp/ctl.json"
+	param() { grep -o "\"$1\": *\"\{0,1\}[0-9a-f]*" "$tmp/ctl.json" | grep -o '[0-9a-f]*$'; }
+	ctl_cmdline=$(sed -e "s/confguest.roothash=[0-9a-f]*/confguest.roothash=$(param root_hash)/" \
+		-e "s/confguest.salt=[0-9a-f]*/confguest.salt=$(param salt)/" \
+		-e "s/confguest.datablocks=[0-9]*/confguest.datablocks=$(param data_blocks)/" \
+		-e "s/confguest.hashoffset=[0-9]*/confguest.hashoffset=$(param hash_offset)/" <<<"$cmdline")
+	[[ $ctl_cmdline != "$cmdline" ]] || { echo "boot.sh: could not write the control's command line from $tmp/ctl.json" >&2; exit 1; }
+fi
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# boot INITRD MARKER: prints the milliseconds from QEMU start until a console
-# line contains MARKER and from "Run /init" until then, then stops QEMU.
+# boot INITRD MARKER [ROOTFS CMDLINE]: prints the milliseconds from QEMU start
+# until a console line contains MARKER and from "Run /init" until then, then
+# stops QEMU. ROOTFS and CMDLINE default to the image's.
 boot() {
-	local initrd=$1 marker=$2 start line end="" init=""
+	local initrd=$1 marker=$2 rootfs=${3:-$img/rootfs.img} append=${4:-$cmdline} start line end="" init=""
 	start=$(now_ms)
-	coproc QEMU { exec timeout "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" -initrd "$initrd" 2>&1; }
+	coproc QEMU { exec timeout "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" -append "$append" \
+		-drive "file=$rootfs,if=virtio,format=raw,readonly=on" -initrd "$initrd" 2>&1; }
 	local pid=$QEMU_PID
 	while IFS= read -r line <&"${QEMU[0]}"; do
 		if [[ -z $init && $line == *"Run /init"* ]]; then
@@ -68,8 +91,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 echo "warm-up..." >&2
 boot "$img/initramfs.cpio.gz" "confguest-agent: ready" >/dev/null
 boot "$tmp/tiny.cpio.gz" "tinyinit: " >/dev/null
+[[ $control != 1 ]] || boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline" >/dev/null
 
-ours=() tiny=() ours_u=() tiny_u=() ratios=()
+ours=() tiny=() ours_u=() tiny_u=() ratios=() ctl=() ctl_u=() ctl_ratios=()
 for i in $(seq "$runs"); do
 	read -r o ou < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready")
 	read -r t tu < <(boot "$tmp/tiny.cpio.gz" "tinyinit: ")
@@ -77,6 +101,13 @@ for i in $(seq "$runs"); do
 	r=$(awk -v o="$o" -v t="$t" 'BEGIN { printf "%.3f", o / t }')
 	ours+=("$o") tiny+=("$t") ours_u+=("$ou") tiny_u+=("$tu") ratios+=("$r")
 	printf 'run %d: confguest %d ms (user space %d), trivial init %d ms (user space %d), ratio %s\n' "$i" "$o" "$ou" "$t" "$tu" "$r"
+	if [[ $control == 1 ]]; then
+		read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline")
+		[[ -n ${c:-} ]] || { echo "boot.sh: run $i of the control failed" >&2; exit 1; }
+		cr=$(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.3f", c / t }')
+		ctl+=("$c") ctl_u+=("$cu") ctl_ratios+=("$cr")
+		printf 'run %d: control (readyagent as /sbin/agent) %d ms (user space %d), ratio %s\n' "$i" "$c" "$cu" "$cr"
+	fi
 done
 mo=$(printf '%s\n' "${ours[@]}" | median)
 mt=$(printf '%s\n' "${tiny[@]}" | median)
@@ -90,3 +121,7 @@ printf 'median QEMU start -> "confguest-agent: ready": %s ms\n' "$mo"
 printf 'median QEMU start -> trivial init line:       %s ms\n' "$mt"
 awk -v o="$mo" -v t="$mt" 'BEGIN { printf "ratio of the medians: %.3f\n", o / t }'
 printf 'ratio confguest/trivial, median of %d runs: %s (runs %s-%s; target <= 1.15)\n' "$runs" "$mr" "$lo" "$hi"
+if [[ $control == 1 ]]; then
+	printf 'control, readyagent as /sbin/agent: median %s ms, "Run /init" -> marker %s ms, ratio to the trivial init (median of %d runs) %s\n' \
+		"$(printf '%s\n' "${ctl[@]}" | median)" "$(printf '%s\n' "${ctl_u[@]}" | median)" "$runs" "$(printf '%s\n' "${ctl_ratios[@]}" | median)"
+fi
