@@ -21,6 +21,7 @@ import (
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
+	"confguest/build/guestimage"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
@@ -407,7 +408,7 @@ func benchRoot(b *testing.B) string {
 	if err := os.WriteFile(filepath.Join(dir, "bench", "true.json"), sj, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "netgo osusergo seccomp benchdirect",
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", guestimage.AgentTags+" benchdirect",
 		"-ldflags", "-s -w -buildid= -extldflags -static", "-o", filepath.Join(dir, "bench", "agent"), "confguest/agent/cmd/agent")
 	build.Dir = repoRoot()
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")

@@ -29,7 +29,8 @@ func BenchmarkAgentRSS(b *testing.B) {
 	}
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "netgo osusergo seccomp",
+	// The image's build tags (build/guestimage.AgentTags).
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "netgo osusergo seccomp runc_nocriu",
 		"-ldflags", "-s -w -buildid= -extldflags -static", "-o", bin, "confguest/agent/cmd/agent")
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := build.CombinedOutput(); err != nil {
