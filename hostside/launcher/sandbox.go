@@ -227,6 +227,9 @@ func (s *Sandbox) AttachDisk(ctx context.Context, serial string) error {
 	if err := vmm.AddDisk(ctx, s.VM, vmm.Disk{Path: s.disks[i].Path, Serial: serial, ReadOnly: true}); err != nil {
 		return fmt.Errorf("hot-add disk %s: %w", serial, err)
 	}
+	if s.attached == nil {
+		s.attached = map[string]bool{}
+	}
 	s.attached[serial] = true
 	return nil
 }
