@@ -12,7 +12,8 @@ import (
 
 // qmpPowerdown asks QEMU, through its QMP socket, to press the guest's ACPI power button.
 func qmpPowerdown(ctx context.Context, path string) error {
-	return qmpRun(ctx, path, 5*time.Second, []qmpCommand{{Execute: "system_powerdown"}})
+	_, err := qmpExecute(ctx, path, 5*time.Second, qmpCommand{Execute: "system_powerdown"})
+	return err
 }
 
 // qmpCommand is one QMP command with its arguments.
@@ -24,28 +25,18 @@ type qmpCommand struct {
 // QMPExecute runs one QMP command with its arguments (nil for none) on the QMP socket at
 // path, in a session of its own, and returns the command's "return" value.
 func QMPExecute(ctx context.Context, path, command string, args map[string]any) (json.RawMessage, error) {
-	s, err := qmpDial(ctx, path, 30*time.Second)
+	return qmpExecute(ctx, path, 30*time.Second, qmpCommand{command, args})
+}
+
+// qmpExecute runs c in a QMP session of its own that ends after timeout at the latest,
+// and returns the command's "return" value (events are skipped).
+func qmpExecute(ctx context.Context, path string, timeout time.Duration, c qmpCommand) (json.RawMessage, error) {
+	s, err := qmpDial(ctx, path, timeout)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	return s.run(qmpCommand{command, args})
-}
-
-// qmpRun runs commands in one QMP session, in order, stopping at the first error, and
-// waits for each answer (skipping events). The session ends after timeout at the latest.
-func qmpRun(ctx context.Context, path string, timeout time.Duration, cmds []qmpCommand) error {
-	s, err := qmpDial(ctx, path, timeout)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	for _, c := range cmds {
-		if _, err := s.run(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.run(c)
 }
 
 // qmpSession is one QMP connection, past its greeting and capabilities negotiation.
