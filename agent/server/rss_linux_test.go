@@ -16,6 +16,7 @@ import (
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
+	"confguest/build/guestimage"
 )
 
 // BenchmarkAgentRSS builds the static agent, runs it on a unix socket and
@@ -29,8 +30,7 @@ func BenchmarkAgentRSS(b *testing.B) {
 	}
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "agent")
-	// The image's build tags (build/guestimage.AgentTags).
-	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "netgo osusergo seccomp runc_nocriu",
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", guestimage.AgentTags,
 		"-ldflags", "-s -w -buildid= -extldflags -static", "-o", bin, "confguest/agent/cmd/agent")
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := build.CombinedOutput(); err != nil {
