@@ -5,6 +5,11 @@
 // receive through Stream; both wrap the request decoder, so a handler
 // cannot see a request that was not authorized.
 //
+// A unary request is decoded once, here: the wire message, then the JSON
+// documents it carries (request.Decode). The authorizer checks that
+// decoded value and the handler receives the same value (Decoded), so
+// what was authorized is what the handler acts on.
+//
 // Until a measured policy is installed the agent uses AllowAll, which
 // admits everything and logs each decision.
 package authz
@@ -15,6 +20,8 @@ import (
 	"log/slog"
 
 	"github.com/containerd/ttrpc"
+
+	"confguest/agent/request"
 )
 
 // ErrDenied marks a request the authorizer refused; wrap it with the rule
@@ -49,17 +56,42 @@ func (a AllowAll) Authorize(ctx context.Context, method string, req any) error {
 	return nil
 }
 
-// UnaryInterceptor authorizes each unary request once it is decoded and
-// before the handler sees it.
+// UnaryInterceptor decodes each unary request (the message, then its
+// JSON with request.Decode) and authorizes the decoded value before the
+// handler runs; the handler gets that value from its context with Decoded.
 func UnaryInterceptor(a Authorizer) ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
+		slot := new(decodedSlot)
+		ctx = context.WithValue(ctx, decodedKey{}, slot)
 		return method(ctx, func(req any) error {
 			if err := unmarshal(req); err != nil {
 				return err
 			}
-			return a.Authorize(ctx, info.FullMethod, req)
+			d, err := request.Decode(req)
+			if err != nil {
+				return err
+			}
+			if err := a.Authorize(ctx, info.FullMethod, d); err != nil {
+				return err
+			}
+			slot.v = d
+			return nil
 		})
 	}
+}
+
+type decodedKey struct{}
+
+type decodedSlot struct{ v any }
+
+// Decoded returns the decoded request UnaryInterceptor authorized for the
+// handler running under ctx (a *request.CreateContainer for
+// CreateContainer, ...), or nil outside such a handler.
+func Decoded(ctx context.Context) any {
+	if s, ok := ctx.Value(decodedKey{}).(*decodedSlot); ok {
+		return s.v
+	}
+	return nil
 }
 
 // Stream wraps a server stream of method so that every message the

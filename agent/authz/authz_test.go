@@ -6,9 +6,12 @@ import (
 	"testing"
 
 	"github.com/containerd/ttrpc"
+
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/request"
 )
 
-type request struct{ ID string }
+type testRequest struct{ ID string }
 
 type recorder struct {
 	deny   bool
@@ -26,13 +29,13 @@ func (r *recorder) Authorize(ctx context.Context, method string, req any) error 
 }
 
 func TestUnaryInterceptor(t *testing.T) {
-	decode := func(v any) error { v.(*request).ID = "c1"; return nil }
+	decode := func(v any) error { v.(*testRequest).ID = "c1"; return nil }
 	for _, deny := range []bool{false, true} {
 		t.Run(map[bool]string{false: "allow", true: "deny"}[deny], func(t *testing.T) {
 			r := &recorder{deny: deny}
 			ran := false
 			handler := func(ctx context.Context, unmarshal func(any) error) (any, error) {
-				var req request
+				var req testRequest
 				if err := unmarshal(&req); err != nil {
 					return nil, err
 				}
@@ -43,8 +46,8 @@ func TestUnaryInterceptor(t *testing.T) {
 			if r.method != "/s/M" {
 				t.Errorf("authorizer saw method %q, want /s/M", r.method)
 			}
-			if got, ok := r.req.(*request); !ok || got.ID != "c1" {
-				t.Errorf("authorizer saw request %#v, want the decoded *request{c1}", r.req)
+			if got, ok := r.req.(*testRequest); !ok || got.ID != "c1" {
+				t.Errorf("authorizer saw request %#v, want the decoded *testRequest{c1}", r.req)
 			}
 			if ran == deny || errors.Is(err, ErrDenied) != deny {
 				t.Errorf("deny=%v: handler ran %v, err %v", deny, ran, err)
@@ -59,7 +62,7 @@ type fakeStream struct {
 }
 
 func (f *fakeStream) RecvMsg(m any) error {
-	m.(*request).ID, f.msgs = f.msgs[0], f.msgs[1:]
+	m.(*testRequest).ID, f.msgs = f.msgs[0], f.msgs[1:]
 	return nil
 }
 
@@ -67,20 +70,60 @@ func TestStreamAuthorizesEveryMessage(t *testing.T) {
 	r := &recorder{}
 	s := Stream(context.Background(), r, "/s/Stream", &fakeStream{msgs: []string{"a", "b"}})
 	for i, want := range []string{"a", "b"} {
-		var m request
+		var m testRequest
 		if err := s.RecvMsg(&m); err != nil {
 			t.Fatal(err)
 		}
 		if got := Continuation(r.ctx); got != (i > 0) {
 			t.Errorf("message %d: Continuation = %v, want %v", i, got, i > 0)
 		}
-		if got := r.req.(*request).ID; got != want || r.method != "/s/Stream" {
+		if got := r.req.(*testRequest).ID; got != want || r.method != "/s/Stream" {
 			t.Errorf("authorizer saw %s %q, want /s/Stream %q", r.method, got, want)
 		}
 	}
 	r.deny = true
 	s = Stream(context.Background(), r, "/s/Stream", &fakeStream{msgs: []string{"c"}})
-	if err := s.RecvMsg(&request{}); !errors.Is(err, ErrDenied) {
+	if err := s.RecvMsg(&testRequest{}); !errors.Is(err, ErrDenied) {
 		t.Errorf("RecvMsg with a denying authorizer = %v, want ErrDenied", err)
+	}
+}
+
+// TestUnaryInterceptorDecodesOnce checks that the authorizer and the
+// handler see the same decoded request, and that a spec the strict
+// decoder refuses reaches neither.
+func TestUnaryInterceptorDecodesOnce(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    string
+		wantErr bool
+	}{
+		{"valid spec", `{"process":{"args":["/bin/sh"]}}`, false},
+		{"duplicate key", `{"process":{"args":["/bin/true"]},"process":{"args":["/bin/sh"]}}`, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{}
+			var handled any
+			handler := func(ctx context.Context, unmarshal func(any) error) (any, error) {
+				var req agentv1.CreateContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				handled = Decoded(ctx)
+				return nil, nil
+			}
+			unmarshal := func(v any) error { v.(*agentv1.CreateContainerRequest).SpecJson = []byte(tc.spec); return nil }
+			_, err := UnaryInterceptor(r)(context.Background(), unmarshal, &ttrpc.UnaryServerInfo{FullMethod: "/s/Create"}, handler)
+			if tc.wantErr {
+				if !errors.Is(err, request.ErrMalformed) || r.req != nil || handled != nil {
+					t.Fatalf("interceptor(%s) = %v (authorizer saw %v, handler %v), want ErrMalformed before both", tc.spec, err, r.req, handled)
+				}
+				return
+			}
+			cc, ok := r.req.(*request.CreateContainer)
+			if err != nil || !ok || handled != r.req || cc.Spec.Process.Args[0] != "/bin/sh" {
+				t.Fatalf("interceptor(%s) = %v: authorizer saw %#v, handler %#v, want one *request.CreateContainer", tc.spec, err, r.req, handled)
+			}
+		})
 	}
 }

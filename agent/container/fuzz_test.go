@@ -6,14 +6,16 @@ import (
 	"testing"
 
 	"github.com/opencontainers/runc/libcontainer/specconv"
+
+	"confguest/agent/request"
 )
 
-// FuzzParseSpec feeds arbitrary spec and process JSON to the validators:
-// they must never panic, and what they refuse must be an ErrInvalid that
-// names a field.
+// FuzzCheckSpec feeds arbitrary spec and process JSON, decoded as the
+// RPC edge decodes it, to the validators: they must never panic, and what
+// they refuse must be an ErrInvalid that names a field.
 //
-//	go test -run '^$' -fuzz FuzzParseSpec -fuzztime 1m ./agent/container
-func FuzzParseSpec(f *testing.F) {
+//	go test -run '^$' -fuzz FuzzCheckSpec -fuzztime 1m ./agent/container
+func FuzzCheckSpec(f *testing.F) {
 	good, _ := json.Marshal(specconv.Example())
 	f.Add(good)
 	f.Add([]byte(`{"process":{"args":["sh"],"cwd":"/","rlimits":[{"type":"RLIMIT_NOFILE","hard":1,"soft":2}]},"linux":{}}`))
@@ -21,8 +23,20 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, parse := range []func() error{
-			func() error { _, err := parseSpec(data, []string{"/run/confguest/shared"}); return err },
-			func() error { _, err := parseProcess(data); return err },
+			func() error {
+				s, err := request.Spec(data)
+				if err != nil {
+					return nil // refused at the edge
+				}
+				return checkSpec(s, []string{"/run/confguest/shared"})
+			},
+			func() error {
+				p, err := request.Process(data)
+				if err != nil {
+					return nil
+				}
+				return checkExecProcess(p)
+			},
 		} {
 			err := parse()
 			var fe *FieldError

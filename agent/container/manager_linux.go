@@ -101,7 +101,7 @@ func NewManager(cfg Config) (*Manager, error) {
 // CreateRequest describes a container to create.
 type CreateRequest struct {
 	ID       string
-	Spec     []byte // OCI runtime spec JSON
+	Spec     *specs.Spec // decoded at the RPC edge; Create fills in the root path and cgroup
 	Rootfs   RootfsSource
 	Stdin    bool
 	TTYWidth uint32
@@ -114,8 +114,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	if err := ValidateID("container_id", req.ID); err != nil {
 		return 0, err
 	}
-	spec, err := parseSpec(req.Spec, m.cfg.BindDirs)
-	if err != nil {
+	spec := req.Spec
+	if err := checkSpec(spec, m.cfg.BindDirs); err != nil {
 		return 0, err
 	}
 	if err := m.checkRootfs(req.Rootfs); err != nil {
@@ -267,7 +267,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 // ExecRequest describes a process to run in a running container.
 type ExecRequest struct {
 	ContainerID, ExecID string
-	Process             []byte // OCI process JSON
+	Process             *specs.Process // decoded at the RPC edge
 	Stdin               bool
 	TTYWidth, TTYHeight uint32
 }
@@ -281,8 +281,8 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	if err := ValidateID("exec_id", req.ExecID); err != nil {
 		return 0, err
 	}
-	spec, err := parseProcess(req.Process)
-	if err != nil {
+	spec := req.Process
+	if err := checkExecProcess(spec); err != nil {
 		return 0, err
 	}
 	c.mu.Lock()

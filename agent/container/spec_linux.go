@@ -1,8 +1,6 @@
 package container
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -14,62 +12,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaxSpecBytes bounds the OCI spec and process JSON a request may carry.
-const MaxSpecBytes = 1 << 20
-
-// parseSpec decodes and checks the parts of an OCI runtime spec the agent
-// relies on before any resource is created. bindDirs are the directories
-// bind-mount sources must lie in.
-func parseSpec(data []byte, bindDirs []string) (*specs.Spec, error) {
-	if len(data) == 0 {
-		return nil, fieldErr("spec_json", "empty: send the container's OCI config.json")
-	}
-	if len(data) > MaxSpecBytes {
-		return nil, fieldErr("spec_json", "%d bytes, the limit is %d", len(data), MaxSpecBytes)
-	}
-	var s specs.Spec
-	if err := decodeJSON(data, &s); err != nil {
-		return nil, fieldErr("spec_json", "not an OCI runtime spec: %v", err)
+// checkSpec checks the parts of an OCI runtime spec (decoded once at the
+// RPC edge, package request) the agent relies on before any resource is
+// created. bindDirs are the directories bind-mount sources must lie in.
+func checkSpec(s *specs.Spec, bindDirs []string) error {
+	if s == nil {
+		return fieldErr("spec_json", "empty: send the container's OCI config.json")
 	}
 	if s.Process == nil {
-		return nil, fieldErr("process", "missing: the spec must say what to run")
+		return fieldErr("process", "missing: the spec must say what to run")
 	}
 	if err := checkProcess("process", s.Process); err != nil {
-		return nil, err
+		return err
 	}
 	if s.Linux == nil {
-		return nil, fieldErr("linux", "missing: the spec must have a linux section")
+		return fieldErr("linux", "missing: the spec must have a linux section")
 	}
 	if s.Hooks != nil && (len(s.Hooks.Prestart)+len(s.Hooks.CreateRuntime)+len(s.Hooks.CreateContainer)+
 		len(s.Hooks.StartContainer)+len(s.Hooks.Poststart)+len(s.Hooks.Poststop) > 0) {
-		return nil, fieldErr("hooks", "not supported: the agent does not run host-supplied hooks")
+		return fieldErr("hooks", "not supported: the agent does not run host-supplied hooks")
 	}
 	for i, ns := range s.Linux.Namespaces {
 		if ns.Path != "" {
-			return nil, fieldErr(fmt.Sprintf("linux.namespaces[%d].path", i), "%q: joining existing namespaces is not allowed", ns.Path)
+			return fieldErr(fmt.Sprintf("linux.namespaces[%d].path", i), "%q: joining existing namespaces is not allowed", ns.Path)
 		}
 	}
 	for i, m := range s.Mounts {
 		field := fmt.Sprintf("mounts[%d]", i)
 		if !filepath.IsAbs(m.Destination) {
-			return nil, fieldErr(field+".destination", "%q is not an absolute path", m.Destination)
+			return fieldErr(field+".destination", "%q is not an absolute path", m.Destination)
 		}
 		if isBind(m) {
 			if err := checkBindSource(m.Source, bindDirs); err != nil {
-				return nil, fieldErr(field+".source", "%v", err)
+				return fieldErr(field+".source", "%v", err)
 			}
 		}
-	}
-	return &s, nil
-}
-
-func decodeJSON(data []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(data))
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return fmt.Errorf("trailing data after the JSON document")
 	}
 	return nil
 }
@@ -98,22 +75,13 @@ func checkBindSource(src string, dirs []string) error {
 	return fmt.Errorf("bind source %q is outside the agent's directories %q", src, dirs)
 }
 
-// parseProcess decodes an OCI Process (for ExecProcess).
-func parseProcess(data []byte) (*specs.Process, error) {
-	if len(data) == 0 {
-		return nil, fieldErr("process_json", "empty: send an OCI process object")
+// checkExecProcess checks an OCI process (for ExecProcess, decoded at
+// the RPC edge).
+func checkExecProcess(p *specs.Process) error {
+	if p == nil {
+		return fieldErr("process_json", "empty: send an OCI process object")
 	}
-	if len(data) > MaxSpecBytes {
-		return nil, fieldErr("process_json", "%d bytes, the limit is %d", len(data), MaxSpecBytes)
-	}
-	var p specs.Process
-	if err := decodeJSON(data, &p); err != nil {
-		return nil, fieldErr("process_json", "not an OCI process: %v", err)
-	}
-	if err := checkProcess("process", &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return checkProcess("process", p)
 }
 
 func checkProcess(field string, p *specs.Process) error {

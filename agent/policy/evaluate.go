@@ -2,15 +2,13 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
+	"confguest/agent/request"
 )
 
 // Full method names of the agent API, as the authorization point sees them.
@@ -101,9 +99,10 @@ func (e *Evaluator) Forget(containerID string) {
 	}
 }
 
-// Authorize decides on one decoded request. A refusal is a *Denial
-// (matching authz.ErrDenied). Methods the policy format does not know
-// are refused.
+// Authorize decides on one decoded request (request.Decode: a
+// CreateContainer or ExecProcess arrives with its JSON decoded, and the
+// raw message is refused). A refusal is a *Denial (matching
+// authz.ErrDenied). Methods the policy format does not know are refused.
 func (e *Evaluator) Authorize(ctx context.Context, method string, req any) error {
 	if d := e.evaluate(ctx, method, req); d != nil {
 		return d
@@ -138,7 +137,7 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 		return nil
 	}
 	switch r := req.(type) {
-	case *agentv1.CreateContainerRequest:
+	case *request.CreateContainer:
 		if method == MethodCreateContainer {
 			return e.create(r)
 		}
@@ -157,7 +156,7 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 			_, d := e.container(r.GetContainerId())
 			return d
 		}
-	case *agentv1.ExecProcessRequest:
+	case *request.ExecProcess:
 		if method == MethodExecProcess {
 			return e.exec(r)
 		}
@@ -268,7 +267,7 @@ func (e *Evaluator) readOutput(r *agentv1.ReadOutputRequest) *Denial {
 	return nil
 }
 
-func (e *Evaluator) create(r *agentv1.CreateContainerRequest) *Denial {
+func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 	var key, what string
 	rf := r.GetRootfs()
 	switch {
@@ -295,7 +294,7 @@ func (e *Evaluator) create(r *agentv1.CreateContainerRequest) *Denial {
 		if bound && prev != c {
 			continue
 		}
-		d := checkSpec(c, r.GetSpecJson(), r.GetStdio().GetStdin())
+		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin())
 		if d == nil {
 			e.containers[id] = c
 			return nil
@@ -310,16 +309,13 @@ func (e *Evaluator) create(r *agentv1.CreateContainerRequest) *Denial {
 	return first
 }
 
-func (e *Evaluator) exec(r *agentv1.ExecProcessRequest) *Denial {
+func (e *Evaluator) exec(r *request.ExecProcess) *Denial {
 	c, d := e.container(r.GetContainerId())
 	if d != nil {
 		return d
 	}
 	rule := "containers[" + c.Name + "].exec"
-	var p specs.Process
-	if err := json.Unmarshal(r.GetProcessJson(), &p); err != nil {
-		return deny(rule, "process_json", "not an OCI process")
-	}
+	p := r.Process
 	key := [2]string{r.GetContainerId(), r.GetExecId()}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -337,7 +333,7 @@ func (e *Evaluator) exec(r *agentv1.ExecProcessRequest) *Denial {
 		if cwd == "" {
 			cwd = c.WorkingDir()
 		}
-		d := checkProcess(c, rule, "process_json", &p, x.Args, x.Env, cwd, x.TTY)
+		d := checkProcess(c, rule, "process_json", p, x.Args, x.Env, cwd, x.TTY)
 		if d == nil && r.GetStdio().GetStdin() && !x.Stdin {
 			d = deny(rule+".stdin", "stdio.stdin", "the policy gives this command no stdin")
 		}

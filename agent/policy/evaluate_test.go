@@ -12,6 +12,7 @@ import (
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
+	"confguest/agent/request"
 )
 
 const webLayer = "1111111111111111111111111111111111111111111111111111111111111111"
@@ -54,6 +55,15 @@ func webSpec(mod func(*specs.Spec)) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// authorize decodes req as the RPC edge does (request.Decode) and asks a.
+func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
+	d, err := request.Decode(req)
+	if err != nil {
+		return err
+	}
+	return a.Authorize(ctx, method, d)
 }
 
 func createWeb(id string, mod func(*specs.Spec)) *agentv1.CreateContainerRequest {
@@ -125,7 +135,7 @@ func admitted(t *testing.T, edits ...string) *Gate {
 		{MethodExecProcess, execReq("w", "sh", specs.Process{Args: []string{"/bin/sh"}, Terminal: true}, true)},
 	}
 	for _, s := range steps {
-		if err := g.Authorize(context.Background(), s.method, s.req); err != nil {
+		if err := authorize(context.Background(), g, s.method, s.req); err != nil {
 			t.Fatalf("admitting %s %v = %v", s.method, s.req, err)
 		}
 	}
@@ -183,7 +193,6 @@ func rpcCases() []rpcCase {
 			return r
 		}(), nil, "guest directory / is in no container"},
 		{"create without rootfs", MethodCreateContainer, &agentv1.CreateContainerRequest{ContainerId: "b", SpecJson: webSpec(nil)}, nil, "rootfs: missing"},
-		{"create bad spec", MethodCreateContainer, func() any { r := createWeb("b", nil); r.SpecJson = []byte("{"); return r }(), nil, "spec_json: not an OCI runtime spec"},
 		{"create without process", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process = nil }), nil, "spec.process: missing"},
 		{"create other arg", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process.Args[1] = "-p" + secret }), nil, "containers[web].args: spec.process.args[1]"},
 		{"create extra arg", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process.Args = append(s.Process.Args, secret) }), nil, "containers[web].args: spec.process.args: 3 arguments"},
@@ -243,7 +252,6 @@ func rpcCases() []rpcCase {
 		}(), nil, "containers[web].exec.user"},
 		{"exec with capability", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}, Capabilities: &specs.LinuxCapabilities{Effective: []string{"CAP_SYS_ADMIN"}}}, false), nil, "containers[web].exec.capabilities"},
 		{"exec with env", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}, Env: []string{"LD_PRELOAD=/" + secret}}, false), nil, "containers[web].exec.env"},
-		{"exec bad json", MethodExecProcess, &agentv1.ExecProcessRequest{ContainerId: "w", ExecId: "x", ProcessJson: []byte("[")}, nil, "process_json: not an OCI process"},
 		{"exec in unadmitted container", MethodExecProcess, execReq("x", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}}, false), nil, `container "x" was not admitted`},
 		{"exec id reused for another command", MethodExecProcess, execReq("w", "ls", specs.Process{Args: []string{"/bin/sh"}}, false), nil, "matches no exec command"},
 
@@ -299,7 +307,7 @@ func TestEveryRPCAllowAndDeny(t *testing.T) {
 				mk = func(t *testing.T) *Gate { return admitted(t) }
 			}
 			g := mk(t)
-			err := g.Authorize(context.Background(), tc.method, tc.req)
+			err := authorize(context.Background(), g, tc.method, tc.req)
 			if tc.wantRule == "" {
 				if err != nil {
 					t.Fatalf("Authorize(%s, %s) = %v, want allowed", tc.method, tc.name, err)
@@ -331,14 +339,14 @@ func TestEveryRPCAllowAndDeny(t *testing.T) {
 func TestForget(t *testing.T) {
 	g := admitted(t)
 	ctx := context.Background()
-	if err := g.Authorize(ctx, MethodCreateContainer, createTools("w")); err == nil {
+	if err := authorize(ctx, g, MethodCreateContainer, createTools("w")); err == nil {
 		t.Fatal("Authorize(create tools as w) = nil, want a denial while w is admitted under web")
 	}
 	g.Forget("w")
-	if err := g.Authorize(ctx, MethodWaitProcess, &agentv1.WaitProcessRequest{Process: ref("w", "ls")}); err == nil {
+	if err := authorize(ctx, g, MethodWaitProcess, &agentv1.WaitProcessRequest{Process: ref("w", "ls")}); err == nil {
 		t.Error("Authorize(wait w/ls) after Forget(w) = nil, want a denial")
 	}
-	if err := g.Authorize(ctx, MethodCreateContainer, createTools("w")); err != nil {
+	if err := authorize(ctx, g, MethodCreateContainer, createTools("w")); err != nil {
 		t.Errorf("Authorize(create tools as w) after Forget(w) = %v, want allowed", err)
 	}
 }
@@ -381,5 +389,23 @@ func TestReadOutputStream(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUndecodedRequestRefused checks that a CreateContainer or
+// ExecProcess message that did not pass the edge's decode step is
+// refused: the policy checks only decoded specs.
+func TestUndecodedRequestRefused(t *testing.T) {
+	g := admitted(t)
+	for _, tc := range []struct {
+		method string
+		req    any
+	}{
+		{MethodCreateContainer, createWeb("u", nil)},
+		{MethodExecProcess, execReq("w", "u", specs.Process{Args: []string{"/bin/ls", "/srv"}}, false)},
+	} {
+		if err := g.Authorize(context.Background(), tc.method, tc.req); !errors.Is(err, authz.ErrDenied) || !strings.Contains(err.Error(), "default") {
+			t.Errorf("Authorize(%s, undecoded %T) = %v, want a denial by rule default", tc.method, tc.req, err)
+		}
 	}
 }

@@ -29,7 +29,7 @@ func FuzzEvaluate(f *testing.F) {
 		e := NewEvaluator(p)
 		ctx := context.Background()
 		// Admit one known container so the per-process rules are reached.
-		if err := e.Authorize(ctx, MethodCreateContainer, createTools("t")); err != nil {
+		if err := authorize(ctx, e, MethodCreateContainer, createTools("t")); err != nil {
 			t.Fatal(err)
 		}
 		stdio := &agentv1.StdioOptions{Stdin: stdin}
@@ -40,7 +40,7 @@ func FuzzEvaluate(f *testing.F) {
 			if op%6 == 1 {
 				r.Rootfs.Source = &agentv1.Rootfs_GuestDirectory{GuestDirectory: "/usr/share/confguest/busybox"}
 			}
-			if e.Authorize(ctx, MethodCreateContainer, r) != nil {
+			if authorize(ctx, e, MethodCreateContainer, r) != nil {
 				return
 			}
 			var s specs.Spec
@@ -64,7 +64,7 @@ func FuzzEvaluate(f *testing.F) {
 			}
 		case 2:
 			r := &agentv1.ExecProcessRequest{ContainerId: cid, ExecId: eid, ProcessJson: body, Stdio: stdio}
-			if e.Authorize(ctx, MethodExecProcess, r) != nil {
+			if authorize(ctx, e, MethodExecProcess, r) != nil {
 				return
 			}
 			var pr specs.Process
@@ -74,17 +74,17 @@ func FuzzEvaluate(f *testing.F) {
 			t.Fatalf("admitted exec %q in tools, which has no exec rule", body)
 		case 3:
 			r := &agentv1.WriteStdinRequest{Process: &agentv1.ProcessRef{ContainerId: cid, ExecId: eid}, Data: body}
-			if e.Authorize(ctx, MethodWriteStdin, r) == nil && (cid != "t" || eid != "") {
+			if authorize(ctx, e, MethodWriteStdin, r) == nil && (cid != "t" || eid != "") {
 				t.Fatalf("admitted stdin to %q/%q", cid, eid)
 			}
 		case 4:
 			r := &agentv1.ReadOutputRequest{Process: &agentv1.ProcessRef{ContainerId: cid, ExecId: eid}, Stream: agentv1.OutputStream(len(body) % 3)}
-			if e.Authorize(ctx, MethodReadOutput, r) == nil && !slices.Contains([]string{"", "t"}, cid) {
+			if authorize(ctx, e, MethodReadOutput, r) == nil && !slices.Contains([]string{"", "t"}, cid) {
 				t.Fatalf("admitted reading %q/%q", cid, eid)
 			}
 		case 5:
 			r := &agentv1.SignalProcessRequest{Process: &agentv1.ProcessRef{ContainerId: cid, ExecId: eid}, Signal: 9}
-			if e.Authorize(ctx, MethodSignalProcess, r) == nil && (cid != "t" || eid != "") {
+			if authorize(ctx, e, MethodSignalProcess, r) == nil && (cid != "t" || eid != "") {
 				t.Fatalf("admitted a signal to %q/%q", cid, eid)
 			}
 		}

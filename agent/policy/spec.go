@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -14,14 +13,11 @@ var requiredNamespaces = []specs.LinuxNamespaceType{
 	specs.PIDNamespace, specs.MountNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace,
 }
 
-// checkSpec checks the security-relevant fields of an OCI spec (as JSON)
-// against entry c. Denials name the field, never its value.
-func checkSpec(c *Container, specJSON []byte, stdin bool) *Denial {
+// checkSpec checks the security-relevant fields of an OCI spec (decoded
+// once at the RPC edge, package request) against entry c. Denials name
+// the field, never its value.
+func checkSpec(c *Container, s *specs.Spec, stdin bool) *Denial {
 	rule := "containers[" + c.Name + "]"
-	var s specs.Spec
-	if err := json.Unmarshal(specJSON, &s); err != nil {
-		return deny(rule, "spec_json", "not an OCI runtime spec")
-	}
 	if s.Process == nil {
 		return deny(rule, "spec.process", "missing")
 	}

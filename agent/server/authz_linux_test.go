@@ -38,10 +38,17 @@ func (d *denyAll) Authorize(ctx context.Context, method string, req any) error {
 }
 
 // nonEmpty returns a request of type md with one field set, so that even
-// streaming calls carry a payload (ttrpc drops empty first messages).
+// streaming calls carry a payload (ttrpc drops empty first messages), and
+// its JSON fields (spec_json, process_json) holding "{}", which the edge
+// decodes before it authorizes.
 func nonEmpty(md protoreflect.MessageDescriptor) proto.Message {
 	m := dynamicpb.NewMessage(md)
 	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		if f := fields.Get(i); f.Kind() == protoreflect.BytesKind && strings.HasSuffix(string(f.Name()), "_json") {
+			m.Set(f, protoreflect.ValueOfBytes([]byte("{}")))
+		}
+	}
 	for i := 0; i < fields.Len(); i++ {
 		f := fields.Get(i)
 		if f.Cardinality() == protoreflect.Repeated || f.ContainingOneof() != nil {

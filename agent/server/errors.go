@@ -13,4 +13,7 @@ var (
 	// ErrNoPolicyGate reports SetPolicy to an agent started without
 	// RequirePolicy.
 	ErrNoPolicyGate = errors.New("agent runs without a policy gate")
+	// ErrNotDecoded reports a handler called without the request the RPC
+	// edge decoded and authorized (a wiring error, never a host's).
+	ErrNotDecoded = errors.New("request did not pass the edge's decode step")
 )

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -48,26 +47,18 @@ func evidenceSocket(cfg Config) string {
 	return cfg.EvidenceSocket
 }
 
-// withAttestation adds the evidence endpoint's socket to the spec of a
+// addAttestation adds the evidence endpoint's socket to the spec of a
 // container whose policy entry allows attestation (as a read-only bind
-// mount at attest.ContainerSocketPath). Other specs pass unchanged.
-func (s *service) withAttestation(id string, specJSON []byte) ([]byte, error) {
+// mount at attest.ContainerSocketPath), after the policy checked the
+// spec. Other specs stay unchanged.
+func (s *service) addAttestation(id string, sp *specs.Spec) {
 	if s.gate == nil || s.evidence == "" {
-		return specJSON, nil
+		return
 	}
 	if c, ok := s.gate.Admitted(id); !ok || !c.Attestation {
-		return specJSON, nil
-	}
-	var sp specs.Spec
-	if err := json.Unmarshal(specJSON, &sp); err != nil {
-		return nil, fmt.Errorf("spec_json: %w: %w", ErrInvalidRequest, err)
+		return
 	}
 	sp.Mounts = append(sp.Mounts, specs.Mount{Destination: attest.ContainerSocketPath, Type: "bind", Source: s.evidence, Options: []string{"bind", "ro"}})
-	b, err := json.Marshal(&sp)
-	if err != nil {
-		return nil, fmt.Errorf("add the attestation socket to the spec: %w", err)
-	}
-	return b, nil
 }
 
 func (s *service) SetPolicy(ctx context.Context, r *agentv1.SetPolicyRequest) (*agentv1.SetPolicyResponse, error) {

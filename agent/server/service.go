@@ -12,8 +12,10 @@ import (
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/attest"
+	"confguest/agent/authz"
 	"confguest/agent/container"
 	"confguest/agent/policy"
+	"confguest/agent/request"
 )
 
 const (
@@ -51,11 +53,13 @@ func (s *service) Version(ctx context.Context, _ *agentv1.VersionRequest) (*agen
 }
 
 func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContainerRequest) (*agentv1.CreateContainerResponse, error) {
-	specJSON, err := s.withAttestation(r.GetContainerId(), r.GetSpecJson())
-	if err != nil {
-		return nil, err
+	// The spec the edge decoded and the policy checked (authz.Decoded).
+	d, ok := authz.Decoded(ctx).(*request.CreateContainer)
+	if !ok || d.CreateContainerRequest != r {
+		return nil, fmt.Errorf("create container: %w", ErrNotDecoded)
 	}
-	req := container.CreateRequest{ID: r.GetContainerId(), Spec: specJSON}
+	s.addAttestation(r.GetContainerId(), d.Spec)
+	req := container.CreateRequest{ID: r.GetContainerId(), Spec: d.Spec}
 	if rf := r.GetRootfs(); rf != nil {
 		req.Rootfs.ScratchBytes = rf.GetScratchBytes()
 		req.Rootfs.GuestDirectory = rf.GetGuestDirectory()
@@ -90,7 +94,11 @@ func (s *service) StartContainer(ctx context.Context, r *agentv1.StartContainerR
 }
 
 func (s *service) ExecProcess(ctx context.Context, r *agentv1.ExecProcessRequest) (*agentv1.ExecProcessResponse, error) {
-	req := container.ExecRequest{ContainerID: r.GetContainerId(), ExecID: r.GetExecId(), Process: r.GetProcessJson()}
+	d, ok := authz.Decoded(ctx).(*request.ExecProcess)
+	if !ok || d.ExecProcessRequest != r {
+		return nil, fmt.Errorf("exec process: %w", ErrNotDecoded)
+	}
+	req := container.ExecRequest{ContainerID: r.GetContainerId(), ExecID: r.GetExecId(), Process: d.Process}
 	if st := r.GetStdio(); st != nil {
 		req.Stdin, req.TTYWidth, req.TTYHeight = st.GetStdin(), st.GetTtyWidth(), st.GetTtyHeight()
 	}

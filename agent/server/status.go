@@ -14,6 +14,7 @@ import (
 	"confguest/agent/container"
 	"confguest/agent/output"
 	"confguest/agent/policy"
+	"confguest/agent/request"
 )
 
 // toStatus is the RPC edge: it turns the agent's errors into ttrpc status
@@ -27,7 +28,7 @@ func toStatus(err error) error {
 	}
 	code := codes.Unknown
 	switch {
-	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy):
+	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy), errors.Is(err, request.ErrMalformed):
 		code = codes.InvalidArgument
 	case errors.Is(err, container.ErrNotFound):
 		code = codes.NotFound
@@ -37,6 +38,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, container.ErrNoDeviceMapper):
 		code = codes.Unimplemented
+	case errors.Is(err, ErrNotDecoded):
+		code = codes.Internal
 	case errors.Is(err, authz.ErrDenied):
 		code = codes.PermissionDenied
 	case errors.Is(err, context.Canceled):

@@ -1,0 +1,81 @@
+package request
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	agentv1 "confguest/agent/api/v1"
+)
+
+func TestSpecStrict(t *testing.T) {
+	tests := []struct {
+		name    string
+		json    string
+		wantErr string // "" = decodes
+	}{
+		{"minimal", `{"process":{"args":["/bin/sh"],"cwd":"/"},"linux":{}}`, ""},
+		{"unknown field ignored", `{"process":{"args":["/bin/sh"]},"org.example.ext":{"a":[1,2,{"b":null}]}}`, ""},
+		{"same key in sibling objects", `{"mounts":[{"type":"a"},{"type":"b"}],"annotations":{"type":"x"}}`, ""},
+		{"empty", ``, "empty"},
+		{"not json", `{`, "not an OCI runtime spec"},
+		{"trailing value", `{"ociVersion":"1.0.0"} {}`, "not an OCI runtime spec"},
+		{"trailing garbage", `{"ociVersion":"1.0.0"}x`, "not an OCI runtime spec"},
+		{"duplicate key", `{"process":{"args":["/bin/true"]},"process":{"args":["/bin/sh"]}}`, `key "process" given twice`},
+		{"duplicate key differing in case", `{"process":{"args":["/bin/true"]},"Process":{"args":["/bin/sh"]}}`, `key "Process" given twice`},
+		{"duplicate nested key", `{"process":{"user":{"uid":1000,"uid":0}}}`, `key "uid" given twice`},
+		{"duplicate key via kelvin sign", `{"linux":{"masKedPaths":[],"mas\u212aedPaths":["/x"]}}`, "given twice"},
+		{"duplicate annotation", `{"annotations":{"a":"1","a":"2"}}`, `key "a" given twice`},
+		{"invalid utf-8", "{\"hostname\":\"a\xffb\"}", "UTF-8"},
+		{"too deep", `{"annotations":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, "nested deeper"},
+		{"too large", `{"hostname":"` + strings.Repeat("a", MaxJSONBytes) + `"}`, "the limit is"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Spec([]byte(tc.json))
+			if tc.wantErr == "" {
+				if err != nil || s == nil {
+					t.Fatalf("Spec(%q) = %v, %v, want a spec", tc.json, s, err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "spec_json: ") {
+				t.Fatalf("Spec(%q) = %v, want an ErrMalformed naming spec_json and %q", tc.json, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestDecode(t *testing.T) {
+	create := &agentv1.CreateContainerRequest{ContainerId: "c", SpecJson: []byte(`{"process":{"args":["/bin/sh"]}}`)}
+	d, err := Decode(create)
+	cc, ok := d.(*CreateContainer)
+	if err != nil || !ok || cc.CreateContainerRequest != create || cc.Spec.Process.Args[0] != "/bin/sh" {
+		t.Fatalf("Decode(create) = %#v, %v, want a *CreateContainer around the same message", d, err)
+	}
+	exec := &agentv1.ExecProcessRequest{ContainerId: "c", ExecId: "e", ProcessJson: []byte(`{"args":["/bin/ls"],"args":["/bin/sh"]}`)}
+	if d, err := Decode(exec); err == nil || !strings.HasPrefix(err.Error(), "process_json: ") {
+		t.Fatalf("Decode(exec with duplicate args) = %#v, %v, want an error naming process_json", d, err)
+	}
+	exec.ProcessJson = []byte(`{"args":["/bin/ls"]}`)
+	d, err = Decode(exec)
+	if ep, ok := d.(*ExecProcess); err != nil || !ok || ep.ExecProcessRequest != exec || ep.Process.Args[0] != "/bin/ls" {
+		t.Fatalf("Decode(exec) = %#v, %v, want an *ExecProcess around the same message", d, err)
+	}
+	start := &agentv1.StartContainerRequest{ContainerId: "c"}
+	if d, err := Decode(start); err != nil || d != any(start) {
+		t.Fatalf("Decode(start) = %#v, %v, want the message itself", d, err)
+	}
+}
+
+// FuzzSpec checks that Spec never panics and refuses only with
+// ErrMalformed.
+func FuzzSpec(f *testing.F) {
+	f.Add([]byte(`{"process":{"args":["/bin/sh"],"cwd":"/"},"linux":{}}`))
+	f.Add([]byte(`{"a":{"b":[{"c":1,"C":2}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := Spec(data); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Spec(%q) = %v, want nil or ErrMalformed", data, err)
+		}
+	})
+}
