@@ -12,7 +12,6 @@ import (
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
-	"confguest/agent/request"
 )
 
 const webLayer = "1111111111111111111111111111111111111111111111111111111111111111"
@@ -57,13 +56,11 @@ func webSpec(mod func(*specs.Spec)) []byte {
 	return b
 }
 
-// authorize decodes req as the RPC edge does (request.Decode) and asks a.
+// authorize decides on req as the RPC edge does (authz.Check: decoded,
+// then authorized).
 func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
-	d, err := request.Decode(req)
-	if err != nil {
-		return err
-	}
-	return a.Authorize(ctx, method, d)
+	_, err := authz.Check(ctx, a, method, req)
+	return err
 }
 
 func createWeb(id string, mod func(*specs.Spec)) *agentv1.CreateContainerRequest {

@@ -15,6 +15,7 @@ import (
 
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/authz"
 	// Test only: the generated policy is checked with the agent's own
 	// evaluator. The confguest binary imports nothing of the agent but
 	// its API (agent/api/...).
@@ -166,7 +167,7 @@ func TestPolicyGenerate(t *testing.T) {
 		{"stats", evaluator.MethodStats, &agentv1.StatsRequest{ContainerId: "c1"}, false},
 	}
 	for _, s := range steps {
-		if err := e.Authorize(ctx, s.method, s.req); (err == nil) != s.allow {
+		if err := authorize(ctx, e, s.method, s.req); (err == nil) != s.allow {
 			t.Errorf("generated policy: Authorize(%s) = %v, want allowed=%v", s.name, err, s.allow)
 		}
 	}
@@ -231,4 +232,11 @@ func TestRunPolicyIsGenerated(t *testing.T) {
 			}
 		})
 	}
+}
+
+// authorize decides on req as the agent's edge does: decoded first
+// (authz.Check), then authorized.
+func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
+	_, err := authz.Check(ctx, a, method, req)
+	return err
 }

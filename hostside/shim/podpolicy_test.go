@@ -29,7 +29,7 @@ type gateAgent struct {
 }
 
 func (a *gateAgent) SetPolicy(ctx context.Context, r *agentv1.SetPolicyRequest) (*agentv1.SetPolicyResponse, error) {
-	if err := a.gate.Authorize(ctx, agentpolicy.MethodSetPolicy, r); err != nil {
+	if err := authorize(ctx, a.gate, agentpolicy.MethodSetPolicy, r); err != nil {
 		return nil, err
 	}
 	if err := a.gate.Install(ctx, r.GetPolicy()); err != nil {
@@ -63,13 +63,13 @@ func TestPodDefaultPolicy(t *testing.T) {
 
 	allow := func(what, method string, req any) {
 		t.Helper()
-		if err := a.gate.Authorize(ctx, method, req); err != nil {
+		if err := authorize(ctx, a.gate, method, req); err != nil {
 			t.Errorf("%s = %v, want allowed", what, err)
 		}
 	}
 	deny := func(what, method string, req any) {
 		t.Helper()
-		if err := a.gate.Authorize(ctx, method, req); !errors.Is(err, authz.ErrDenied) {
+		if err := authorize(ctx, a.gate, method, req); !errors.Is(err, authz.ErrDenied) {
 			t.Errorf("%s = %v, want denied", what, err)
 		}
 	}

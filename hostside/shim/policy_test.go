@@ -77,7 +77,7 @@ func TestDefaultPolicy(t *testing.T) {
 		return &agentv1.ExecProcessRequest{ContainerId: "c1", ExecId: fmt.Sprintf("e%d", execs), ProcessJson: pj, Stdio: &agentv1.StdioOptions{Stdin: true}}
 	}
 	// c1 is admitted first; the later calls are on it.
-	if err := ev.Authorize(ctx, agentpolicy.MethodCreateContainer, create("c1", layer, nil)); err != nil {
+	if err := authorize(ctx, ev, agentpolicy.MethodCreateContainer, create("c1", layer, nil)); err != nil {
 		t.Fatalf("CreateContainer of the container the policy was made for: %v", err)
 	}
 	for _, tc := range []struct {
@@ -106,7 +106,7 @@ func TestDefaultPolicy(t *testing.T) {
 		{"replace policy", agentpolicy.MethodSetPolicy, &agentv1.SetPolicyRequest{Policy: doc}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ev.Authorize(ctx, tc.method, tc.req)
+			err := authorize(ctx, ev, tc.method, tc.req)
 			if tc.allow && err != nil {
 				t.Errorf("%s denied: %v; the default policy must allow it", tc.method, err)
 			}
@@ -115,4 +115,11 @@ func TestDefaultPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// authorize decides on req as the agent's edge does: decoded first
+// (authz.Check), then authorized.
+func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
+	_, err := authz.Check(ctx, a, method, req)
+	return err
 }

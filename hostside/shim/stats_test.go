@@ -77,7 +77,7 @@ type statsAgent struct {
 }
 
 func (a *statsAgent) Stats(ctx context.Context, r *agentv1.StatsRequest) (*agentv1.StatsResponse, error) {
-	if err := a.gate.Authorize(ctx, agentpolicy.MethodStats, r); err != nil {
+	if err := authorize(ctx, a.gate, agentpolicy.MethodStats, r); err != nil {
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
 	return a.resp, nil
@@ -110,7 +110,7 @@ func TestServiceStats(t *testing.T) {
 			if err := a.gate.Install(ctx, doc); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.gate.Authorize(ctx, agentpolicy.MethodCreateContainer, createRequest(t, g, id, layer, nil)); err != nil {
+			if err := authorize(ctx, a.gate, agentpolicy.MethodCreateContainer, createRequest(t, g, id, layer, nil)); err != nil {
 				t.Fatal(err)
 			}
 			s := &Service{
