@@ -42,7 +42,7 @@ func TestAgentInGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	sb := newSandbox(ctx, t, img, 512)
-	disk, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
+	disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
 	if err != nil {
 		t.Fatalf("BuildDisk: %v", err)
 	}
@@ -62,14 +62,11 @@ func TestAgentInGuest(t *testing.T) {
 		svc.Exec = append(svc.Exec, launcher.ExecRule(p))
 	}
 	again := launcher.PolicyEntry("again", disk.Verity.RootHash, launcher.ContainerSpec(launcher.Process{Args: []string{"true"}, Cwd: "/", Env: path}, "again"))
-	bootUnderPolicy(ctx, t, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+	g := bootUnderPolicy(ctx, t, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
 		Containers: []policy.Container{svc, again}})
-	if err := sb.InstallPolicy(ctx); err != nil {
-		t.Fatalf("InstallPolicy: %v", err)
-	}
-	a := sb.Agent
+	a := g.Agent()
 
-	if err := sb.CreateContainer(ctx, id, disk, serial, svcProc); err != nil {
+	if _, err := g.CreateContainer(ctx, id, disk, launcher.ContainerSpec(svcProc, id), launcher.Stdio{}); err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
 	if _, err := a.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
@@ -175,7 +172,7 @@ func TestAgentInGuest(t *testing.T) {
 	}
 	// A second container from the same disk works after the delete (it
 	// reuses the image the first one leaves open for the layer linger).
-	if _, err := sb.RunContainer(ctx, "again", disk, serial, launcher.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}}, launcher.IO{}); err != nil {
+	if _, err := g.RunContainer(ctx, "again", disk, launcher.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}}, launcher.IO{}); err != nil {
 		t.Errorf("RunContainer after delete: %v", err)
 	}
 }
@@ -217,7 +214,7 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	sb := newSandbox(ctx, b, img, 512)
-	disk, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
+	disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
 	if err != nil {
 		b.Fatalf("BuildDisk: %v", err)
 	}
@@ -225,12 +222,9 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	directEntry := launcher.PolicyEntry("direct", disk.Verity.RootHash, directSpec(1))
 	// Any number of runs: each round runs its share of b.N.
 	directEntry.Args[2] = policy.Match{Pattern: strings.Replace(regexp.QuoteMeta(directCommand("N")), " -n N ", " -n [0-9]{1,4} ", 1)}
-	bootUnderPolicy(ctx, b, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+	g := bootUnderPolicy(ctx, b, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
 		Containers: []policy.Container{launcher.PolicyEntry("bench", disk.Verity.RootHash, spec), directEntry}})
-	if err := sb.InstallPolicy(ctx); err != nil {
-		b.Fatalf("InstallPolicy: %v", err)
-	}
-	a := sb.Agent
+	a := g.Agent()
 	const mib = 1 << 20
 	rss := func(name string) float64 {
 		r, err := a.Stats(ctx, &agentv1.StatsRequest{})
@@ -251,12 +245,12 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	settle := func() { time.Sleep(container.IdleRelease + time.Second) }
 	settle()
 	boot := rss("boot")
-	runSpec(b, ctx, a, "warm-up", spec, disk, serial)
+	runSpec(b, ctx, a, "warm-up", spec, disk.Disk, disk.Serial)
 	settle()
 	idle := rss("idle")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		runSpec(b, ctx, a, "b"+strconv.Itoa(i), spec, disk, serial)
+		runSpec(b, ctx, a, "b"+strconv.Itoa(i), spec, disk.Disk, disk.Serial)
 	}
 	b.StopTimer()
 	// Right after the last delete, before the agent's idle release could
@@ -283,10 +277,10 @@ func BenchmarkAgentInGuest(b *testing.B) {
 			n++
 		}
 		for i := 0; i < n; i++ {
-			_, t := runSpec(b, ctx, a, "t"+strconv.Itoa(len(timed)), spec, disk, serial)
+			_, t := runSpec(b, ctx, a, "t"+strconv.Itoa(len(timed)), spec, disk.Disk, disk.Serial)
 			timed = append(timed, t)
 		}
-		out, _ := runSpec(b, ctx, a, "direct"+strconv.Itoa(r), directSpec(n), disk, serial)
+		out, _ := runSpec(b, ctx, a, "direct"+strconv.Itoa(r), directSpec(n), disk.Disk, disk.Serial)
 		got := 0
 		for _, l := range strings.Split(out, "\n") {
 			if ctrls, ok := strings.CutPrefix(l, "cgroup controllers delegated:"); ok {

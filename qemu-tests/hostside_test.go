@@ -42,10 +42,11 @@ func TestLauncherBootsToAgent(t *testing.T) {
 			sb.Close(context.Background())
 		}
 	}()
-	if err := sb.Boot(ctx); err != nil {
+	g, err := sb.Boot(ctx, nil)
+	if err != nil {
 		t.Fatalf("Boot: %v", err)
 	}
-	v, err := sb.Agent.Version(ctx, &agentv1.VersionRequest{})
+	v, err := g.Agent().Version(ctx, &agentv1.VersionRequest{})
 	if status.Code(err) == codes.Unimplemented {
 		t.Logf("the agent does not implement Version yet; the connection alone shows it is up")
 	} else if err != nil || v.GetTee() != "none" {
@@ -88,19 +89,17 @@ func newSandbox(ctx context.Context, tb testing.TB, img Image, memMiB int) *laun
 	return sb
 }
 
-// bootUnderPolicy makes p the guest's policy (its SHA-256 is HOST_DATA) and boots sb; it
-// returns the policy document, which the caller installs with sb.InstallPolicy.
-func bootUnderPolicy(ctx context.Context, tb testing.TB, sb *launcher.Sandbox, p policy.Policy) []byte {
+// bootUnderPolicy boots sb with p as the guest's policy (its SHA-256 is HOST_DATA),
+// installed, and returns the running guest.
+func bootUnderPolicy(ctx context.Context, tb testing.TB, sb *launcher.Sandbox, p policy.Policy) *launcher.Guest {
 	tb.Helper()
 	doc, err := json.Marshal(p)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := sb.UsePolicy(doc); err != nil {
-		tb.Fatalf("UsePolicy: %v", err)
-	}
-	if err := sb.Boot(ctx); err != nil {
+	g, err := sb.Boot(ctx, doc)
+	if err != nil {
 		tb.Fatalf("Boot: %v", err)
 	}
-	return doc
+	return g
 }

@@ -83,11 +83,11 @@ func TestPolicyInGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	sb := newSandbox(ctx, t, img, 512)
-	diskA, serialA, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootA})
+	diskA, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootA})
 	if err != nil {
 		t.Fatalf("BuildDisk(A): %v", err)
 	}
-	diskB, serialB, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootB})
+	diskB, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootB})
 	if err != nil {
 		t.Fatalf("BuildDisk(B): %v", err)
 	}
@@ -106,9 +106,19 @@ echo done >&2`
 	entry := launcher.PolicyEntry("a", diskA.Verity.RootHash, launcher.ContainerSpec(procA, "a"))
 	entry.Stdout, entry.Attestation = false, true
 	entry.Exec = []policy.Exec{launcher.ExecRule(touch)}
-	doc := bootUnderPolicy(ctx, t, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Shutdown: true},
+	doc, err := json.Marshal(policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Shutdown: true},
 		Containers: []policy.Container{entry}})
-	a := sb.Agent
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Booted without its policy, which SetPolicy installs below (HOST_DATA is not checked
+	// without SEV-SNP).
+	g, err := sb.Boot(ctx, nil)
+	if err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	a := g.Agent()
+	specA := launcher.ContainerSpec(procA, "a")
 
 	denied := func(what string, err error, want ...string) {
 		t.Helper()
@@ -124,10 +134,10 @@ echo done >&2`
 	}
 
 	// The guest requires a policy: before SetPolicy, nothing but Version, GetReport and SetPolicy.
-	err = sb.CreateContainer(ctx, "a", diskA, serialA, procA)
+	_, err = g.CreateContainer(ctx, "a", diskA, specA, launcher.Stdio{})
 	denied("CreateContainer before SetPolicy", errors.Unwrap(err), "no policy installed", "SetPolicy")
-	if err := sb.InstallPolicy(ctx); err != nil {
-		t.Fatalf("InstallPolicy: %v", err)
+	if err := g.SetPolicy(ctx, doc); err != nil {
+		t.Fatalf("SetPolicy: %v", err)
 	}
 	if v, err := a.Version(ctx, &agentv1.VersionRequest{}); err != nil || v.GetTee() != "none" {
 		t.Errorf("Version = %v, %v, want tee none", v, err)
@@ -139,9 +149,9 @@ echo done >&2`
 		t.Errorf("GetReport = %v, want a no SEV-SNP device error", err)
 	}
 
-	err = sb.CreateContainer(ctx, "b", diskB, serialB, procA)
+	_, err = g.CreateContainer(ctx, "b", diskB, launcher.ContainerSpec(procA, "b"), launcher.Stdio{})
 	denied("CreateContainer(B)", errors.Unwrap(err), "denied by policy rule containers: rootfs", strings.ToLower(diskB.Verity.RootHash))
-	if err := sb.CreateContainer(ctx, "a", diskA, serialA, procA); err != nil {
+	if _, err := g.CreateContainer(ctx, "a", diskA, specA, launcher.Stdio{}); err != nil {
 		t.Fatalf("CreateContainer(A): %v", err)
 	}
 	ref := &agentv1.ProcessRef{ContainerId: "a"}

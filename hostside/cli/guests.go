@@ -53,15 +53,15 @@ func runExec(ctx context.Context, args []string, stdio Stdio) error {
 		return usagef("%v", err)
 	}
 	proc.TTY, proc.Stdin = *tty, *stdin
-	sb, st, err := launcher.Attach(ctx, *runDir, name)
+	g, st, err := launcher.Attach(ctx, *runDir, name)
 	if err != nil {
 		return err
 	}
-	defer sb.Release()
+	defer g.Release()
 	term, _ := setupTTY(stdio, *tty, &proc)
 	defer term.restore()
 	execID := fmt.Sprintf("exec-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	code, err := sb.Exec(ctx, st.ContainerID, execID, proc, launcher.IO{
+	code, err := g.Exec(ctx, st.ContainerID, execID, proc, launcher.IO{
 		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: term.notes(stdio.Err),
 	})
 	term.restore()
@@ -107,12 +107,12 @@ func runLogs(ctx context.Context, args []string, stdio Stdio) error {
 	if fs.NArg() != 1 {
 		return usagef("want exactly one guest NAME")
 	}
-	sb, st, err := launcher.Attach(ctx, *runDir, fs.Arg(0))
+	g, st, err := launcher.Attach(ctx, *runDir, fs.Arg(0))
 	if err != nil {
 		return err
 	}
-	defer sb.Release()
-	return sb.Logs(ctx, st.ContainerID, launcher.IO{Stdout: stdio.Out, Stderr: stdio.Err, Warn: stdio.Err}, *follow, 500*time.Millisecond)
+	defer g.Release()
+	return g.Logs(ctx, st.ContainerID, launcher.IO{Stdout: stdio.Out, Stderr: stdio.Err, Warn: stdio.Err}, *follow, 500*time.Millisecond)
 }
 
 func runStop(ctx context.Context, args []string, stdio Stdio) error {

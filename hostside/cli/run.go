@@ -40,6 +40,7 @@ type launchFlags struct {
 	bootTimeout                                                time.Duration
 	vhost, hostData, policyFile, ovmf                          string
 	snp                                                        bool
+	policyDoc                                                  []byte // --policy's document
 }
 
 func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
@@ -137,7 +138,7 @@ func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
 		if _, err := policy.Parse(doc); err != nil {
 			return launcher.Options{}, fmt.Errorf("%s: %w: fix the policy (confguest policy generate writes one)", f.policyFile, err)
 		}
-		o.Policy = doc
+		f.policyDoc = doc
 	}
 	if f.vhost != "" {
 		o.QEMU = append(o.QEMU, vmm.WithVhostDeviceVsock(f.vhost))
@@ -151,19 +152,15 @@ func (f *launchFlags) options(stdio Stdio) (launcher.Options, error) {
 	return o, nil
 }
 
-// usePolicy settles the guest's policy once the container disk is built: the --policy
-// file, or else the policy confguest policy generate writes for the same rootfs, command
-// and flags (entry "main"; output readable; stdin and TTY as asked; exec only of --exec
-// commands; shutdown allowed, which run and stop need).
-func (f *launchFlags) usePolicy(sb *launcher.Sandbox, disk image.Disk, proc launcher.Process) error {
-	if sb.Policy() != nil {
-		return nil
+// policy is the guest's policy once the container disk is built: the --policy file, or
+// else the policy confguest policy generate writes for the same rootfs, command and flags
+// (entry "main"; output readable; stdin and TTY as asked; exec only of --exec commands;
+// shutdown allowed, which run and stop need).
+func (f *launchFlags) policy(disk launcher.Disk, proc launcher.Process) ([]byte, error) {
+	if f.policyDoc != nil {
+		return f.policyDoc, nil
 	}
-	doc, err := f.generatedPolicy(disk, proc)
-	if err != nil {
-		return err
-	}
-	return sb.UsePolicy(doc)
+	return f.generatedPolicy(disk.Disk, proc)
 }
 
 // generatedPolicy is the policy confguest policy generate writes for the container proc
@@ -230,7 +227,7 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 			err = ExitError{Code: 130}
 		}
 	}()
-	disk, serial, err := sb.BuildDisk(ctx, src)
+	disk, err := sb.BuildDisk(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -244,17 +241,16 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 		return err
 	}
 	defer term.restore()
-	if err := f.usePolicy(sb, disk, proc); err != nil {
+	doc, err := f.policy(disk, proc)
+	if err != nil {
 		return err
 	}
-	if err := sb.Boot(ctx); err != nil {
+	g, err := sb.Boot(ctx, doc)
+	if err != nil {
 		return err
 	}
-	if err := sb.InstallPolicy(ctx); err != nil {
-		return err
-	}
-	wctx, unwatch := sb.WatchVM(ctx)
-	code, err := sb.RunContainer(wctx, containerID, disk, serial, proc, launcher.IO{
+	wctx, unwatch := g.WatchVM(ctx)
+	code, err := g.RunContainer(wctx, containerID, disk, proc, launcher.IO{
 		Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Resize: term.resize, Warn: term.notes(stdio.Err),
 	})
 	unwatch()
@@ -267,7 +263,7 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 			return nil // reported by the deferred teardown
 		}
 		// A broken agent connection is often the VMM's death seen first.
-		if derr := sb.VMMDied(2 * time.Second); derr != nil {
+		if derr := g.VMMDied(2 * time.Second); derr != nil {
 			return fmt.Errorf("%w (%v)", derr, err)
 		}
 		return err

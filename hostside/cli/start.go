@@ -58,7 +58,7 @@ func runStart(ctx context.Context, args []string, stdio Stdio) (err error) {
 			o.Timings.Print(stdio.Err)
 		}
 	}()
-	disk, serial, err := sb.BuildDisk(ctx, src)
+	disk, err := sb.BuildDisk(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -66,22 +66,21 @@ func runStart(ctx context.Context, args []string, stdio Stdio) (err error) {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if err := f.usePolicy(sb, disk, proc); err != nil {
+	doc, err := f.policy(disk, proc)
+	if err != nil {
 		return err
 	}
-	if err := sb.Boot(ctx); err != nil {
+	g, err := sb.Boot(ctx, doc)
+	if err != nil {
 		return err
 	}
-	if err := sb.InstallPolicy(ctx); err != nil {
+	if err := g.StartContainer(ctx, containerID, disk, proc); err != nil {
 		return err
 	}
-	if err := sb.StartContainer(ctx, containerID, disk, serial, proc); err != nil {
+	if err := g.SetContainer(containerID, proc.Args); err != nil {
 		return err
 	}
-	if err := sb.SetContainer(containerID, proc.Args); err != nil {
-		return err
-	}
-	sb.Detach()
+	g.Detach()
 	started = true
 	fmt.Fprintln(stdio.Out, f.name)
 	return nil

@@ -26,10 +26,10 @@ func fetchReport(ctx context.Context, agent agentv1.AgentClient) (ext, nonce []b
 // fetchGuestReport attaches to the running guest name and fetches a
 // report from it.
 func fetchGuestReport(ctx context.Context, runDir, name string) (ext, nonce []byte, err error) {
-	sb, _, err := launcher.Attach(ctx, runDir, name)
+	g, _, err := launcher.Attach(ctx, runDir, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer sb.Release()
-	return fetchReport(ctx, sb.Agent)
+	defer g.Release()
+	return fetchReport(ctx, g.Agent())
 }

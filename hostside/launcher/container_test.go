@@ -15,10 +15,10 @@ import (
 	"confguest/rootfs"
 )
 
-var testDisk = image.Disk{Path: "/run/ctr0.img", Verity: rootfs.Params{
+var testDisk = Disk{Serial: "ctr0", Disk: image.Disk{Path: "/run/ctr0.img", Verity: rootfs.Params{
 	RootHash: strings.Repeat("ab", 32), Salt: "00", HashOffset: 8192, DataBlocks: 2,
 	DataBlockSize: 4096, HashBlockSize: 4096, Algorithm: "sha256",
-}}
+}}}
 
 func TestRunContainer(t *testing.T) {
 	tests := []struct {
@@ -43,7 +43,7 @@ func TestRunContainer(t *testing.T) {
 			defer cancel()
 			var out, errOut bytes.Buffer
 			p := Process{Args: tc.args, Cwd: "/", Stdin: tc.stdin != ""}
-			code, err := sb.RunContainer(ctx, "ctr", testDisk, "ctr0", p, IO{
+			code, err := sb.RunContainer(ctx, "ctr", testDisk, p, IO{
 				Stdin: strings.NewReader(tc.stdin), Stdout: &out, Stderr: &errOut,
 			})
 			if err != nil {
@@ -72,7 +72,7 @@ func TestCreateContainerRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sb.CreateContainer(context.Background(), "c1", testDisk, "ctr0", p); err != nil {
+	if _, err := sb.CreateContainer(context.Background(), "c1", testDisk, ContainerSpec(p, "c1"), p.stdio()); err != nil {
 		t.Fatalf("CreateContainer = %v", err)
 	}
 	c := a.containers["c1"]
@@ -85,7 +85,7 @@ func TestCreateContainerRequest(t *testing.T) {
 		!slices.Contains(got.Env, "A=1") || !slices.Contains(got.Env, "B=2") {
 		t.Errorf("CreateContainer process = %+v, want args, cwd and env from the image and flags", got)
 	}
-	if err := sb.CreateContainer(context.Background(), "c1", testDisk, "ctr0", p); err == nil || !strings.Contains(err.Error(), "exists") {
+	if _, err := sb.CreateContainer(context.Background(), "c1", testDisk, ContainerSpec(p, "c1"), p.stdio()); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("CreateContainer twice = %v, want the agent's AlreadyExists", err)
 	}
 }
@@ -95,7 +95,7 @@ func TestExecAndLogs(t *testing.T) {
 	sb := serveFakeAgent(t, a)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := sb.StartContainer(ctx, "ctr", testDisk, "ctr0", Process{Args: []string{"echo", "from", "init"}}); err != nil {
+	if err := sb.StartContainer(ctx, "ctr", testDisk, Process{Args: []string{"echo", "from", "init"}}); err != nil {
 		t.Fatalf("StartContainer = %v", err)
 	}
 	var out, errOut bytes.Buffer
@@ -137,7 +137,7 @@ func TestHiddenOutput(t *testing.T) {
 			sb := serveFakeAgent(t, a)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := sb.StartContainer(ctx, "ctr", testDisk, "ctr0", Process{Args: []string{"echo", "from", "init"}}); err != nil {
+			if err := sb.StartContainer(ctx, "ctr", testDisk, Process{Args: []string{"echo", "from", "init"}}); err != nil {
 				t.Fatalf("StartContainer = %v", err)
 			}
 			var out, errOut, warn bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"confguest/hostside/image"
 )
@@ -19,26 +20,27 @@ func TestBuildDiskSharesIdenticalImages(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "hello"), []byte(content), 0o644)
 		return image.Source{Kind: image.Dir, Ref: dir}
 	}
-	s := &Sandbox{Dir: t.TempDir()}
-	d0, serial0, err := s.BuildDisk(ctx, src("a"))
+	s := &Sandbox{dir: t.TempDir()}
+	d0, err := s.BuildDisk(ctx, src("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d1, serial1, err := s.BuildDisk(ctx, src("a")) // another directory, the same files
+	d1, err := s.BuildDisk(ctx, src("a")) // another directory, the same files
 	if err != nil {
 		t.Fatal(err)
 	}
+	serial0, serial1 := d0.Serial, d1.Serial
 	if serial0 != "ctr0" || serial1 != "ctr0" || d1.Path != d0.Path || d1.Verity != d0.Verity {
 		t.Errorf("identical rootfs: got %s %s and %s %s, want ctr0 %s twice", serial0, d0.Path, serial1, d1.Path, d0.Path)
 	}
-	d2, serial2, err := s.BuildDisk(ctx, src("b"))
+	d2, err := s.BuildDisk(ctx, src("b"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if serial2 != "ctr1" || d2.Path == d0.Path || d2.Verity.RootHash == d0.Verity.RootHash {
-		t.Errorf("different rootfs: got %s %s (root hash %s), want ctr1, its own file and root hash", serial2, d2.Path, d2.Verity.RootHash)
+	if serial2 := d2.Serial; serial2 != "ctr1" || d2.Path == d0.Path || d2.Verity.RootHash == d0.Verity.RootHash {
+		t.Errorf("different rootfs: got %s %s (root hash %s), want ctr1, its own file and root hash", d2.Serial, d2.Path, d2.Verity.RootHash)
 	}
-	ents, _ := os.ReadDir(s.Dir)
+	ents, _ := os.ReadDir(s.dir)
 	var imgs []string
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".img") {
@@ -49,15 +51,15 @@ func TestBuildDiskSharesIdenticalImages(t *testing.T) {
 		t.Errorf("disk files in the run directory: %q, want ctr0.img ctr1.img", imgs)
 	}
 
-	// AttachDisk: an attached disk needs nothing; the others need a running VM.
-	s.attached = map[string]bool{"ctr0": true}
-	if err := s.AttachDisk(ctx, "ctr0"); err != nil {
-		t.Errorf("AttachDisk(ctr0), attached at boot = %v, want nil", err)
+	// attachDisk: an attached disk needs nothing; the others need a running VM.
+	s.attached = map[string]time.Time{"ctr0": {}}
+	if err := s.attachDisk(ctx, "ctr0"); err != nil {
+		t.Errorf("attachDisk(ctr0), attached at boot = %v, want nil", err)
 	}
-	if err := s.AttachDisk(ctx, "ctr1"); err == nil || !strings.Contains(err.Error(), "not running") {
-		t.Errorf("AttachDisk(ctr1) without a VM = %v, want an error saying the VM is not running", err)
+	if err := s.attachDisk(ctx, "ctr1"); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("attachDisk(ctr1) without a VM = %v, want an error saying the VM is not running", err)
 	}
-	if err := s.AttachDisk(ctx, "ctr7"); err == nil || !strings.Contains(err.Error(), "no such disk") {
-		t.Errorf("AttachDisk(ctr7) = %v, want an error naming the unknown disk", err)
+	if err := s.attachDisk(ctx, "ctr7"); err == nil || !strings.Contains(err.Error(), "no such disk") {
+		t.Errorf("attachDisk(ctr7) = %v, want an error naming the unknown disk", err)
 	}
 }

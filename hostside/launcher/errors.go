@@ -13,6 +13,7 @@ var (
 	ErrVMMDied = errors.New("VMM exited")
 	// ErrUnknownVMM means --vmm named a backend that does not exist.
 	ErrUnknownVMM = errors.New("unknown VMM")
-	// ErrNoPolicy means a guest was to get its policy but none was given.
-	ErrNoPolicy = errors.New("no policy for the guest")
+	// ErrNoPolicyGate means the guest's agent enforces no policy (an image built before
+	// the guest required one).
+	ErrNoPolicyGate = errors.New("the image's agent enforces no policy")
 )

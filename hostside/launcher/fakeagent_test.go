@@ -362,8 +362,8 @@ func listenFakeAgent(t *testing.T, a *fakeAgent) string {
 	return path
 }
 
-// serveFakeAgent serves a on a unix socket and returns a Sandbox connected to it.
-func serveFakeAgent(t *testing.T, a *fakeAgent) *Sandbox {
+// serveFakeAgent serves a on a unix socket and returns a Guest connected to it.
+func serveFakeAgent(t *testing.T, a *fakeAgent) *Guest {
 	t.Helper()
 	conn, err := net.Dial("unix", listenFakeAgent(t, a))
 	if err != nil {
@@ -371,5 +371,5 @@ func serveFakeAgent(t *testing.T, a *fakeAgent) *Sandbox {
 	}
 	c := ttrpc.NewClient(conn)
 	t.Cleanup(func() { c.Close() })
-	return &Sandbox{Agent: agentv1.NewAgentClient(c), client: c}
+	return NewGuest(agentv1.NewAgentClient(c))
 }

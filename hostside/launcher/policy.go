@@ -16,68 +16,75 @@ import (
 
 // The guest's agent obeys a measured policy only (agent/policy/README.md): the first call
 // after boot must be SetPolicy, and under SEV-SNP the SHA-256 of the policy's exact bytes
-// must be HOST_DATA. The launcher holds one policy document per guest: Options.Policy, or
-// the one UsePolicy gives once the container disks are built. That document sets
-// HOST_DATA of an SEV-SNP launch and is what InstallPolicy sends, so the two cannot differ.
+// must be HOST_DATA. Sandbox.Boot takes the policy document: it sets HOST_DATA of an
+// SEV-SNP launch and is what Boot installs, so the two cannot differ, and nothing reaches
+// the agent before it.
 
-// UsePolicy makes doc the guest's policy when it can only be written after the container
-// disks are built (it pins their verity root hashes): call it between BuildDisk and Boot.
-// Under SEV-SNP, HOST_DATA becomes SHA-256(doc); a --host-data given to New that differs
-// is an error.
-func (s *Sandbox) UsePolicy(doc []byte) error {
-	if s.VM != nil {
-		return fmt.Errorf("use policy: the guest is already booted: call UsePolicy before Boot")
-	}
-	if _, err := policy.Parse(doc); err != nil {
-		return fmt.Errorf("use policy: %w: fix the policy (confguest policy generate writes one)", err)
-	}
-	hd := HostDataFor(doc)
-	if s.opts.SEVSNP {
-		if s.hostDataGiven && !strings.EqualFold(s.opts.HostData, hd) {
-			return fmt.Errorf("--host-data %s differs from the policy's SHA-256 %s: the agent would refuse the policy: drop --host-data", s.opts.HostData, hd)
-		}
-		s.opts.HostData = hd
-		if s.SNP != nil {
-			s.SNP.HostData, s.SNP.HostDataFrom = hd, "SHA-256 of the policy for this run"
-			s.progress("SEV-SNP HOST_DATA %s (%s)", s.SNP.HostData, s.SNP.HostDataFrom)
+// settlePolicy checks doc before boot and, under SEV-SNP, makes its SHA-256 HOST_DATA; a
+// --host-data given to New that differs is an error.
+func (s *Sandbox) settlePolicy(doc []byte) error {
+	if doc != nil {
+		if _, err := policy.Parse(doc); err != nil {
+			return fmt.Errorf("the guest's policy: %w: fix the policy (confguest policy generate writes one)", err)
 		}
 	}
-	s.opts.Policy = doc
+	if !s.opts.SEVSNP || doc == nil {
+		return nil
+	}
+	flag := ""
+	if s.hostDataGiven {
+		flag = s.opts.HostData
+	}
+	hd, from, err := snpHostData(flag, doc)
+	if err != nil {
+		return err
+	}
+	s.opts.HostData = hd
+	if s.snp != nil {
+		s.snp.HostData, s.snp.HostDataFrom = hd, from+" for this run"
+		s.progress("SEV-SNP HOST_DATA %s (%s)", s.snp.HostData, s.snp.HostDataFrom)
+	}
 	return nil
 }
 
-// Policy returns the policy document the guest gets, nil if none was given yet.
-func (s *Sandbox) Policy() []byte { return s.opts.Policy }
-
-// InstallPolicy sends the guest's policy with SetPolicy. Call it right after Boot, before
-// anything else: until it succeeds the agent refuses every call but Version, GetReport and
-// SetPolicy. It checks that the agent hashed the same bytes and, under SEV-SNP, that it
-// bound the policy to HOST_DATA.
-func (s *Sandbox) InstallPolicy(ctx context.Context) error {
-	doc := s.opts.Policy
-	if doc == nil {
-		return fmt.Errorf("install policy: %w: give one with Options.Policy or UsePolicy (confguest run --policy FILE)", ErrNoPolicy)
+// SetPolicy installs doc as the guest's policy and checks that the agent hashed the same
+// bytes. On a guest booted without a policy it is the first policy, which under SEV-SNP
+// must be bound to HOST_DATA; otherwise it replaces the policy in force, which must allow
+// that (agent.replace_policy).
+func (g *Guest) SetPolicy(ctx context.Context, doc []byte) error {
+	if _, err := policy.Parse(doc); err != nil {
+		return fmt.Errorf("the guest's policy: %w", err)
 	}
-	r, err := s.Agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc})
+	return g.installPolicy(ctx, doc, !g.installed)
+}
+
+// installPolicy sends doc with SetPolicy and checks the answer: the agent must have hashed
+// the same bytes and, for the first policy of an SEV-SNP guest, bound it to HOST_DATA.
+func (g *Guest) installPolicy(ctx context.Context, doc []byte, first bool) error {
+	r, err := g.agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc})
 	switch c := status.Code(err); {
 	case c == codes.Unimplemented || c == codes.FailedPrecondition:
 		// An image from before the guest required a policy.
-		return fmt.Errorf("install the policy in the guest (SetPolicy): %w: the image's agent does not enforce a policy: rebuild the image with make image", err)
+		return fmt.Errorf("install the policy in the guest (SetPolicy): %w: %w: rebuild the image with make image", ErrNoPolicyGate, err)
 	case err != nil:
 		return fmt.Errorf("install the policy in the guest (SetPolicy): %w", err)
 	}
 	want := HostDataFor(doc)
 	if !strings.EqualFold(r.GetSha256(), want) {
-		return fmt.Errorf("install the policy: the agent hashed it as %q, the launcher as %s: the agent does not speak this API version; rebuild the image with make image", r.GetSha256(), want)
+		return fmt.Errorf("install the policy: the agent hashed it as %q, the host as %s: the agent does not speak this API version; rebuild the image with make image", r.GetSha256(), want)
 	}
-	if s.opts.SEVSNP && !r.GetBound() {
+	if first && g.s.opts.SEVSNP && !r.GetBound() {
 		return fmt.Errorf("install the policy: the agent installed it unbound although the guest runs under SEV-SNP: the image was built for confguest.tee=none; rebuild it with make image")
 	}
 	how := "bound to HOST_DATA"
-	if !r.GetBound() {
+	switch {
+	case !first:
+		how = "replacing the policy in force"
+	case !r.GetBound():
 		how = "unbound: confguest.tee=none"
 	}
-	s.progress("policy %s installed (%s)", want, how)
+	g.installed = true
+	g.s.progress("policy %s installed (%s)", want, how)
 	return nil
 }
 

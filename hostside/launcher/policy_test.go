@@ -20,50 +20,54 @@ func TestInstallPolicy(t *testing.T) {
 	doc := []byte(testPolicy)
 	tests := []struct {
 		name     string
-		doc      []byte
+		first    bool
 		snp      bool
 		reply    *agentv1.SetPolicyResponse
 		replyErr error
 		wantErr  string // "" = installed
 	}{
-		{name: "installed unbound (tee=none)", doc: doc},
-		{name: "bound under SEV-SNP", doc: doc, snp: true, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor(doc), Bound: true}},
-		{name: "no policy", wantErr: "no policy for the guest"},
-		{name: "agent hashed other bytes", doc: doc, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor([]byte("{}"))}, wantErr: "the agent hashed it as"},
-		{name: "unbound under SEV-SNP", doc: doc, snp: true, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor(doc)}, wantErr: "installed it unbound"},
-		{name: "agent without a policy gate", doc: doc, replyErr: status.Error(codes.FailedPrecondition, "set policy: agent runs without a policy gate"), wantErr: "rebuild the image with make image"},
-		{name: "agent refuses", doc: doc, replyErr: status.Error(codes.PermissionDenied, "policy not bound to HOST_DATA"), wantErr: "SetPolicy"},
+		{name: "installed unbound (tee=none)", first: true},
+		{name: "bound under SEV-SNP", first: true, snp: true, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor(doc), Bound: true}},
+		{name: "replacement under SEV-SNP", snp: true, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor(doc)}},
+		{name: "agent hashed other bytes", first: true, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor([]byte("{}"))}, wantErr: "the agent hashed it as"},
+		{name: "replacement hashed as other bytes", reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor([]byte("{}"))}, wantErr: "the agent hashed it as"},
+		{name: "unbound under SEV-SNP", first: true, snp: true, reply: &agentv1.SetPolicyResponse{Sha256: HostDataFor(doc)}, wantErr: "installed it unbound"},
+		{name: "agent without a policy gate", first: true, replyErr: status.Error(codes.FailedPrecondition, "set policy: agent runs without a policy gate"), wantErr: "rebuild the image with make image"},
+		{name: "agent refuses", first: true, replyErr: status.Error(codes.PermissionDenied, "policy not bound to HOST_DATA"), wantErr: "SetPolicy"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newFakeAgent()
 			a.policyReply, a.policyErr = tc.reply, tc.replyErr
-			s := serveFakeAgent(t, a)
-			s.opts.Policy, s.opts.SEVSNP = tc.doc, tc.snp
-			err := s.InstallPolicy(context.Background())
+			g := serveFakeAgent(t, a)
+			g.s.opts.SEVSNP = tc.snp
+			g.installed = !tc.first
+			err := g.SetPolicy(context.Background(), doc)
 			if tc.wantErr == "" {
 				if err != nil {
-					t.Fatalf("InstallPolicy() = %v, want nil", err)
+					t.Fatalf("SetPolicy(), first %v = %v, want nil", tc.first, err)
 				}
-				if string(a.policy) != string(tc.doc) {
-					t.Errorf("the agent got policy %q, want exactly %q", a.policy, tc.doc)
+				if string(a.policy) != string(doc) {
+					t.Errorf("the agent got policy %q, want exactly %q", a.policy, doc)
 				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("InstallPolicy() = %v, want an error naming %q", err, tc.wantErr)
+				t.Errorf("SetPolicy(), first %v = %v, want an error naming %q", tc.first, err, tc.wantErr)
 			}
 		})
 	}
-	t.Run("no policy is ErrNoPolicy", func(t *testing.T) {
-		s := serveFakeAgent(t, newFakeAgent())
-		if err := s.InstallPolicy(context.Background()); !errors.Is(err, ErrNoPolicy) {
-			t.Errorf("InstallPolicy() without a policy = %v, want ErrNoPolicy", err)
+	t.Run("no policy gate is ErrNoPolicyGate", func(t *testing.T) {
+		a := newFakeAgent()
+		a.policyErr = status.Error(codes.Unimplemented, "unknown method SetPolicy")
+		g := serveFakeAgent(t, a)
+		if err := g.SetPolicy(context.Background(), doc); !errors.Is(err, ErrNoPolicyGate) {
+			t.Errorf("SetPolicy() on an agent without SetPolicy = %v, want ErrNoPolicyGate", err)
 		}
 	})
 }
 
-func TestUsePolicy(t *testing.T) {
+func TestSettlePolicy(t *testing.T) {
 	doc := []byte(testPolicy)
 	other := strings.Repeat("ab", 32)
 	tests := []struct {
@@ -74,34 +78,29 @@ func TestUsePolicy(t *testing.T) {
 		wantErr      string
 	}{
 		{name: "no SEV-SNP", s: &Sandbox{}, doc: doc},
-		{name: "SEV-SNP: HOST_DATA follows", s: &Sandbox{opts: Options{SEVSNP: true, HostData: HostDataFor(nil)}, SNP: &SNPLaunch{HostData: HostDataFor(nil)}}, doc: doc, wantHostData: HostDataFor(doc)},
+		{name: "SEV-SNP: HOST_DATA follows", s: &Sandbox{opts: Options{SEVSNP: true, HostData: HostDataFor(nil)}, snp: &SNPLaunch{HostData: HostDataFor(nil)}}, doc: doc, wantHostData: HostDataFor(doc)},
+		{name: "SEV-SNP: no policy keeps the empty policy's", s: &Sandbox{opts: Options{SEVSNP: true, HostData: HostDataFor(nil)}, snp: &SNPLaunch{HostData: HostDataFor(nil)}}, wantHostData: HostDataFor(nil)},
 		{name: "SEV-SNP: --host-data of this policy", s: &Sandbox{opts: Options{SEVSNP: true, HostData: strings.ToUpper(HostDataFor(doc))}, hostDataGiven: true}, doc: doc, wantHostData: HostDataFor(doc)},
 		{name: "SEV-SNP: other --host-data", s: &Sandbox{opts: Options{SEVSNP: true, HostData: other}, hostDataGiven: true}, doc: doc, wantErr: "differs from the policy's SHA-256"},
 		{name: "invalid policy", s: &Sandbox{}, doc: []byte(`{"version": 1, "allow_all": true}`), wantErr: `unknown field "allow_all"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.s.UsePolicy(tc.doc)
+			err := tc.s.settlePolicy(tc.doc)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("UsePolicy() = %v, want an error naming %q", err, tc.wantErr)
-				}
-				if tc.s.Policy() != nil {
-					t.Errorf("Policy() = %q after a refused UsePolicy, want nil", tc.s.Policy())
+					t.Errorf("settlePolicy() = %v, want an error naming %q", err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("UsePolicy() = %v", err)
-			}
-			if string(tc.s.Policy()) != string(tc.doc) {
-				t.Errorf("Policy() = %q, want %q", tc.s.Policy(), tc.doc)
+				t.Fatalf("settlePolicy() = %v", err)
 			}
 			if tc.wantHostData != "" && tc.s.opts.HostData != tc.wantHostData {
 				t.Errorf("HOST_DATA = %s, want %s", tc.s.opts.HostData, tc.wantHostData)
 			}
-			if tc.s.SNP != nil && tc.s.SNP.HostData != tc.wantHostData {
-				t.Errorf("SNP.HostData = %s, want %s", tc.s.SNP.HostData, tc.wantHostData)
+			if tc.s.snp != nil && tc.s.snp.HostData != tc.wantHostData {
+				t.Errorf("SNP.HostData = %s, want %s", tc.s.snp.HostData, tc.wantHostData)
 			}
 		})
 	}

@@ -181,8 +181,8 @@ func killPIDs(pids []int, runDir string) {
 	}
 }
 
-// Guest is one entry of List.
-type Guest struct {
+// Listed is one entry of List: a guest's state as its run directory records it.
+type Listed struct {
 	State
 	Dir   string
 	Alive bool
@@ -190,7 +190,7 @@ type Guest struct {
 
 // List returns the guests under base. Stale ones (VMM gone) are cleaned up and not listed
 // unless keepStale is set.
-func List(base string, keepStale bool) ([]Guest, error) {
+func List(base string, keepStale bool) ([]Listed, error) {
 	ents, err := os.ReadDir(base)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -198,7 +198,7 @@ func List(base string, keepStale bool) ([]Guest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", base, err)
 	}
-	var out []Guest
+	var out []Listed
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -213,7 +213,7 @@ func List(base string, keepStale bool) ([]Guest, error) {
 			}
 			continue
 		}
-		g := Guest{State: st, Dir: dir, Alive: st.alive()}
+		g := Listed{State: st, Dir: dir, Alive: st.alive()}
 		if !g.Alive && !keepStale {
 			cleanStale(dir)
 			continue

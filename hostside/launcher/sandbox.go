@@ -1,7 +1,9 @@
-// Package launcher boots the confguest guest image under a VMM, connects to its agent, and
-// tears everything down again: the part of `confguest run` that a containerd shim can reuse.
-// A Sandbox owns one run directory (mode 0700) holding the VMM's sockets, the console log,
-// the container disks and a state file; Close leaves nothing of it behind.
+// Package launcher boots the confguest guest image under a VMM and drives its agent: the one
+// way the host side (the CLI and the containerd shim) runs a guest. A Sandbox is a guest
+// before boot: it owns one run directory (mode 0700) holding the VMM's sockets, the console
+// log, the container disks and a state file, and Close leaves nothing of it behind. Its Boot
+// takes the guest's policy, installs it (checking the agent's hash and binding) and returns
+// the Guest whose methods are the operations on the running guest.
 package launcher
 
 import (
@@ -53,12 +55,10 @@ type Options struct {
 	CH          []vmm.CHOption
 	// SEVSNP boots an SEV-SNP guest: under QEMU, bzImage + initramfs + cmdline measured by
 	// OVMF (kernel hashes); under Cloud Hypervisor, guest.igvm. HostData (64 hex digits) is
-	// copied into every attestation report; by default it is HostDataFor(Policy).
+	// copied into every attestation report; by default it is HostDataFor the policy Boot is
+	// given, and a HostData that differs from it is an error.
 	SEVSNP   bool
 	HostData string
-	// Policy is the agent policy document: InstallPolicy sends it after Boot, and its
-	// SHA-256 is HOST_DATA (nil: the empty policy's, until UsePolicy gives the document).
-	Policy []byte
 	// OVMF is the firmware of QEMU SEV-SNP launches (default: the pinned ovmf-amdsev that
 	// build/debpin.sh unpacked into the cache).
 	OVMF string
@@ -71,24 +71,41 @@ type Options struct {
 	CacheDir string
 }
 
-// Sandbox is one guest VM and the connection to its agent.
+// Sandbox is one guest VM: its run directory, its container disks and, once booted, its
+// VMM and the connection to its agent.
 type Sandbox struct {
-	Dir   string
-	Name  string
-	Guest image.GuestImage
-	VM    vmm.VM
-	Agent agentv1.AgentClient
-	// SNP is the expected SEV-SNP launch (measurement, HOST_DATA), nil without SEV-SNP.
-	SNP *SNPLaunch
+	dir   string
+	name  string
+	image image.GuestImage
+	vm    vmm.VM
+	agent agentv1.AgentClient
+	// snp is the expected SEV-SNP launch (measurement, HOST_DATA), nil without SEV-SNP.
+	snp *SNPLaunch
 
 	opts Options
 	// hostDataGiven: Options.HostData was given, not derived from the policy.
 	hostDataGiven bool
 	client        *ttrpc.Client
-	disks         []image.Disk    // disk i has serial ctr<i>
-	attached      map[string]bool // serials the running VM has
+	disks         []image.Disk         // disk i has serial ctr<i>
+	attached      map[string]time.Time // serials the running VM has, and when they were hot-added
 	state         State
 }
+
+// Disk is a container rootfs disk of a sandbox: the verity image and the serial the guest
+// finds it by.
+type Disk struct {
+	image.Disk
+	Serial string
+}
+
+// Dir is the sandbox's run directory.
+func (s *Sandbox) Dir() string { return s.dir }
+
+// Name is the guest's name (the run directory's).
+func (s *Sandbox) Name() string { return s.name }
+
+// SNP is the expected SEV-SNP launch (measurement, HOST_DATA), nil without SEV-SNP.
+func (s *Sandbox) SNP() *SNPLaunch { return s.snp }
 
 // CheckVMM validates a --vmm value.
 func CheckVMM(name string) error {
@@ -100,7 +117,7 @@ func CheckVMM(name string) error {
 }
 
 // New checks the guest image and creates the run directory. Container disks are built
-// into it with BuildDisk before Boot.
+// into it with BuildDisk before Boot (after Boot, Guest.AddDisk builds and hot-adds one).
 func New(ctx context.Context, o Options) (*Sandbox, error) {
 	if err := CheckVMM(o.VMM); err != nil {
 		return nil, err
@@ -117,10 +134,10 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	var hostDataFrom string
 	if o.SEVSNP {
 		// Before anything is checked, built or started.
-		var err error
-		if hostDataFrom, err = prepareSNP(&o); err != nil {
+		if err := prepareSNP(&o); err != nil {
 			return nil, err
 		}
+		o.HostData, hostDataFrom, _ = snpHostData(o.HostData, nil)
 	}
 	if o.RunBase == "" {
 		o.RunBase = DefaultRunBase()
@@ -134,7 +151,7 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	} else if err := CheckName(name); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{Name: name, opts: o, hostDataGiven: hostDataFrom == hostDataFlag}
+	s := &Sandbox{name: name, opts: o, hostDataGiven: o.SEVSNP && hostDataFrom == hostDataFlag}
 	s.progress("checking guest image %s", o.ImageDir)
 	done := o.Timings.Start(PhaseImageCheck)
 	g, err := image.CheckGuest(ctx, o.ImageDir)
@@ -142,9 +159,9 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("guest image refused before boot: %w", err)
 	}
-	s.Guest = g
+	s.image = g
 	if o.SEVSNP {
-		if s.SNP, err = s.expectSNP(hostDataFrom); err != nil {
+		if s.snp, err = s.expectSNP(hostDataFrom); err != nil {
 			return nil, err
 		}
 		s.printSNP()
@@ -164,7 +181,7 @@ func New(ctx context.Context, o Options) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Dir = dir
+	s.dir = dir
 	return s, nil
 }
 
@@ -175,40 +192,40 @@ func (s *Sandbox) progress(format string, args ...any) {
 }
 
 // BuildDisk turns a container rootfs source into a verity disk in the run directory with
-// serial ctr<N>; disks built before Boot are attached at Boot, later ones by AttachDisk.
+// serial ctr<N>, attached at Boot.
 // Rootfs images are reproducible, so a source whose image is identical to one built before
 // (the same dm-verity parameters, root hash included) gets that disk's path and serial
 // back and the new copy is removed: containers of one image share one disk (the agent
 // shares the open image between them), and a container that is created again and again,
 // as a crash-looping pod container is, takes no new disk each time.
-func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image.Option) (image.Disk, string, error) {
+func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image.Option) (Disk, error) {
 	serial := serialOf(len(s.disks))
 	s.progress("building container disk from %s", src)
 	done := s.opts.Timings.Start(PhaseDiskBuild)
-	d, err := image.BuildDisk(ctx, src, s.Dir, filepath.Join(s.Dir, serial+".img"), opts...)
+	d, err := image.BuildDisk(ctx, src, s.dir, filepath.Join(s.dir, serial+".img"), opts...)
 	done()
 	if err != nil {
-		return image.Disk{}, "", err
+		return Disk{}, err
 	}
 	for i, old := range s.disks {
 		if old.Verity == d.Verity {
 			if err := os.Remove(d.Path); err != nil {
-				return image.Disk{}, "", fmt.Errorf("remove the duplicate disk: %w", err)
+				return Disk{}, fmt.Errorf("remove the duplicate disk: %w", err)
 			}
 			d.Path = old.Path // the image config (d.Config) stays the new source's
 			s.progress("the disk is identical to %s (root hash %s); using that", serialOf(i), d.Verity.RootHash)
-			return d, serialOf(i), nil
+			return Disk{Disk: d, Serial: serialOf(i)}, nil
 		}
 	}
 	s.disks = append(s.disks, d)
-	return d, serial, nil
+	return Disk{Disk: d, Serial: serial}, nil
 }
 
 func serialOf(i int) string { return "ctr" + strconv.Itoa(i) }
 
-// AttachDisk hot-adds the disk BuildDisk returned as serial to the running VM, unless it is
-// attached already (at Boot, or by an earlier AttachDisk of an identical image).
-func (s *Sandbox) AttachDisk(ctx context.Context, serial string) error {
+// attachDisk hot-adds the disk BuildDisk returned as serial to the running VM, unless it is
+// attached already (at Boot, or by an earlier attachDisk of an identical image).
+func (s *Sandbox) attachDisk(ctx context.Context, serial string) error {
 	i := -1
 	for j := range s.disks {
 		if serialOf(j) == serial {
@@ -218,27 +235,50 @@ func (s *Sandbox) AttachDisk(ctx context.Context, serial string) error {
 	if i < 0 {
 		return fmt.Errorf("attach disk %q: no such disk in this sandbox (BuildDisk names them)", serial)
 	}
-	if s.attached[serial] {
+	if _, ok := s.attached[serial]; ok {
 		return nil
 	}
-	if s.VM == nil {
+	if s.vm == nil {
 		return fmt.Errorf("attach disk %s: the VM is not running", serial)
 	}
-	if err := vmm.AddDisk(ctx, s.VM, vmm.Disk{Path: s.disks[i].Path, Serial: serial, ReadOnly: true}); err != nil {
+	if err := vmm.AddDisk(ctx, s.vm, vmm.Disk{Path: s.disks[i].Path, Serial: serial, ReadOnly: true}); err != nil {
 		return fmt.Errorf("hot-add disk %s: %w", serial, err)
 	}
 	if s.attached == nil {
-		s.attached = map[string]bool{}
+		s.attached = map[string]time.Time{}
 	}
-	s.attached[serial] = true
+	s.attached[serial] = time.Now()
 	return nil
 }
 
-// Boot starts the VMM with the guest image and the built disks and waits until the agent
-// answers. On failure everything started is stopped again (the run directory stays until
-// Close).
-func (s *Sandbox) Boot(ctx context.Context) error {
-	cmdline, err := s.Guest.Cmdline()
+// Boot starts the VMM with the guest image and the built disks, waits until the agent
+// answers and installs policy, the guest's policy document, as the first call: it checks
+// that the agent hashed the same bytes and, under SEV-SNP, bound them to HOST_DATA, which
+// is SHA-256(policy). It returns the running guest. A nil policy boots a guest without
+// one, whose agent answers only Version, GetReport and SetPolicy until Guest.SetPolicy
+// installs one. On failure everything started is stopped again (the run directory stays
+// until Close).
+func (s *Sandbox) Boot(ctx context.Context, policy []byte) (*Guest, error) {
+	if s.vm != nil {
+		return nil, fmt.Errorf("boot %s: the guest is already booted", s.name)
+	}
+	if err := s.settlePolicy(policy); err != nil {
+		return nil, err
+	}
+	if err := s.boot(ctx); err != nil {
+		return nil, err
+	}
+	g := &Guest{s: s, agent: s.agent}
+	if policy != nil {
+		if err := g.installPolicy(ctx, policy, true); err != nil {
+			return nil, s.abortBoot(err)
+		}
+	}
+	return g, nil
+}
+
+func (s *Sandbox) boot(ctx context.Context) error {
+	cmdline, err := s.image.Cmdline()
 	if err != nil {
 		return err
 	}
@@ -247,13 +287,13 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 		cmdline += " confguest.tee=none"
 	}
 	cfg := vmm.Config{
-		Kernel:    s.Guest.Path("bzImage"),
-		Initramfs: s.Guest.Path("initramfs.cpio.gz"),
+		Kernel:    s.image.Path("bzImage"),
+		Initramfs: s.image.Path("initramfs.cpio.gz"),
 		Cmdline:   cmdline,
 		CPUs:      s.opts.CPUs,
 		MemoryMiB: s.opts.MemoryMiB,
-		RunDir:    s.Dir,
-		Disks:     []vmm.Disk{{Path: s.Guest.Path("rootfs.img"), Serial: "rootfs", ReadOnly: true}},
+		RunDir:    s.dir,
+		Disks:     []vmm.Disk{{Path: s.image.Path("rootfs.img"), Serial: "rootfs", ReadOnly: true}},
 	}
 	if s.opts.SEVSNP {
 		cfg.HostData, cfg.SEVSNP = s.opts.HostData, true
@@ -261,15 +301,15 @@ func (s *Sandbox) Boot(ctx context.Context) error {
 	if s.opts.SEVSNP && s.opts.VMM == CloudHypervisor {
 		// Kernel, initramfs and command line are measured inside the IGVM file.
 		cfg.Kernel, cfg.Initramfs, cfg.Cmdline = "", "", ""
-		cfg.IGVM = s.Guest.Path("guest.igvm")
-		if !s.Guest.Lists("guest.igvm") {
-			return fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.Guest.Dir)
+		cfg.IGVM = s.image.Path("guest.igvm")
+		if !s.image.Lists("guest.igvm") {
+			return fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.image.Dir)
 		}
 	}
-	attached := map[string]bool{}
+	attached := map[string]time.Time{}
 	for i, d := range s.disks {
 		cfg.Disks = append(cfg.Disks, vmm.Disk{Path: d.Path, Serial: serialOf(i), ReadOnly: true})
-		attached[serialOf(i)] = true
+		attached[serialOf(i)] = time.Time{} // present from the start
 	}
 	var accel vmm.Accel // Cloud Hypervisor picks its own (KVM or MSHV)
 	switch {
@@ -313,7 +353,7 @@ var errKVMStalled = errors.New("guest stalled under KVM")
 const kvmGrace = 5 * time.Second
 
 func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel) error {
-	s.progress("starting %s%s with %s", s.opts.VMM, map[bool]string{true: " (" + string(accel) + ")", false: ""}[accel != ""], s.Guest.Dir)
+	s.progress("starting %s%s with %s", s.opts.VMM, map[bool]string{true: " (" + string(accel) + ")", false: ""}[accel != ""], s.image.Dir)
 	done := s.opts.Timings.Start(PhaseVMMStart)
 	var vm vmm.VM
 	var err error
@@ -331,7 +371,7 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		opts := append([]vmm.QEMUOption{vmm.WithAccel(accel)}, s.opts.QEMU...)
 		if s.opts.SEVSNP {
 			opts = append(opts, vmm.WithSNPProbe(s.opts.SNPParam),
-				vmm.WithSEVSNP(vmm.SNPLaunch{OVMF: s.SNP.OVMF, CPUModel: s.SNP.VCPUType}))
+				vmm.WithSEVSNP(vmm.SNPLaunch{OVMF: s.snp.OVMF, CPUModel: s.snp.VCPUType}))
 		}
 		if s.opts.Detach {
 			opts = append(opts, vmm.WithDetach())
@@ -342,11 +382,11 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 	if err != nil {
 		return err
 	}
-	s.VM = vm
+	s.vm = vm
 	pids := vm.PIDs()
-	s.state = State{Name: s.Name, VMM: s.opts.VMM, PIDs: pids, VMMPID: pids[len(pids)-1], Launcher: os.Getpid(),
+	s.state = State{Name: s.name, VMM: s.opts.VMM, PIDs: pids, VMMPID: pids[len(pids)-1], Launcher: os.Getpid(),
 		Created: time.Now().UTC(), Vsock: vm.VsockPath(), Console: vm.ConsolePath()}
-	if err := writeState(s.Dir, s.state); err != nil {
+	if err := writeState(s.dir, s.state); err != nil {
 		return s.abortBoot(err)
 	}
 
@@ -396,10 +436,10 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		return s.abortBoot(fmt.Errorf("connect to the agent: %w", err))
 	}
 	s.client = ttrpc.NewClient(conn)
-	s.Agent = agentv1.NewAgentClient(s.client)
+	s.agent = agentv1.NewAgentClient(s.client)
 	vctx, vcancel := context.WithTimeout(bctx, 30*time.Second)
 	defer vcancel()
-	v, err := s.Agent.Version(vctx, &agentv1.VersionRequest{})
+	v, err := s.agent.Version(vctx, &agentv1.VersionRequest{})
 	switch {
 	case status.Code(err) == codes.Unimplemented:
 		// The agent accepted the connection, so it is up; it just cannot say which it is.
@@ -426,29 +466,30 @@ func (s *Sandbox) abortBoot(err error) error {
 		s.client.Close()
 		s.client = nil
 	}
-	if s.VM != nil {
+	s.agent = nil
+	if s.vm != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		s.VM.Stop(ctx) // no guest to power off gracefully yet
-		s.VM = nil
+		s.vm.Stop(ctx) // no guest to power off gracefully yet
+		s.vm = nil
 	}
 	return err
 }
 
 // Close shuts the guest down (agent Shutdown, then the VMM's power-off, then kill) and
-// removes the run directory. It is safe to call after a failed Boot.
+// removes the run directory. It is safe to call after a failed Boot, and more than once.
 func (s *Sandbox) Close(ctx context.Context) error {
 	done := s.opts.Timings.Start(PhaseTeardown)
 	defer done()
 	var errs []error
-	if s.client != nil && s.VM != nil {
+	if s.client != nil && s.vm != nil {
 		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := s.Agent.Shutdown(sctx, &agentv1.ShutdownRequest{})
+		_, err := s.agent.Shutdown(sctx, &agentv1.ShutdownRequest{})
 		cancel()
 		if err == nil {
 			// The guest powers itself off; give it a moment before forcing.
 			select {
-			case <-s.VM.Done():
+			case <-s.vm.Done():
 			case <-time.After(5 * time.Second):
 			case <-ctx.Done():
 			}
@@ -456,105 +497,21 @@ func (s *Sandbox) Close(ctx context.Context) error {
 	}
 	if s.client != nil {
 		s.client.Close()
+		s.client, s.agent = nil, nil
 	}
-	if s.VM != nil {
+	if s.vm != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := s.VM.Stop(sctx); err != nil {
+		if err := s.vm.Stop(sctx); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
+		s.vm = nil
 	}
-	if s.Dir != "" {
-		if err := os.RemoveAll(s.Dir); err != nil {
+	if s.dir != "" {
+		if err := os.RemoveAll(s.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove run directory: %w", err))
 		}
+		s.dir = ""
 	}
 	return errors.Join(errs...)
-}
-
-// Detach releases the launcher's hold on a detached guest: the agent connection is closed,
-// the VM keeps running and its run directory stays for Attach.
-func (s *Sandbox) Detach() {
-	if s.client != nil {
-		s.client.Close()
-		s.client = nil
-	}
-}
-
-// SetContainer records the container of a long-running guest in its state file.
-func (s *Sandbox) SetContainer(id string, cmd []string) error {
-	s.state.ContainerID, s.state.Command = id, cmd
-	return writeState(s.Dir, s.state)
-}
-
-// Attach connects to the agent of the running guest name under base.
-func Attach(ctx context.Context, base, name string) (*Sandbox, State, error) {
-	if base == "" {
-		base = DefaultRunBase()
-	}
-	if err := CheckName(name); err != nil {
-		return nil, State{}, err
-	}
-	dir := filepath.Join(base, name)
-	st, err := ReadState(dir)
-	if err != nil {
-		return nil, st, fmt.Errorf("guest %q: %w (see confguest ps)", name, ErrNoGuest)
-	}
-	if !st.alive() {
-		cleanStale(dir)
-		return nil, st, fmt.Errorf("guest %q is no longer running (its VMM exited; state cleaned up): %w", name, ErrNoGuest)
-	}
-	if _, err := os.Stat(st.Vsock); err != nil {
-		return nil, st, fmt.Errorf("guest %q: its vsock socket is gone: %w", name, err)
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, err := vsock.Dial(dctx, st.Vsock, AgentPort)
-	if err != nil {
-		return nil, st, fmt.Errorf("guest %q: %w", name, err)
-	}
-	c := ttrpc.NewClient(conn)
-	return &Sandbox{Dir: dir, Name: name, Agent: agentv1.NewAgentClient(c), client: c, state: st}, st, nil
-}
-
-// Release closes the agent connection of an attached guest.
-func (s *Sandbox) Release() {
-	if s.client != nil {
-		s.client.Close()
-	}
-}
-
-// VMMDied returns an ErrVMMDied error quoting the guest console if the VMM exits within
-// wait, else nil. Use it to explain a broken agent connection.
-func (s *Sandbox) VMMDied(wait time.Duration) error {
-	if s.VM == nil {
-		return nil
-	}
-	select {
-	case <-s.VM.Done():
-	case <-time.After(wait):
-		return nil
-	}
-	msg := "the guest powered off"
-	if werr := s.VM.Wait(context.Background()); werr != nil {
-		msg = werr.Error()
-	}
-	return fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(s.VM.ConsoleTail(10)), "\n"))
-}
-
-// WatchVM returns a context that is cancelled, with an ErrVMMDied cause quoting the guest
-// console, if the VMM exits while the caller still needs it.
-func (s *Sandbox) WatchVM(ctx context.Context) (context.Context, context.CancelFunc) {
-	wctx, cancel := context.WithCancelCause(ctx)
-	if s.VM == nil {
-		return wctx, func() { cancel(nil) }
-	}
-	go func() {
-		select {
-		case <-s.VM.Done():
-			cancel(s.VMMDied(0))
-		case <-wctx.Done():
-		}
-	}()
-	return wctx, func() { cancel(nil) }
 }

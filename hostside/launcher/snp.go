@@ -44,46 +44,47 @@ func HostDataFor(doc []byte) string { return policy.HashHex(doc) }
 const hostDataFlag = "given with --host-data"
 
 // prepareSNP checks an SEV-SNP launch before anything is built or started: the host must
-// run SNP guests, the launch parameters must be the ones the measurement covers, and
-// HOST_DATA is settled.
-func prepareSNP(o *Options) (from string, err error) {
+// run SNP guests and the launch parameters must be the ones the measurement covers.
+func prepareSNP(o *Options) error {
 	switch o.VMM {
 	case CloudHypervisor:
 		// guest.igvm fixes the vCPUs (its MADT, one VMSA each) and the RAM (every page of
 		// it is measured): another size would boot a guest that does not match its IGVM.
 		if o.CPUs != 0 && o.CPUs != igvmboot.DefaultVCPUs {
-			return "", fmt.Errorf("--cpus %d: guest.igvm is built for %d vCPU (its ACPI tables and launch measurement): use --cpus %d with --snp --vmm %s, or --vmm %s",
+			return fmt.Errorf("--cpus %d: guest.igvm is built for %d vCPU (its ACPI tables and launch measurement): use --cpus %d with --snp --vmm %s, or --vmm %s",
 				o.CPUs, igvmboot.DefaultVCPUs, igvmboot.DefaultVCPUs, CloudHypervisor, QEMU)
 		}
 		if o.MemoryMiB != 0 && o.MemoryMiB != igvmboot.DefaultMemoryMiB {
-			return "", fmt.Errorf("--memory %dM: guest.igvm is built for %d MiB (every page of it is measured): use --memory %dM with --snp --vmm %s, or --vmm %s",
+			return fmt.Errorf("--memory %dM: guest.igvm is built for %d MiB (every page of it is measured): use --memory %dM with --snp --vmm %s, or --vmm %s",
 				o.MemoryMiB, igvmboot.DefaultMemoryMiB, igvmboot.DefaultMemoryMiB, CloudHypervisor, QEMU)
 		}
 		o.CPUs, o.MemoryMiB = igvmboot.DefaultVCPUs, igvmboot.DefaultMemoryMiB
 	default:
 		if o.Accel == vmm.AccelTCG {
-			return "", fmt.Errorf("--accel %s: SEV-SNP guests run under KVM only: drop --accel", o.Accel)
+			return fmt.Errorf("--accel %s: SEV-SNP guests run under KVM only: drop --accel", o.Accel)
 		}
 	}
-	hd := HostDataFor(o.Policy)
+	// Last, so that a wrong flag is named even on a host without SEV-SNP.
+	return vmm.ProbeSNP(o.SNPParam)
+}
+
+// snpHostData settles HOST_DATA from a --host-data flag (or "") and the policy document
+// (nil before it is known) and says where it came from.
+func snpHostData(flag string, doc []byte) (hd, from string, err error) {
+	hd = HostDataFor(doc)
 	switch {
-	case o.HostData == "" && o.Policy == nil:
-		from = "SHA-256 of the empty policy; no --policy given"
-	case o.HostData == "":
+	case flag == "" && doc == nil:
+		from = "SHA-256 of the empty policy; no policy given yet"
+	case flag == "":
 		from = "SHA-256 of the policy"
-	case o.Policy != nil && !strings.EqualFold(o.HostData, hd):
-		return "", fmt.Errorf("--host-data %s differs from the policy's SHA-256 %s: the agent would refuse the policy: drop --host-data", o.HostData, hd)
-	case o.Policy != nil:
+	case doc != nil && !strings.EqualFold(flag, hd):
+		return "", "", fmt.Errorf("--host-data %s differs from the policy's SHA-256 %s: the agent would refuse the policy: drop --host-data", flag, hd)
+	case doc != nil:
 		from = "SHA-256 of the policy"
 	default:
-		hd, from = o.HostData, hostDataFlag
+		hd, from = flag, hostDataFlag
 	}
-	o.HostData = strings.ToLower(hd)
-	// Last, so that a wrong flag is named even on a host without SEV-SNP.
-	if err := vmm.ProbeSNP(o.SNPParam); err != nil {
-		return "", err
-	}
-	return from, nil
+	return strings.ToLower(hd), from, nil
 }
 
 // published is the part of the image's measurement.json the launcher compares with.
@@ -94,12 +95,12 @@ type published struct {
 
 func (s *Sandbox) readPublished() (published, error) {
 	var p published
-	b, err := os.ReadFile(s.Guest.Path("measurement.json"))
+	b, err := os.ReadFile(s.image.Path("measurement.json"))
 	if err != nil {
 		return p, fmt.Errorf("read the published measurement: %w: rebuild with make image", err)
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%s: %w: rebuild with make image", s.Guest.Path("measurement.json"), err)
+		return p, fmt.Errorf("%s: %w: rebuild with make image", s.image.Path("measurement.json"), err)
 	}
 	return p, nil
 }
@@ -116,10 +117,10 @@ func (s *Sandbox) expectSNP(hostDataFrom string) (*SNPLaunch, error) {
 		l.VCPUs = 1
 	}
 	if s.opts.VMM == CloudHypervisor {
-		if !s.Guest.Lists("guest.igvm") {
-			return nil, fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.Guest.Dir)
+		if !s.image.Lists("guest.igvm") {
+			return nil, fmt.Errorf("%s: guest.igvm is not in manifest.json: rebuild with make image", s.image.Dir)
 		}
-		m, err := measure.MeasureIGVM(s.Guest.Path("guest.igvm"), measure.IGVMOptions{Rules: measure.RulesKVM, VCPUs: l.VCPUs})
+		m, err := measure.MeasureIGVM(s.image.Path("guest.igvm"), measure.IGVMOptions{Rules: measure.RulesKVM, VCPUs: l.VCPUs})
 		if err != nil {
 			return nil, fmt.Errorf("expected SEV-SNP launch measurement: %w", err)
 		}
@@ -144,11 +145,11 @@ func (s *Sandbox) expectSNP(hostDataFrom string) (*SNPLaunch, error) {
 	if pub.QEMU != nil && pub.QEMU.VCPUType != "" {
 		l.VCPUType = pub.QEMU.VCPUType // the model the published measurement assumes
 	}
-	cmdline, err := s.Guest.Cmdline()
+	cmdline, err := s.image.Cmdline()
 	if err != nil {
 		return nil, err
 	}
-	m, err := measure.ForImage(l.OVMF, s.Guest.Path("bzImage"), s.Guest.Path("initramfs.cpio.gz"), cmdline, l.VCPUs, l.VCPUType)
+	m, err := measure.ForImage(l.OVMF, s.image.Path("bzImage"), s.image.Path("initramfs.cpio.gz"), cmdline, l.VCPUs, l.VCPUType)
 	if err != nil {
 		return nil, fmt.Errorf("expected SEV-SNP launch measurement: %w", err)
 	}
@@ -197,7 +198,7 @@ func (s *Sandbox) findOVMF() string {
 
 // printSNP prints what the launch will be measured as, before boot.
 func (s *Sandbox) printSNP() {
-	l := s.SNP
+	l := s.snp
 	how := fmt.Sprintf("%s + guest.igvm, %d vCPU, %d MiB", CloudHypervisor, l.VCPUs, s.opts.MemoryMiB)
 	if l.VMM == QEMU {
 		how = fmt.Sprintf("%s + %s, %d × %s", QEMU, filepath.Base(l.OVMF), l.VCPUs, l.VCPUType)
@@ -207,9 +208,9 @@ func (s *Sandbox) printSNP() {
 		pub = "not the published value: measurement.json covers other launch parameters"
 	}
 	s.progress("SEV-SNP launch (%s): expected MEASUREMENT %s (%s)", how, l.Measurement, pub)
-	if s.opts.Policy == nil && !s.hostDataGiven {
-		// confguest run and start write the policy once the container disks are built.
-		s.progress("SEV-SNP HOST_DATA: the SHA-256 of the policy, printed once it is written")
+	if !s.hostDataGiven {
+		// Boot takes the policy, often written once the container disks are built.
+		s.progress("SEV-SNP HOST_DATA: the SHA-256 of the policy, printed at boot")
 		return
 	}
 	s.progress("SEV-SNP HOST_DATA %s (%s)", l.HostData, l.HostDataFrom)

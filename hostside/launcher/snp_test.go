@@ -44,6 +44,7 @@ func TestPrepareSNP(t *testing.T) {
 	tests := []struct {
 		name         string
 		o            Options
+		doc          []byte // the policy Boot gets
 		wantHostData string
 		wantFrom     string
 		wantCPUs     int
@@ -51,9 +52,9 @@ func TestPrepareSNP(t *testing.T) {
 		wantErr      string
 	}{
 		{name: "qemu, no policy", o: Options{VMM: QEMU}, wantHostData: emptyHash, wantFrom: "empty policy"},
-		{name: "qemu, policy", o: Options{VMM: QEMU, Policy: doc, CPUs: 4, MemoryMiB: 2048}, wantHostData: docHash, wantFrom: "of the policy", wantCPUs: 4, wantMem: 2048},
-		{name: "policy and its hash", o: Options{VMM: QEMU, Policy: doc, HostData: strings.ToUpper(docHash)}, wantHostData: docHash, wantFrom: "of the policy"},
-		{name: "policy and another hash", o: Options{VMM: QEMU, Policy: doc, HostData: emptyHash}, wantErr: "differs from the policy's SHA-256 " + docHash},
+		{name: "qemu, policy", o: Options{VMM: QEMU, CPUs: 4, MemoryMiB: 2048}, doc: doc, wantHostData: docHash, wantFrom: "of the policy", wantCPUs: 4, wantMem: 2048},
+		{name: "policy and its hash", o: Options{VMM: QEMU, HostData: strings.ToUpper(docHash)}, doc: doc, wantHostData: docHash, wantFrom: "of the policy"},
+		{name: "policy and another hash", o: Options{VMM: QEMU, HostData: emptyHash}, doc: doc, wantErr: "differs from the policy's SHA-256 " + docHash},
 		{name: "host data alone", o: Options{VMM: QEMU, HostData: strings.Repeat("AB", 32)}, wantHostData: strings.Repeat("ab", 32), wantFrom: "--host-data"},
 		{name: "qemu under tcg", o: Options{VMM: QEMU, Accel: vmm.AccelTCG}, wantErr: "KVM only"},
 		{name: "cloud-hypervisor defaults", o: Options{VMM: CloudHypervisor}, wantHostData: emptyHash, wantCPUs: 1, wantMem: 512, wantFrom: "empty policy"},
@@ -65,18 +66,22 @@ func TestPrepareSNP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.o
 			o.SNPParam = yes
-			from, err := prepareSNP(&o)
+			err := prepareSNP(&o)
+			var hd, from string
+			if err == nil {
+				hd, from, err = snpHostData(o.HostData, tc.doc)
+			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("prepareSNP(%+v) = %v, want error containing %q", tc.o, err, tc.wantErr)
+					t.Errorf("prepareSNP(%+v), snpHostData = %v, want error containing %q", tc.o, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("prepareSNP(%+v) = %v", tc.o, err)
+				t.Fatalf("prepareSNP(%+v), snpHostData = %v", tc.o, err)
 			}
-			if o.HostData != tc.wantHostData || !strings.Contains(from, tc.wantFrom) {
-				t.Errorf("prepareSNP(%+v): host data %s (%s), want %s (%s)", tc.o, o.HostData, from, tc.wantHostData, tc.wantFrom)
+			if hd != tc.wantHostData || !strings.Contains(from, tc.wantFrom) {
+				t.Errorf("snpHostData(%q, %q): host data %s (%s), want %s (%s)", tc.o.HostData, tc.doc, hd, from, tc.wantHostData, tc.wantFrom)
 			}
 			if o.CPUs != tc.wantCPUs || o.MemoryMiB != tc.wantMem {
 				t.Errorf("prepareSNP(%+v): %d vCPUs, %d MiB; want %d, %d", tc.o, o.CPUs, o.MemoryMiB, tc.wantCPUs, tc.wantMem)
@@ -233,7 +238,7 @@ func TestNewSNPMeasurement(t *testing.T) {
 				t.Fatalf("New(%s) = %v", tc.name, err)
 			}
 			defer s.Close(context.Background())
-			l := s.SNP
+			l := s.snp
 			if l == nil || len(l.Measurement) != 96 || l.Published != tc.wantPublished {
 				t.Fatalf("New(%s).SNP = %+v, want a measurement with published %q", tc.name, l, tc.wantPublished)
 			}
@@ -243,16 +248,16 @@ func TestNewSNPMeasurement(t *testing.T) {
 			if tc.wantPublished == "" && l.Measurement == pub(good).QEMU.Measurement {
 				t.Errorf("measurement for %d vCPUs = the published 1-vCPU value %s, want another", l.VCPUs, l.Measurement)
 			}
-			// No policy yet: HOST_DATA follows the one UsePolicy gives before boot.
+			// No policy yet: HOST_DATA follows the one Boot gets.
 			doc := []byte(testPolicy)
-			if err := s.UsePolicy(doc); err != nil {
-				t.Fatalf("UsePolicy: %v", err)
+			if err := s.settlePolicy(doc); err != nil {
+				t.Fatalf("settlePolicy: %v", err)
 			}
 			if l.HostData != HostDataFor(doc) {
-				t.Errorf("SNP.HostData after UsePolicy = %s, want %s", l.HostData, HostDataFor(doc))
+				t.Errorf("SNP.HostData after settlePolicy = %s, want %s", l.HostData, HostDataFor(doc))
 			}
 			out := progress.String()
-			for _, w := range []string{"expected MEASUREMENT " + l.Measurement, "HOST_DATA: the SHA-256 of the policy, printed once it is written",
+			for _, w := range []string{"expected MEASUREMENT " + l.Measurement, "HOST_DATA: the SHA-256 of the policy, printed at boot",
 				"HOST_DATA " + HostDataFor(doc) + " (SHA-256 of the policy for this run)"} {
 				if !strings.Contains(out, w) {
 					t.Errorf("progress = %q, want it to contain %q", out, w)

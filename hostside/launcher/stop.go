@@ -30,11 +30,11 @@ func Stop(ctx context.Context, base, name string) error {
 		return fmt.Errorf("guest %q: %w (see confguest ps)", name, ErrNoGuest)
 	}
 	if st.alive() {
-		if sb, _, err := Attach(ctx, base, name); err == nil {
+		if g, _, err := Attach(ctx, base, name); err == nil {
 			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err = sb.Agent.Shutdown(sctx, &agentv1.ShutdownRequest{})
+			_, err = g.Agent().Shutdown(sctx, &agentv1.ShutdownRequest{})
 			cancel()
-			sb.Release()
+			g.Release()
 			if err == nil {
 				waitGone(ctx, st, 10*time.Second)
 			}

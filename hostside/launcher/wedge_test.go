@@ -189,7 +189,7 @@ func TestBootRecoversFromWedgedVsock(t *testing.T) {
 				t.Fatalf("New: %v", err)
 			}
 			defer s.Close(context.Background())
-			err = s.Boot(ctx)
+			g, err := s.Boot(ctx, nil)
 			b, _ := os.ReadFile(boots)
 			if n := bytes.Count(b, []byte("\n")); n != 2 {
 				t.Errorf("the VM was started %d times, want 2 (one boot more after the wedge, no more)", n)
@@ -201,7 +201,7 @@ func TestBootRecoversFromWedgedVsock(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Boot = %v, want success on the second boot", err)
 				}
-				if _, err := s.Agent.Version(ctx, &agentv1.VersionRequest{}); err != nil {
+				if _, err := g.Agent().Version(ctx, &agentv1.VersionRequest{}); err != nil {
 					t.Errorf("Version after the second boot = %v", err)
 				}
 				return

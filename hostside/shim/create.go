@@ -3,7 +3,6 @@ package shim
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,10 +16,7 @@ import (
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
@@ -64,7 +60,7 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (uin
 			return 0, err
 		}
 		c.sandbox = true
-		pid = uint32(s.pod.sb.VM.PIDs()[len(s.pod.sb.VM.PIDs())-1])
+		pid = uint32(s.pod.guest.VMMPID())
 	default:
 		pid, err = s.createInGuest(ctx, r, spec, c, ctype)
 		if err != nil {
@@ -93,10 +89,8 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		return 0, err
 	}
 	defer unmount()
-	var (
-		disk   image.Disk
-		serial string
-	)
+	var disk launcher.Disk
+	src := image.Source{Kind: image.Dir, Ref: rootfs}
 	if s.pod == nil {
 		if ctype == containerTypeContainer {
 			return 0, fmt.Errorf("container %s: its pod sandbox %s does not run in this shim: %w",
@@ -104,7 +98,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		}
 		// A container of its own (ctr run): boot a VM with its disk attached.
 		err := s.bootPod(ctx, r.ID, r.Bundle, spec, func(sb *launcher.Sandbox) ([]byte, error) {
-			disk, serial, err = sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
+			disk, err = sb.BuildDisk(ctx, src)
 			if err != nil {
 				return nil, err
 			}
@@ -119,54 +113,39 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 			}
 		}()
 	} else {
-		disk, serial, err = s.hotAddDisk(ctx, rootfs)
+		// A rootfs identical to an earlier container's reuses that disk (Guest.AddDisk).
+		disk, err = s.pod.guest.AddDisk(ctx, src)
 		if err != nil {
 			return 0, err
 		}
 		if d := s.pod.defaults; d != nil {
-			commit, err := d.admit(ctx, s.pod.sb.Agent, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != ""))
+			commit, err := d.admit(ctx, s.pod.guest, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != ""))
 			if err != nil {
 				return 0, err
 			}
 			defer func() {
 				if retErr != nil {
-					d.revert(context.WithoutCancel(ctx), s.pod.sb.Agent)
+					d.revert(context.WithoutCancel(ctx), s.pod.guest)
 				} else {
 					commit()
 				}
 			}()
 		}
 	}
-	sj, err := json.Marshal(gspec)
+	g := s.pod.guest
+	pid, err := g.CreateContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""})
 	if err != nil {
-		return 0, fmt.Errorf("encode guest spec: %w", err)
+		return 0, fmt.Errorf("in the guest: %w", err)
 	}
-	v := disk.Verity
-	resp, err := createContainer(ctx, s.pod.sb.Agent, &agentv1.CreateContainerRequest{
-		ContainerId: r.ID,
-		SpecJson:    sj,
-		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
-			Serial: serial,
-			FsType: "erofs",
-			Verity: &agentv1.Verity{
-				RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
-				DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.Algorithm,
-			},
-		}}},
-		Stdio: &agentv1.StdioOptions{Stdin: r.Stdin != ""},
-	})
-	if err != nil {
-		return 0, fmt.Errorf("create container %s in the guest: %w", r.ID, err)
-	}
-	st, err := openStreams(s.ctx, s.pod.sb.Agent, c.init.ref(), c.init.paths)
+	st, err := openStreams(s.ctx, g, c.init.ref(), c.init.paths)
 	if err != nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		s.pod.sb.Agent.DeleteContainer(dctx, &agentv1.DeleteContainerRequest{ContainerId: r.ID})
+		g.Delete(dctx, r.ID)
 		cancel()
 		return 0, err
 	}
 	c.init.streams = st
-	return resp.GetPid(), nil
+	return pid, nil
 }
 
 // AnnotationPolicy is the pod annotation that carries the agent policy: base64 (standard
@@ -215,7 +194,8 @@ func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
 // between creating the sandbox and booting it (to build disks attached at boot) and
 // returns the default policy of a single container; it is nil for a CRI pod sandbox. The
 // pod's policy (its annotation, else that default, else for a CRI pod podBasePolicy) is
-// installed before anything else. Called with s.mu held.
+// what the VM boots with: the launcher installs it before anything else and checks the
+// agent's hash and, under SEV-SNP, its binding to HOST_DATA. Called with s.mu held.
 func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs.Spec, prepare func(*launcher.Sandbox) ([]byte, error)) error {
 	doc, err := podPolicy(spec)
 	if err != nil {
@@ -228,7 +208,6 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		doc, defaults = []byte(podBasePolicy), &podDefault{}
 	}
 	o := s.cfg.launcherOptions(VMName(bundle), "")
-	o.Policy = doc // HOST_DATA of an SEV-SNP launch is its SHA-256
 	o.Progress = logWriter{ctx}
 	sb, err := launcher.New(ctx, o)
 	if err != nil {
@@ -241,36 +220,26 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 			return err
 		}
 		if doc == nil {
-			if s.cfg.SEVSNP {
-				sb.Close(context.WithoutCancel(ctx))
-				return fmt.Errorf("an SEV-SNP pod needs its policy in the %s annotation (HOST_DATA is fixed before the default policy is known): %w", AnnotationPolicy, errInvalid)
-			}
 			doc = def
 		}
 	}
-	if err := sb.Boot(ctx); err != nil {
+	g, err := sb.Boot(ctx, doc) // HOST_DATA of an SEV-SNP launch is the policy's SHA-256
+	if err != nil {
 		sb.Close(context.WithoutCancel(ctx))
+		if named {
+			return fmt.Errorf("boot the pod VM under its policy (%s): %w", AnnotationPolicy, err)
+		}
 		return fmt.Errorf("boot the pod VM: %w", err)
 	}
-	if doc != nil {
-		enforced, err := installPolicy(ctx, sb.Agent, doc, named)
-		if err != nil {
-			sb.Close(context.WithoutCancel(ctx))
-			return err
-		}
-		if !enforced {
-			defaults = nil
-		}
-	}
-	s.pod = &pod{sb: sb, owner: owner, defaults: defaults}
-	go s.watchVM(sb)
+	s.pod = &pod{guest: g, owner: owner, defaults: defaults}
+	go s.watchVM(g)
 	return nil
 }
 
 // watchVM ends every process of the pod when its VM exits unexpectedly, so containerd
 // sees the exits instead of waiting forever.
-func (s *Service) watchVM(sb *launcher.Sandbox) {
-	<-sb.VM.Done()
+func (s *Service) watchVM(g *launcher.Guest) {
+	<-g.Done()
 	s.mu.Lock()
 	var ps []*process
 	for _, c := range s.containers {
@@ -292,42 +261,10 @@ func (s *Service) closePod(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	err := s.pod.sb.Close(cctx)
+	err := s.pod.guest.Close(cctx)
 	s.pod = nil
 	if err != nil {
 		return fmt.Errorf("stop the pod VM: %w", err)
 	}
 	return nil
-}
-
-// hotAddDisk builds a disk from rootfs in the VM's run directory and hot-adds it to the
-// running VM; a rootfs identical to an earlier container's reuses that disk
-// (launcher.Sandbox.BuildDisk). Called with s.mu held.
-func (s *Service) hotAddDisk(ctx context.Context, rootfs string) (image.Disk, string, error) {
-	sb := s.pod.sb
-	d, serial, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: rootfs})
-	if err != nil {
-		return image.Disk{}, "", err
-	}
-	if err := sb.AttachDisk(ctx, serial); err != nil {
-		return image.Disk{}, "", fmt.Errorf("the rootfs disk: %w", err)
-	}
-	return d, serial, nil
-}
-
-// createContainer is the agent's CreateContainer, retried while the guest has not yet seen
-// a disk that was just hot-added (PCI hotplug completes asynchronously in the guest).
-func createContainer(ctx context.Context, agent agentv1.AgentClient, req *agentv1.CreateContainerRequest) (*agentv1.CreateContainerResponse, error) {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := agent.CreateContainer(ctx, req)
-		if err == nil || status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "no disk with serial") || time.Now().After(deadline) {
-			return resp, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

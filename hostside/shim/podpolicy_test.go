@@ -18,6 +18,7 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
 	agentpolicy "confguest/agent/policy"
+	"confguest/hostside/launcher"
 )
 
 // gateAgent is an agent whose SetPolicy is the agent's own gate, authorized and installed
@@ -52,8 +53,9 @@ func TestPodDefaultPolicy(t *testing.T) {
 	ctx := context.Background()
 	base := []byte(podBasePolicy)
 	a := &gateAgent{gate: agentpolicy.NewGate(hostData(policy.Hash(base)), slog.New(slog.NewTextHandler(io.Discard, nil)))}
-	if enforced, err := installPolicy(ctx, a, base, false); err != nil || !enforced {
-		t.Fatalf("installPolicy(base) under HOST_DATA = SHA-256(base) = %v, %v, want bound and enforced", enforced, err)
+	guest := launcher.NewGuest(a)
+	if err := guest.SetPolicy(ctx, base); err != nil {
+		t.Fatalf("SetPolicy(base) under HOST_DATA = SHA-256(base) = %v, want installed", err)
 	}
 	g := testGuestSpec(t)
 	// CRI container IDs are 64 hex digits; each container has its own layer here.
@@ -105,7 +107,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 	}
 	create := func(id string) {
 		t.Helper()
-		commit, err := d.admit(ctx, a, containerEntry(id, layers[id], g, true))
+		commit, err := d.admit(ctx, guest, containerEntry(id, layers[id], g, true))
 		if err != nil {
 			t.Fatalf("admit %s: %v", id, err)
 		}
@@ -127,15 +129,15 @@ func TestPodDefaultPolicy(t *testing.T) {
 	allow("Stats", agentpolicy.MethodStats, &agentv1.StatsRequest{ContainerId: id2})
 
 	// A create that fails in the guest: the shim reverts to the committed containers.
-	if _, err := d.admit(ctx, a, containerEntry(id3, layers[id3], g, true)); err != nil {
+	if _, err := d.admit(ctx, guest, containerEntry(id3, layers[id3], g, true)); err != nil {
 		t.Fatal(err)
 	}
-	d.revert(ctx, a)
+	d.revert(ctx, guest)
 	installed(id1, id2)
 	deny("CreateContainer after its failed create was reverted", agentpolicy.MethodCreateContainer, createRequest(t, g, id3, layers[id3], nil))
 
 	// Deleting the first container drops its entry; the second is untouched.
-	d.forget(ctx, a, id1)
+	d.forget(ctx, guest, id1)
 	installed(id2)
 	deny("StartContainer of a deleted container", agentpolicy.MethodStartContainer, start(id1))
 	deny("CreateContainer of a deleted container again", agentpolicy.MethodCreateContainer, createRequest(t, g, id1, layers[id1], nil))

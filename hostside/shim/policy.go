@@ -8,11 +8,8 @@ import (
 
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"confguest/agent/api/policy"
-	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/launcher"
 )
 
@@ -95,61 +92,40 @@ type podDefault struct {
 
 // admit installs the pod policy that adds entry to the pod's containers; the entry counts
 // once commit is called (after the container was created). Called with s.mu held.
-func (d *podDefault) admit(ctx context.Context, agent agentv1.AgentClient, entry policy.Container) (commit func(), err error) {
+func (d *podDefault) admit(ctx context.Context, g *launcher.Guest, entry policy.Container) (commit func(), err error) {
 	entries := append(slices.Clone(d.entries), entry)
-	if err := d.install(ctx, agent, entries); err != nil {
+	if err := d.install(ctx, g, entries); err != nil {
 		return nil, fmt.Errorf("admit container %s: %w", entry.Name, err)
 	}
 	return func() { d.entries = entries }, nil
 }
 
 // revert reinstalls the pod policy of the committed entries, after a create that failed.
-func (d *podDefault) revert(ctx context.Context, agent agentv1.AgentClient) {
-	if err := d.install(ctx, agent, d.entries); err != nil {
+func (d *podDefault) revert(ctx context.Context, g *launcher.Guest) {
+	if err := d.install(ctx, g, d.entries); err != nil {
 		log.G(ctx).WithError(err).Warn("restore the pod's default policy after a failed create")
 	}
 }
 
 // forget installs the pod policy without the entry of a deleted container.
-func (d *podDefault) forget(ctx context.Context, agent agentv1.AgentClient, id string) {
+func (d *podDefault) forget(ctx context.Context, g *launcher.Guest, id string) {
 	entries := slices.DeleteFunc(slices.Clone(d.entries), func(c policy.Container) bool { return c.Name == id })
 	if len(entries) == len(d.entries) {
 		return
 	}
 	d.entries = entries
-	if err := d.install(ctx, agent, entries); err != nil {
+	if err := d.install(ctx, g, entries); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("drop a deleted container from the pod's default policy")
 	}
 }
 
-func (d *podDefault) install(ctx context.Context, agent agentv1.AgentClient, entries []policy.Container) error {
+func (d *podDefault) install(ctx context.Context, g *launcher.Guest, entries []policy.Container) error {
 	doc, err := podPolicyFor(entries)
 	if err != nil {
 		return err
 	}
-	if _, err := agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc}); err != nil {
+	if err := g.SetPolicy(ctx, doc); err != nil {
 		return fmt.Errorf("replace the pod's default policy in the guest: %w", err)
 	}
 	return nil
-}
-
-// installPolicy sends the pod's policy with SetPolicy, the first call after boot. A
-// policy the pod named must be installed; a default policy may meet an image whose agent
-// enforces none: it allows everything then, installPolicy says so in the shim's log and
-// returns enforced false.
-func installPolicy(ctx context.Context, agent agentv1.AgentClient, doc []byte, named bool) (enforced bool, _ error) {
-	_, err := agent.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc})
-	switch c := status.Code(err); {
-	case err == nil:
-		return true, nil
-	case !named && (c == codes.FailedPrecondition || c == codes.Unimplemented):
-		log.G(ctx).WithError(err).Warn("the guest's agent enforces no policy (an image built before policies were required); running without one")
-		return false, nil
-	case named && (c == codes.FailedPrecondition || c == codes.Unimplemented):
-		return false, fmt.Errorf("install the pod's policy (%s) in the guest: %w: the image's agent enforces no policy: rebuild the image with make image", AnnotationPolicy, err)
-	case named:
-		return false, fmt.Errorf("install the pod's policy (%s) in the guest: %w", AnnotationPolicy, err)
-	default:
-		return false, fmt.Errorf("install the default policy in the guest: %w", err)
-	}
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/launcher"
 )
 
 // process is a container's init process or one exec'd process, as containerd sees it.
@@ -30,8 +30,8 @@ func newProcess(containerID, execID string, paths stdioPaths) *process {
 	return &process{containerID: containerID, execID: execID, paths: paths, status: task.Status_CREATED, exited: make(chan struct{})}
 }
 
-func (p *process) ref() *agentv1.ProcessRef {
-	return &agentv1.ProcessRef{ContainerId: p.containerID, ExecId: p.execID}
+func (p *process) ref() launcher.ProcessRef {
+	return launcher.ProcessRef{ContainerID: p.containerID, ExecID: p.execID}
 }
 
 // id is the process's ID in events: the exec ID, or the container ID for init.

@@ -30,7 +30,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/launcher"
 )
 
@@ -71,7 +70,7 @@ type event struct {
 
 // pod is the VM that runs the pod's containers.
 type pod struct {
-	sb    *launcher.Sandbox
+	guest *launcher.Guest
 	owner string // the container whose deletion stops the VM
 	// defaults is the pod's default policy, when it runs under one (a CRI pod that names
 	// no policy, on an agent that enforces policies).
@@ -162,13 +161,14 @@ func (s *Service) lookup(id, execID string) (*container, *process, error) {
 	return c, p, nil
 }
 
-func (s *Service) agent() (agentv1.AgentClient, error) {
+// guest is the pod's running guest.
+func (s *Service) guest() (*launcher.Guest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pod == nil {
 		return nil, fmt.Errorf("the pod's VM is not running: %w", errPrecondition)
 	}
-	return s.pod.sb.Agent, nil
+	return s.pod.guest, nil
 }
 
 // Start starts a created container's init process or an exec'd process.
@@ -193,56 +193,43 @@ func (s *Service) start(ctx context.Context, r *taskapi.StartRequest) (uint32, e
 		s.publish(topicStart, &eventsapi.TaskStart{ContainerID: c.id, Pid: p.pid})
 		return p.pid, nil
 	}
-	agent, err := s.agent()
+	g, err := s.guest()
 	if err != nil {
 		return 0, err
 	}
 	if p.execID == "" {
-		if _, err := agent.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: c.id}); err != nil {
-			return 0, fmt.Errorf("start container %s: %w", c.id, err)
+		if err := g.Start(ctx, c.id); err != nil {
+			return 0, err
 		}
 		p.setRunning(p.pid)
-		go s.wait(agent, p)
+		go s.wait(g, p)
 		s.publish(topicStart, &eventsapi.TaskStart{ContainerID: c.id, Pid: p.pid})
 		return p.pid, nil
 	}
-	pj, err := json.Marshal(p.spec)
+	pid, err := g.StartExec(ctx, c.id, p.execID, p.spec, launcher.Stdio{Stdin: p.paths.Stdin != ""})
 	if err != nil {
-		return 0, fmt.Errorf("encode exec process: %w", err)
+		return 0, err
 	}
-	resp, err := agent.ExecProcess(ctx, &agentv1.ExecProcessRequest{
-		ContainerId: c.id, ExecId: p.execID, ProcessJson: pj,
-		Stdio: &agentv1.StdioOptions{Stdin: p.paths.Stdin != ""},
-	})
+	st, err := openStreams(s.ctx, g, p.ref(), p.paths)
 	if err != nil {
-		return 0, fmt.Errorf("exec %s in container %s: %w", p.execID, c.id, err)
-	}
-	st, err := openStreams(s.ctx, agent, p.ref(), p.paths)
-	if err != nil {
-		agent.SignalProcess(ctx, &agentv1.SignalProcessRequest{Process: p.ref(), Signal: uint32(syscall.SIGKILL)})
+		g.Signal(ctx, p.ref(), uint32(syscall.SIGKILL), false)
 		return 0, err
 	}
 	p.streams = st
-	p.setRunning(resp.GetPid())
-	go s.wait(agent, p)
-	s.publish(topicExecStarted, &eventsapi.TaskExecStarted{ContainerID: c.id, ExecID: p.execID, Pid: resp.GetPid()})
-	return resp.GetPid(), nil
+	p.setRunning(pid)
+	go s.wait(g, p)
+	s.publish(topicExecStarted, &eventsapi.TaskExecStarted{ContainerID: c.id, ExecID: p.execID, Pid: pid})
+	return pid, nil
 }
 
 // wait waits for a started process to exit, lets its output drain and reports the exit.
-func (s *Service) wait(agent agentv1.AgentClient, p *process) {
-	status := uint32(255)
-	w, err := agent.WaitProcess(s.ctx, &agentv1.WaitProcessRequest{Process: p.ref()})
-	at := time.Now()
+func (s *Service) wait(g *launcher.Guest, p *process) {
+	e, err := g.Wait(s.ctx, p.ref())
 	if err != nil {
 		log.G(s.ctx).WithError(err).WithField("process", p.id()).Error("wait for process")
-	} else {
-		status = uint32(w.GetExitCode())
-		if n := w.GetExitedAtUnixNano(); n > 0 {
-			at = time.Unix(0, n)
-		}
+		e = launcher.Exit{Code: 255, At: time.Now()}
 	}
-	s.exit(p, status, at)
+	s.exit(p, uint32(e.Code), e.At)
 }
 
 // exit records a process's exit once: its output is copied to the end first (bounded),
@@ -255,8 +242,7 @@ func (s *Service) exit(p *process, status uint32, at time.Time) {
 		return
 	}
 	if st != nil {
-		st.drain(5 * time.Second)
-		st.stop()
+		st.drain()
 	}
 	if !p.setExited(status, at) {
 		return
@@ -311,17 +297,17 @@ func (s *Service) kill(ctx context.Context, r *taskapi.KillRequest) error {
 		go s.exit(p, 128+r.Signal, time.Now())
 		return nil
 	}
-	agent, err := s.agent()
+	g, err := s.guest()
 	if err != nil {
 		return err
 	}
-	if _, err := agent.SignalProcess(ctx, &agentv1.SignalProcessRequest{Process: p.ref(), Signal: r.Signal, All: r.All}); err != nil {
-		return fmt.Errorf("signal %d to %s: %w", r.Signal, p.id(), err)
+	if err := g.Signal(ctx, p.ref(), r.Signal, r.All); err != nil {
+		return err
 	}
 	if st == task.Status_CREATED {
 		// A created init process that is killed before start never runs; the agent's
 		// wait reports the exit.
-		go s.wait(agent, p)
+		go s.wait(g, p)
 	}
 	return nil
 }
@@ -364,13 +350,13 @@ func (s *Service) delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	var errs []error
 	if !c.sandbox && s.pod != nil {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := s.pod.sb.Agent.DeleteContainer(dctx, &agentv1.DeleteContainerRequest{ContainerId: c.id})
+		err := s.pod.guest.Delete(dctx, c.id)
 		cancel()
 		if err != nil && s.pod.owner != c.id {
-			errs = append(errs, fmt.Errorf("delete container %s in the guest: %w", c.id, err))
+			errs = append(errs, fmt.Errorf("in the guest: %w", err))
 		}
 		if err == nil && s.pod.defaults != nil {
-			s.pod.defaults.forget(ctx, s.pod.sb.Agent, c.id)
+			s.pod.defaults.forget(ctx, s.pod.guest, c.id)
 		}
 	}
 	if s.pod != nil && s.pod.owner == c.id {
@@ -471,12 +457,12 @@ func (s *Service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	agent, err := s.agent()
+	g, err := s.guest()
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	if _, err := agent.ResizeTTY(ctx, &agentv1.ResizeTTYRequest{Process: p.ref(), Width: r.Width, Height: r.Height}); err != nil {
-		return nil, errdefs.ToGRPC(fmt.Errorf("resize terminal of %s: %w", p.id(), err))
+	if err := g.Resize(ctx, p.ref(), r.Width, r.Height); err != nil {
+		return nil, errdefs.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil
 }

@@ -34,13 +34,13 @@ func (s *Service) stats(ctx context.Context, id string) (*taskapi.StatsResponse,
 		// As runc's shim says for a container without a cgroup; containerd skips it.
 		return nil, fmt.Errorf("stats of pod sandbox %s: the pause container runs nothing in the guest: ask for its containers' stats: %w", id, errNotFound)
 	}
-	agent, err := s.agent()
+	g, err := s.guest()
 	if err != nil {
 		return nil, err
 	}
-	st, err := agent.Stats(ctx, &agentv1.StatsRequest{ContainerId: id})
+	st, err := g.Stats(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("stats of container %s: %w", id, err)
+		return nil, err
 	}
 	data, err := typeurl.MarshalAny(metrics(st))
 	if err != nil {

@@ -114,7 +114,7 @@ func TestServiceStats(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := &Service{
-				pod: &pod{sb: &launcher.Sandbox{Agent: a}, owner: "pod"},
+				pod: &pod{guest: launcher.NewGuest(a), owner: "pod"},
 				containers: map[string]*container{
 					"pod": {id: "pod", sandbox: true, init: newProcess("pod", "", stdioPaths{})},
 					id:    {id: id, init: newProcess(id, "", stdioPaths{})},

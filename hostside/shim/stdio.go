@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/fifo"
 	"github.com/containerd/log"
 
-	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/launcher"
 )
 
 // stdioPaths are the FIFOs containerd gave for one process; empty means none.
@@ -20,151 +20,86 @@ type stdioPaths struct {
 	Terminal              bool
 }
 
-// streams copies one process's stdio between containerd's FIFOs and the agent: output
-// through ReadOutput with credit, input through WriteStdin. Output is read from offset 0,
-// so nothing the process wrote before the FIFOs were open is lost.
+// outputDrain bounds how long a process's output is still copied after it exited (a
+// daemonised child may hold the streams open).
+const outputDrain = 5 * time.Second
+
+// streams connects one process's stdio to containerd's FIFOs; the launcher's Streams does
+// the copying.
 type streams struct {
-	agent agentv1.AgentClient
-	ref   *agentv1.ProcessRef
+	ctx context.Context
+	st  *launcher.Streams
 
-	outputs sync.WaitGroup
-	cancel  context.CancelFunc
-
-	stdinMu     sync.Mutex
-	stdin       io.ReadCloser
-	stdinDone   chan struct{} // closed when stdin reached EOF and was closed in the guest
-	closeStdinO sync.Once
+	mu    sync.Mutex
+	fifos []io.Closer
 }
 
-// openStreams opens the FIFOs of p and starts copying. ctx bounds the copying; it should
-// live as long as the process.
-func openStreams(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.ProcessRef, p stdioPaths) (*streams, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	st := &streams{agent: agent, ref: ref, cancel: cancel, stdinDone: make(chan struct{})}
+// openStreams opens the FIFOs of process ref and starts copying. ctx bounds the copying;
+// it should live as long as the process.
+func openStreams(ctx context.Context, g *launcher.Guest, ref launcher.ProcessRef, p stdioPaths) (*streams, error) {
+	s := &streams{ctx: ctx}
+	var stdio launcher.IO
 	outs := []struct {
-		path  string
-		which agentv1.OutputStream
-	}{{p.Stdout, agentv1.OutputStream_OUTPUT_STREAM_STDOUT}}
+		path, name string
+		w          *io.Writer
+	}{{p.Stdout, "stdout", &stdio.Stdout}}
 	if !p.Terminal {
 		outs = append(outs, struct {
-			path  string
-			which agentv1.OutputStream
-		}{p.Stderr, agentv1.OutputStream_OUTPUT_STREAM_STDERR})
+			path, name string
+			w          *io.Writer
+		}{p.Stderr, "stderr", &stdio.Stderr})
 	}
-	var opened []io.Closer
 	for _, o := range outs {
 		if o.path == "" {
 			continue
 		}
-		octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		w, err := fifo.OpenFifo(octx, o.path, syscall.O_WRONLY, 0)
-		ocancel()
+		cancel()
 		if err != nil {
-			for _, c := range opened {
-				c.Close()
-			}
-			cancel()
-			return nil, fmt.Errorf("open %s FIFO %s: %w", o.which.Name(), o.path, err)
+			s.closeFIFOs()
+			return nil, fmt.Errorf("open %s FIFO %s: %w", o.name, o.path, err)
 		}
-		opened = append(opened, w)
-		st.outputs.Add(1)
-		go func() {
-			defer st.outputs.Done()
-			defer w.Close()
-			if err := copyOutput(ctx, agent, ref, o.which, w); err != nil && ctx.Err() == nil {
-				log.G(ctx).WithError(err).WithField("stream", o.which.Name()).Warn("copy output")
-			}
-		}()
+		s.fifos = append(s.fifos, w)
+		*o.w = w
 	}
-	if p.Stdin == "" {
-		close(st.stdinDone)
-		return st, nil
-	}
-	r, err := fifo.OpenFifo(ctx, p.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		st.stop()
-		return nil, fmt.Errorf("open stdin FIFO %s: %w", p.Stdin, err)
-	}
-	st.stdin = r
-	go st.copyStdin(ctx, r)
-	return st, nil
-}
-
-// copyOutput copies one output stream of a process to w until the agent marks its end,
-// logging each loss the agent reports.
-func copyOutput(ctx context.Context, agent agentv1.AgentClient, ref *agentv1.ProcessRef, which agentv1.OutputStream, w io.Writer) error {
-	_, err := agentv1.CopyOutput(ctx, agent, ref, which, w, agentv1.OnLoss(func(n uint64) {
-		log.G(ctx).WithField("stream", which.Name()).Warnf("%d bytes of output were lost (the agent's buffer filled)", n)
-	}))
-	return err
-}
-
-// copyStdin forwards the stdin FIFO to the process until EOF, then closes its stdin.
-func (st *streams) copyStdin(ctx context.Context, r io.Reader) {
-	defer st.closeGuestStdin(ctx)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := st.agent.WriteStdin(ctx, &agentv1.WriteStdinRequest{Process: st.ref, Data: append([]byte(nil), buf[:n]...)}); werr != nil {
-				if ctx.Err() == nil {
-					log.G(ctx).WithError(werr).Warn("write stdin")
-				}
-				return
-			}
-		}
+	if p.Stdin != "" {
+		r, err := fifo.OpenFifo(ctx, p.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
-			return
+			s.closeFIFOs()
+			return nil, fmt.Errorf("open stdin FIFO %s: %w", p.Stdin, err)
 		}
+		s.fifos, stdio.Stdin = append(s.fifos, r), r
 	}
+	stdio.Warn = logWriter{ctx}
+	s.st = g.Stream(ctx, ref, stdio)
+	return s, nil
 }
 
-func (st *streams) closeGuestStdin(ctx context.Context) {
-	st.closeStdinO.Do(func() {
-		if ctx.Err() == nil {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			st.agent.CloseStdin(cctx, &agentv1.CloseStdinRequest{Process: st.ref})
-			cancel()
-		}
-		close(st.stdinDone)
-	})
+func (s *streams) closeFIFOs() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.fifos {
+		c.Close()
+	}
+	s.fifos = nil
 }
 
 // closeStdin is CloseIO: what the client wrote before closing is delivered, then the
 // process's stdin is closed. A client that keeps its end open gets a second's grace.
-func (st *streams) closeStdin(ctx context.Context) {
-	select {
-	case <-st.stdinDone:
-		return
-	case <-time.After(time.Second):
-	case <-ctx.Done():
-	}
-	st.stdinMu.Lock()
-	if st.stdin != nil {
-		st.stdin.Close()
-	}
-	st.stdinMu.Unlock()
-	st.closeGuestStdin(context.WithoutCancel(ctx))
-}
+func (s *streams) closeStdin(ctx context.Context) { s.st.CloseStdin(ctx) }
 
-// drain waits until the output was copied to the end, at most max (a daemonised child may
-// hold the streams open after the process exited).
-func (st *streams) drain(max time.Duration) {
-	done := make(chan struct{})
-	go func() { st.outputs.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(max):
+// drain copies the output to the end (at most outputDrain), then stops copying and closes
+// the FIFOs.
+func (s *streams) drain() {
+	if err := s.st.Drain(s.ctx, outputDrain); err != nil && s.ctx.Err() == nil {
+		log.G(s.ctx).WithError(err).Warn("copy output")
 	}
+	s.closeFIFOs()
 }
 
 // stop ends all copying and closes the FIFOs.
-func (st *streams) stop() {
-	st.cancel()
-	st.outputs.Wait()
-	st.stdinMu.Lock()
-	if st.stdin != nil {
-		st.stdin.Close()
-	}
-	st.stdinMu.Unlock()
+func (s *streams) stop() {
+	s.st.Stop()
+	s.closeFIFOs()
 }
