@@ -42,12 +42,12 @@ func podPolicy(t *testing.T, root string, exec []policy.Exec) string {
 			Cwd:    "/",
 			// containerd's CRI lists the primary group among the supplementary ones.
 			User: policy.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0}},
-			Capabilities: []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-				"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"},
-			Mounts: mounts,
-			Stdout: true,
-			Stderr: true,
-			Exec:   exec,
+			// containerd's CRI default: the same list in bounding, effective and permitted.
+			Capabilities: policy.Capabilities{Bounding: criCaps, Effective: criCaps, Permitted: criCaps},
+			Mounts:       mounts,
+			Stdout:       true,
+			Stderr:       true,
+			Exec:         exec,
 		}},
 	})
 	if err != nil {
@@ -60,6 +60,10 @@ func podPolicy(t *testing.T, root string, exec []policy.Exec) string {
 }
 
 var anything = policy.Match{Pattern: "(?s).*"}
+
+// criCaps are the capabilities containerd's CRI gives a container that asks for none.
+var criCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"}
 
 // predatesPolicies reports whether a failed runp says the image's agent enforces no policy.
 func predatesPolicies(r cliResult) bool {

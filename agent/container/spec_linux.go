@@ -140,6 +140,10 @@ func newProcess(p *specs.Process, init bool) *libcontainer.Process {
 	for _, g := range p.User.AdditionalGids {
 		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
 	}
+	// Never nil, for the init process and exec'd ones alike: an absent
+	// process.capabilities means no capabilities. Given none, libcontainer
+	// would leave the process the agent's own full set.
+	lp.Capabilities = &configs.Capabilities{}
 	if c := p.Capabilities; c != nil {
 		lp.Capabilities = &configs.Capabilities{
 			Bounding: c.Bounding, Effective: c.Effective, Permitted: c.Permitted,

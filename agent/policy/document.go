@@ -7,14 +7,15 @@ import doc "confguest/agent/api/policy"
 // let the evaluator, the gate and their callers keep reading as
 // policy.Container, policy.Parse, ...
 type (
-	Policy     = doc.Policy
-	AgentRules = doc.AgentRules
-	Container  = doc.Container
-	Rootfs     = doc.Rootfs
-	User       = doc.User
-	Mount      = doc.Mount
-	Exec       = doc.Exec
-	Match      = doc.Match
+	Policy       = doc.Policy
+	AgentRules   = doc.AgentRules
+	Container    = doc.Container
+	Rootfs       = doc.Rootfs
+	User         = doc.User
+	Mount        = doc.Mount
+	Exec         = doc.Exec
+	Match        = doc.Match
+	Capabilities = doc.Capabilities
 )
 
 // Version is the only policy format version this agent reads.

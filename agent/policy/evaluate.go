@@ -329,11 +329,7 @@ func (e *Evaluator) exec(r *request.ExecProcess) *Denial {
 		if len(x.Args) != len(p.Args) || !argsMatch(x.Args, p.Args) {
 			continue
 		}
-		cwd := x.Cwd
-		if cwd == "" {
-			cwd = c.WorkingDir()
-		}
-		d := checkProcess(c, rule, "process_json", p, x.Args, x.Env, cwd, x.TTY)
+		d := checkProcess(c, x, rule, "process_json", p)
 		if d == nil && r.GetStdio().GetStdin() && !x.Stdin {
 			d = deny(rule+".stdin", "stdio.stdin", "the policy gives this command no stdin")
 		}

@@ -200,7 +200,12 @@ func rpcCases() []rpcCase {
 		{"create extra group", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process.User.AdditionalGids = []uint32{0} }), nil, "containers[web].user"},
 		{"create extra capability", MethodCreateContainer, createWeb("b", func(s *specs.Spec) {
 			s.Process.Capabilities.Ambient = []string{"CAP_SYS_ADMIN"}
-		}), nil, "containers[web].capabilities: spec.process.capabilities.ambient: CAP_SYS_ADMIN"},
+		}), nil, "containers[web].capabilities.ambient: spec.process.capabilities.ambient: CAP_SYS_ADMIN"},
+		{"create moving a bounding capability into effective", MethodCreateContainer, createWeb("b", func(s *specs.Spec) {
+			s.Process.Capabilities.Effective = append(s.Process.Capabilities.Effective, "CAP_KILL")
+		}), nil, "containers[web].capabilities.effective: spec.process.capabilities.effective: CAP_KILL"},
+		{"create dropping a pinned capability", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process.Capabilities.Permitted = nil }), nil, "containers[web].capabilities.permitted"},
+		{"create without capabilities under an entry that pins some", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process.Capabilities = nil }), nil, "containers[web].capabilities.bounding"},
 		{"create with terminal", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Process.Terminal = true }), nil, "containers[web].tty"},
 		{"create with stdin", MethodCreateContainer, func() any {
 			r := createWeb("b", nil)
@@ -247,7 +252,9 @@ func rpcCases() []rpcCase {
 			r.ProcessJson = []byte(`{"args":["/bin/ls","/srv"],"cwd":"/srv","user":{"uid":0,"gid":0}}`)
 			return r
 		}(), nil, "containers[web].exec.user"},
-		{"exec with capability", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}, Capabilities: &specs.LinuxCapabilities{Effective: []string{"CAP_SYS_ADMIN"}}}, false), nil, "containers[web].exec.capabilities"},
+		{"exec with capability", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}, Capabilities: &specs.LinuxCapabilities{Effective: []string{"CAP_SYS_ADMIN"}}}, false), nil, "containers[web].exec.capabilities.effective"},
+		{"exec with a bounding capability made effective", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}, Capabilities: &specs.LinuxCapabilities{Effective: []string{"CAP_KILL"}}}, false), nil, "containers[web].exec.capabilities.effective"},
+		{"exec with a subset of each set", MethodExecProcess, execReq("w", "caps", specs.Process{Args: []string{"/bin/ls", "/srv"}, Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL"}}}, false), nil, ""},
 		{"exec with env", MethodExecProcess, execReq("w", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}, Env: []string{"LD_PRELOAD=/" + secret}}, false), nil, "containers[web].exec.env"},
 		{"exec in unadmitted container", MethodExecProcess, execReq("x", "x", specs.Process{Args: []string{"/bin/ls", "/srv"}}, false), nil, `container "x" was not admitted`},
 		{"exec id reused for another command", MethodExecProcess, execReq("w", "ls", specs.Process{Args: []string{"/bin/sh"}}, false), nil, "matches no exec command"},

@@ -21,7 +21,7 @@ func checkSpec(c *Container, s *specs.Spec, stdin bool) *Denial {
 	if s.Process == nil {
 		return deny(rule, "spec.process", "missing")
 	}
-	if d := checkProcess(c, rule, "spec.process", s.Process, c.Args, nil, c.WorkingDir(), c.TTY); d != nil {
+	if d := checkProcess(c, nil, rule, "spec.process", s.Process); d != nil {
 		return d
 	}
 	if stdin && !c.Stdin {
@@ -87,10 +87,17 @@ func checkLinux(c *Container, rule string, l *specs.Linux) *Denial {
 	return nil
 }
 
-// checkProcess checks an OCI process against entry c with the allowed
-// args, extra env entries, working directory and TTY permission. field
-// is the request field it came from.
-func checkProcess(c *Container, rule, field string, p *specs.Process, args, env []Match, wantCwd string, tty bool) *Denial {
+// checkProcess checks an OCI process against entry c: its init process
+// when x is nil, else a process exec'd under rule x. field is the request
+// field it came from.
+func checkProcess(c *Container, x *Exec, rule, field string, p *specs.Process) *Denial {
+	args, env, wantCwd, tty := c.Args, []Match(nil), c.WorkingDir(), c.TTY
+	if x != nil {
+		args, env, tty = x.Args, x.Env, x.TTY
+		if x.Cwd != "" {
+			wantCwd = x.Cwd
+		}
+	}
 	if len(p.Args) != len(args) {
 		return deny(rule+".args", field+".args", fmt.Sprintf("%d arguments, the policy allows %d", len(p.Args), len(args)))
 	}
@@ -119,16 +126,37 @@ func checkProcess(c *Container, rule, field string, p *specs.Process, args, env 
 	if u.UID != c.User.UID || u.GID != c.User.GID || !sameSet(u.AdditionalGids, c.User.AdditionalGIDs) {
 		return deny(rule+".user", field+".user", "not the user and groups the policy gives")
 	}
-	if caps := p.Capabilities; caps != nil {
-		sets := []struct {
-			name string
-			caps []string
-		}{{"bounding", caps.Bounding}, {"effective", caps.Effective}, {"inheritable", caps.Inheritable}, {"permitted", caps.Permitted}, {"ambient", caps.Ambient}}
-		for _, set := range sets {
-			for _, capName := range set.caps {
-				if !slices.Contains(c.Capabilities, capName) {
-					return deny(rule+".capabilities", field+".capabilities."+set.name, fmt.Sprintf("%s is not in the policy", capName))
-				}
+	return checkCaps(c, rule, field, p, x != nil)
+}
+
+// requestCaps returns the capability sets of an OCI process. An absent
+// capabilities object is every set empty: that is what the agent runs.
+func requestCaps(p *specs.Process) Capabilities {
+	c := p.Capabilities
+	if c == nil {
+		return Capabilities{}
+	}
+	return Capabilities{Bounding: c.Bounding, Effective: c.Effective, Inheritable: c.Inheritable, Permitted: c.Permitted, Ambient: c.Ambient}
+}
+
+// checkCaps compares a process's capability sets with the entry's, set
+// by set: equal for a container's init (exact), a subset for an exec'd
+// process (subset).
+func checkCaps(c *Container, rule, field string, p *specs.Process, subset bool) *Denial {
+	want := c.Capabilities.Sets()
+	for i, set := range requestCaps(p).Sets() {
+		allowed := want[i].Caps
+		for _, capName := range set.Caps {
+			if !slices.Contains(allowed, capName) {
+				return deny(rule+".capabilities."+set.Name, field+".capabilities."+set.Name, fmt.Sprintf("%s is not in the policy's %s set", capName, set.Name))
+			}
+		}
+		if subset {
+			continue
+		}
+		for _, capName := range allowed {
+			if !slices.Contains(set.Caps, capName) {
+				return deny(rule+".capabilities."+set.Name, field+".capabilities."+set.Name, fmt.Sprintf("%s of the policy's %s set is missing: the policy pins each set exactly", capName, set.Name))
 			}
 		}
 	}

@@ -101,7 +101,8 @@ func entryFor(name, image string, s *specs.Spec, args []policy.Match) policy.Con
 	c := policy.Container{
 		Name: name, Rootfs: policy.Rootfs{GuestDirectory: image}, Args: args,
 		Env: policy.Exactly(append(s.Process.Env, "PATH=/bin", "TERM=xterm")...), Cwd: s.Process.Cwd,
-		Capabilities: s.Process.Capabilities.Bounding,
+		Capabilities: policy.Capabilities{Bounding: s.Process.Capabilities.Bounding, Effective: s.Process.Capabilities.Effective,
+			Permitted: s.Process.Capabilities.Permitted, Inheritable: s.Process.Capabilities.Inheritable, Ambient: s.Process.Capabilities.Ambient},
 	}
 	for _, m := range s.Mounts {
 		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})

@@ -3,7 +3,6 @@ package launcher
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -105,13 +104,8 @@ func PolicyEntry(name, layer string, s *specs.Spec) policy.Container {
 		Stderr: true,
 	}
 	if caps := s.Process.Capabilities; caps != nil {
-		for _, set := range [][]string{caps.Bounding, caps.Effective, caps.Inheritable, caps.Permitted, caps.Ambient} {
-			for _, name := range set {
-				if !slices.Contains(c.Capabilities, name) {
-					c.Capabilities = append(c.Capabilities, name)
-				}
-			}
-		}
+		c.Capabilities = policy.Capabilities{Bounding: caps.Bounding, Effective: caps.Effective,
+			Inheritable: caps.Inheritable, Permitted: caps.Permitted, Ambient: caps.Ambient}
 	}
 	for _, m := range s.Mounts {
 		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})

@@ -130,7 +130,8 @@ func TestPolicyEntry(t *testing.T) {
 		{"cwd", got.WorkingDir() == "/srv"},
 		{"tty from the spec", got.TTY},
 		{"output readable, no stdin", got.Stdout && got.Stderr && !got.Stdin},
-		{"capabilities of the spec", len(got.Capabilities) == len(defaultCaps)},
+		{"capabilities of the spec, set by set", len(got.Capabilities.Bounding) == len(defaultCaps) && len(got.Capabilities.Effective) == len(defaultCaps) &&
+			len(got.Capabilities.Permitted) == len(defaultCaps) && len(got.Capabilities.Inheritable) == 0 && len(got.Capabilities.Ambient) == 0},
 		{"mounts of the spec", len(got.Mounts) == len(ContainerSpec(p, "ctr").Mounts)},
 		{"exec cwd defaults to /", len(got.Exec) == 1 && got.Exec[0].Cwd == "/"},
 	}

@@ -61,9 +61,9 @@ type Container struct {
 	// Cwd is the working directory ("" means "/").
 	Cwd  string `json:"cwd"`
 	User User   `json:"user"`
-	// Capabilities lists what the process may hold: each capability set
-	// of the request must be a subset.
-	Capabilities []string `json:"capabilities"`
+	// Capabilities pins each capability set of the init process; exec'd
+	// processes may hold a subset of each set.
+	Capabilities Capabilities `json:"capabilities"`
 	// Mounts lists the mounts the spec may have, each matched exactly
 	// (destination, type, source, options as a set).
 	Mounts []Mount `json:"mounts"`
@@ -269,9 +269,11 @@ func (c *Container) check() error {
 	if c.Cwd != "" && !absClean(c.Cwd) {
 		return fmt.Errorf("cwd %q: want a clean absolute path", c.Cwd)
 	}
-	for i, capName := range c.Capabilities {
-		if !capPattern.MatchString(capName) {
-			return fmt.Errorf("capabilities[%d] %q: want a name such as CAP_NET_BIND_SERVICE", i, capName)
+	for _, set := range c.Capabilities.Sets() {
+		for i, capName := range set.Caps {
+			if !capPattern.MatchString(capName) {
+				return fmt.Errorf("capabilities.%s[%d] %q: want a name such as CAP_NET_BIND_SERVICE", set.Name, i, capName)
+			}
 		}
 	}
 	for i, m := range c.Mounts {

@@ -63,7 +63,8 @@ func TestParse(t *testing.T) {
 		{"no args", edit(t, web, `"args": ["/bin/sh"],
       "env"`, `"env"`), "containers[tools].args: empty"},
 		{"relative cwd", edit(t, web, `"cwd": "/srv"`, `"cwd": "srv"`), "containers[web].cwd"},
-		{"bad capability", edit(t, web, `"CAP_KILL"`, `"kill"`), "containers[web].capabilities[1]"},
+		{"bad capability", edit(t, web, `"CAP_KILL"`, `"kill"`), "containers[web].capabilities.bounding[1]"},
+		{"unknown capability set", edit(t, web, `"permitted": [`, `"permited": [`), `unknown field "permited"`},
 		{"relative mount", edit(t, web, `"destination": "/tmp"`, `"destination": "tmp"`), "containers[web].mounts[1].destination"},
 		{"mount without type", edit(t, web, `"type": "tmpfs"`, `"type": ""`), "containers[web].mounts[1].type"},
 		{"bad sysctl", edit(t, web, `"net.ipv4.ping_group_range"`, `"../x"`), "containers[web].sysctls"},
@@ -119,6 +120,29 @@ func TestParseReadsFields(t *testing.T) {
 	for _, a := range args {
 		if got := a.m.Matches(a.s); got != a.want {
 			t.Errorf("Match(%+v).Matches(%q) = %v, want %v", a.m, a.s, got, a.want)
+		}
+	}
+}
+
+func TestCapabilitiesReadsBothForms(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Capabilities
+	}{
+		{`["CAP_KILL"]`, Capabilities{Bounding: []string{"CAP_KILL"}, Effective: []string{"CAP_KILL"}, Permitted: []string{"CAP_KILL"}}},
+		{`{"bounding": ["CAP_KILL"], "ambient": ["CAP_CHOWN"]}`, Capabilities{Bounding: []string{"CAP_KILL"}, Ambient: []string{"CAP_CHOWN"}}},
+		{`{}`, Capabilities{}},
+		{`[]`, Capabilities{Bounding: []string{}, Effective: []string{}, Permitted: []string{}}},
+	}
+	for _, tc := range tests {
+		var got Capabilities
+		if err := json.Unmarshal([]byte(tc.in), &got); err != nil {
+			t.Fatalf("Unmarshal(%s) = %v", tc.in, err)
+		}
+		for i, set := range got.Sets() {
+			if want := tc.want.Sets()[i]; strings.Join(set.Caps, ",") != strings.Join(want.Caps, ",") {
+				t.Errorf("Unmarshal(%s).%s = %q, want %q", tc.in, set.Name, set.Caps, want.Caps)
+			}
 		}
 	}
 }
