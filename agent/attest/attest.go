@@ -1,17 +1,20 @@
 // Package attest gets SEV-SNP attestation reports inside the guest (with
 // go-sev-guest's quote providers: configfs-tsm first, then
 // /dev/sev-guest), reads HOST_DATA for the policy binding, and serves the
-// workload evidence endpoint.
+// workload evidence endpoint. Every report's REPORT_DATA is built by
+// confguest/agent/api/evidence: it names the report's purpose and the
+// policy in force.
 package attest
 
 import (
 	"context"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/client"
+
+	"confguest/agent/api/evidence"
 )
 
 // ErrNoDevice reports a guest without an SEV-SNP device.
@@ -66,14 +69,19 @@ type Attester struct {
 // New returns an attester over qp; qp nil means a guest without SEV-SNP.
 func New(qp QuoteProvider) *Attester { return &Attester{qp: qp} }
 
-// Report returns a fresh extended report with the given REPORT_DATA.
-func (a *Attester) Report(ctx context.Context, reportData [64]byte) (Evidence, error) {
+// Report returns a fresh extended report for purpose p, under the policy
+// whose SHA-256 is policy (evidence.NoPolicy while none is installed),
+// over the caller's data: REPORT_DATA = evidence.ReportData(p, policy,
+// data). It is the only way the agent gets a report, so every report it
+// produces names its purpose and the policy in force.
+func (a *Attester) Report(ctx context.Context, p evidence.Purpose, policy [32]byte, data []byte) (Evidence, error) {
 	if a == nil || a.qp == nil {
 		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w: this guest was booted with confguest.tee=none", ErrNoDevice)
 	}
 	if err := ctx.Err(); err != nil {
 		return Evidence{}, err
 	}
+	reportData := evidence.ReportData(p, policy, data)
 	raw, err := a.qp.GetRawQuote(reportData)
 	if err != nil {
 		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w", err)
@@ -96,7 +104,7 @@ func (a *Attester) Report(ctx context.Context, reportData [64]byte) (Evidence, e
 // policy the VM was launched for. It implements policy.HostDataSource.
 func (a *Attester) HostData(ctx context.Context) ([32]byte, error) {
 	var hd [32]byte
-	ev, err := a.Report(ctx, [64]byte{})
+	ev, err := a.Report(ctx, evidence.HostDataRead, evidence.NoPolicy, nil)
 	if err != nil {
 		return hd, err
 	}
@@ -106,14 +114,4 @@ func (a *Attester) HostData(ctx context.Context) ([32]byte, error) {
 	}
 	copy(hd[:], r.GetHostData())
 	return hd, nil
-}
-
-// RuntimeReportData is the REPORT_DATA binding of workload evidence:
-// SHA-512 of the runtime data the workload supplied.
-func RuntimeReportData(runtimeData []byte) [64]byte { return sha512.Sum512(runtimeData) }
-
-// WorkloadEvidence returns a report whose REPORT_DATA is
-// SHA-512(runtimeData).
-func (a *Attester) WorkloadEvidence(ctx context.Context, runtimeData []byte) (Evidence, error) {
-	return a.Report(ctx, RuntimeReportData(runtimeData))
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -26,6 +25,7 @@ import (
 	"github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
 
+	"confguest/agent/api/evidence"
 	"confguest/agent/policy"
 )
 
@@ -71,7 +71,7 @@ func checkSigned(t *testing.T, s *sevtest.AmdSigner, ev Evidence) {
 }
 
 func TestHostDataBindsPolicy(t *testing.T) {
-	qp, _ := fakeDevice(t, [64]byte{})
+	qp, _ := fakeDevice(t, evidence.ReportData(evidence.HostDataRead, evidence.NoPolicy, nil))
 	a := New(qp)
 	ctx := context.Background()
 	hd, err := a.HostData(ctx)
@@ -101,31 +101,58 @@ func TestHostDataBindsPolicy(t *testing.T) {
 	}
 }
 
+// TestReport checks that the attester never signs caller data as given:
+// REPORT_DATA is evidence.ReportData of the purpose, the policy in force
+// and the data, different for each purpose and policy.
 func TestReport(t *testing.T) {
-	var rd [64]byte
-	copy(rd[:], "nonce")
-	qp, s := fakeDevice(t, rd)
+	pol := sha256.Sum256(testPolicy)
+	data := []byte("nonce")
+	var raw [64]byte
+	copy(raw[:], data)
+	tests := []struct {
+		purpose evidence.Purpose
+		policy  [32]byte
+	}{
+		{evidence.HostReport, pol},
+		{evidence.WorkloadEvidence, pol},
+		{evidence.HostReport, evidence.NoPolicy},
+		{evidence.WorkloadEvidence, evidence.NoPolicy},
+	}
+	var known [][64]byte
+	for _, tc := range tests {
+		known = append(known, evidence.ReportData(tc.purpose, tc.policy, data))
+	}
+	qp, s := fakeDevice(t, append(known, raw)...)
 	a := New(qp)
-	ev, err := a.Report(context.Background(), rd)
-	if err != nil {
-		t.Fatal(err)
+	seen := map[string]bool{string(raw[:]): true}
+	for _, tc := range tests {
+		ev, err := a.Report(context.Background(), tc.purpose, tc.policy, data)
+		if err != nil {
+			t.Fatalf("Report(%q, %x, %q) = %v", tc.purpose, tc.policy[:4], data, err)
+		}
+		if len(ev.Report) != abi.ReportSize || len(ev.Certificates) == 0 {
+			t.Fatalf("Report() = %d-byte report, %d bytes of certificates, want %d and some", len(ev.Report), len(ev.Certificates), abi.ReportSize)
+		}
+		checkSigned(t, s, ev)
+		r, err := abi.ReportToProto(ev.Report)
+		want := evidence.ReportData(tc.purpose, tc.policy, data)
+		if err != nil || !bytes.Equal(r.GetReportData(), want[:]) || seen[string(want[:])] {
+			t.Errorf("Report(%q, %x, %q): REPORT_DATA %x (%v), want %x, unlike the raw data and every other purpose or policy", tc.purpose, tc.policy[:4], data, r.GetReportData(), err, want)
+		}
+		seen[string(want[:])] = true
+		again, err := Split(ev.Raw())
+		if err != nil || !bytes.Equal(again.Report, ev.Report) || !bytes.Equal(again.Certificates, ev.Certificates) {
+			t.Errorf("Split(Raw()) = %v, want the same evidence", err)
+		}
 	}
-	if len(ev.Report) != abi.ReportSize || len(ev.Certificates) == 0 {
-		t.Fatalf("Report() = %d-byte report, %d bytes of certificates, want %d and some", len(ev.Report), len(ev.Certificates), abi.ReportSize)
-	}
-	checkSigned(t, s, ev)
-	again, err := Split(ev.Raw())
-	if err != nil || !bytes.Equal(again.Report, ev.Report) || !bytes.Equal(again.Certificates, ev.Certificates) {
-		t.Errorf("Split(Raw()) = %v, want the same evidence", err)
-	}
-	if _, err := a.Report(context.Background(), [64]byte{1}); err == nil {
+	if _, err := a.Report(context.Background(), evidence.HostReport, pol, []byte("other")); err == nil {
 		t.Errorf("Report(unknown report data) = nil error, want the device's error")
 	}
 }
 
 func TestNoDevice(t *testing.T) {
 	for _, a := range []*Attester{nil, New(nil)} {
-		if _, err := a.Report(context.Background(), [64]byte{}); !errors.Is(err, ErrNoDevice) || !strings.Contains(err.Error(), "confguest.tee=none") {
+		if _, err := a.Report(context.Background(), evidence.HostReport, evidence.NoPolicy, nil); !errors.Is(err, ErrNoDevice) || !strings.Contains(err.Error(), "confguest.tee=none") {
 			t.Errorf("Report() without a device = %v, want ErrNoDevice naming confguest.tee=none", err)
 		}
 		if _, err := a.HostData(context.Background()); !errors.Is(err, ErrNoDevice) {
@@ -141,7 +168,7 @@ func serveOn(t *testing.T, a *Attester) (*http.Client, string) {
 	sock := filepath.Join(t.TempDir(), "attestation.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, sock, a) }()
+	go func() { done <- Serve(ctx, sock, a, func() [32]byte { return sha256.Sum256(testPolicy) }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -162,7 +189,8 @@ func serveOn(t *testing.T, a *Attester) (*http.Client, string) {
 
 func TestEvidenceEndpoint(t *testing.T) {
 	runtime := []byte("a workload's public key and nonce")
-	qp, s := fakeDevice(t, sha512.Sum512(runtime))
+	want := evidence.ReportData(evidence.WorkloadEvidence, sha256.Sum256(testPolicy), runtime)
+	qp, s := fakeDevice(t, want)
 	hc, _ := serveOn(t, New(qp))
 	noTEE, _ := serveOn(t, New(nil))
 	b64 := base64.RawURLEncoding.EncodeToString(runtime)
@@ -209,10 +237,10 @@ func TestEvidenceEndpoint(t *testing.T) {
 			if err := json.Unmarshal(body, &er); err != nil {
 				t.Fatal(err)
 			}
-			want := sha512.Sum512(runtime)
 			r, err := abi.ReportToProto(er.Report)
-			if err != nil || !bytes.Equal(r.GetReportData(), want[:]) || er.ReportData != hex.EncodeToString(want[:]) {
-				t.Errorf("evidence REPORT_DATA = %x (%v), field %s, want SHA-512(runtime data) %x", r.GetReportData(), err, er.ReportData, want)
+			pol := sha256.Sum256(testPolicy)
+			if err != nil || !bytes.Equal(r.GetReportData(), want[:]) || er.ReportData != hex.EncodeToString(want[:]) || er.PolicySHA256 != hex.EncodeToString(pol[:]) {
+				t.Errorf("evidence REPORT_DATA = %x (%v), fields %s and policy %s, want workload evidence %x under policy %x", r.GetReportData(), err, er.ReportData, er.PolicySHA256, want, pol)
 			}
 			checkSigned(t, s, Evidence{Report: er.Report, Certificates: er.Certificates})
 		})

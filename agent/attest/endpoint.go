@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"confguest/agent/api/evidence"
 )
 
 const (
@@ -37,7 +39,12 @@ const (
 type EvidenceResponse struct {
 	Report       []byte `json:"report"`       // base64: the signed SEV-SNP report
 	Certificates []byte `json:"certificates"` // base64: the certificate table
-	ReportData   string `json:"report_data"`  // hex: SHA-512(runtime_data)
+	// ReportData is REPORT_DATA in hex: evidence.ReportData(
+	// evidence.WorkloadEvidence, PolicySHA256, runtime_data).
+	ReportData string `json:"report_data"`
+	// PolicySHA256 is the SHA-256 of the policy in force, hex (64 zeros
+	// while none is installed).
+	PolicySHA256 string `json:"policy_sha256"`
 }
 
 type errorResponse struct {
@@ -63,8 +70,9 @@ var statusText = map[int]string{
 
 // Evidence answers one request of the endpoint: method and request
 // target (path and query) in, HTTP status and JSON body out. Only
-// GET /v1/evidence?runtime_data=<base64url> succeeds.
-func (a *Attester) Evidence(ctx context.Context, method, target string) (int, []byte) {
+// GET /v1/evidence?runtime_data=<base64url> succeeds, with workload
+// evidence under the policy whose SHA-256 is policy.
+func (a *Attester) Evidence(ctx context.Context, method, target string, policy [32]byte) (int, []byte) {
 	path, rawQuery, _ := strings.Cut(target, "?")
 	if path != EvidencePath {
 		return jsonBody(statusNotFound, errorResponse{fmt.Sprintf("%.64q: not found: the endpoint serves GET %s?runtime_data=<base64url>", path, EvidencePath)})
@@ -84,7 +92,7 @@ func (a *Attester) Evidence(ctx context.Context, method, target string) (int, []
 	if len(data) > MaxRuntimeData {
 		return jsonBody(statusBadRequest, errorResponse{fmt.Sprintf("runtime_data: %d bytes, at most %d: hash larger data first", len(data), MaxRuntimeData)})
 	}
-	ev, err := a.WorkloadEvidence(ctx, data)
+	ev, err := a.Report(ctx, evidence.WorkloadEvidence, policy, data)
 	if err != nil {
 		code := statusInternalError
 		if errors.Is(err, ErrNoDevice) {
@@ -92,8 +100,9 @@ func (a *Attester) Evidence(ctx context.Context, method, target string) (int, []
 		}
 		return jsonBody(code, errorResponse{err.Error()})
 	}
-	rd := RuntimeReportData(data)
-	return jsonBody(statusOK, EvidenceResponse{Report: ev.Report, Certificates: ev.Certificates, ReportData: hex.EncodeToString(rd[:])})
+	rd := evidence.ReportData(evidence.WorkloadEvidence, policy, data)
+	return jsonBody(statusOK, EvidenceResponse{Report: ev.Report, Certificates: ev.Certificates,
+		ReportData: hex.EncodeToString(rd[:]), PolicySHA256: hex.EncodeToString(policy[:])})
 }
 
 func jsonBody(code int, v any) (int, []byte) {
@@ -149,10 +158,11 @@ func readRequest(r *bufio.Reader) (method, target string, err error) {
 }
 
 // Serve serves the evidence endpoint (HTTP/1.1, one request per
-// connection) on a unix socket at path until ctx is cancelled. The socket
-// is world-accessible: only containers whose policy entry allows
+// connection) on a unix socket at path until ctx is cancelled; inForce
+// returns the SHA-256 of the policy in force when a request comes. The
+// socket is world-accessible: only containers whose policy entry allows
 // attestation get it bind-mounted.
-func Serve(ctx context.Context, path string, a *Attester) error {
+func Serve(ctx context.Context, path string, a *Attester, inForce func() [32]byte) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("evidence endpoint: remove stale socket: %w", err)
 	}
@@ -183,12 +193,12 @@ func Serve(ctx context.Context, path string, a *Attester) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveConn(ctx, c, a)
+			serveConn(ctx, c, a, inForce)
 		}()
 	}
 }
 
-func serveConn(ctx context.Context, c net.Conn, a *Attester) {
+func serveConn(ctx context.Context, c net.Conn, a *Attester, inForce func() [32]byte) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(requestTimeout)) //nolint:errcheck // unix sockets support deadlines
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
@@ -202,7 +212,7 @@ func serveConn(ctx context.Context, c net.Conn, a *Attester) {
 	case err != nil:
 		code, body = jsonBody(statusBadRequest, errorResponse{"malformed HTTP request: " + err.Error()})
 	default:
-		code, body = a.Evidence(ctx, method, target)
+		code, body = a.Evidence(ctx, method, target, inForce())
 	}
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", code, statusText[code], len(body), body)
 }

@@ -112,7 +112,12 @@ func (e *Evaluator) Authorize(ctx context.Context, method string, req any) error
 
 func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denial {
 	switch method {
-	case MethodVersion, MethodGetReport, MethodListContainers:
+	case MethodVersion, MethodListContainers:
+		return nil
+	case MethodGetReport:
+		if !e.p.Agent.GetReport {
+			return deny("agent.get_report", "GetReport", "the policy does not allow the host to ask for attestation reports")
+		}
 		return nil
 	case MethodSetPolicy:
 		if !e.p.Agent.ReplacePolicy {

@@ -164,6 +164,7 @@ func rpcCases() []rpcCase {
 		return g
 	}
 	noStats := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": false`) }
+	reports := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": true, "get_report": true`) }
 	return []rpcCase{
 		{"version", MethodVersion, &agentv1.VersionRequest{}, nil, ""},
 		{"version before policy", MethodVersion, &agentv1.VersionRequest{}, noPolicy, ""},
@@ -171,7 +172,8 @@ func rpcCases() []rpcCase {
 		{"list before policy", MethodListContainers, &agentv1.ListContainersRequest{}, noPolicy, "no policy installed"},
 		{"set policy before policy", MethodSetPolicy, nil, noPolicy, ""},
 		{"report before policy", MethodGetReport, nil, noPolicy, ""},
-		{"report", MethodGetReport, nil, nil, ""},
+		{"report", MethodGetReport, nil, reports, ""},
+		{"report switched off", MethodGetReport, nil, nil, "agent.get_report"},
 		{"version after a binding failure", MethodVersion, &agentv1.VersionRequest{}, poisoned, "refuses all requests"},
 		{"report after a binding failure", MethodGetReport, nil, poisoned, "refuses all requests"},
 		{"set policy again", MethodSetPolicy, nil, nil, "agent.replace_policy"},

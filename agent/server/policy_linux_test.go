@@ -23,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 
+	"confguest/agent/api/evidence"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/attest"
 	"confguest/agent/container"
@@ -188,6 +189,10 @@ func TestPolicyEveryRPC(t *testing.T) {
 			return err
 		}, true, ""},
 		{"replace the policy", "SetPolicy", func() error { _, err := c.SetPolicy(ctx(t), &agentv1.SetPolicyRequest{Policy: doc}); return err }, false, "agent.replace_policy"},
+		{"report without agent.get_report", "GetReport", func() error {
+			_, err := c.GetReport(ctx(t), &agentv1.GetReportRequest{ReportData: []byte("nonce")})
+			return err
+		}, false, "agent.get_report"},
 		{"create web", "CreateContainer", func() error {
 			_, err := c.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{ContainerId: "w", SpecJson: webSpec,
 				Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_GuestDirectory{GuestDirectory: ta.image}}})
@@ -316,7 +321,7 @@ func TestPolicyEveryRPC(t *testing.T) {
 
 	// Version and GetReport are refused only after a binding failure: an
 	// SEV-SNP guest (fake device) launched for another policy.
-	ta3 := startPolicyAgent(t, "confguest.tee=snp", fakeSNP(t, doc2, [64]byte{}))
+	ta3 := startPolicyAgent(t, "confguest.tee=snp", fakeSNP(t, doc2))
 	if _, err := ta3.client.SetPolicy(ctx(t), &agentv1.SetPolicyRequest{Policy: doc}); code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "HOST_DATA") {
 		t.Errorf("SetPolicy(policy that is not HOST_DATA) = %v, want PermissionDenied naming HOST_DATA", err)
 	}
@@ -366,37 +371,46 @@ func TestDeniedOutputDoesNotStall(t *testing.T) {
 	}
 }
 
-// fakeSNP returns go-sev-guest's fake quote provider answering the given
-// REPORT_DATA values with reports whose HOST_DATA is SHA-256(doc).
-func fakeSNP(t *testing.T, doc []byte, reportData ...[64]byte) attest.QuoteProvider {
+// snpDevice is an SEV-SNP guest device made of go-sev-guest's testing
+// fakes: like the hardware it signs a report for whatever REPORT_DATA the
+// agent asks for, with the HOST_DATA the VM was launched with, under the
+// library's test AMD chain.
+type snpDevice struct {
+	signer   *sevtest.AmdSigner
+	hostData [32]byte
+}
+
+// fakeSNP returns a device for a VM launched with host_data = SHA-256(doc).
+func fakeSNP(t *testing.T, doc []byte) *snpDevice {
 	t.Helper()
 	s, err := sevtest.DefaultTestOnlyCertChain("Milan-B1", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hd := sha256.Sum256(doc)
-	var tcs []sevtest.TestCase
-	for _, rd := range reportData {
-		raw := sevtest.CreateRawReport(&sevtest.TestReportOptions{ReportData: rd[:]})
-		binary.LittleEndian.PutUint64(raw[0x08:], abi.SnpPolicyToBytes(abi.SnpPolicy{SMT: true}))
-		copy(raw[0xC0:0xE0], hd[:])
-		tcs = append(tcs, sevtest.TestCase{Input: rd, Output: raw})
-	}
-	qp, err := sevtest.TcQuoteProvider(tcs, &sevtest.DeviceOptions{Now: time.Now(), Signer: s, Product: abi.DefaultSevProduct()})
+	return &snpDevice{signer: s, hostData: sha256.Sum256(doc)}
+}
+
+func (d *snpDevice) GetRawQuote(reportData [64]byte) ([]byte, error) {
+	raw := sevtest.CreateRawReport(&sevtest.TestReportOptions{ReportData: reportData[:]})
+	binary.LittleEndian.PutUint64(raw[0x08:], abi.SnpPolicyToBytes(abi.SnpPolicy{SMT: true}))
+	copy(raw[0xC0:0xE0], d.hostData[:])
+	qp, err := sevtest.TcQuoteProvider([]sevtest.TestCase{{Input: reportData, Output: raw}},
+		&sevtest.DeviceOptions{Now: time.Now(), Signer: d.signer, Product: abi.DefaultSevProduct()})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return qp
+	return qp.GetRawQuote(reportData)
 }
 
 // TestPolicyBinding checks SetPolicy against HOST_DATA of a report from
 // go-sev-guest's fake SEV-SNP device: the matching policy is installed;
-// one changed byte is refused and the agent then refuses everything.
+// one changed byte is refused and the agent then refuses everything. A
+// host report under the installed policy signs the nonce labelled and
+// bound to that policy, never the nonce itself.
 func TestPolicyBinding(t *testing.T) {
-	doc := []byte(`{"version":1,"agent":{"stats":false}}` + "\n")
+	doc := []byte(`{"version":1,"agent":{"get_report":true}}` + "\n")
 	changed := bytes.Replace(doc, []byte("\n"), []byte(" "), 1)
-	var nonce [64]byte
-	copy(nonce[:], "verifier nonce")
+	nonce := []byte("verifier nonce")
 	tests := []struct {
 		name string
 		doc  []byte
@@ -407,7 +421,7 @@ func TestPolicyBinding(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ta := startPolicyAgent(t, "confguest.tee=snp", fakeSNP(t, doc, [64]byte{}, nonce))
+			ta := startPolicyAgent(t, "confguest.tee=snp", fakeSNP(t, doc))
 			r, err := ta.client.SetPolicy(ctx(t), &agentv1.SetPolicyRequest{Policy: tc.doc})
 			_, listErr := ta.client.ListContainers(ctx(t), &agentv1.ListContainersRequest{})
 			_, verErr := ta.client.Version(ctx(t), &agentv1.VersionRequest{})
@@ -415,7 +429,7 @@ func TestPolicyBinding(t *testing.T) {
 				if err != nil || !r.GetBound() || listErr != nil || verErr != nil {
 					t.Fatalf("SetPolicy(matching) = %v, %v; List = %v; Version = %v, want bound and serving", r, err, listErr, verErr)
 				}
-				rep, err := ta.client.GetReport(ctx(t), &agentv1.GetReportRequest{ReportData: nonce[:14]})
+				rep, err := ta.client.GetReport(ctx(t), &agentv1.GetReportRequest{ReportData: nonce})
 				if err != nil {
 					t.Fatalf("GetReport = %v", err)
 				}
@@ -424,8 +438,9 @@ func TestPolicyBinding(t *testing.T) {
 					t.Fatal(err)
 				}
 				p, err := abi.ReportToProto(ev.Report)
-				if err != nil || !bytes.Equal(p.GetReportData(), nonce[:]) || len(ev.Certificates) == 0 {
-					t.Errorf("GetReport = REPORT_DATA %x (%v), %d bytes of certificates, want the nonce and certificates", p.GetReportData(), err, len(ev.Certificates))
+				want := evidence.ReportData(evidence.HostReport, sha256.Sum256(doc), nonce)
+				if err != nil || !bytes.Equal(p.GetReportData(), want[:]) || len(ev.Certificates) == 0 {
+					t.Errorf("GetReport = REPORT_DATA %x (%v), %d bytes of certificates, want %x (a host report under the policy) and certificates", p.GetReportData(), err, len(ev.Certificates), want)
 				}
 				if _, err := ta.client.GetReport(ctx(t), &agentv1.GetReportRequest{ReportData: make([]byte, 65)}); code(err) != codes.InvalidArgument {
 					t.Errorf("GetReport(65 bytes) = %v, want InvalidArgument", err)

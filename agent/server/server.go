@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if sock := svc.evidence; sock != "" {
 		g.Go(func() error {
-			if err := attest.Serve(ectx, sock, attester); err != nil {
+			if err := attest.Serve(ectx, sock, attester, svc.policyInForce); err != nil {
 				log.Error("workload evidence endpoint", "err", err)
 			}
 			return nil

@@ -73,7 +73,7 @@ type generateFlags struct {
 	rootfsDir, oci, pull, name, output string
 	env, exec                          stringList
 	tty, stdin, attestation, stats     bool
-	shutdown, replace                  bool
+	shutdown, replace, getReport       bool
 }
 
 func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
@@ -92,6 +92,7 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 	fs.BoolVar(&f.stats, "stats", false, "allow the host to read container statistics")
 	fs.BoolVar(&f.shutdown, "shutdown", true, "allow the host to shut the agent down (confguest run and stop need it)")
 	fs.BoolVar(&f.replace, "replace-policy", false, "allow a later policy to replace this one")
+	fs.BoolVar(&f.getReport, "get-report", true, "allow the host to ask for attestation reports (confguest verify --guest needs it; they are labelled host reports)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -149,7 +150,7 @@ func generatePolicy(f generateFlags, layer string, s *specs.Spec) ([]byte, error
 	}
 	p := policy.Policy{
 		Version:    policy.Version,
-		Agent:      policy.AgentRules{Stats: f.stats, Shutdown: f.shutdown, ReplacePolicy: f.replace},
+		Agent:      policy.AgentRules{Stats: f.stats, Shutdown: f.shutdown, ReplacePolicy: f.replace, GetReport: f.getReport},
 		Containers: []policy.Container{c},
 	}
 	doc, err := json.MarshalIndent(p, "", "  ")

@@ -166,7 +166,7 @@ func (f *launchFlags) policy(disk launcher.Disk, proc launcher.Process) ([]byte,
 // generatedPolicy is the policy confguest policy generate writes for the container proc
 // on disk, with these flags.
 func (f *launchFlags) generatedPolicy(disk image.Disk, proc launcher.Process) ([]byte, error) {
-	gf := generateFlags{name: "main", env: f.env, exec: f.exec, tty: proc.TTY, stdin: proc.Stdin, shutdown: true}
+	gf := generateFlags{name: "main", env: f.env, exec: f.exec, tty: proc.TTY, stdin: proc.Stdin, shutdown: true, getReport: true}
 	return generatePolicy(gf, disk.Verity.RootHash, launcher.ContainerSpec(proc, containerID))
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"confguest/agent/api/evidence"
 	"confguest/hostside/launcher"
 	"confguest/hostside/verify"
 )
@@ -22,27 +23,34 @@ func init() {
 }
 
 type verifyFlags struct {
-	report, measurement, policy, reportData, minTCB, vcek, roots string
-	guest, runDir                                                string
-	allowDebug, json                                             bool
+	report, measurement, policy, minTCB, vcek, roots string
+	purpose, data, dataFile, policyInForce           string
+	guest, runDir                                    string
+	allowDebug, allowReplacement, json               bool
 }
 
 func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 	fs := newFlags("verify", stdio)
 	var f verifyFlags
-	fs.StringVar(&f.report, "report", "", "the extended report (GetReport output: report + certificate table), - for standard input")
+	fs.StringVar(&f.report, "report", "", "the extended report (GetReport output: report + certificate table, or the evidence endpoint's JSON answer), - for standard input")
 	fs.StringVar(&f.guest, "guest", "", "fetch a fresh report from this running guest (confguest start --name), bound to a random nonce")
 	fs.StringVar(&f.runDir, "run-dir", launcher.DefaultRunBase(), "state directory of running guests (with --guest)")
 	fs.StringVar(&f.measurement, "measurement", "", "expected launch measurement: 96 hex digits, or a build's measurement.json (required)")
 	fs.StringVar(&f.policy, "policy", "", "the policy file the guest was launched with; HOST_DATA must be its SHA-256 (required)")
-	fs.StringVar(&f.reportData, "report-data", "", "expected REPORT_DATA, 128 hex digits (the nonce the report was requested with)")
+	fs.StringVar(&f.purpose, "purpose", "host-report", "what the report must be for: host-report (GetReport) or workload-evidence (GET /v1/evidence); a report for the other is refused")
+	fs.StringVar(&f.data, "data", "", "the caller data in hex: the nonce given to GetReport, or the runtime_data given to the evidence endpoint (decoded)")
+	fs.StringVar(&f.dataFile, "data-file", "", "the caller data as a file of raw bytes (instead of --data)")
+	fs.StringVar(&f.policyInForce, "policy-in-force", "", "the replacement policy you accept as in force when the launch policy allows replacement: REPORT_DATA must name it")
+	fs.BoolVar(&f.allowReplacement, "allow-policy-replacement", false, "accept a policy in force that lets the host replace it (the host may then install any policy after this report)")
 	fs.StringVar(&f.minTCB, "min-tcb", "", "minimum reported TCB: bl=N,tee=N,snp=N,ucode=N or 0x<TCB_VERSION>")
 	fs.StringVar(&f.vcek, "vcek", "", "VCEK certificate (PEM or DER) when the report carries no certificates")
 	fs.StringVar(&f.roots, "trusted-roots", "", "ASK+ARK PEM bundle to trust instead of the AMD roots built in (tests, pinning)")
 	fs.BoolVar(&f.allowDebug, "allow-debug", false, "accept a guest the host may debug (never for production)")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stdio.Err, "usage: confguest verify (--report FILE | --guest NAME) --measurement HEX|measurement.json --policy FILE [flags]")
+		fmt.Fprintln(stdio.Err, "usage: confguest verify (--report FILE | --guest NAME) --measurement HEX|measurement.json --policy FILE\n"+
+			"         [--purpose host-report|workload-evidence] [--data HEX | --data-file FILE]\n"+
+			"         [--policy-in-force FILE | --allow-policy-replacement] [flags]")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
@@ -54,8 +62,11 @@ func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 	if (f.report == "") == (f.guest == "") {
 		return usagef("give one of --report and --guest")
 	}
-	if f.guest != "" && f.reportData != "" {
-		return usagef("--report-data: with --guest the report is bound to a fresh random nonce")
+	if f.guest != "" && (f.data != "" || f.dataFile != "" || f.purpose != "host-report") {
+		return usagef("--guest fetches a host report over a fresh random nonce: drop --data, --data-file and --purpose")
+	}
+	if f.data != "" && f.dataFile != "" {
+		return usagef("give one of --data and --data-file")
 	}
 	for _, req := range []struct{ name, val string }{{"measurement", f.measurement}, {"policy", f.policy}} {
 		if req.val == "" {
@@ -73,8 +84,7 @@ func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 		if ext, nonce, err = fetchGuestReport(ctx, f.runDir, f.guest); err != nil {
 			return err
 		}
-		exp.ReportData = nonce
-		f.reportData = hex.EncodeToString(nonce)
+		exp.Data = nonce
 		f.report = "guest " + f.guest
 	case f.report == "-":
 		ext, err = io.ReadAll(stdio.In)
@@ -84,7 +94,7 @@ func runVerify(ctx context.Context, args []string, stdio Stdio) error {
 	if err != nil {
 		return fmt.Errorf("read report: %w", err)
 	}
-	res, err := verify.Report(ctx, ext, exp, opts...)
+	res, err := verify.Report(ctx, endpointAnswer(ext), exp, opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.report, err)
 	}
@@ -117,13 +127,25 @@ func (f verifyFlags) expectations() (verify.Expected, []verify.Option, error) {
 	if exp.Policy, err = os.ReadFile(f.policy); err != nil {
 		return exp, nil, fmt.Errorf("read policy: %w", err)
 	}
-	if f.reportData != "" {
-		b, err := hex.DecodeString(f.reportData)
-		if err != nil || len(b) != 64 {
-			return exp, nil, usagef("--report-data %q: want 128 hex digits", f.reportData)
-		}
-		exp.ReportData = b
+	if exp.Purpose, err = evidence.ParsePurpose(f.purpose); err != nil {
+		return exp, nil, usagef("--purpose: %v", err)
 	}
+	switch {
+	case f.data != "":
+		if exp.Data, err = hex.DecodeString(f.data); err != nil {
+			return exp, nil, usagef("--data %.40q: want hex digits (raw bytes: --data-file)", f.data)
+		}
+	case f.dataFile != "":
+		if exp.Data, err = os.ReadFile(f.dataFile); err != nil {
+			return exp, nil, fmt.Errorf("read caller data: %w", err)
+		}
+	}
+	if f.policyInForce != "" {
+		if exp.PolicyInForce, err = os.ReadFile(f.policyInForce); err != nil {
+			return exp, nil, fmt.Errorf("read policy in force: %w", err)
+		}
+	}
+	exp.AllowPolicyReplacement = f.allowReplacement
 	if f.minTCB != "" {
 		t, err := verify.ParseTCB(f.minTCB)
 		if err != nil {
@@ -169,9 +191,12 @@ func printVerdict(w io.Writer, f verifyFlags, res *verify.Result) {
 	if res.MatchedMeasurement != "" {
 		match = "matches " + res.MatchedMeasurement
 	}
-	rd := "not checked (no --report-data)"
-	if f.reportData != "" {
-		rd = "checked"
+	rd := "not checked: give the caller data with --data or --data-file"
+	switch {
+	case res.PolicyInForce != "":
+		rd = fmt.Sprintf("%s over the given data; policy in force: %s", res.Purpose, res.PolicyInForce)
+	case f.data != "" || f.dataFile != "" || f.guest != "":
+		rd = "does not match, see above"
 	}
 	fmt.Fprintf(&b, "report:\n")
 	fmt.Fprintf(&b, "  measurement  %s (%s)\n", r.Measurement, match)
@@ -181,4 +206,18 @@ func printVerdict(w io.Writer, f verifyFlags, res *verify.Result) {
 	fmt.Fprintf(&b, "  reported TCB %s\n", r.ReportedTCB)
 	fmt.Fprintf(&b, "  signed by    %s, VMPL %d, report version %d\n", r.Signer, r.VMPL, r.Version)
 	io.WriteString(w, b.String()) //nolint:errcheck // nothing to do about a closed stdout
+}
+
+// endpointAnswer returns the extended report of b: for the evidence
+// endpoint's JSON answer ({"report": base64, "certificates": base64, ...})
+// the report followed by the certificate table, else b itself.
+func endpointAnswer(b []byte) []byte {
+	var a struct {
+		Report       []byte `json:"report"`
+		Certificates []byte `json:"certificates"`
+	}
+	if len(b) == 0 || b[0] != '{' || json.Unmarshal(b, &a) != nil || len(a.Report) == 0 {
+		return b
+	}
+	return append(a.Report, a.Certificates...)
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"confguest/agent/api/evidence"
 	agentv1 "confguest/agent/api/v1"
 )
 
@@ -42,7 +43,8 @@ func TestFetchReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentv1.RegisterAgentService(srv, reportAgent{report: func(nonce []byte) []byte {
-		b, err := os.ReadFile(signedReport(t, s, m, hd[:], nonce, false))
+		rd := evidence.ReportData(evidence.HostReport, hd, nonce)
+		b, err := os.ReadFile(signedReport(t, s, m, hd[:], rd[:], false))
 		if err != nil {
 			t.Error(err)
 		}
@@ -78,7 +80,7 @@ func TestFetchReport(t *testing.T) {
 	if err := os.WriteFile(pol, policyDoc, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runCLI("verify", "--report", rep, "--measurement", hex.EncodeToString(m), "--policy", pol, "--report-data", hex.EncodeToString(nonce))
+	code, out, errOut := runCLI("verify", "--report", rep, "--measurement", hex.EncodeToString(m), "--policy", pol, "--data", hex.EncodeToString(nonce))
 	if code != 1 || !strings.Contains(out, "REJECTED: 1 violation") || !strings.Contains(out, "SIGNATURE") {
 		t.Errorf("verify of the fetched report (test chain, built-in roots) = %d\n%s%s\nwant only the SIGNATURE violation", code, out, errOut)
 	}
@@ -87,5 +89,8 @@ func TestFetchReport(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("verify", "--guest", "g", "--report", rep, "--measurement", hex.EncodeToString(m), "--policy", pol); code != 2 || !strings.Contains(errOut, "give one of --report and --guest") {
 		t.Errorf("verify --guest with --report = %d %s, want a usage error", code, errOut)
+	}
+	if code, _, errOut := runCLI("verify", "--guest", "g", "--purpose", "workload-evidence", "--measurement", hex.EncodeToString(m), "--policy", pol); code != 2 || !strings.Contains(errOut, "--guest fetches a host report") {
+		t.Errorf("verify --guest --purpose workload-evidence = %d %s, want a usage error", code, errOut)
 	}
 }

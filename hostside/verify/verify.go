@@ -2,9 +2,10 @@
 // anywhere): the AMD signature chain with go-sev-guest's verify (roots
 // embedded in the library, certificates from the extended report or a
 // local copy, never the network) and the report's fields with its
-// validate: MEASUREMENT, HOST_DATA = SHA-256(policy), REPORT_DATA, the
-// debug bit and a minimum TCB. It lists every violation, not just the
-// first.
+// validate: MEASUREMENT, HOST_DATA = SHA-256(policy), the debug bit and a
+// minimum TCB; and REPORT_DATA, recomputed with confguest/agent/api/evidence
+// from the report's purpose, the policy in force and the caller data. It
+// lists every violation, not just the first.
 package verify
 
 import (
@@ -23,6 +24,8 @@ import (
 	"github.com/google/go-sev-guest/validate"
 	sevverify "github.com/google/go-sev-guest/verify"
 	"github.com/google/go-sev-guest/verify/trust"
+
+	"confguest/agent/api/evidence"
 )
 
 // Fields a violation can name.
@@ -48,11 +51,26 @@ type Expected struct {
 	// Measurements lists the acceptable launch digests (one per launch
 	// path); the report's MEASUREMENT must be one of them. Required.
 	Measurements []Measurement
-	// Policy is the exact policy document; HOST_DATA must be its SHA-256.
-	// Required.
+	// Policy is the exact policy document the guest was launched with;
+	// HOST_DATA must be its SHA-256. Required.
 	Policy []byte
-	// ReportData, if not nil, must equal REPORT_DATA (64 bytes).
-	ReportData []byte
+	// Purpose is what the report must be for: evidence.HostReport (a
+	// GetReport answer) or evidence.WorkloadEvidence (the in-guest
+	// evidence endpoint). A report for another purpose is refused.
+	Purpose evidence.Purpose
+	// Data is the caller data the report was asked for over (the host's
+	// nonce, the workload's runtime data): REPORT_DATA must be
+	// evidence.ReportData(Purpose, policy in force, Data). Nil: REPORT_DATA
+	// is not checked.
+	Data []byte
+	// PolicyInForce is the exact replacement policy the verifier accepts
+	// as in force (the launch policy must allow replacement); REPORT_DATA
+	// must name it. Nil: the launch policy must be in force (or, for a
+	// host report, none yet).
+	PolicyInForce []byte
+	// AllowPolicyReplacement accepts a policy in force that lets the host
+	// replace it. Without it such a policy is a violation.
+	AllowPolicyReplacement bool
 	// MinimumTCB, if not nil, is the component-wise minimum REPORTED_TCB.
 	MinimumTCB *kds.TCBParts
 	// AllowDebug accepts a guest whose policy lets the host debug it
@@ -85,10 +103,15 @@ type Summary struct {
 type Result struct {
 	OK bool `json:"ok"`
 	// MatchedMeasurement names the expected measurement the report has.
-	MatchedMeasurement string      `json:"matched_measurement,omitempty"`
-	PolicySHA256       string      `json:"policy_sha256"`
-	Report             Summary     `json:"report"`
-	Violations         []Violation `json:"violations"`
+	MatchedMeasurement string `json:"matched_measurement,omitempty"`
+	PolicySHA256       string `json:"policy_sha256"`
+	// Purpose is the short name of the purpose checked.
+	Purpose string `json:"purpose"`
+	// PolicyInForce says which policy REPORT_DATA names ("" when
+	// REPORT_DATA was not checked or matches none).
+	PolicyInForce string      `json:"policy_in_force,omitempty"`
+	Report        Summary     `json:"report"`
+	Violations    []Violation `json:"violations"`
 }
 
 // Option configures Report.
@@ -136,8 +159,15 @@ func Report(ctx context.Context, extended []byte, exp Expected, opts ...Option) 
 	if exp.Policy == nil {
 		return nil, fmt.Errorf("%w: no policy: give the policy file the guest was launched with", ErrInput)
 	}
-	if exp.ReportData != nil && len(exp.ReportData) != abi.ReportDataSize {
-		return nil, fmt.Errorf("%w: expected REPORT_DATA: %d bytes, want %d (128 hex digits)", ErrInput, len(exp.ReportData), abi.ReportDataSize)
+	if _, ok := evidence.Purposes[exp.Purpose.Name()]; !ok {
+		return nil, fmt.Errorf("%w: purpose %q: want host-report or workload-evidence", ErrInput, exp.Purpose)
+	}
+	if exp.Purpose == evidence.HostReport && len(exp.Data) > evidence.MaxHostData {
+		return nil, fmt.Errorf("%w: host report data: %d bytes, GetReport takes at most %d", ErrInput, len(exp.Data), evidence.MaxHostData)
+	}
+	policies, replaceable, err := policyCheck(exp)
+	if err != nil {
+		return nil, err
 	}
 	att, err := parse(extended)
 	if err != nil {
@@ -152,7 +182,7 @@ func Report(ctx context.Context, extended []byte, exp Expected, opts ...Option) 
 	}
 	rep := att.GetReport()
 	policyHash := sha256.Sum256(exp.Policy)
-	res := &Result{PolicySHA256: hex.EncodeToString(policyHash[:]), Report: summarize(rep)}
+	res := &Result{PolicySHA256: hex.EncodeToString(policyHash[:]), Purpose: exp.Purpose.Name(), Report: summarize(rep)}
 
 	vopts := &sevverify.Options{DisableCertFetching: true, TrustedRoots: o.roots, Now: o.now}
 	switch err := sevverify.SnpAttestationContext(ctx, att, vopts); {
@@ -175,7 +205,6 @@ func Report(ctx context.Context, extended []byte, exp Expected, opts ...Option) 
 		GuestPolicy: abi.SnpPolicy{SMT: true, Debug: exp.AllowDebug, CXLAllowed: true},
 		Measurement: measurement,
 		HostData:    policyHash[:],
-		ReportData:  exp.ReportData,
 		// The committed TCB may trail the current one (provisional
 		// firmware); MinimumTCB bounds what the report claims.
 		PermitProvisionalFirmware: true,
@@ -189,6 +218,17 @@ func Report(ctx context.Context, extended []byte, exp Expected, opts ...Option) 
 		res.Violations = append(res.Violations, compareFields(rep, vo)...)
 	} else if err := validate.SnpAttestation(att, vo); err != nil {
 		res.Violations = append(res.Violations, classify(err, res.MatchedMeasurement == "" && len(exp.Measurements) > 1, exp.Measurements)...)
+	}
+	if exp.Data != nil {
+		p, v := checkReportData(rep.GetReportData(), exp, policies, exp.Policy)
+		if v != nil {
+			res.Violations = append(res.Violations, *v)
+		} else {
+			res.PolicyInForce = p.String()
+		}
+	}
+	if replaceable != nil {
+		res.Violations = append(res.Violations, *replaceable)
 	}
 	res.OK = len(res.Violations) == 0
 	return res, nil
@@ -254,8 +294,6 @@ func classify(err error, measurementSet bool, ms []Measurement) []Violation {
 			}
 		case strings.Contains(msg, "HOST_DATA"):
 			field, msg = FieldHostData, msg+" (HOST_DATA must be the SHA-256 of the policy: launch the VM with host_data = confguest policy hash POLICY)"
-		case strings.Contains(msg, "REPORT_DATA"):
-			field = FieldReportData
 		case strings.Contains(msg, "debug"):
 			field, msg = FieldDebug, msg+": the host can decrypt this guest's memory"
 		case strings.Contains(msg, "migration agent"):
@@ -298,7 +336,6 @@ func compareFields(r *spb.Report, vo *validate.Options) []Violation {
 	}
 	check(FieldMeasurement, r.GetMeasurement(), vo.Measurement)
 	check(FieldHostData, r.GetHostData(), vo.HostData)
-	check(FieldReportData, r.GetReportData(), vo.ReportData)
 	if p, err := abi.ParseSnpPolicy(r.GetPolicy()); err != nil {
 		out = append(out, Violation{FieldReport, "guest policy: " + err.Error()})
 	} else if p.Debug && !vo.GuestPolicy.Debug {

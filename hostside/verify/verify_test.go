@@ -17,12 +17,14 @@ import (
 	"github.com/google/go-sev-guest/kds"
 	sevtest "github.com/google/go-sev-guest/testing"
 	"github.com/google/go-sev-guest/verify/trust"
+
+	"confguest/agent/api/evidence"
 )
 
 var (
 	testPolicy      = []byte(`{"version":1}` + "\n")
 	testMeasurement = bytes.Repeat([]byte{0xa5}, abi.MeasurementSize)
-	testReportData  = bytes.Repeat([]byte{0x42}, abi.ReportDataSize)
+	testNonce       = []byte("verifier nonce")
 	productLine     = "Milan"
 )
 
@@ -34,7 +36,8 @@ type reportFields struct {
 
 func goodFields() reportFields {
 	h := sha256.Sum256(testPolicy)
-	return reportFields{measurement: testMeasurement, hostData: h[:], reportData: testReportData}
+	rd := evidence.ReportData(evidence.HostReport, h, testNonce)
+	return reportFields{measurement: testMeasurement, hostData: h[:], reportData: rd[:]}
 }
 
 // signer returns a go-sev-guest test signer: the library's default test
@@ -106,7 +109,8 @@ func expected() Expected {
 	return Expected{
 		Measurements: []Measurement{{Name: "given", Value: testMeasurement}},
 		Policy:       testPolicy,
-		ReportData:   testReportData,
+		Purpose:      evidence.HostReport,
+		Data:         testNonce,
 	}
 }
 
@@ -114,7 +118,7 @@ func TestReport(t *testing.T) {
 	good := signer(t, false)
 	roots := testRoots(t)
 	changedPolicy := bytes.Clone(testPolicy)
-	changedPolicy[len(changedPolicy)-2] = '2' // {"version":2}
+	changedPolicy[len(changedPolicy)-1] = ' ' // the same policy, another hash
 	tests := []struct {
 		name       string
 		signer     *sevtest.AmdSigner
@@ -127,19 +131,19 @@ func TestReport(t *testing.T) {
 		{name: "matching, measurement.json with two launch paths", signer: good, expect: func(e *Expected) {
 			e.Measurements = []Measurement{{Name: "qemu_ovmf", Value: make([]byte, 48)}, {Name: "cloud_hypervisor_igvm", Value: testMeasurement}}
 		}},
-		{name: "policy with one changed byte", signer: good, expect: func(e *Expected) { e.Policy = changedPolicy }, wantFields: []string{FieldHostData}},
+		{name: "policy with one changed byte", signer: good, expect: func(e *Expected) { e.Policy = changedPolicy }, wantFields: []string{FieldHostData, FieldReportData}},
 		{name: "another chain", signer: signer(t, true), wantFields: []string{FieldSignature}},
 		{name: "embedded AMD roots do not trust the test chain", signer: good, opts: []Option{}, wantFields: []string{FieldSignature}},
 		{name: "wrong measurement", signer: good, fields: func(f *reportFields) { f.measurement = bytes.Repeat([]byte{1}, 48) }, wantFields: []string{FieldMeasurement}},
 		{name: "wrong host data", signer: good, fields: func(f *reportFields) { f.hostData = make([]byte, 32) }, wantFields: []string{FieldHostData}},
 		{name: "wrong report data", signer: good, fields: func(f *reportFields) { f.reportData = make([]byte, 64) }, wantFields: []string{FieldReportData}},
-		{name: "report data not checked", signer: good, fields: func(f *reportFields) { f.reportData = make([]byte, 64) }, expect: func(e *Expected) { e.ReportData = nil }},
+		{name: "report data not checked", signer: good, fields: func(f *reportFields) { f.reportData = make([]byte, 64) }, expect: func(e *Expected) { e.Data = nil }},
 		{name: "debug bit", signer: good, fields: func(f *reportFields) { f.debug = true }, wantFields: []string{FieldDebug}},
 		{name: "debug bit allowed", signer: good, fields: func(f *reportFields) { f.debug = true }, expect: func(e *Expected) { e.AllowDebug = true }},
 		{name: "below minimum TCB", signer: good, expect: func(e *Expected) { e.MinimumTCB = &kds.TCBParts{SnpSpl: 8} }, wantFields: []string{FieldTCB}},
 		{name: "every violation at once", signer: good, fields: func(f *reportFields) {
 			f.measurement, f.hostData, f.reportData, f.debug = make([]byte, 48), make([]byte, 32), make([]byte, 64), true
-		}, wantFields: []string{FieldDebug, FieldReportData, FieldHostData, FieldMeasurement}},
+		}, wantFields: []string{FieldDebug, FieldHostData, FieldMeasurement, FieldReportData}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,7 +188,11 @@ func TestReportBadInput(t *testing.T) {
 		{"no measurement", ext, func(e *Expected) { e.Measurements = nil }, "no expected measurement"},
 		{"short measurement", ext, func(e *Expected) { e.Measurements[0].Value = []byte{1} }, "96 hex digits"},
 		{"no policy", ext, func(e *Expected) { e.Policy = nil }, "no policy"},
-		{"short report data", ext, func(e *Expected) { e.ReportData = []byte{1} }, "128 hex digits"},
+		{"host report data over 64 bytes", ext, func(e *Expected) { e.Data = make([]byte, 65) }, "at most 64"},
+		{"no purpose", ext, func(e *Expected) { e.Purpose = "" }, "want host-report or workload-evidence"},
+		{"internal purpose", ext, func(e *Expected) { e.Purpose = evidence.HostDataRead }, "want host-report or workload-evidence"},
+		{"launch policy not a policy", ext, func(e *Expected) { e.Policy = []byte("{}") }, "launch policy"},
+		{"policy in force without replacement", ext, func(e *Expected) { e.PolicyInForce = testPolicy }, "drop --policy-in-force"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

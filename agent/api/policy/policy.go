@@ -44,6 +44,11 @@ type AgentRules struct {
 	// ReplacePolicy allows a later SetPolicy to replace this policy. The
 	// replacement is then trusted because this measured policy says so.
 	ReplacePolicy bool `json:"replace_policy"`
+	// GetReport allows the host to ask for attestation reports. Their
+	// REPORT_DATA names them host reports (confguest/agent/api/evidence),
+	// so they can never pass for workload evidence. Before any policy is
+	// installed GetReport is always allowed.
+	GetReport bool `json:"get_report,omitempty"`
 }
 
 // Container is one kind of container the host may create. A
