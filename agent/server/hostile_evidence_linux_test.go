@@ -40,10 +40,10 @@ var (
 // host wants a report that passes for workload evidence over it.
 var brokerRuntime = []byte("broker nonce 8c1f2e|workload public key 04ab77")
 
-// workloadEvidence fetches workload evidence over runtime from the
-// agent's evidence endpoint, as a container with attestation does, and
-// returns the extended report and the policy hash the answer names.
-func workloadEvidence(t *testing.T, ta *testAgent, runtime []byte) ([]byte, string) {
+// getEvidence asks the agent's evidence endpoint for workload evidence
+// over runtime, as a container with attestation does, and returns the
+// HTTP status and body.
+func getEvidence(t *testing.T, ta *testAgent, runtime []byte) (int, []byte) {
 	t.Helper()
 	sock := filepath.Join(ta.stateDir, "shared", filepath.Base(attest.SocketPath))
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -63,13 +63,21 @@ func workloadEvidence(t *testing.T, ta *testAgent, runtime []byte) ([]byte, stri
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// workloadEvidence returns the extended report of the endpoint's answer
+// over runtime and the policy hash the answer names.
+func workloadEvidence(t *testing.T, ta *testAgent, runtime []byte) ([]byte, string) {
+	t.Helper()
+	code, body := getEvidence(t, ta, runtime)
 	var a struct {
 		Report       []byte `json:"report"`
 		Certificates []byte `json:"certificates"`
 		Policy       string `json:"policy_sha256"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &a) != nil {
-		t.Fatalf("GET evidence = %d %.300s, want 200 and the evidence", resp.StatusCode, body)
+	if code != http.StatusOK || json.Unmarshal(body, &a) != nil {
+		t.Fatalf("GET evidence = %d %.300s, want 200 and the evidence", code, body)
 	}
 	return append(a.Report, a.Certificates...), a.Policy
 }
@@ -105,10 +113,32 @@ func workloadCheck(more func(*verify.Expected)) func(*verify.Expected) {
 	}
 }
 
-// hostReportOver asks the agent for a host report over data.
-func hostReportOver(ta *testAgent, data []byte) ([]byte, error) {
-	r, err := ta.client.GetReport(context.Background(), &agentv1.GetReportRequest{ReportData: data})
-	return r.GetExtendedReport(), err
+// attack is what a hostile host does to the agent: it returns the report
+// it hands the relying party, or the agent's refusal.
+type attack func(t *testing.T, ta *testAgent) ([]byte, error)
+
+// hostReport installs docs in order (SetPolicy), then asks for a host
+// report over data.
+func hostReport(data []byte, docs ...[]byte) attack {
+	return func(t *testing.T, ta *testAgent) ([]byte, error) {
+		if err := setPolicies(t, ta, docs...); err != nil {
+			return nil, err
+		}
+		r, err := ta.client.GetReport(ctx(t), &agentv1.GetReportRequest{ReportData: data})
+		return r.GetExtendedReport(), err
+	}
+}
+
+// evidenceUnder installs docs in order, then lets the workload fetch its
+// evidence over brokerRuntime, which the host passes on.
+func evidenceUnder(docs ...[]byte) attack {
+	return func(t *testing.T, ta *testAgent) ([]byte, error) {
+		if err := setPolicies(t, ta, docs...); err != nil {
+			return nil, err
+		}
+		ext, _ := workloadEvidence(t, ta, brokerRuntime)
+		return ext, nil
+	}
 }
 
 // setPolicies sends each document with SetPolicy, in order.
@@ -143,130 +173,48 @@ func TestHostileEvidence(t *testing.T) {
 		launch []byte // the measured policy (HOST_DATA)
 		// attack drives the agent as the host and returns the report the
 		// host hands the relying party, or the agent's refusal.
-		attack func(t *testing.T, ta *testAgent) ([]byte, error)
+		attack attack
 		rp     func(*verify.Expected)
 		want   string // in the refusal, or in a verifier violation
 	}{
-		{
-			name: "forge under the policy", point: 1, launch: launchReports,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReports); err != nil {
-					return nil, err
-				}
-				return hostReportOver(ta, forged(launchReports))
-			},
-			rp: workloadCheck(nil), want: "report field REPORT_DATA is",
-		},
-		{
-			name: "forge before a policy", point: 1, launch: launchReports,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				return hostReportOver(ta, forged(launchReports))
-			},
-			rp: workloadCheck(nil), want: "report field REPORT_DATA is",
-		},
-		{
-			name: "report not allowed", point: 1, launch: launchNoReports,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchNoReports); err != nil {
-					return nil, err
-				}
-				return hostReportOver(ta, forged(launchNoReports))
-			},
-			rp: workloadCheck(nil), want: "denied by policy rule agent.get_report",
-		},
-		{
-			name: "forge as launch policy", point: 1, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, hostsChoice); err != nil {
-					return nil, err
-				}
-				return hostReportOver(ta, forged(launchReplaceable))
-			},
-			rp: workloadCheck(func(e *verify.Expected) { e.AllowPolicyReplacement = true }), want: "report field REPORT_DATA is",
-		},
-		{
-			name: "forge as accepted policy", point: 1, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, acceptedFinal); err != nil {
-					return nil, err
-				}
-				return hostReportOver(ta, forged(acceptedFinal))
-			},
-			rp: workloadCheck(func(e *verify.Expected) { e.PolicyInForce = acceptedFinal }), want: "report field REPORT_DATA is",
-		},
-		{
-			name: "raw runtime data", point: 1, launch: launchReports,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReports); err != nil {
-					return nil, err
-				}
-				return hostReportOver(ta, brokerRuntime)
-			},
-			rp: workloadCheck(nil), want: "the report is a host-report, refused as workload-evidence",
-		},
-		{
-			name: "replaceable launch", point: 6, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, hostsChoice); err != nil {
-					return nil, err
-				}
-				ext, _ := workloadEvidence(t, ta, brokerRuntime)
-				return ext, nil
-			},
-			rp: workloadCheck(nil), want: "agent.replace_policy",
-		},
-		{
-			name: "replacement allowed", point: 6, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, hostsChoice); err != nil {
-					return nil, err
-				}
-				ext, _ := workloadEvidence(t, ta, brokerRuntime)
-				return ext, nil
-			},
-			rp: workloadCheck(func(e *verify.Expected) { e.AllowPolicyReplacement = true }), want: "want " + hex64(evidence.ReportData(evidence.WorkloadEvidence, sha256.Sum256(launchReplaceable), brokerRuntime)),
-		},
-		{
-			name: "other replacement", point: 6, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, hostsChoice); err != nil {
-					return nil, err
-				}
-				ext, _ := workloadEvidence(t, ta, brokerRuntime)
-				return ext, nil
-			},
-			rp: workloadCheck(func(e *verify.Expected) { e.PolicyInForce = acceptedFinal }), want: "under the policy in force given " + hex32(sha256.Sum256(acceptedFinal)),
-		},
-		{
-			name: "other replacement, host", point: 6, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, hostsChoice); err != nil {
-					return nil, err
-				}
-				return hostReportOver(ta, []byte("verifier nonce"))
-			},
-			rp: func(e *verify.Expected) {
+		// Point 1: the host asks GetReport to sign exactly the REPORT_DATA
+		// the relying party expects of workload evidence over its runtime
+		// data, under each policy the relying party may accept.
+		{name: "forge under the policy", point: 1, launch: launchReports,
+			attack: hostReport(forged(launchReports), launchReports), rp: workloadCheck(nil), want: "report field REPORT_DATA is"},
+		{name: "forge before a policy", point: 1, launch: launchReports,
+			attack: hostReport(forged(launchReports)), rp: workloadCheck(nil), want: "report field REPORT_DATA is"},
+		{name: "report not allowed", point: 1, launch: launchNoReports,
+			attack: hostReport(forged(launchNoReports), launchNoReports), rp: workloadCheck(nil), want: "denied by policy rule agent.get_report"},
+		{name: "forge as launch policy", point: 1, launch: launchReplaceable,
+			attack: hostReport(forged(launchReplaceable), launchReplaceable, hostsChoice),
+			rp:     workloadCheck(func(e *verify.Expected) { e.AllowPolicyReplacement = true }), want: "report field REPORT_DATA is"},
+		{name: "forge as accepted policy", point: 1, launch: launchReplaceable,
+			attack: hostReport(forged(acceptedFinal), launchReplaceable, acceptedFinal),
+			rp:     workloadCheck(func(e *verify.Expected) { e.PolicyInForce = acceptedFinal }), want: "report field REPORT_DATA is"},
+		// A host report over the runtime data itself.
+		{name: "raw runtime data", point: 1, launch: launchReports,
+			attack: hostReport(brokerRuntime, launchReports), rp: workloadCheck(nil), want: "the report is a host-report, refused as workload-evidence"},
+
+		// Point 6: the launch policy lets the host replace it; the host
+		// installs its own choice and passes genuine evidence on.
+		{name: "replaceable launch", point: 6, launch: launchReplaceable,
+			attack: evidenceUnder(launchReplaceable, hostsChoice), rp: workloadCheck(nil), want: "agent.replace_policy"},
+		{name: "replacement allowed", point: 6, launch: launchReplaceable,
+			attack: evidenceUnder(launchReplaceable, hostsChoice), rp: workloadCheck(func(e *verify.Expected) { e.AllowPolicyReplacement = true }),
+			want: "want " + hex64(evidence.ReportData(evidence.WorkloadEvidence, sha256.Sum256(launchReplaceable), brokerRuntime))},
+		{name: "other replacement", point: 6, launch: launchReplaceable,
+			attack: evidenceUnder(launchReplaceable, hostsChoice), rp: workloadCheck(func(e *verify.Expected) { e.PolicyInForce = acceptedFinal }),
+			want: "under the policy in force given " + hex32(sha256.Sum256(acceptedFinal))},
+		{name: "other replacement, host", point: 6, launch: launchReplaceable,
+			attack: hostReport([]byte("verifier nonce"), launchReplaceable, hostsChoice), rp: func(e *verify.Expected) {
 				e.Purpose, e.Data, e.PolicyInForce = evidence.HostReport, []byte("verifier nonce"), acceptedFinal
-			}, want: "report field REPORT_DATA is",
-		},
-		{
-			name: "replaceable replacement", point: 6, launch: launchReplaceable,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				if err := setPolicies(t, ta, launchReplaceable, replaceableFinal); err != nil {
-					return nil, err
-				}
-				ext, _ := workloadEvidence(t, ta, brokerRuntime)
-				return ext, nil
-			},
-			rp: workloadCheck(func(e *verify.Expected) { e.PolicyInForce = replaceableFinal }), want: "allows replacing it too (agent.replace_policy)",
-		},
-		{
-			name: "replace not allowed", point: 6, launch: launchReports,
-			attack: func(t *testing.T, ta *testAgent) ([]byte, error) {
-				return nil, setPolicies(t, ta, launchReports, hostsChoice)
-			},
-			rp: workloadCheck(nil), want: "denied by policy rule agent.replace_policy",
-		},
+			}, want: "report field REPORT_DATA is"},
+		{name: "replaceable replacement", point: 6, launch: launchReplaceable,
+			attack: evidenceUnder(launchReplaceable, replaceableFinal), rp: workloadCheck(func(e *verify.Expected) { e.PolicyInForce = replaceableFinal }),
+			want: "allows replacing it too (agent.replace_policy)"},
+		{name: "replace not allowed", point: 6, launch: launchReports,
+			attack: evidenceUnder(launchReports, hostsChoice), rp: workloadCheck(nil), want: "denied by policy rule agent.replace_policy"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("p%d %s", tc.point, tc.name), func(t *testing.T) {
@@ -320,7 +268,7 @@ func TestEvidencePurposes(t *testing.T) {
 			if err := setPolicies(t, ta, tc.policies...); err != nil {
 				t.Fatal(err)
 			}
-			host, err := hostReportOver(ta, data)
+			host, err := hostReport(data)(t, ta)
 			if err != nil {
 				t.Fatalf("GetReport = %v", err)
 			}

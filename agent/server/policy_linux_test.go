@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -463,26 +462,9 @@ func TestPolicyBinding(t *testing.T) {
 // booted with confguest.tee=none: a clear "no SEV-SNP device" error.
 func TestEvidenceEndpointNoTEE(t *testing.T) {
 	ta := startPolicyAgent(t, "confguest.tee=none", nil)
-	sock := filepath.Join(ta.stateDir, "shared", filepath.Base(attest.SocketPath))
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
-	var resp *http.Response
-	var err error
-	for range 100 {
-		if resp, err = hc.Get("http://guest" + attest.EvidencePath + "?runtime_data=bm9uY2U"); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("GET evidence over %s = %v", sock, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no SEV-SNP device") {
-		t.Errorf("GET evidence = %d %s, want 503 no SEV-SNP device", resp.StatusCode, body)
+	code, body := getEvidence(t, ta, []byte("nonce"))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "no SEV-SNP device") {
+		t.Errorf("GET evidence = %d %s, want 503 no SEV-SNP device", code, body)
 	}
 }
 
