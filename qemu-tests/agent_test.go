@@ -430,13 +430,10 @@ func (c cycleTimes) deleteTime() time.Duration { return c.delete }
 func runSpec(b *testing.B, ctx context.Context, a agentv1.AgentClient, id string, spec *specs.Spec, d image.Disk, serial string) (string, cycleTimes) {
 	sj, _ := json.Marshal(spec)
 	start := time.Now()
-	v := d.Verity
 	_, err := a.CreateContainer(ctx, &agentv1.CreateContainerRequest{
 		ContainerId: id, SpecJson: sj,
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
-			Serial: serial, FsType: "erofs",
-			Verity: &agentv1.Verity{RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
-				DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.Algorithm},
+			Serial: serial, FsType: "erofs", Verity: agentv1.NewVerity(d.Verity),
 		}}},
 	})
 	if err != nil {

@@ -36,8 +36,9 @@ type layer struct {
 // layerKey identifies an image: the same disk opened with the same
 // verity parameters and filesystem.
 func layerKey(dev, fstype string, b *BlockSource) string {
-	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%d|%d|%s", dev, fstype, b.RootHash, b.Salt, b.HashOffset,
-		b.DataBlocks, b.DataBlockSize, b.HashBlockSize, b.HashAlgorithm)
+	v := b.Verity
+	return fmt.Sprintf("%s|%s|%s|%s|%d|%d|%d|%d|%s", dev, fstype, v.RootHash, v.Salt, v.HashOffset,
+		v.DataBlocks, v.DataBlockSize, v.HashBlockSize, v.Algorithm)
 }
 
 // acquireLayer returns the read-only mount of the image b on dev, opening
@@ -65,30 +66,12 @@ func (m *Manager) acquireLayer(ctx context.Context, dev, fstype string, b *Block
 }
 
 func (m *Manager) openLayer(ctx context.Context, key, dev, fstype string, b *BlockSource) (*layer, error) {
-	rootHash, _ := hex.DecodeString(b.RootHash)
-	var salt []byte
-	if b.Salt != "-" {
-		salt, _ = hex.DecodeString(b.Salt)
-	}
-	hashBlock := uint64(b.HashBlockSize)
-	if hashBlock == 0 {
-		hashBlock = devmapper.DefaultBlockSize
-	}
 	sum := sha256.Sum256([]byte(key))
 	l := &layer{name: "confguest-layer-" + hex.EncodeToString(sum[:8])}
 	l.mount = filepath.Join(m.cfg.StateDir, "layers", l.name)
-	vdev, err := m.cfg.Verity.Open(ctx, l.name, devmapper.VerityTarget{
-		DataDevice:     dev,
-		DataBlocks:     b.DataBlocks,
-		DataBlockSize:  b.DataBlockSize,
-		HashBlockSize:  b.HashBlockSize,
-		HashStartBlock: b.HashOffset/hashBlock + 1,
-		Algorithm:      b.HashAlgorithm,
-		RootHash:       rootHash,
-		Salt:           salt,
-	})
+	vdev, err := m.cfg.Verity.Open(ctx, l.name, devmapper.VerityTarget{DataDevice: dev, Verity: b.Verity})
 	if err != nil {
-		return nil, fmt.Errorf("open %s through dm-verity (root hash %s): %w", dev, b.RootHash, err)
+		return nil, fmt.Errorf("open %s through dm-verity (root hash %s): %w", dev, b.Verity.RootHash, err)
 	}
 	l.undo.push(func() error { return m.cfg.Verity.Close(context.WithoutCancel(ctx), l.name) })
 	l.undo.push(func() error {
@@ -103,7 +86,7 @@ func (m *Manager) openLayer(ctx context.Context, key, dev, fstype string, b *Blo
 		}
 		return nil, err
 	}
-	m.log.Info("layer opened", "layer", l.name, "device", dev, "root_hash", b.RootHash)
+	m.log.Info("layer opened", "layer", l.name, "device", dev, "root_hash", b.Verity.RootHash)
 	return l, nil
 }
 

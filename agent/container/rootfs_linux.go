@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"confguest/rootfs/devmapper"
+	"confguest/rootfs/verity"
 )
 
 // DefaultScratchBytes sizes the tmpfs upper layer of a container rootfs.
@@ -42,14 +43,8 @@ type BlockSource struct {
 	Serial string // virtio serial; or
 	Path   string // device path
 	FSType string // default erofs
-
-	RootHash      string // hex
-	Salt          string // hex, "" or "-" for none
-	HashOffset    uint64 // bytes: the verity superblock's offset on the device
-	DataBlocks    uint64
-	DataBlockSize uint32
-	HashBlockSize uint32
-	HashAlgorithm string
+	// Verity are the image's verity parameters (the hash tree is appended to the data).
+	Verity verity.Params
 }
 
 // RootfsSource is where a container's root filesystem comes from: a block
@@ -75,15 +70,13 @@ func (m *Manager) checkRootfs(r RootfsSource) error {
 		if b.Serial != "" && !idPattern.MatchString(b.Serial) {
 			return fieldErr("rootfs.block.serial", "%q is not a valid disk serial", b.Serial)
 		}
-		if h, err := hex.DecodeString(b.RootHash); err != nil || len(h) < 20 {
-			return fieldErr("rootfs.block.verity.root_hash", "%q is not a hex digest", b.RootHash)
+		if h, err := hex.DecodeString(b.Verity.RootHash); err != nil || len(h) < 20 {
+			return fieldErr("rootfs.block.verity.root_hash", "%q is not a hex digest", b.Verity.RootHash)
 		}
-		if b.Salt != "" && b.Salt != "-" {
-			if _, err := hex.DecodeString(b.Salt); err != nil {
-				return fieldErr("rootfs.block.verity.salt", "%q is not hex", b.Salt)
-			}
+		if _, err := hex.DecodeString(b.Verity.Salt); err != nil {
+			return fieldErr("rootfs.block.verity.salt", "%q is not hex", b.Verity.Salt)
 		}
-		if b.DataBlocks == 0 {
+		if b.Verity.DataBlocks == 0 {
 			return fieldErr("rootfs.block.verity.data_blocks", "must be positive")
 		}
 		if b.FSType != "" && b.FSType != "erofs" && b.FSType != "squashfs" && b.FSType != "ext4" {

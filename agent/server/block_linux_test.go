@@ -108,8 +108,8 @@ func TestBlockRootfs(t *testing.T) {
 		t.Fatalf("verity devices open after create: %q, want one", open)
 	}
 	got := v.open[open[0]]
-	if got.DataDevice != loop || got.HashStartBlock != 3 || got.DataBlocks != 2 || len(got.RootHash) != 32 || len(got.Salt) != 2 {
-		t.Errorf("verity target = %+v, want data %s, hash start block 3 (superblock at 8192), 2 data blocks, 32-byte root hash, 2-byte salt", got, loop)
+	if v := got.Verity; got.DataDevice != loop || v.HashStartBlock() != 3 || v.DataBlocks != 2 || v.RootHash != rootHash || v.Salt != "00ff" {
+		t.Errorf("verity target = %+v, want data %s, hash start block 3 (superblock at 8192), 2 data blocks, the root hash and salt sent", got, loop)
 	}
 	outFn := ta.readOutput(t, "blk", "", agentv1.OutputStream_OUTPUT_STREAM_STDOUT)
 	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "blk"}); err != nil {

@@ -69,10 +69,7 @@ func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContaine
 				return nil, fmt.Errorf("rootfs.block.verity: %w: missing: a block rootfs needs its verity parameters", ErrInvalidRequest)
 			}
 			req.Rootfs.Block = &container.BlockSource{
-				Serial: b.GetSerial(), Path: b.GetPath(), FSType: b.GetFsType(),
-				RootHash: v.GetRootHash(), Salt: v.GetSalt(), HashOffset: v.GetHashOffset(),
-				DataBlocks: v.GetDataBlocks(), DataBlockSize: v.GetDataBlockSize(),
-				HashBlockSize: v.GetHashBlockSize(), HashAlgorithm: v.GetHashAlgorithm(),
+				Serial: b.GetSerial(), Path: b.GetPath(), FSType: b.GetFsType(), Verity: v.Params(),
 			}
 		}
 	}

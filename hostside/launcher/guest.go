@@ -18,7 +18,6 @@ import (
 	"confguest/hostside/image"
 	"confguest/hostside/vmm"
 	"confguest/hostside/vsock"
-	"confguest/rootfs"
 )
 
 // Guest is a running guest: Sandbox.Boot returns it with its policy installed, Attach
@@ -107,7 +106,7 @@ func (g *Guest) CreateContainer(ctx context.Context, id string, d Disk, spec *sp
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
 			Serial: d.Serial,
 			FsType: "erofs",
-			Verity: verityMessage(d.Verity),
+			Verity: agentv1.NewVerity(d.Verity),
 		}}},
 		Stdio: stdio.message(),
 	}
@@ -309,12 +308,4 @@ func (g *Guest) WatchVM(ctx context.Context) (context.Context, context.CancelFun
 		}
 	}()
 	return wctx, func() { cancel(nil) }
-}
-
-// verityMessage is the API message of a disk's verity parameters.
-func verityMessage(v rootfs.Params) *agentv1.Verity {
-	return &agentv1.Verity{
-		RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
-		DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.Algorithm,
-	}
 }

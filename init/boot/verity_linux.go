@@ -14,6 +14,7 @@ import (
 
 	"confguest/init/cmdline"
 	"confguest/rootfs/devmapper"
+	"confguest/rootfs/verity"
 )
 
 // rootDiskFix tells the operator what to do about a wrong root disk.
@@ -98,14 +99,12 @@ func (r ReadAhead) Run(context.Context) error {
 // VerityTarget is the dm-verity mapping the command line describes.
 func VerityTarget(c *cmdline.Config) devmapper.VerityTarget {
 	return devmapper.VerityTarget{
-		DataDevice:     c.Root,
-		DataBlocks:     c.DataBlocks,
-		DataBlockSize:  cmdline.BlockSize,
-		HashBlockSize:  cmdline.BlockSize,
-		HashStartBlock: c.HashStartBlock(),
-		Algorithm:      "sha256",
-		RootHash:       c.RootHash,
-		Salt:           c.Salt,
+		DataDevice: c.Root,
+		Verity: verity.Params{
+			RootHash: hex.EncodeToString(c.RootHash), Salt: hex.EncodeToString(c.Salt),
+			HashOffset: c.HashOffset, DataBlocks: c.DataBlocks,
+			DataBlockSize: cmdline.BlockSize, HashBlockSize: cmdline.BlockSize, Algorithm: verity.Algorithm,
+		},
 		// Verified as strictly as from a worker; faster page-in of the agent.
 		TryVerifyInTasklet: true,
 	}

@@ -66,10 +66,6 @@ type Config struct {
 	TEE        TEE
 }
 
-// HashStartBlock is the offset of the verity hash tree in 4096-byte blocks,
-// dm-verity's hash_start_block.
-func (c Config) HashStartBlock() uint64 { return c.HashOffset/BlockSize + 1 }
-
 // String renders c as the confguest.* part of a command line; Parse of the
 // result gives c back.
 func (c Config) String() string {

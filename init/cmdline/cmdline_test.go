@@ -59,9 +59,6 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
-	if got := base.HashStartBlock(); got != 10485760/4096+1 {
-		t.Errorf("HashStartBlock() = %d, want %d", got, 10485760/4096+1)
-	}
 }
 
 func equal(a, b Config) bool {

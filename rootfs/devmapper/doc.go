@@ -6,11 +6,8 @@
 // A typical use in the guest:
 //
 //	dev, err := devmapper.CreateVerity(ctx, "root", devmapper.VerityTarget{
-//		DataDevice:     "/dev/vda",
-//		DataBlocks:     n,
-//		HashStartBlock: hashOffset/4096 + 1,
-//		RootHash:       rootHash,
-//		Salt:           salt,
+//		DataDevice: "/dev/vda",
+//		Verity:     params, // verity.Params, as the image builder wrote them
 //	})
 //	// mount dev read-only ...
 //	err = devmapper.Remove(ctx, "root")

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"confguest/rootfs/verity"
 )
 
 // SectorSize is the unit of device-mapper table lengths.
 const SectorSize = 512
-
-// DefaultBlockSize is the data and hash block size confguest images use.
-const DefaultBlockSize = 4096
 
 // OnCorruption says what dm-verity does when a block fails verification.
 type OnCorruption int
@@ -37,29 +36,15 @@ func (o OnCorruption) String() string {
 	return "OnCorruption(" + strconv.Itoa(int(o)) + ")"
 }
 
-// VerityTarget describes a dm-verity mapping of a whole data device
+// VerityTarget describes a dm-verity mapping of a whole device whose hash tree is appended
+// to its data, as confguest images lay it out
 // (Documentation/admin-guide/device-mapper/verity.rst, format version 1).
 type VerityTarget struct {
-	// DataDevice is the block device holding the filesystem ("/dev/vda").
+	// DataDevice is the block device holding the filesystem and, from
+	// Verity.HashOffset on, the verity superblock and hash tree ("/dev/vda").
 	DataDevice string
-	// HashDevice holds the hash tree; empty means DataDevice (tree appended
-	// to the data, as confguest images are laid out).
-	HashDevice string
-	// DataBlocks is the number of data blocks covered.
-	DataBlocks uint64
-	// DataBlockSize and HashBlockSize are in bytes; zero means 4096.
-	DataBlockSize uint32
-	HashBlockSize uint32
-	// HashStartBlock is the offset of the hash tree's root level on
-	// HashDevice, in hash blocks. For an image whose verity superblock sits
-	// at byte offset off, the tree starts at off/4096 + 1.
-	HashStartBlock uint64
-	// Algorithm is the hash algorithm; empty means "sha256".
-	Algorithm string
-	// RootHash is the expected root digest of the hash tree.
-	RootHash []byte
-	// Salt is prepended to every hashed block; may be empty.
-	Salt []byte
+	// Verity are the image's verity parameters, as the image builder wrote them.
+	Verity verity.Params
 	// OnCorruption selects the reaction to a corrupted block.
 	OnCorruption OnCorruption
 	// TryVerifyInTasklet verifies data blocks in softirq context when their
@@ -70,21 +55,9 @@ type VerityTarget struct {
 	TryVerifyInTasklet bool
 }
 
-func (v VerityTarget) blockSizes() (data, hash uint32) {
-	data, hash = v.DataBlockSize, v.HashBlockSize
-	if data == 0 {
-		data = DefaultBlockSize
-	}
-	if hash == 0 {
-		hash = DefaultBlockSize
-	}
-	return data, hash
-}
-
 // Sectors is the length of the mapped device in 512-byte sectors.
 func (v VerityTarget) Sectors() uint64 {
-	data, _ := v.blockSizes()
-	return v.DataBlocks * uint64(data) / SectorSize
+	return v.Verity.DataBlocks * uint64(v.Verity.DataBlockSize) / SectorSize
 }
 
 var digestSizes = map[string]int{"sha1": 20, "sha256": 32, "sha512": 64}
@@ -96,59 +69,64 @@ func validBlockSize(n uint32) bool {
 // Validate reports the first problem that would make the kernel reject the
 // table, naming the field and the bad value.
 func (v VerityTarget) Validate() error {
-	data, hash := v.blockSizes()
-	alg := v.Algorithm
-	if alg == "" {
-		alg = "sha256"
-	}
+	_, _, err := v.decode()
+	return err
+}
+
+// decode validates v and returns its root hash and salt as bytes.
+func (v VerityTarget) decode() (root, salt []byte, err error) {
+	p := v.Verity
+	data, hash := p.DataBlockSize, p.HashBlockSize
 	switch {
 	case v.DataDevice == "":
-		return fmt.Errorf("%w: verity data device is empty", ErrInvalidTarget)
-	case strings.ContainsAny(v.DataDevice+v.HashDevice+alg, " \t\n\x00"):
-		return fmt.Errorf("%w: verity device or algorithm contains whitespace or NUL", ErrInvalidTarget)
+		return nil, nil, fmt.Errorf("%w: verity data device is empty", ErrInvalidTarget)
+	case strings.ContainsAny(v.DataDevice+p.Algorithm, " \t\n\x00"):
+		return nil, nil, fmt.Errorf("%w: verity device or algorithm contains whitespace or NUL", ErrInvalidTarget)
+	case p.Algorithm == "":
+		return nil, nil, fmt.Errorf("%w: verity algorithm is empty", ErrInvalidTarget)
 	case !validBlockSize(data):
-		return fmt.Errorf("%w: data block size %d is not a power of two in [512, 1M]", ErrInvalidTarget, data)
+		return nil, nil, fmt.Errorf("%w: data block size %d is not a power of two in [512, 1M]", ErrInvalidTarget, data)
 	case !validBlockSize(hash):
-		return fmt.Errorf("%w: hash block size %d is not a power of two in [512, 1M]", ErrInvalidTarget, hash)
-	case v.DataBlocks == 0:
-		return fmt.Errorf("%w: verity data blocks is 0", ErrInvalidTarget)
-	case v.DataBlocks > (1<<63)/uint64(data):
-		return fmt.Errorf("%w: verity data blocks %d overflow the device size", ErrInvalidTarget, v.DataBlocks)
-	case len(v.RootHash) == 0:
-		return fmt.Errorf("%w: verity root hash is empty", ErrInvalidTarget)
-	case len(v.Salt) > 256:
-		return fmt.Errorf("%w: verity salt is %d bytes, at most 256", ErrInvalidTarget, len(v.Salt))
+		return nil, nil, fmt.Errorf("%w: hash block size %d is not a power of two in [512, 1M]", ErrInvalidTarget, hash)
+	case p.DataBlocks == 0:
+		return nil, nil, fmt.Errorf("%w: verity data blocks is 0", ErrInvalidTarget)
+	case p.DataBlocks > (1<<63)/uint64(data):
+		return nil, nil, fmt.Errorf("%w: verity data blocks %d overflow the device size", ErrInvalidTarget, p.DataBlocks)
+	case p.RootHash == "":
+		return nil, nil, fmt.Errorf("%w: verity root hash is empty", ErrInvalidTarget)
 	case v.OnCorruption < CorruptionEIO || v.OnCorruption > CorruptionPanic:
-		return fmt.Errorf("%w: unknown %v", ErrInvalidTarget, v.OnCorruption)
+		return nil, nil, fmt.Errorf("%w: unknown %v", ErrInvalidTarget, v.OnCorruption)
 	}
-	if n, ok := digestSizes[alg]; ok && n != len(v.RootHash) {
-		return fmt.Errorf("%w: %s root hash is %d bytes, want %d", ErrInvalidTarget, alg, len(v.RootHash), n)
+	if root, err = hex.DecodeString(p.RootHash); err != nil {
+		return nil, nil, fmt.Errorf("%w: verity root hash %q is not hex", ErrInvalidTarget, p.RootHash)
 	}
-	return nil
+	if n, ok := digestSizes[p.Algorithm]; ok && n != len(root) {
+		return nil, nil, fmt.Errorf("%w: %s root hash is %d bytes, want %d", ErrInvalidTarget, p.Algorithm, len(root), n)
+	}
+	if salt, err = hex.DecodeString(p.Salt); err != nil {
+		return nil, nil, fmt.Errorf("%w: verity salt %q is not hex", ErrInvalidTarget, p.Salt)
+	}
+	if len(salt) > 256 {
+		return nil, nil, fmt.Errorf("%w: verity salt is %d bytes, at most 256", ErrInvalidTarget, len(salt))
+	}
+	return root, salt, nil
 }
 
 // Params returns the dm-verity table parameters, the text dmsetup would show
 // after "0 <sectors> verity".
 func (v VerityTarget) Params() (string, error) {
-	if err := v.Validate(); err != nil {
+	root, salt, err := v.decode()
+	if err != nil {
 		return "", err
 	}
-	data, hash := v.blockSizes()
-	hashDev := v.HashDevice
-	if hashDev == "" {
-		hashDev = v.DataDevice
+	p := v.Verity
+	saltHex := "-"
+	if len(salt) > 0 {
+		saltHex = hex.EncodeToString(salt)
 	}
-	alg := v.Algorithm
-	if alg == "" {
-		alg = "sha256"
-	}
-	salt := "-"
-	if len(v.Salt) > 0 {
-		salt = hex.EncodeToString(v.Salt)
-	}
-	p := fmt.Sprintf("1 %s %s %d %d %d %d %s %s %s",
-		v.DataDevice, hashDev, data, hash, v.DataBlocks, v.HashStartBlock,
-		alg, hex.EncodeToString(v.RootHash), salt)
+	t := fmt.Sprintf("1 %s %s %d %d %d %d %s %s %s",
+		v.DataDevice, v.DataDevice, p.DataBlockSize, p.HashBlockSize, p.DataBlocks, p.HashStartBlock(),
+		p.Algorithm, hex.EncodeToString(root), saltHex)
 	var opts []string
 	if v.OnCorruption != CorruptionEIO {
 		opts = append(opts, v.OnCorruption.String())
@@ -157,9 +135,9 @@ func (v VerityTarget) Params() (string, error) {
 		opts = append(opts, "try_verify_in_tasklet")
 	}
 	if len(opts) > 0 {
-		p += fmt.Sprintf(" %d %s", len(opts), strings.Join(opts, " "))
+		t += fmt.Sprintf(" %d %s", len(opts), strings.Join(opts, " "))
 	}
-	return p, nil
+	return t, nil
 }
 
 // Target returns the single-line table (start 0, whole device) for v.

@@ -31,7 +31,9 @@ type Params struct {
 }
 
 // HashStartBlock is the dm-verity table's <hash_start_block>: the tree's
-// first block, in hash blocks, skipping the superblock.
+// first block, in hash blocks, skipping the superblock. This is the one
+// place it is computed: PID 1 and the agent build their device-mapper
+// tables (devmapper.VerityTarget) from Params.
 func (p Params) HashStartBlock() uint64 {
 	return p.HashOffset/uint64(p.HashBlockSize) + 1
 }
@@ -39,24 +41,6 @@ func (p Params) HashStartBlock() uint64 {
 // Sectors is the length of the dm-verity target in 512-byte sectors.
 func (p Params) Sectors() uint64 {
 	return p.DataBlocks * uint64(p.DataBlockSize) / 512
-}
-
-// Table returns the dm-verity target parameters for a device where data and
-// hash tree share one block device, as the kernel's dm-verity documentation
-// lays them out:
-//
-//	1 <dev> <dev> <data_block_size> <hash_block_size> <data_blocks> <hash_start_block> <algorithm> <root_hash> <salt>
-//
-// The full device-mapper table line is "0 <Sectors()> verity " + Table(dev).
-// An empty salt is written as "-".
-func (p Params) Table(dev string) string {
-	salt := p.Salt
-	if salt == "" {
-		salt = "-"
-	}
-	return fmt.Sprintf("1 %s %s %d %d %d %d %s %s %s", dev, dev,
-		p.DataBlockSize, p.HashBlockSize, p.DataBlocks, p.HashStartBlock(),
-		p.Algorithm, p.RootHash, salt)
 }
 
 // TreeSize is the number of bytes the superblock and the hash tree occupy

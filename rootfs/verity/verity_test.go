@@ -80,11 +80,10 @@ func TestParamsValidate(t *testing.T) {
 	}
 }
 
-func TestTable(t *testing.T) {
+func TestTableGeometry(t *testing.T) {
 	p := Params{RootHash: "aa", Salt: "", HashOffset: 40960, DataBlocks: 10, DataBlockSize: 4096, HashBlockSize: 4096, Algorithm: "sha256"}
-	want := "1 /dev/vda /dev/vda 4096 4096 10 11 sha256 aa -"
-	if got := p.Table("/dev/vda"); got != want {
-		t.Errorf("Table() = %q, want %q", got, want)
+	if got := p.HashStartBlock(); got != 11 {
+		t.Errorf("HashStartBlock() = %d, want 11", got)
 	}
 	if got := p.Sectors(); got != 80 {
 		t.Errorf("Sectors() = %d, want 80", got)
