@@ -65,7 +65,8 @@ func buildEvidenceClient(t *testing.T, dir string) {
 // A only; B, on a disk with another verity root hash, is denied; an exec the policy does not
 // list is denied naming the rule, a listed one runs; a denied stdout read returns no data
 // while A writes 4 MB to it and runs to completion; the attestation endpoint, bind-mounted
-// into A, and GetReport both answer "no SEV-SNP device".
+// into A, and GetReport before the policy both answer "no SEV-SNP device"; GetReport under
+// the policy (no agent.get_report) is denied naming the rule.
 func TestPolicyInGuest(t *testing.T) {
 	img := needImage(t)
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
@@ -136,6 +137,10 @@ echo done >&2`
 	// The guest requires a policy: before SetPolicy, nothing but Version, GetReport and SetPolicy.
 	_, err = g.CreateContainer(ctx, "a", diskA, specA, launcher.Stdio{})
 	denied("CreateContainer before SetPolicy", errors.Unwrap(err), "no policy installed", "SetPolicy")
+	_, err = a.GetReport(ctx, &agentv1.GetReportRequest{ReportData: []byte("nonce")})
+	if err == nil || !strings.Contains(err.Error(), "no SEV-SNP device") {
+		t.Errorf("GetReport before SetPolicy = %v, want a no SEV-SNP device error", err)
+	}
 	if err := g.SetPolicy(ctx, doc); err != nil {
 		t.Fatalf("SetPolicy: %v", err)
 	}
@@ -144,10 +149,9 @@ echo done >&2`
 	}
 	_, err = a.SetPolicy(ctx, &agentv1.SetPolicyRequest{Policy: doc})
 	denied("a second SetPolicy", err, "agent.replace_policy")
+	// The policy has no agent.get_report: the host gets no report.
 	_, err = a.GetReport(ctx, &agentv1.GetReportRequest{ReportData: []byte("nonce")})
-	if err == nil || !strings.Contains(err.Error(), "no SEV-SNP device") {
-		t.Errorf("GetReport = %v, want a no SEV-SNP device error", err)
-	}
+	denied("GetReport under the policy", err, "agent.get_report")
 
 	_, err = g.CreateContainer(ctx, "b", diskB, launcher.ContainerSpec(procA, "b"), launcher.Stdio{})
 	denied("CreateContainer(B)", errors.Unwrap(err), "denied by policy rule containers: rootfs", strings.ToLower(diskB.Verity.RootHash))

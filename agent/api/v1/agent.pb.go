@@ -213,8 +213,10 @@ func (x *SetPolicyResponse) GetBound() bool {
 
 type GetReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// REPORT_DATA, at most 64 bytes, zero-padded to 64: typically a fresh
-	// nonce or a hash binding one.
+	// The caller data, at most 64 bytes: typically a fresh nonce or a hash
+	// binding one. REPORT_DATA is not this value but
+	// SHA-512(len(label) ‖ label ‖ SHA-256(policy in force) ‖ len(data) ‖ data)
+	// with the host-report label (confguest/agent/api/evidence).
 	ReportData    []byte `protobuf:"bytes,1,opt,name=report_data,json=reportData,proto3" json:"report_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
