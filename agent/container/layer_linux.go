@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"confguest/rootfs/devmapper"
+	"confguest/init/devmapper"
 )
 
 // DefaultLayerLinger is how long the agent keeps a block image open (its

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"confguest/rootfs/devmapper"
+	"confguest/init/devmapper"
 	"confguest/rootfs/verity"
 )
 

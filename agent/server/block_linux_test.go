@@ -16,7 +16,7 @@ import (
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
-	"confguest/rootfs/devmapper"
+	"confguest/init/devmapper"
 )
 
 // passthroughVerity stands in for device-mapper on a host without it: it

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"confguest/init/cmdline"
-	"confguest/rootfs/devmapper"
+	"confguest/init/devmapper"
 	"confguest/rootfs/verity"
 )
 

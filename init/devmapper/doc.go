@@ -1,7 +1,8 @@
 // Package devmapper creates, inspects and removes device-mapper devices with
 // the kernel's ioctl interface (/dev/mapper/control), without dmsetup or
-// veritysetup. It provides what confguest needs: read-only dm-verity targets
-// over a root filesystem or a container layer image.
+// veritysetup: the guest's device-mapper client. It provides what confguest
+// needs: read-only dm-verity targets over the root filesystem (PID 1) or a
+// container layer image (the agent).
 //
 // A typical use in the guest:
 //
