@@ -159,7 +159,7 @@ func Report(ctx context.Context, extended []byte, exp Expected, opts ...Option) 
 	if exp.Policy == nil {
 		return nil, fmt.Errorf("%w: no policy: give the policy file the guest was launched with", ErrInput)
 	}
-	if _, ok := evidence.Purposes[exp.Purpose.Name()]; !ok {
+	if !exp.Purpose.Checkable() {
 		return nil, fmt.Errorf("%w: purpose %q: want host-report or workload-evidence", ErrInput, exp.Purpose)
 	}
 	if exp.Purpose == evidence.HostReport && len(exp.Data) > evidence.MaxHostData {

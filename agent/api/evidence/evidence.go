@@ -46,14 +46,13 @@ var NoPolicy [32]byte
 // MaxHostData bounds the data of a host report (GetReport) in bytes.
 const MaxHostData = 64
 
-// Purposes lists the purposes a relying party can check, by the name
-// ParsePurpose reads.
-var Purposes = map[string]Purpose{"host-report": HostReport, "workload-evidence": WorkloadEvidence}
+// names are the short names of the purposes a relying party can check.
+var names = map[string]Purpose{"host-report": HostReport, "workload-evidence": WorkloadEvidence}
 
 // Name returns the short name of p ("host-report", "workload-evidence"),
 // or its label for a purpose without one.
 func (p Purpose) Name() string {
-	for n, q := range Purposes {
+	for n, q := range names {
 		if q == p {
 			return n
 		}
@@ -61,9 +60,13 @@ func (p Purpose) Name() string {
 	return string(p)
 }
 
-// ParsePurpose reads a purpose by its short name.
+// Checkable reports whether a relying party can check a report for p:
+// HostReport and WorkloadEvidence.
+func (p Purpose) Checkable() bool { return p == HostReport || p == WorkloadEvidence }
+
+// ParsePurpose reads a checkable purpose by its short name.
 func ParsePurpose(name string) (Purpose, error) {
-	if p, ok := Purposes[name]; ok {
+	if p, ok := names[name]; ok {
 		return p, nil
 	}
 	return "", fmt.Errorf("purpose %q: want host-report (GetReport) or workload-evidence (GET /v1/evidence)", name)

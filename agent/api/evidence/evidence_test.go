@@ -58,11 +58,14 @@ func TestReportDataDistinct(t *testing.T) {
 }
 
 func TestPurposes(t *testing.T) {
-	for name, p := range Purposes {
+	for name, p := range map[string]Purpose{"host-report": HostReport, "workload-evidence": WorkloadEvidence} {
 		got, err := ParsePurpose(name)
-		if err != nil || got != p || p.Name() != name {
-			t.Errorf("ParsePurpose(%q) = %q, %v (Name %q), want %q", name, got, err, p.Name(), p)
+		if err != nil || got != p || p.Name() != name || !p.Checkable() {
+			t.Errorf("ParsePurpose(%q) = %q, %v (Name %q, checkable %v), want %q", name, got, err, p.Name(), p.Checkable(), p)
 		}
+	}
+	if HostDataRead.Checkable() || Purpose("").Checkable() {
+		t.Errorf("HostDataRead and the empty purpose are checkable, want not")
 	}
 	for _, p := range []Purpose{HostReport, WorkloadEvidence, HostDataRead} {
 		for _, c := range []byte(p) {
