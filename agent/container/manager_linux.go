@@ -106,6 +106,10 @@ type CreateRequest struct {
 	Stdin    bool
 	TTYWidth uint32
 	TTYHight uint32
+	// Admit, if set, records the policy's admission of the container. It
+	// is called once the container exists and before its ID is released
+	// to other calls; an error rolls the create back.
+	Admit func() error
 }
 
 // Create validates req, assembles the rootfs and creates the container;
@@ -191,6 +195,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 		return 0, fmt.Errorf("container %s: %w", req.ID, err)
 	}
 
+	if req.Admit != nil {
+		if err := req.Admit(); err != nil {
+			return 0, fmt.Errorf("admit container %s: %w", req.ID, err)
+		}
+	}
 	c := &Container{
 		id: req.ID, dir: dir, created: time.Now(),
 		lc: lc, init: p, execs: map[string]*Process{},
@@ -270,6 +279,9 @@ type ExecRequest struct {
 	Process             *specs.Process // decoded at the RPC edge
 	Stdin               bool
 	TTYWidth, TTYHeight uint32
+	// Admit, if set, records the policy's admission of the process once it
+	// runs; an error kills it again.
+	Admit func() error
 }
 
 // Exec starts an additional process in a running container.
@@ -310,6 +322,14 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 		_ = lp.Signal(unix.SIGKILL)
 		p.closeIO()
 		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
+	}
+	if req.Admit != nil {
+		if err := req.Admit(); err != nil {
+			_ = lp.Signal(unix.SIGKILL)
+			_, _ = p.Wait(context.WithoutCancel(ctx))
+			p.closeIO()
+			return 0, fmt.Errorf("admit exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
+		}
 	}
 	c.execs[req.ExecID] = p
 	m.log.Info("process started", "container", req.ContainerID, "exec", req.ExecID, "pid", p.pid)

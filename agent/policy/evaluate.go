@@ -33,6 +33,10 @@ const (
 	MethodShutdown        = prefix + "Shutdown"
 )
 
+// sigKill is SIGKILL's number on Linux, the one signal the policy lets
+// the host send to any process.
+const sigKill = 9
+
 // Denial is a request the policy refuses: the rule that refused it and
 // the request field it looked at. It never carries a value from the
 // request other than IDs and names (env and args may hold secrets).
@@ -55,9 +59,12 @@ func (d *Denial) Is(target error) bool { return target == authz.ErrDenied }
 
 // Evaluator decides on every request of the agent API under one policy.
 // It remembers which entry admitted each container and exec'd process;
-// later calls on them follow that entry's rules. A container ID stays
-// tied to its entry until Forget: re-creating it must match the same
-// entry, so a failed create cannot move a live container to other rules.
+// later calls on them follow that entry's rules. A container is admitted
+// only once its create succeeded (request.CreateContainer.Admit, called
+// by the container manager while it holds the ID) and stays tied to its
+// entry until Forget, which the agent calls before the manager frees the
+// ID: a create on an ID that is in use, admitted or not, can never bind
+// the live container to another entry.
 type Evaluator struct {
 	p      *Policy
 	rootfs map[string][]int // rootfsKey -> indexes into p.Containers
@@ -153,8 +160,11 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 		}
 	case *agentv1.DeleteContainerRequest:
 		if method == MethodDeleteContainer {
-			_, d := e.container(r.GetContainerId())
-			return d
+			// Deleting only removes, and the host can stop the VM anyway:
+			// allowed on any container, also one never admitted or whose
+			// entry a policy replacement dropped (it can be reached no
+			// other way).
+			return nil
 		}
 	case *agentv1.StateRequest:
 		if method == MethodState {
@@ -172,6 +182,9 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 		}
 	case *agentv1.SignalProcessRequest:
 		if method == MethodSignalProcess {
+			if r.GetSignal() == sigKill {
+				return nil // only removes, as DeleteContainer: stopping a pod kills before it deletes
+			}
 			_, _, d := e.process(r.GetProcess())
 			return d
 		}
@@ -289,29 +302,34 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 		return deny("containers", "rootfs", what+" is in no container of the policy")
 	}
 	id := r.GetContainerId()
-	// Held throughout, so two creates of one ID cannot both bind it.
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	prev, bound := e.containers[id]
+	if prev, _ := e.container(id); prev != nil {
+		return deny("containers["+prev.Name+"]", "container_id", fmt.Sprintf("container %q was admitted under this entry and exists: delete it before reusing its ID", id))
+	}
 	var first *Denial
 	for _, i := range cands {
 		c := &e.p.Containers[i]
-		if bound && prev != c {
-			continue
-		}
 		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin())
 		if d == nil {
-			e.containers[id] = c
+			r.Admit = func() error { return e.admit(id, c) }
+			r.Attestation = c.Attestation
 			return nil
 		}
 		if first == nil {
 			first = d
 		}
 	}
-	if first == nil {
-		return deny("containers["+prev.Name+"]", "container_id", fmt.Sprintf("container %q was admitted under this entry: delete it before reusing its ID", id))
-	}
 	return first
+}
+
+// admit records that container id, just created, runs under entry c.
+func (e *Evaluator) admit(id string, c *Container) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if prev, ok := e.containers[id]; ok {
+		return deny("containers["+prev.Name+"]", "container_id", fmt.Sprintf("container %q was admitted under this entry and exists: delete it before reusing its ID", id))
+	}
+	e.containers[id] = c
+	return nil
 }
 
 func (e *Evaluator) exec(r *request.ExecProcess) *Denial {
@@ -339,13 +357,25 @@ func (e *Evaluator) exec(r *request.ExecProcess) *Denial {
 			d = deny(rule+".stdin", "stdio.stdin", "the policy gives this command no stdin")
 		}
 		if d == nil {
-			e.execs[key] = x
+			r.Admit = func() error { return e.admitExec(key, c, x) }
 			return nil
 		}
 		first = d
 		break
 	}
 	return first
+}
+
+// admitExec records that process key, just started, runs under exec
+// rule x of entry c, if its container is still admitted under c.
+func (e *Evaluator) admitExec(key [2]string, c *Container, x *Exec) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.containers[key[0]] != c {
+		return deny("containers["+c.Name+"]", "container_id", fmt.Sprintf("container %q is no longer admitted under this entry", key[0]))
+	}
+	e.execs[key] = x
+	return nil
 }
 
 func argsMatch(ms []Match, args []string) bool {

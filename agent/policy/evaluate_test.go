@@ -12,6 +12,7 @@ import (
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
+	"confguest/agent/request"
 )
 
 const webLayer = "1111111111111111111111111111111111111111111111111111111111111111"
@@ -57,10 +58,14 @@ func webSpec(mod func(*specs.Spec)) []byte {
 }
 
 // authorize decides on req as the RPC edge does (authz.Check: decoded,
-// then authorized).
+// then authorized) and records an allowed create or exec as the container
+// manager does once it succeeded (Admit).
 func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
-	_, err := authz.Check(ctx, a, method, req)
-	return err
+	d, err := authz.Check(ctx, a, method, req)
+	if err != nil {
+		return err
+	}
+	return request.Admit(d)
 }
 
 func createWeb(id string, mod func(*specs.Spec)) *agentv1.CreateContainerRequest {
@@ -235,7 +240,7 @@ func rpcCases() []rpcCase {
 		{"create other sysctl value", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Linux.Sysctl["net.ipv4.ping_group_range"] = "0 " + secret }), nil, "containers[web].sysctls"},
 		{"create shared propagation", MethodCreateContainer, createWeb("b", func(s *specs.Spec) { s.Linux.RootfsPropagation = "rshared" }), nil, "spec.linux.rootfsPropagation"},
 		{"create rebinding an admitted id", MethodCreateContainer, func() any { r := createTools("w"); return r }(), nil, `container "w" was admitted under this entry`},
-		{"create again under the same entry", MethodCreateContainer, createWeb("w", nil), nil, ""},
+		{"create again under the same entry", MethodCreateContainer, createWeb("w", nil), nil, `container "w" was admitted under this entry`},
 
 		{"start", MethodStartContainer, &agentv1.StartContainerRequest{ContainerId: "w"}, nil, ""},
 		{"start unadmitted", MethodStartContainer, &agentv1.StartContainerRequest{ContainerId: "x"}, nil, `container "x" was not admitted`},
@@ -266,7 +271,8 @@ func rpcCases() []rpcCase {
 		{"wait unadmitted exec", MethodWaitProcess, &agentv1.WaitProcessRequest{Process: ref("w", "x")}, nil, `process "x" was not admitted`},
 		{"wait unadmitted container", MethodWaitProcess, &agentv1.WaitProcessRequest{Process: ref("x", "")}, nil, `container "x" was not admitted`},
 		{"signal", MethodSignalProcess, &agentv1.SignalProcessRequest{Process: ref("w", ""), Signal: 15}, nil, ""},
-		{"signal unadmitted", MethodSignalProcess, &agentv1.SignalProcessRequest{Process: ref("x", ""), Signal: 9}, nil, "was not admitted"},
+		{"signal unadmitted", MethodSignalProcess, &agentv1.SignalProcessRequest{Process: ref("x", ""), Signal: 15}, nil, "was not admitted"},
+		{"kill unadmitted", MethodSignalProcess, &agentv1.SignalProcessRequest{Process: ref("x", ""), Signal: 9}, nil, ""},
 		{"resize tty of tools", MethodResizeTTY, &agentv1.ResizeTTYRequest{Process: ref("t", ""), Width: 80, Height: 24}, nil, ""},
 		{"resize tty of exec sh", MethodResizeTTY, &agentv1.ResizeTTYRequest{Process: ref("w", "sh"), Width: 80, Height: 24}, nil, ""},
 		{"resize tty of web", MethodResizeTTY, &agentv1.ResizeTTYRequest{Process: ref("w", ""), Width: 80, Height: 24}, nil, "containers[web].tty"},
@@ -283,7 +289,8 @@ func rpcCases() []rpcCase {
 		{"read stderr of tools", MethodReadOutput, &agentv1.ReadOutputRequest{Process: ref("t", ""), Stream: agentv1.OutputStream_OUTPUT_STREAM_STDERR, Credit: 4}, nil, ""},
 		{"read stdout of unadmitted", MethodReadOutput, &agentv1.ReadOutputRequest{Process: ref("x", ""), Credit: 4}, nil, "was not admitted"},
 		{"delete", MethodDeleteContainer, &agentv1.DeleteContainerRequest{ContainerId: "w"}, nil, ""},
-		{"delete unadmitted", MethodDeleteContainer, &agentv1.DeleteContainerRequest{ContainerId: "x"}, nil, "was not admitted"},
+		{"delete unadmitted", MethodDeleteContainer, &agentv1.DeleteContainerRequest{ContainerId: "x"}, nil, ""},
+		{"delete before policy", MethodDeleteContainer, &agentv1.DeleteContainerRequest{ContainerId: "w"}, noPolicy, "no policy installed"},
 		{"list", MethodListContainers, &agentv1.ListContainersRequest{}, nil, ""},
 		{"state", MethodState, &agentv1.StateRequest{ContainerId: "t"}, nil, ""},
 		{"state unadmitted", MethodState, &agentv1.StateRequest{ContainerId: "x"}, nil, "was not admitted"},

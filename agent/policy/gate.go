@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"confguest/agent/authz"
+	"confguest/agent/request"
 )
 
 // HostDataSource returns the HOST_DATA field of a fresh SEV-SNP report
@@ -72,7 +73,34 @@ func (g *Gate) authorize(ctx context.Context, method string, req any) error {
 		}
 		return fmt.Errorf("%s: %w: call SetPolicy first: %w", method, ErrNoPolicy, authz.ErrDenied)
 	}
-	return g.ev.Authorize(ctx, method, req)
+	ev := g.ev
+	if err := ev.Authorize(ctx, method, req); err != nil {
+		return err
+	}
+	// An admission lands under the gate's lock, so that a replacement
+	// between the check and the admission cannot lose it, and only in the
+	// evaluator that checked it.
+	guard := func(admit func() error) func() error {
+		return func() error {
+			g.mu.RLock()
+			defer g.mu.RUnlock()
+			if g.ev != ev {
+				return deny("agent.replace_policy", method, "the policy was replaced while the call ran: send it again")
+			}
+			return admit()
+		}
+	}
+	switch r := req.(type) {
+	case *request.CreateContainer:
+		if r.Admit != nil {
+			r.Admit = guard(r.Admit)
+		}
+	case *request.ExecProcess:
+		if r.Admit != nil {
+			r.Admit = guard(r.Admit)
+		}
+	}
+	return nil
 }
 
 // Install parses doc and makes it the policy. The first policy must be
@@ -173,8 +201,10 @@ func (g *Gate) Installed() (string, bool) {
 	return g.hash, g.ev != nil
 }
 
-// Forget drops the admission of a deleted container, so its ID can be
-// reused under any entry.
+// Forget drops the admission of a container being deleted, so its ID can
+// be reused under any entry. The agent calls it before the container
+// manager frees the ID: until then a create on the ID fails in the
+// manager, and no create can bind the live container to another entry.
 func (g *Gate) Forget(containerID string) {
 	g.mu.RLock()
 	ev := g.ev

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
+	"confguest/agent/request"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -229,4 +232,69 @@ func TestGateReplaceCarriesAdmissions(t *testing.T) {
 			t.Errorf("Admitted(w) after a refused replacement = attestation %v, %v; want the installed policy's entry (attestation true), true", c.Attestation, ok)
 		}
 	})
+}
+
+// TestAdmissionOnlyOnSuccess checks that an allowed create or exec binds
+// nothing until the container manager calls its Admit, and that an Admit
+// refuses what changed since the check: a replaced policy, a container
+// forgotten meanwhile, an ID admitted by another create.
+func TestAdmissionOnlyOnSuccess(t *testing.T) {
+	ctx := context.Background()
+	check := func(t *testing.T, g *Gate, method string, req any) any {
+		t.Helper()
+		d, err := authz.Check(ctx, g, method, req)
+		if err != nil {
+			t.Fatalf("Check(%s) = %v, want allowed", method, err)
+		}
+		return d
+	}
+	tests := []struct {
+		name     string
+		run      func(t *testing.T, g *Gate) error // returns the Admit's error
+		wantRule string                            // "" = admitted
+	}{
+		{"create admitted on success", func(t *testing.T, g *Gate) error {
+			d := check(t, g, MethodCreateContainer, createWeb("n", nil))
+			if err := authorize(ctx, g, MethodStartContainer, &agentv1.StartContainerRequest{ContainerId: "n"}); err == nil {
+				t.Error("Authorize(start n) before its create's Admit = nil, want a denial")
+			}
+			return request.Admit(d)
+		}, ""},
+		{"create on an ID admitted meanwhile", func(t *testing.T, g *Gate) error {
+			d1 := check(t, g, MethodCreateContainer, createWeb("n", nil))
+			d2 := check(t, g, MethodCreateContainer, createTools("n"))
+			if err := request.Admit(d1); err != nil {
+				t.Fatalf("first Admit = %v", err)
+			}
+			return request.Admit(d2)
+		}, `container "n" was admitted under this entry`},
+		{"create across a policy replacement", func(t *testing.T, g *Gate) error {
+			d := check(t, g, MethodCreateContainer, createWeb("n", nil))
+			doc := edit(t, readTestdata(t, "web.json"), `"replace_policy": false`, `"replace_policy": true`)
+			if err := g.Install(ctx, doc); err != nil {
+				t.Fatalf("Install(replacement) = %v", err)
+			}
+			return request.Admit(d)
+		}, "agent.replace_policy"},
+		{"exec after its container was forgotten", func(t *testing.T, g *Gate) error {
+			d := check(t, g, MethodExecProcess, execReq("w", "n", specs.Process{Args: []string{"/bin/ls", "/srv"}}, false))
+			g.Forget("w")
+			return request.Admit(d)
+		}, `container "w" is no longer admitted`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := admitted(t, `"replace_policy": false`, `"replace_policy": true`)
+			err := tc.run(t, g)
+			if tc.wantRule == "" {
+				if err != nil {
+					t.Fatalf("Admit = %v, want admitted", err)
+				}
+				return
+			}
+			if !errors.Is(err, authz.ErrDenied) || !strings.Contains(err.Error(), tc.wantRule) {
+				t.Fatalf("Admit = %v, want a denial naming %q", err, tc.wantRule)
+			}
+		})
+	}
 }

@@ -30,12 +30,25 @@ const MaxJSONBytes = 1 << 20
 type CreateContainer struct {
 	*agentv1.CreateContainerRequest
 	Spec *specs.Spec
+	// Admit, set by an authorizer that allowed the request, records the
+	// admission: which policy entry the container runs under. The
+	// container manager calls it once the container exists, while it
+	// still holds the ID for this create, and rolls the create back if it
+	// fails; a create that fails is never admitted. Nil: nothing to record.
+	Admit func() error
+	// Attestation, set by the authorizer, says that the policy entry that
+	// allowed the request gives the container the workload evidence
+	// endpoint.
+	Attestation bool
 }
 
 // ExecProcess is an ExecProcess request with its process decoded.
 type ExecProcess struct {
 	*agentv1.ExecProcessRequest
 	Process *specs.Process
+	// Admit records the admission of the process, as for CreateContainer:
+	// the manager calls it once the process runs.
+	Admit func() error
 }
 
 // Decode returns the decoded form of a request message: a
@@ -81,4 +94,22 @@ func Process(data []byte) (*specs.Process, error) {
 		return nil, fmt.Errorf("process_json: %w: not an OCI process: %w", ErrMalformed, err)
 	}
 	return &p, nil
+}
+
+// Admit calls the Admit of d, a decoded CreateContainer or ExecProcess,
+// if it has one: what the container manager does once the create or exec
+// succeeded. Code that stands in for the agent (tests of the policy and
+// of the host's policy tools) calls it after authz.Check.
+func Admit(d any) error {
+	switch r := d.(type) {
+	case *CreateContainer:
+		if r.Admit != nil {
+			return r.Admit()
+		}
+	case *ExecProcess:
+		if r.Admit != nil {
+			return r.Admit()
+		}
+	}
+	return nil
 }

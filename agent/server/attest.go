@@ -12,6 +12,7 @@ import (
 	"confguest/agent/api/evidence"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/attest"
+	"confguest/agent/request"
 )
 
 // openAttester returns the attester of a guest with TEE tee: the quote
@@ -70,14 +71,11 @@ func (s *service) policyInForce() [32]byte {
 // container whose policy entry allows attestation (as a read-only bind
 // mount at attest.ContainerSocketPath), after the policy checked the
 // spec. Other specs stay unchanged.
-func (s *service) addAttestation(id string, sp *specs.Spec) {
-	if s.gate == nil || s.evidence == "" {
+func (s *service) addAttestation(r *request.CreateContainer) {
+	if s.gate == nil || s.evidence == "" || !r.Attestation {
 		return
 	}
-	if c, ok := s.gate.Admitted(id); !ok || !c.Attestation {
-		return
-	}
-	sp.Mounts = append(sp.Mounts, specs.Mount{Destination: attest.ContainerSocketPath, Type: "bind", Source: s.evidence, Options: []string{"bind", "ro"}})
+	r.Spec.Mounts = append(r.Spec.Mounts, specs.Mount{Destination: attest.ContainerSocketPath, Type: "bind", Source: s.evidence, Options: []string{"bind", "ro"}})
 }
 
 // GetReport returns a host report: REPORT_DATA =

@@ -167,6 +167,10 @@ func TestPolicyEveryRPC(t *testing.T) {
 			}
 			return err
 		}, true, ""},
+		{"delete before a policy", "DeleteContainer", func() error {
+			_, err := c.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "w"})
+			return err
+		}, false, "no policy installed"},
 		{"create before a policy", "CreateContainer", func() error {
 			_, err := c.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{ContainerId: "w", SpecJson: webSpec,
 				Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_GuestDirectory{GuestDirectory: ta.image}}})
@@ -277,13 +281,23 @@ func TestPolicyEveryRPC(t *testing.T) {
 			return err
 		}, true, ""},
 		{"signal unadmitted", "SignalProcess", func() error {
-			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("b", ""), Signal: 9})
+			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("b", ""), Signal: 15})
 			return err
 		}, false, "was not admitted"},
+		{"kill unadmitted", "SignalProcess", func() error {
+			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("b", ""), Signal: 9})
+			if code(err) != codes.NotFound {
+				t.Errorf("SIGKILL to unknown container b = %v, want NotFound (allowed: it only removes)", err)
+			}
+			return err
+		}, true, ""},
 		{"delete unadmitted", "DeleteContainer", func() error {
 			_, err := c.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "b"})
+			if code(err) != codes.NotFound {
+				t.Errorf("DeleteContainer(unknown b) = %v, want NotFound (allowed: it only removes)", err)
+			}
 			return err
-		}, false, "was not admitted"},
+		}, true, ""},
 		{"delete web", "DeleteContainer", func() error {
 			_, err := c.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "w"})
 			return err

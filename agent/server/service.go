@@ -58,8 +58,10 @@ func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContaine
 	if !ok || d.CreateContainerRequest != r {
 		return nil, fmt.Errorf("create container: %w", ErrNotDecoded)
 	}
-	s.addAttestation(r.GetContainerId(), d.Spec)
-	req := container.CreateRequest{ID: r.GetContainerId(), Spec: d.Spec}
+	s.addAttestation(d)
+	// The admission is recorded only once the container exists, while
+	// the manager holds its ID (request.CreateContainer.Admit).
+	req := container.CreateRequest{ID: r.GetContainerId(), Spec: d.Spec, Admit: d.Admit}
 	if rf := r.GetRootfs(); rf != nil {
 		req.Rootfs.ScratchBytes = rf.GetScratchBytes()
 		req.Rootfs.GuestDirectory = rf.GetGuestDirectory()
@@ -95,7 +97,7 @@ func (s *service) ExecProcess(ctx context.Context, r *agentv1.ExecProcessRequest
 	if !ok || d.ExecProcessRequest != r {
 		return nil, fmt.Errorf("exec process: %w", ErrNotDecoded)
 	}
-	req := container.ExecRequest{ContainerID: r.GetContainerId(), ExecID: r.GetExecId(), Process: d.Process}
+	req := container.ExecRequest{ContainerID: r.GetContainerId(), ExecID: r.GetExecId(), Process: d.Process, Admit: d.Admit}
 	if st := r.GetStdio(); st != nil {
 		req.Stdin, req.TTYWidth, req.TTYHeight = st.GetStdin(), st.GetTtyWidth(), st.GetTtyHeight()
 	}
@@ -264,12 +266,15 @@ func (c *credit) take(ctx context.Context) error {
 	}
 }
 
+// DeleteContainer forgets the container's admission before the manager
+// frees its ID: a create on the ID fails in the manager until the
+// container is gone, so none can bind it to another policy entry.
 func (s *service) DeleteContainer(ctx context.Context, r *agentv1.DeleteContainerRequest) (*agentv1.DeleteContainerResponse, error) {
-	if err := s.m.Delete(ctx, r.GetContainerId()); err != nil {
-		return nil, err
-	}
 	if s.gate != nil {
 		s.gate.Forget(r.GetContainerId())
+	}
+	if err := s.m.Delete(ctx, r.GetContainerId()); err != nil {
+		return nil, err
 	}
 	return &agentv1.DeleteContainerResponse{}, nil
 }

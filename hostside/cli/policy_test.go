@@ -16,6 +16,7 @@ import (
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
+	"confguest/agent/request"
 	// Test only: the generated policy is checked with the agent's own
 	// evaluator. The confguest binary imports nothing of the agent but
 	// its API (agent/api/...).
@@ -234,9 +235,13 @@ func TestRunPolicyIsGenerated(t *testing.T) {
 	}
 }
 
-// authorize decides on req as the agent's edge does: decoded first
-// (authz.Check), then authorized.
+// authorize decides on req as the agent's edge does (authz.Check:
+// decoded, then authorized) and records an allowed create or exec as the
+// agent does once it succeeded (request.Admit).
 func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
-	_, err := authz.Check(ctx, a, method, req)
-	return err
+	d, err := authz.Check(ctx, a, method, req)
+	if err != nil {
+		return err
+	}
+	return request.Admit(d)
 }

@@ -13,6 +13,7 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
 	agentpolicy "confguest/agent/policy"
+	"confguest/agent/request"
 )
 
 // testGuestSpec is the guest spec of a small container as the shim creates it.
@@ -117,9 +118,13 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 }
 
-// authorize decides on req as the agent's edge does: decoded first
-// (authz.Check), then authorized.
+// authorize decides on req as the agent's edge does (authz.Check:
+// decoded, then authorized) and records an allowed create or exec as the
+// agent does once it succeeded (request.Admit).
 func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
-	_, err := authz.Check(ctx, a, method, req)
-	return err
+	d, err := authz.Check(ctx, a, method, req)
+	if err != nil {
+		return err
+	}
+	return request.Admit(d)
 }
