@@ -34,8 +34,9 @@ type Process struct {
 
 	stdout, stderr *output.Buffer
 
-	done   chan struct{}
-	status ExitStatus
+	done    chan struct{} // closed when the process exited
+	settled chan struct{} // closed when its output ended too, see OutputGrace
+	status  ExitStatus
 
 	// set up before start, released after
 	childFiles []*os.File
@@ -45,10 +46,11 @@ type Process struct {
 // prepareIO attaches stdio to lp before it starts.
 func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Process, error) {
 	p := &Process{
-		lp:     lp,
-		stdout: output.NewBuffer(limit),
-		stderr: output.NewBuffer(limit),
-		done:   make(chan struct{}),
+		lp:      lp,
+		stdout:  output.NewBuffer(limit),
+		stderr:  output.NewBuffer(limit),
+		done:    make(chan struct{}),
+		settled: make(chan struct{}),
 	}
 	if terminal {
 		parent, child, err := newConsoleSocket()
@@ -110,6 +112,7 @@ func (p *Process) started() error {
 		p.consoleIn.Close()
 		p.consoleIn = nil
 		if err != nil {
+			p.stdout.Close() // no drain will ever end it
 			return err
 		}
 		p.mu.Lock()
@@ -139,12 +142,45 @@ func (p *Process) wait() {
 	}
 	p.status = s
 	close(p.done)
+	p.awaitOutput()
+	close(p.settled)
 }
 
-// Wait blocks until the process exits or ctx ends.
+// OutputGrace bounds how long a process's exit is held back, after it
+// exited, for its output streams to end.
+//
+// Bytes the process wrote just before exiting may still sit in the pipe
+// (or TTY) on their way into the output buffer. Until they are in, how
+// much of them a reader attaching later receives depends on timing (an
+// attached reader gets them all, an absent one only the newest
+// Config.OutputLimit bytes). So Wait reports the exit once both streams
+// ended, which makes the output final: a reader attaching after Wait gets
+// exactly the newest OutputLimit bytes and the count of the rest.
+//
+// A stream ends when every writer closed it. A process that leaves a
+// background child holding its stdout, or whose attached reader stopped
+// reading, would hold Wait back for as long: after OutputGrace the exit
+// is reported anyway, and the output keeps flowing to its reader.
+const OutputGrace = time.Second
+
+// awaitOutput waits for both output streams to end, at most OutputGrace.
+func (p *Process) awaitOutput() {
+	grace := time.NewTimer(OutputGrace)
+	defer grace.Stop()
+	for _, b := range []*output.Buffer{p.stdout, p.stderr} {
+		select {
+		case <-b.Ended():
+		case <-grace.C:
+			return
+		}
+	}
+}
+
+// Wait blocks until the process exited and its output ended (at most
+// OutputGrace after the exit), or ctx ends.
 func (p *Process) Wait(ctx context.Context) (ExitStatus, error) {
 	select {
-	case <-p.done:
+	case <-p.settled:
 		return p.status, nil
 	case <-ctx.Done():
 		return ExitStatus{}, ctx.Err()

@@ -37,6 +37,8 @@ type Chunk struct {
 type Buffer struct {
 	limit int
 
+	ended chan struct{} // closed by the first Close
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
 	data    []byte
@@ -52,7 +54,7 @@ func NewBuffer(limit int) *Buffer {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	return &Buffer{limit: limit, changed: make(chan struct{})}
+	return &Buffer{limit: limit, ended: make(chan struct{}), changed: make(chan struct{})}
 }
 
 func (b *Buffer) notifyLocked() {
@@ -106,14 +108,25 @@ func (b *Buffer) discardLocked(n int) {
 	}
 }
 
-// Close marks the end of the stream.
+// Close marks the end of the stream. Closing again does nothing.
 func (b *Buffer) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
 	b.closed = true
+	close(b.ended)
 	b.notifyLocked()
 	return nil
 }
+
+// Ended is closed once the stream ended: every byte written before is in
+// the buffer or counted as dropped, and the stream will not grow. Until
+// then the bytes a late reader receives depend on when it attaches: what
+// is still on its way to the buffer is kept for an attached reader,
+// dropped beyond the limit for an absent one.
+func (b *Buffer) Ended() <-chan struct{} { return b.ended }
 
 // Attach makes the caller the stream's only reader until detach is called.
 func (b *Buffer) Attach() (detach func(), err error) {

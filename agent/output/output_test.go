@@ -145,3 +145,20 @@ func TestBufferDetachReleasesWriter(t *testing.T) {
 }
 
 var _ io.Writer = (*Buffer)(nil)
+
+func TestBufferEndedOnFirstClose(t *testing.T) {
+	b := NewBuffer(16)
+	select {
+	case <-b.Ended():
+		t.Fatal("Ended before Close")
+	default:
+	}
+	b.Write([]byte("x"))
+	b.Close()
+	b.Close() // the drain and the teardown both close
+	select {
+	case <-b.Ended():
+	default:
+		t.Fatal("Ended still open after Close")
+	}
+}

@@ -70,3 +70,35 @@ func TestUnreadOutputLossIsReported(t *testing.T) {
 		t.Fatalf("late reader got %d bytes, %d reported dropped; want %d and %d", len(got), dropped, 64<<10, 1000000-64<<10)
 	}
 }
+
+// A process whose background child keeps its stdout open is reported
+// exited after container.OutputGrace, not when the child ends, and what
+// the child writes afterwards still reaches the reader.
+func TestWaitDoesNotWaitForOutputHeldByAChild(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{})
+	ta.create(t, "holder", spec(t, false, "sleep", "1000"), nil)
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "holder"}); err != nil {
+		t.Fatal(err)
+	}
+	// The child reads the process's stdin through fd 3 (an asynchronous
+	// list's own stdin is /dev/null), so it ends only when the test says.
+	_, err := ta.client.ExecProcess(ctx(t), &agentv1.ExecProcessRequest{
+		ContainerId: "holder", ExecId: "parent",
+		ProcessJson: process(t, false, "sh", "-c", `exec 3<&0; (read line <&3; echo "late $line") & echo early; exit 7`),
+		Stdio:       &agentv1.StdioOptions{Stdin: true},
+	})
+	if err != nil {
+		t.Fatalf("ExecProcess = %v", err)
+	}
+	stdout := ta.readOutput(t, "holder", "parent", agentv1.OutputStream_OUTPUT_STREAM_STDOUT)
+	if w := ta.wait(t, "holder", "parent"); w.GetExitCode() != 7 {
+		t.Fatalf("WaitProcess = exit %d, want 7", w.GetExitCode())
+	}
+	ref := &agentv1.ProcessRef{ContainerId: "holder", ExecId: "parent"}
+	if _, err := ta.client.WriteStdin(ctx(t), &agentv1.WriteStdinRequest{Process: ref, Data: []byte("child\n")}); err != nil {
+		t.Fatalf("WriteStdin = %v", err)
+	}
+	if got, dropped := stdout(); got != "early\nlate child\n" || dropped != 0 {
+		t.Errorf("stdout = %q (dropped %d), want %q", got, dropped, "early\nlate child\n")
+	}
+}
