@@ -227,6 +227,9 @@ type IGVMMeasurement struct {
 	Measurement string     `json:"measurement"`
 	IGVM        FileDigest `json:"igvm"`
 	VCPUs       int        `json:"vcpus,omitempty"` // RulesKVM only
+	// MemoryMiB is the guest RAM the IGVM file is built for (every page of it is
+	// measured); the builder sets it, MeasureIGVM leaves it 0.
+	MemoryMiB int `json:"memory_mib,omitempty"`
 
 	Digest Digest `json:"-"`
 }

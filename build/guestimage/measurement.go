@@ -81,6 +81,7 @@ func writeMeasurements(ctx context.Context, srcDir, dir, cmdline string) error {
 	if err != nil {
 		return fmt.Errorf("measure the Cloud Hypervisor IGVM launch: %w", err)
 	}
+	ch.MemoryMiB = igvmboot.DefaultMemoryMiB // what writeIGVM built it for; the launcher holds the VM to it
 	data, err := json.MarshalIndent(Measurements{QEMU: q, CloudHypervisor: ch}, "", "  ")
 	if err != nil {
 		return err

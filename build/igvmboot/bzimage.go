@@ -3,36 +3,13 @@ package igvmboot
 import (
 	"encoding/binary"
 	"fmt"
+
+	"confguest/measure/bootparams"
 )
 
-// Offsets in the bzImage / boot_params setup header (Documentation/arch/x86/boot.rst).
-const (
-	hdrSetupSects     = 0x1F1
-	hdrStart          = 0x1F1
-	hdrJump           = 0x200 // 2-byte jump; the byte at 0x201 sizes the header
-	hdrMagic          = 0x202 // "HdrS"
-	hdrVersion        = 0x206
-	hdrTypeOfLoader   = 0x210
-	hdrLoadflags      = 0x211
-	hdrCode32Start    = 0x214
-	hdrRamdiskImage   = 0x218
-	hdrRamdiskSize    = 0x21C
-	hdrCmdLinePtr     = 0x228
-	hdrInitrdAddrMax  = 0x22C
-	hdrKernelAlign    = 0x230
-	hdrCmdlineSize    = 0x238
-	hdrSetupData      = 0x250
-	hdrPrefAddress    = 0x258
-	hdrInitSize       = 0x260
-	bootParamsACPI    = 0x070 // acpi_rsdp_addr
-	bootParamsE820Num = 0x1E8
-	bootParamsE820    = 0x2D0
-	e820Max           = 128
-
-	loadedHigh       = 0x01
-	minProtocol      = 0x20E // 2.14: acpi_rsdp_addr in boot_params
-	typeOfLoaderNone = 0xFF  // "undefined" boot loader
-)
+// minProtocol is the oldest boot protocol the builder takes: 2.14 has acpi_rsdp_addr in
+// boot_params.
+const minProtocol = 0x20E
 
 // bzImage is a parsed Linux x86 bzImage.
 type bzImage struct {
@@ -50,22 +27,22 @@ func parseBzImage(b []byte) (*bzImage, error) {
 		return nil, fmt.Errorf("kernel is %d bytes, too short for a bzImage setup header: %w", len(b), ErrKernel)
 	}
 	le := binary.LittleEndian
-	if string(b[hdrMagic:hdrMagic+4]) != "HdrS" {
-		return nil, fmt.Errorf("kernel has no \"HdrS\" setup header magic at 0x%x (not a bzImage): %w", hdrMagic, ErrKernel)
+	if string(b[bootparams.Magic:bootparams.Magic+4]) != bootparams.MagicValue {
+		return nil, fmt.Errorf("kernel has no \"HdrS\" setup header magic at 0x%x (not a bzImage): %w", bootparams.Magic, ErrKernel)
 	}
-	k := &bzImage{protocol: le.Uint16(b[hdrVersion:])}
+	k := &bzImage{protocol: le.Uint16(b[bootparams.Version:])}
 	if k.protocol < minProtocol {
 		return nil, fmt.Errorf("kernel boot protocol %d.%02d, need 2.14 or later: %w", k.protocol>>8, k.protocol&0xff, ErrKernel)
 	}
-	if b[hdrLoadflags]&loadedHigh == 0 {
+	if b[bootparams.Loadflags]&bootparams.LoadedHigh == 0 {
 		return nil, fmt.Errorf("kernel is not loadable at 1 MiB or above (LOADED_HIGH clear; a zImage?): %w", ErrKernel)
 	}
-	end := hdrJump + 2 + int(b[hdrJump+1])
+	end := bootparams.Jump + 2 + int(b[bootparams.Jump+1])
 	if end > len(b) || end < 0x268 {
 		return nil, fmt.Errorf("setup header end 0x%x is outside the kernel: %w", end, ErrKernel)
 	}
-	k.header = b[hdrStart:end]
-	sects := int(b[hdrSetupSects])
+	k.header = b[bootparams.HeaderStart:end]
+	sects := int(b[bootparams.SetupSects])
 	if sects == 0 {
 		sects = 4
 	}
@@ -74,10 +51,10 @@ func parseBzImage(b []byte) (*bzImage, error) {
 		return nil, fmt.Errorf("kernel has %d setup sectors but is only %d bytes: %w", sects, len(b), ErrKernel)
 	}
 	k.kernel = b[off:]
-	k.prefAddress = le.Uint64(b[hdrPrefAddress:])
-	k.initSize = le.Uint32(b[hdrInitSize:])
-	k.initrdAddrMax = le.Uint32(b[hdrInitrdAddrMax:])
-	k.cmdlineSize = le.Uint32(b[hdrCmdlineSize:])
+	k.prefAddress = le.Uint64(b[bootparams.PrefAddress:])
+	k.initSize = le.Uint32(b[bootparams.InitSize:])
+	k.initrdAddrMax = le.Uint32(b[bootparams.InitrdAddrMax:])
+	k.cmdlineSize = le.Uint32(b[bootparams.CmdlineSize:])
 	if k.prefAddress%pageSize != 0 || k.prefAddress < 1<<20 {
 		return nil, fmt.Errorf("kernel pref_address 0x%x is not a page-aligned address at or above 1 MiB: %w", k.prefAddress, ErrKernel)
 	}

@@ -29,6 +29,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"confguest/measure/bootparams"
 	"confguest/measure/igvm"
 )
 
@@ -248,23 +249,23 @@ func e820Map(memSize uint64) []e820Entry {
 func bootParams(k *bzImage, memSize, initrdGPA uint64, initrdSize uint32) []byte {
 	p := make([]byte, pageSize)
 	le := binary.LittleEndian
-	copy(p[hdrStart:], k.header)
-	p[hdrTypeOfLoader] = typeOfLoaderNone
-	le.PutUint32(p[hdrCode32Start:], uint32(k.prefAddress))
+	copy(p[bootparams.HeaderStart:], k.header)
+	p[bootparams.TypeOfLoader] = bootparams.TypeOfLoaderNone
+	le.PutUint32(p[bootparams.Code32Start:], uint32(k.prefAddress))
 	if initrdSize > 0 {
-		le.PutUint32(p[hdrRamdiskImage:], uint32(initrdGPA))
-		le.PutUint32(p[hdrRamdiskSize:], initrdSize)
+		le.PutUint32(p[bootparams.RamdiskImage:], uint32(initrdGPA))
+		le.PutUint32(p[bootparams.RamdiskSize:], initrdSize)
 	} else {
-		le.PutUint32(p[hdrRamdiskImage:], 0)
-		le.PutUint32(p[hdrRamdiskSize:], 0)
+		le.PutUint32(p[bootparams.RamdiskImage:], 0)
+		le.PutUint32(p[bootparams.RamdiskSize:], 0)
 	}
-	le.PutUint32(p[hdrCmdLinePtr:], cmdlineGPA)
-	le.PutUint64(p[hdrSetupData:], setupDataGPA)
-	le.PutUint64(p[bootParamsACPI:], acpiGPA)
+	le.PutUint32(p[bootparams.CmdLinePtr:], cmdlineGPA)
+	le.PutUint64(p[bootparams.SetupData:], setupDataGPA)
+	le.PutUint64(p[bootparams.ACPIRSDPAddr:], acpiGPA)
 	m := e820Map(memSize)
-	p[bootParamsE820Num] = byte(len(m))
+	p[bootparams.E820Entries] = byte(len(m))
 	for i, e := range m {
-		o := bootParamsE820 + 20*i
+		o := bootparams.E820Table + 20*i
 		le.PutUint64(p[o:], e.addr)
 		le.PutUint64(p[o+8:], e.size)
 		le.PutUint32(p[o+16:], e.typ)

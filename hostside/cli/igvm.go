@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"confguest/measure"
+	"confguest/measure/bootparams"
 	"confguest/measure/igvm"
 )
 
@@ -269,7 +270,7 @@ func measuredPages(f *igvm.File) map[uint64][]byte {
 // NUL-terminated command line at its cmd_line_ptr (with ext_cmd_line_ptr), which must lie
 // in measured pages too. boot_params is looked for where a VP context's RSI points (the
 // boot protocol's register for it), then at the start of every measured page; it is
-// recognised by the setup header magic "HdrS" at 0x202 and the boot flag 0xAA55 at 0x1FE.
+// recognised by its setup header (bootparams.HasHeader).
 func findCmdline(f *igvm.File) (string, uint64, bool) {
 	pages := measuredPages(f)
 	var candidates []uint64
@@ -287,11 +288,11 @@ func findCmdline(f *igvm.File) (string, uint64, bool) {
 	sort.Slice(aligned, func(i, j int) bool { return aligned[i] < aligned[j] })
 	candidates = append(candidates, aligned...)
 	for _, gpa := range candidates {
-		bp, ok := readMeasured(pages, gpa, 0x230)
-		if !ok || string(bp[0x202:0x206]) != "HdrS" || binary.LittleEndian.Uint16(bp[0x1FE:]) != 0xAA55 {
+		bp, ok := readMeasured(pages, gpa, bootparams.HeaderEnd)
+		if !ok || !bootparams.HasHeader(bp) {
 			continue
 		}
-		ptr := uint64(binary.LittleEndian.Uint32(bp[0x228:])) | uint64(binary.LittleEndian.Uint32(bp[0xC8:]))<<32
+		ptr := bootparams.CmdLineAddress(bp)
 		if ptr == 0 {
 			continue
 		}

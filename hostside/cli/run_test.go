@@ -19,6 +19,10 @@ import (
 
 func TestRunBadInput(t *testing.T) {
 	img := imagetest.Guest(t, nil)
+	// What make image publishes for guest.igvm (an SEV-SNP Cloud Hypervisor launch is held to it).
+	if err := os.WriteFile(filepath.Join(img, "measurement.json"), []byte(`{"cloud_hypervisor_igvm": {"vcpus": 1, "memory_mib": 512}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tampered := imagetest.Guest(t, nil)
 	os.WriteFile(filepath.Join(tampered, "initramfs.cpio.gz"), []byte("evil init"), 0o644)
 	rootfsDir := t.TempDir()

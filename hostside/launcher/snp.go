@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"confguest/agent/api/policy"
-	"confguest/build/igvmboot"
 	"confguest/hostside/vmm"
 	"confguest/measure"
 )
@@ -44,21 +43,17 @@ func HostDataFor(doc []byte) string { return policy.HashHex(doc) }
 const hostDataFlag = "given with --host-data"
 
 // prepareSNP checks an SEV-SNP launch before anything is built or started: the host must
-// run SNP guests and the launch parameters must be the ones the measurement covers.
+// run SNP guests under the chosen accelerator, and a Cloud Hypervisor launch must be the
+// one guest.igvm is built for (igvmLaunch, here if measurement.json can be read, so that
+// a wrong flag is named first; expectSNP checks again once the image is checked).
 func prepareSNP(o *Options) error {
 	switch o.VMM {
 	case CloudHypervisor:
-		// guest.igvm fixes the vCPUs (its MADT, one VMSA each) and the RAM (every page of
-		// it is measured): another size would boot a guest that does not match its IGVM.
-		if o.CPUs != 0 && o.CPUs != igvmboot.DefaultVCPUs {
-			return fmt.Errorf("--cpus %d: guest.igvm is built for %d vCPU (its ACPI tables and launch measurement): use --cpus %d with --snp --vmm %s, or --vmm %s",
-				o.CPUs, igvmboot.DefaultVCPUs, igvmboot.DefaultVCPUs, CloudHypervisor, QEMU)
+		if pub, err := readPublished(o.ImageDir); err == nil {
+			if err := igvmLaunch(o, pub.CloudHypervisor); err != nil {
+				return err
+			}
 		}
-		if o.MemoryMiB != 0 && o.MemoryMiB != igvmboot.DefaultMemoryMiB {
-			return fmt.Errorf("--memory %dM: guest.igvm is built for %d MiB (every page of it is measured): use --memory %dM with --snp --vmm %s, or --vmm %s",
-				o.MemoryMiB, igvmboot.DefaultMemoryMiB, igvmboot.DefaultMemoryMiB, CloudHypervisor, QEMU)
-		}
-		o.CPUs, o.MemoryMiB = igvmboot.DefaultVCPUs, igvmboot.DefaultMemoryMiB
 	default:
 		if o.Accel == vmm.AccelTCG {
 			return fmt.Errorf("--accel %s: SEV-SNP guests run under KVM only: drop --accel", o.Accel)
@@ -66,6 +61,26 @@ func prepareSNP(o *Options) error {
 	}
 	// Last, so that a wrong flag is named even on a host without SEV-SNP.
 	return vmm.ProbeSNP(o.SNPParam)
+}
+
+// igvmLaunch holds a Cloud Hypervisor SEV-SNP launch to what guest.igvm is built for, as
+// the image's measurement.json publishes it: its vCPUs (its MADT, one VMSA each) and its
+// RAM (every page of it is measured). Another size would boot a guest that does not match
+// its IGVM.
+func igvmLaunch(o *Options, pub *measure.IGVMMeasurement) error {
+	if pub == nil || pub.VCPUs == 0 || pub.MemoryMiB == 0 {
+		return fmt.Errorf("measurement.json does not say which vCPUs and memory guest.igvm is built for: rebuild with make image")
+	}
+	if o.CPUs != 0 && o.CPUs != pub.VCPUs {
+		return fmt.Errorf("--cpus %d: guest.igvm is built for %d vCPU (its ACPI tables and launch measurement): use --cpus %d with --snp --vmm %s, or --vmm %s",
+			o.CPUs, pub.VCPUs, pub.VCPUs, CloudHypervisor, QEMU)
+	}
+	if o.MemoryMiB != 0 && o.MemoryMiB != pub.MemoryMiB {
+		return fmt.Errorf("--memory %dM: guest.igvm is built for %d MiB (every page of it is measured): use --memory %dM with --snp --vmm %s, or --vmm %s",
+			o.MemoryMiB, pub.MemoryMiB, pub.MemoryMiB, CloudHypervisor, QEMU)
+	}
+	o.CPUs, o.MemoryMiB = pub.VCPUs, pub.MemoryMiB
+	return nil
 }
 
 // snpHostData settles HOST_DATA from a --host-data flag (or "") and the policy document
@@ -93,14 +108,16 @@ type published struct {
 	CloudHypervisor *measure.IGVMMeasurement `json:"cloud_hypervisor_igvm"`
 }
 
-func (s *Sandbox) readPublished() (published, error) {
+// readPublished reads measurement.json of the guest image in dir.
+func readPublished(dir string) (published, error) {
 	var p published
-	b, err := os.ReadFile(s.image.Path("measurement.json"))
+	path := filepath.Join(dir, "measurement.json")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return p, fmt.Errorf("read the published measurement: %w: rebuild with make image", err)
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%s: %w: rebuild with make image", s.image.Path("measurement.json"), err)
+		return p, fmt.Errorf("%s: %w: rebuild with make image", path, err)
 	}
 	return p, nil
 }
@@ -108,9 +125,14 @@ func (s *Sandbox) readPublished() (published, error) {
 // expectSNP computes the launch measurement of the chosen mode and compares it with the
 // image's measurement.json when the launch parameters are the published ones.
 func (s *Sandbox) expectSNP(hostDataFrom string) (*SNPLaunch, error) {
-	pub, err := s.readPublished()
+	pub, err := readPublished(s.image.Dir)
 	if err != nil {
 		return nil, err
+	}
+	if s.opts.VMM == CloudHypervisor {
+		if err := igvmLaunch(&s.opts, pub.CloudHypervisor); err != nil {
+			return nil, err
+		}
 	}
 	l := &SNPLaunch{VMM: s.opts.VMM, HostData: s.opts.HostData, HostDataFrom: hostDataFrom, VCPUs: s.opts.CPUs}
 	if l.VCPUs == 0 {

@@ -44,7 +44,8 @@ func TestPrepareSNP(t *testing.T) {
 	tests := []struct {
 		name         string
 		o            Options
-		doc          []byte // the policy Boot gets
+		doc          []byte                   // the policy Boot gets
+		pub          *measure.IGVMMeasurement // measurement.json's cloud_hypervisor_igvm; nil: published
 		wantHostData string
 		wantFrom     string
 		wantCPUs     int
@@ -61,11 +62,21 @@ func TestPrepareSNP(t *testing.T) {
 		{name: "cloud-hypervisor 1 vCPU 512M", o: Options{VMM: CloudHypervisor, CPUs: 1, MemoryMiB: 512}, wantHostData: emptyHash, wantCPUs: 1, wantMem: 512, wantFrom: "empty policy"},
 		{name: "cloud-hypervisor 2 vCPUs", o: Options{VMM: CloudHypervisor, CPUs: 2}, wantErr: "guest.igvm is built for 1 vCPU"},
 		{name: "cloud-hypervisor 1G", o: Options{VMM: CloudHypervisor, MemoryMiB: 1024}, wantErr: "guest.igvm is built for 512 MiB"},
+		{name: "cloud-hypervisor, old measurement.json", o: Options{VMM: CloudHypervisor}, pub: &measure.IGVMMeasurement{VCPUs: 1}, wantErr: "rebuild with make image"},
 	}
+	// What make image publishes for guest.igvm.
+	published := &measure.IGVMMeasurement{VCPUs: 1, MemoryMiB: 512}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.o
 			o.SNPParam = yes
+			pub := tc.pub
+			if pub == nil {
+				pub = published
+			}
+			o.ImageDir = t.TempDir()
+			b, _ := json.Marshal(map[string]any{"cloud_hypervisor_igvm": pub})
+			os.WriteFile(filepath.Join(o.ImageDir, "measurement.json"), b, 0o644)
 			err := prepareSNP(&o)
 			var hd, from string
 			if err == nil {
@@ -176,6 +187,7 @@ func publish(t *testing.T, ovmf string, change func(*published)) func(dir string
 		if err != nil {
 			t.Fatal(err)
 		}
+		p.CloudHypervisor.MemoryMiB = 64 // snpImage's guest.igvm
 		if ovmf != "" {
 			p.QEMU, err = measure.ForImage(ovmf, filepath.Join(dir, "bzImage"), filepath.Join(dir, "initramfs.cpio.gz"), "console=ttyS0 confguest.roothash=00ff", 1, "EPYC-v4")
 			if err != nil {
