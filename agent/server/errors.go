@@ -8,8 +8,9 @@ var (
 	// ErrInvalidRequest reports a malformed request field outside the
 	// container spec (sizes, credit, missing messages).
 	ErrInvalidRequest = errors.New("invalid request")
-	// ErrBadTEE reports an unknown confguest.tee= value.
-	ErrBadTEE = errors.New("unknown TEE type")
+	// ErrTEEMismatch reports confguest.tee=none on a guest with an SEV-SNP
+	// device.
+	ErrTEEMismatch = errors.New("confguest.tee=none on an SEV-SNP guest")
 	// ErrNoPolicyGate reports SetPolicy to an agent started without
 	// RequirePolicy.
 	ErrNoPolicyGate = errors.New("agent runs without a policy gate")

@@ -63,8 +63,13 @@ type Config struct {
 	// are filled in from above when empty. Verity nil means the kernel's
 	// device-mapper.
 	Containers container.Config
-	// Cmdline is the kernel command line ("" reads /proc/cmdline).
+	// Cmdline is the kernel command line ("" reads /proc/cmdline), read
+	// with PID 1's parser (init/cmdline).
 	Cmdline string
+	// SNPDevice reports the guest's SEV-SNP device; with one the agent
+	// refuses confguest.tee=none. Nil probes /dev/sev-guest and
+	// configfs-tsm (tests inject their own).
+	SNPDevice SNPDeviceProbe
 	// Executable is hashed for Version's build digest ("" = /proc/self/exe).
 	Executable string
 	// RequestPowerOff, if set, is called by the Shutdown call once every
@@ -88,7 +93,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cmdline = string(b)
 	}
-	tee, err := ParseTEE(cmdline)
+	probe := cfg.SNPDevice
+	if probe == nil {
+		probe = probeSNPDevice
+	}
+	tee, err := guestTEE(cmdline, probe)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // AgentVersion is the agent's release version.
@@ -14,29 +13,6 @@ const AgentVersion = "0.1.0"
 
 // APIVersion names the API package the agent serves.
 const APIVersion = "confguest.agent.v1"
-
-// TEE types reported by Version.
-const (
-	TEESNP  = "snp"
-	TEENone = "none"
-)
-
-// ParseTEE reads confguest.tee= from a kernel command line: "snp" when
-// absent, "none" for a guest booted without SEV-SNP (measured, so a host
-// cannot switch it silently).
-func ParseTEE(cmdline string) (string, error) {
-	tee := TEESNP
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, "confguest.tee="); ok {
-			tee = v
-		}
-	}
-	switch tee {
-	case TEESNP, TEENone:
-		return tee, nil
-	}
-	return "", fmt.Errorf("kernel command line confguest.tee=%q: %w: use snp or none", tee, ErrBadTEE)
-}
 
 // fileDigest returns the hex SHA-256 of the file at path.
 func fileDigest(path string) (string, error) {

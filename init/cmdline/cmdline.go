@@ -1,5 +1,6 @@
-// Package cmdline parses the confguest.* parameters PID 1 reads from the
-// kernel command line (/proc/cmdline). The command line is measured into the
+// Package cmdline parses the confguest.* parameters of the kernel command
+// line (/proc/cmdline): PID 1 with Parse, the agent with Params, so both
+// read one line the same way. The command line is measured into the
 // SEV-SNP launch digest, so it is the only configuration the guest trusts.
 //
 // Parameters (every confguest.* key below; any other confguest.* key is an
@@ -86,11 +87,41 @@ func levelName(l slog.Level) string {
 // fix is appended to errors about the image parameters.
 const fix = "boot with the command line the image build wrote (out/cmdline)"
 
-// Parse reads the confguest.* parameters from a kernel command line.
+// Parse reads the confguest.* parameters from a kernel command line, as
+// PID 1 does: the root parameters are required.
 func Parse(cmdline string) (Config, error) {
-	words, err := split(cmdline)
+	c, seen, err := parse(cmdline)
 	if err != nil {
 		return Config{}, err
+	}
+	for _, key := range []string{KeyRoot, KeyRootHash, KeySalt, KeyDataBlocks, KeyHashOffset} {
+		if _, ok := seen[key]; !ok {
+			return Config{}, fmt.Errorf("%w: %s: %s", ErrMissing, key, fix)
+		}
+	}
+	if c.HashOffset < c.DataBlocks*BlockSize {
+		return Config{}, fmt.Errorf("%w: %s=%d lies inside the %d data blocks (%d bytes): %s",
+			ErrInvalid, KeyHashOffset, c.HashOffset, c.DataBlocks, c.DataBlocks*BlockSize, fix)
+	}
+	return c, nil
+}
+
+// Params reads the confguest.* parameters from a kernel command line
+// with the same rules as Parse (unknown keys, keys given twice and bad
+// values are errors; nothing after a lone "--" is read) but requires
+// none of them: what the agent reads (it needs confguest.tee; PID 1 has
+// refused a line without the root parameters before starting it).
+func Params(cmdline string) (Config, error) {
+	c, _, err := parse(cmdline)
+	return c, err
+}
+
+// parse reads and checks every confguest.* parameter of cmdline and
+// returns the keys it saw.
+func parse(cmdline string) (Config, map[string]string, error) {
+	words, err := split(cmdline)
+	if err != nil {
+		return Config{}, nil, err
 	}
 	seen := map[string]string{}
 	var order []string
@@ -103,10 +134,10 @@ func Parse(cmdline string) (Config, error) {
 		}
 		key, val, ok := strings.Cut(w, "=")
 		if !ok {
-			return Config{}, fmt.Errorf("%w: %q has no value: write %s=<value>", ErrSyntax, w, w)
+			return Config{}, nil, fmt.Errorf("%w: %q has no value: write %s=<value>", ErrSyntax, w, w)
 		}
 		if _, dup := seen[key]; dup {
-			return Config{}, fmt.Errorf("%w: %s given twice: keep one", ErrDuplicate, key)
+			return Config{}, nil, fmt.Errorf("%w: %s given twice: keep one", ErrDuplicate, key)
 		}
 		seen[key] = val
 		order = append(order, key)
@@ -114,19 +145,10 @@ func Parse(cmdline string) (Config, error) {
 	c := Config{LogLevel: slog.LevelInfo, TEE: TEESNP}
 	for _, key := range order {
 		if err := c.set(key, seen[key]); err != nil {
-			return Config{}, err
+			return Config{}, nil, err
 		}
 	}
-	for _, key := range []string{KeyRoot, KeyRootHash, KeySalt, KeyDataBlocks, KeyHashOffset} {
-		if _, ok := seen[key]; !ok {
-			return Config{}, fmt.Errorf("%w: %s: %s", ErrMissing, key, fix)
-		}
-	}
-	if c.HashOffset < c.DataBlocks*BlockSize {
-		return Config{}, fmt.Errorf("%w: %s=%d lies inside the %d data blocks (%d bytes): %s",
-			ErrInvalid, KeyHashOffset, c.HashOffset, c.DataBlocks, c.DataBlocks*BlockSize, fix)
-	}
-	return c, nil
+	return c, seen, nil
 }
 
 func (c *Config) set(key, val string) error {

@@ -149,3 +149,38 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParams checks the agent's view of the command line: the same rules
+// as Parse, no parameter required.
+func TestParams(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    TEE
+		wantErr error
+	}{
+		{"console=ttyS0", TEESNP, nil},
+		{"", TEESNP, nil},
+		{"console=ttyS0 confguest.tee=none quiet", TEENone, nil},
+		{valid + " confguest.tee=none", TEENone, nil},
+		{"xconfguest.tee=none", TEESNP, nil},
+		{"init=/sbin/init -- confguest.tee=none", TEESNP, nil},
+		{"confguest.tee=none confguest.tee=snp", "", ErrDuplicate},
+		{"confguest.tee=snp confguest.tee=none", "", ErrDuplicate},
+		{"confguest.tee=tdx", "", ErrInvalid},
+		{"confguest.tee", "", ErrSyntax},
+		{"confguest.teee=none", "", ErrUnknownKey},
+		{`confguest.tee="none`, "", ErrSyntax},
+	}
+	for _, tc := range tests {
+		c, err := Params(tc.in)
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("Params(%q) = %v, %v, want %v", tc.in, c.TEE, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || c.TEE != tc.want {
+			t.Errorf("Params(%q) = %q, %v, want %q", tc.in, c.TEE, err, tc.want)
+		}
+	}
+}
