@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -339,6 +340,9 @@ func (e *Evaluator) exec(r *request.ExecProcess) *Denial {
 	}
 	rule := "containers[" + c.Name + "].exec"
 	p := r.Process
+	if field, fr := refusedField(reflect.ValueOf(p), "process", "process_json"); field != "" {
+		return deny(rule, field, "refused: "+fr.why)
+	}
 	key := [2]string{r.GetContainerId(), r.GetExecId()}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 
+	doc "confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
 	"confguest/agent/request"
@@ -43,8 +44,10 @@ func webSpec(mod func(*specs.Spec)) []byte {
 				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
 			},
-			Sysctl:    map[string]string{"net.ipv4.ping_group_range": "0 0"},
-			Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
+			Sysctl:        map[string]string{"net.ipv4.ping_group_range": "0 0"},
+			Resources:     &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
+			MaskedPaths:   doc.DefaultMaskedPaths,
+			ReadonlyPaths: doc.DefaultReadonlyPaths,
 		},
 	}
 	if mod != nil {
@@ -103,6 +106,8 @@ func execReq(cid, eid string, p specs.Process, stdin bool) *agentv1.ExecProcessR
 	if p.User.UID == 0 {
 		p.User = specs.User{UID: 1000, GID: 1000}
 	}
+	// The web entry pins no_new_privileges; an exec'd process must keep it.
+	p.NoNewPrivileges = true
 	b, err := json.Marshal(p)
 	if err != nil {
 		panic(err)

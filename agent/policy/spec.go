@@ -2,9 +2,12 @@ package policy
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	doc "confguest/agent/api/policy"
 )
 
 // requiredNamespaces are the namespaces every container must have of its
@@ -13,13 +16,17 @@ var requiredNamespaces = []specs.LinuxNamespaceType{
 	specs.PIDNamespace, specs.MountNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace,
 }
 
-// checkSpec checks the security-relevant fields of an OCI spec (decoded
-// once at the RPC edge, package request) against entry c. Denials name
+// checkSpec checks an OCI spec (decoded once at the RPC edge, package
+// request) against entry c: every field is pinned by the entry, checked by
+// a fixed rule, set by the agent, or refused (specFields). Denials name
 // the field, never its value.
 func checkSpec(c *Container, s *specs.Spec, stdin bool) *Denial {
 	rule := "containers[" + c.Name + "]"
 	if s.Process == nil {
 		return deny(rule, "spec.process", "missing")
+	}
+	if field, r := refusedField(reflect.ValueOf(s), "", "spec"); field != "" {
+		return deny(rule, field, "refused: "+r.why)
 	}
 	if d := checkProcess(c, nil, rule, "spec.process", s.Process); d != nil {
 		return d
@@ -27,16 +34,15 @@ func checkSpec(c *Container, s *specs.Spec, stdin bool) *Denial {
 	if stdin && !c.Stdin {
 		return deny(rule+".stdin", "stdio.stdin", "the policy gives this container no stdin")
 	}
-	if s.Hooks != nil && (len(s.Hooks.Prestart)+len(s.Hooks.CreateRuntime)+len(s.Hooks.CreateContainer)+
-		len(s.Hooks.StartContainer)+len(s.Hooks.Poststart)+len(s.Hooks.Poststop) > 0) {
-		return deny(rule, "spec.hooks", "OCI hooks run in the guest, outside the container: no policy allows them")
-	}
 	if c.ReadonlyRootfs && (s.Root == nil || !s.Root.Readonly) {
 		return deny(rule+".readonly_rootfs", "spec.root.readonly", "the policy requires a read-only root")
 	}
+	if !c.Hostname.Matches(s.Hostname) {
+		return deny(rule+".hostname", "spec.hostname", "does not match")
+	}
 	for i, m := range s.Mounts {
 		if !mountAllowed(c.Mounts, m) {
-			return deny(rule+".mounts", fmt.Sprintf("spec.mounts[%d]", i), fmt.Sprintf("mount at %q (type %q) is not in the policy", m.Destination, m.Type))
+			return deny(rule+".mounts", fmt.Sprintf("spec.mounts[%d]", i), fmt.Sprintf("mount at %q (type %q, with these options and ID mappings) is not in the policy", m.Destination, m.Type))
 		}
 	}
 	return checkLinux(c, rule, s.Linux)
@@ -46,23 +52,8 @@ func checkLinux(c *Container, rule string, l *specs.Linux) *Denial {
 	if l == nil {
 		return deny(rule, "spec.linux", "missing: a container needs its own namespaces")
 	}
-	have := map[specs.LinuxNamespaceType]bool{}
-	for i, ns := range l.Namespaces {
-		if ns.Path != "" {
-			return deny(rule, fmt.Sprintf("spec.linux.namespaces[%d].path", i), fmt.Sprintf("joining an existing %s namespace shares it with the guest", ns.Type))
-		}
-		have[ns.Type] = true
-	}
-	for _, t := range requiredNamespaces {
-		if !have[t] {
-			return deny(rule, "spec.linux.namespaces", fmt.Sprintf("no %s namespace: the container would share the guest's", t))
-		}
-	}
-	if !have[specs.NetworkNamespace] && !c.GuestNetwork {
-		return deny(rule+".guest_network", "spec.linux.namespaces", "no network namespace: the policy does not allow the guest's network")
-	}
-	if len(l.Devices) > 0 {
-		return deny(rule, "spec.linux.devices", "no policy allows device nodes")
+	if d := checkNamespaces(c, rule, l); d != nil {
+		return d
 	}
 	if r := l.Resources; r != nil {
 		for i, d := range r.Devices {
@@ -76,13 +67,83 @@ func checkLinux(c *Container, rule string, l *specs.Linux) *Denial {
 			return deny(rule+".sysctls", "spec.linux.sysctl", fmt.Sprintf("sysctl %q is not allowed with this value", k))
 		}
 	}
-	if c.RequireSeccomp && l.Seccomp == nil {
-		return deny(rule+".require_seccomp", "spec.linux.seccomp", "the policy requires a seccomp profile")
+	if d := checkSeccomp(c, rule, l.Seccomp); d != nil {
+		return d
+	}
+	for _, req := range []struct {
+		name, field string
+		want, have  []string
+	}{
+		{"masked_paths", "spec.linux.maskedPaths", c.RequiredMaskedPaths(), l.MaskedPaths},
+		{"readonly_paths", "spec.linux.readonlyPaths", c.RequiredReadonlyPaths(), l.ReadonlyPaths},
+	} {
+		for _, p := range req.want {
+			if !slices.Contains(req.have, p) {
+				return deny(rule+"."+req.name, req.field, fmt.Sprintf("%s is missing: the policy requires it", p))
+			}
+		}
 	}
 	switch l.RootfsPropagation {
 	case "", "private", "rprivate", "slave", "rslave":
 	default:
 		return deny(rule, "spec.linux.rootfsPropagation", "mounts would propagate to the guest: use private or slave")
+	}
+	return nil
+}
+
+// checkNamespaces requires the container's own namespaces, joins none by
+// path, and allows a user namespace only with the entry's exact ID
+// mappings.
+func checkNamespaces(c *Container, rule string, l *specs.Linux) *Denial {
+	have := map[specs.LinuxNamespaceType]bool{}
+	for i, ns := range l.Namespaces {
+		field := fmt.Sprintf("spec.linux.namespaces[%d]", i)
+		if ns.Path != "" {
+			return deny(rule, field+".path", fmt.Sprintf("joining an existing %s namespace shares it with the guest", ns.Type))
+		}
+		switch ns.Type {
+		case specs.UserNamespace:
+			if len(c.UIDMappings) == 0 {
+				return deny(rule+".uid_mappings", field+".type", "a user namespace needs the policy's uid_mappings and gid_mappings")
+			}
+		case specs.PIDNamespace, specs.MountNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace, specs.NetworkNamespace:
+		default:
+			return deny(rule, field+".type", fmt.Sprintf("no policy allows a %q namespace", ns.Type))
+		}
+		have[ns.Type] = true
+	}
+	for _, t := range requiredNamespaces {
+		if !have[t] {
+			return deny(rule, "spec.linux.namespaces", fmt.Sprintf("no %s namespace: the container would share the guest's", t))
+		}
+	}
+	if !have[specs.NetworkNamespace] && !c.GuestNetwork {
+		return deny(rule+".guest_network", "spec.linux.namespaces", "no network namespace: the policy does not allow the guest's network")
+	}
+	if len(c.UIDMappings) > 0 && !have[specs.UserNamespace] {
+		return deny(rule+".uid_mappings", "spec.linux.namespaces", "no user namespace: the policy gives ID mappings")
+	}
+	if !sameMappings(c.UIDMappings, l.UIDMappings) {
+		return deny(rule+".uid_mappings", "spec.linux.uidMappings", "not the ID mappings the policy gives")
+	}
+	if !sameMappings(c.GIDMappings, l.GIDMappings) {
+		return deny(rule+".gid_mappings", "spec.linux.gidMappings", "not the ID mappings the policy gives")
+	}
+	return nil
+}
+
+// checkSeccomp compares the spec's seccomp profile with the entry's hash.
+func checkSeccomp(c *Container, rule string, sc *specs.LinuxSeccomp) *Denial {
+	switch {
+	case sc == nil && c.Seccomp == "":
+		return nil
+	case sc == nil:
+		return deny(rule+".seccomp", "spec.linux.seccomp", "missing: the policy pins a seccomp profile")
+	case c.Seccomp == "":
+		return deny(rule+".seccomp", "spec.linux.seccomp", "the policy pins no seccomp profile: name its hash in the entry's seccomp")
+	}
+	if doc.SeccompHash(sc) != c.Seccomp {
+		return deny(rule+".seccomp", "spec.linux.seccomp", "not the profile the policy pins: the SHA-256 of its canonical JSON differs")
 	}
 	return nil
 }
@@ -126,7 +187,70 @@ func checkProcess(c *Container, x *Exec, rule, field string, p *specs.Process) *
 	if u.UID != c.User.UID || u.GID != c.User.GID || !sameSet(u.AdditionalGids, c.User.AdditionalGIDs) {
 		return deny(rule+".user", field+".user", "not the user and groups the policy gives")
 	}
-	return checkCaps(c, rule, field, p, x != nil)
+	if !sameValue(c.User.Umask, u.Umask) {
+		return deny(rule+".user.umask", field+".user.umask", "not the umask the policy gives")
+	}
+	if p.ConsoleSize != nil && !p.Terminal {
+		return deny(rule+".tty", field+".consoleSize", "a console size without a terminal")
+	}
+	if d := checkCaps(c, rule, field, p, x != nil); d != nil {
+		return d
+	}
+	switch {
+	case x == nil && p.NoNewPrivileges != c.NoNewPrivileges:
+		return deny(rule+".no_new_privileges", field+".noNewPrivileges", fmt.Sprintf("must be %v", c.NoNewPrivileges))
+	case x != nil && c.NoNewPrivileges && !p.NoNewPrivileges:
+		return deny(rule+".no_new_privileges", field+".noNewPrivileges", "an exec'd process cannot turn off the container's no_new_privileges")
+	}
+	// An exec'd process without rlimits keeps the container's.
+	if (x == nil || len(p.Rlimits) > 0) && !sameSet(specRlimits(c.Rlimits), p.Rlimits) {
+		return deny(rule+".rlimits", field+".rlimits", "not the rlimits the policy gives")
+	}
+	if !oomScoreAllowed(c.OOMScoreAdj, p.OOMScoreAdj) {
+		return deny(rule+".oom_score_adj", field+".oomScoreAdj", "not the OOM score adjustment the policy gives (without one: none or 0 to 1000)")
+	}
+	return nil
+}
+
+// oomScoreAllowed reports whether a process's oomScoreAdj is the entry's
+// or, when the entry pins none, absent or 0 to 1000: a value that only
+// makes this container likelier to be killed, never another.
+func oomScoreAllowed(pinned, have *int) bool {
+	if pinned != nil {
+		return sameValue(pinned, have)
+	}
+	return have == nil || (*have >= 0 && *have <= 1000)
+}
+
+// sameValue reports whether two optional values are both absent or equal.
+func sameValue[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func specRlimits(rs []doc.Rlimit) []specs.POSIXRlimit {
+	out := make([]specs.POSIXRlimit, len(rs))
+	for i, r := range rs {
+		out[i] = specs.POSIXRlimit{Type: r.Type, Hard: r.Hard, Soft: r.Soft}
+	}
+	return out
+}
+
+// sameMappings reports whether a spec's ID mappings are exactly the
+// policy's, in order. Compared as specs values with ==, so a field a
+// later runtime-spec adds must be zero to match.
+func sameMappings(want []doc.IDMapping, have []specs.LinuxIDMapping) bool {
+	if len(want) != len(have) {
+		return false
+	}
+	for i, w := range want {
+		if have[i] != (specs.LinuxIDMapping{ContainerID: w.ContainerID, HostID: w.HostID, Size: w.Size}) {
+			return false
+		}
+	}
+	return true
 }
 
 // requestCaps returns the capability sets of an OCI process. An absent
@@ -165,7 +289,8 @@ func checkCaps(c *Container, rule, field string, p *specs.Process, subset bool) 
 
 func mountAllowed(allowed []Mount, m specs.Mount) bool {
 	for _, a := range allowed {
-		if a.Destination == m.Destination && a.Type == m.Type && a.Source == m.Source && sameSet(a.Options, m.Options) {
+		if a.Destination == m.Destination && a.Type == m.Type && a.Source == m.Source && sameSet(a.Options, m.Options) &&
+			sameMappings(a.UIDMappings, m.UIDMappings) && sameMappings(a.GIDMappings, m.GIDMappings) {
 			return true
 		}
 	}

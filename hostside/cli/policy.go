@@ -27,15 +27,45 @@ func init() {
 
 func runPolicy(ctx context.Context, args []string, stdio Stdio) error {
 	if len(args) == 0 {
-		return usagef("usage: confguest policy generate|hash ... (see agent/policy/README.md)")
+		return usagef("usage: confguest policy generate|hash|seccomp-hash ... (see agent/policy/README.md)")
 	}
 	switch args[0] {
 	case "generate":
 		return runPolicyGenerate(ctx, args[1:], stdio)
 	case "hash":
 		return runPolicyHash(args[1:], stdio)
+	case "seccomp-hash":
+		return runSeccompHash(args[1:], stdio)
 	}
-	return usagef("policy %q: want generate or hash", args[0])
+	return usagef("policy %q: want generate, hash or seccomp-hash", args[0])
+}
+
+// runSeccompHash prints the value of an entry's seccomp field that pins a
+// profile: the hash of its canonical JSON (policy.SeccompHash). FILE is the
+// profile itself (linux.seccomp of a spec) or a whole OCI spec.
+func runSeccompHash(args []string, stdio Stdio) error {
+	fs := newFlags("policy seccomp-hash", stdio)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: confguest policy seccomp-hash PROFILE.json|config.json")
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("read seccomp profile: %w", err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err == nil && spec.Linux != nil && spec.Linux.Seccomp != nil {
+		fmt.Fprintln(stdio.Out, policy.SeccompHash(spec.Linux.Seccomp))
+		return nil
+	}
+	var profile specs.LinuxSeccomp
+	if err := json.Unmarshal(b, &profile); err != nil || profile.DefaultAction == "" {
+		return fmt.Errorf("%s: not a seccomp profile (no defaultAction) nor a spec with linux.seccomp", fs.Arg(0))
+	}
+	fmt.Fprintln(stdio.Out, policy.SeccompHash(&profile))
+	return nil
 }
 
 // runPolicyHash prints SHA-256 of a policy file's exact bytes, the value
@@ -115,7 +145,8 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 		return usagef("%v", err)
 	}
 	p.TTY, p.Stdin = f.tty, f.stdin
-	doc, err := generatePolicy(f, disk.Verity.RootHash, launcher.ContainerSpec(p, f.name))
+	// The spec confguest run and start send: its hostname is the container's ID.
+	doc, err := generatePolicy(f, disk.Verity.RootHash, launcher.ContainerSpec(p, containerID))
 	if err != nil {
 		return err
 	}

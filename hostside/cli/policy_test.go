@@ -91,6 +91,47 @@ func TestPolicyHash(t *testing.T) {
 	}
 }
 
+// TestPolicySeccompHash checks the hash of the documented example profile
+// against the value examples/service.json pins, and that a spec holding the
+// same profile, written differently, hashes the same.
+func TestPolicySeccompHash(t *testing.T) {
+	const example = "../../agent/policy/examples/seccomp/service.json"
+	const want = "sha256:23f3120118caae563e7c800377e0ce334b84ec928f4f047892bea86d13a84b6d\n"
+	b, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(spec, []byte(`{"ociVersion": "1.2.0", "linux": {"seccomp": `+strings.ReplaceAll(string(b), "\n", " ")+`}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.json")
+	if err := os.WriteFile(other, []byte(`{"defaultAction": "SCMP_ACT_ALLOW"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{[]string{"policy", "seccomp-hash", example}, 0, want},
+		{[]string{"policy", "seccomp-hash", spec}, 0, want},
+		{[]string{"policy", "seccomp-hash", other}, 0, "sha256:"},
+		{[]string{"policy", "seccomp-hash", "../../agent/policy/examples/hello.json"}, 1, "not a seccomp profile"},
+		{[]string{"policy", "seccomp-hash"}, 2, "usage: confguest policy seccomp-hash"},
+	}
+	for _, tc := range tests {
+		code, out, errOut := runCLI(tc.args...)
+		if code != tc.wantCode || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("confguest %s = %d, %q %q, want %d with %q", strings.Join(tc.args, " "), code, out, errOut, tc.wantCode, tc.want)
+		}
+		if tc.wantCode == 0 && tc.args[2] == other && out == want {
+			t.Errorf("confguest %s printed the example's hash for another profile", strings.Join(tc.args, " "))
+		}
+	}
+}
+
 // TestPolicyGenerate generates a policy for a directory rootfs and checks
 // with the agent's own evaluator that it admits exactly the container
 // confguest run would create (same spec, same layer) and nothing else.
@@ -135,7 +176,7 @@ func TestPolicyGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	create := func(proc launcher.Process, layer string) *agentv1.CreateContainerRequest {
-		spec, err := json.Marshal(launcher.ContainerSpec(proc, "c1"))
+		spec, err := json.Marshal(launcher.ContainerSpec(proc, containerID))
 		if err != nil {
 			t.Fatal(err)
 		}

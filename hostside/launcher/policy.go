@@ -88,32 +88,64 @@ func (g *Guest) installPolicy(ctx context.Context, doc []byte, first bool) error
 }
 
 // PolicyEntry returns the policy entry that admits exactly the container CreateContainer
-// creates with process spec s on the disk with verity root hash layer: same rootfs, args,
-// env, working directory, user, capabilities, mounts and sysctls. Its stdout and stderr are
-// readable; stdin, TTY, exec and attestation are the caller's to allow.
+// creates with spec s on the disk with verity root hash layer: same rootfs, process (args,
+// env, working directory, user and umask, capability sets, no_new_privileges, rlimits, OOM
+// score), hostname, mounts, masked and read-only paths, sysctls, seccomp profile (by hash),
+// ID mappings and read-only root. Its stdout and stderr are readable; stdin, exec and
+// attestation are the caller's to allow.
 func PolicyEntry(name, layer string, s *specs.Spec) policy.Container {
+	p := s.Process
 	c := policy.Container{
-		Name:   name,
-		Rootfs: policy.Rootfs{Layers: []string{strings.ToLower(layer)}},
-		Args:   policy.Exactly(s.Process.Args...),
-		Env:    policy.Exactly(s.Process.Env...),
-		Cwd:    s.Process.Cwd,
-		User:   policy.User{UID: s.Process.User.UID, GID: s.Process.User.GID, AdditionalGIDs: s.Process.User.AdditionalGids},
-		TTY:    s.Process.Terminal,
-		Stdout: true,
-		Stderr: true,
+		Name:            name,
+		Rootfs:          policy.Rootfs{Layers: []string{strings.ToLower(layer)}},
+		Args:            policy.Exactly(p.Args...),
+		Env:             policy.Exactly(p.Env...),
+		Cwd:             p.Cwd,
+		User:            policy.User{UID: p.User.UID, GID: p.User.GID, AdditionalGIDs: p.User.AdditionalGids, Umask: p.User.Umask},
+		NoNewPrivileges: p.NoNewPrivileges,
+		OOMScoreAdj:     p.OOMScoreAdj,
+		Hostname:        policy.Match{Exact: s.Hostname},
+		TTY:             p.Terminal,
+		Stdout:          true,
+		Stderr:          true,
+		// Pinned as sent: none when the spec has none (nil would mean the defaults).
+		MaskedPaths:   []string{},
+		ReadonlyPaths: []string{},
 	}
-	if caps := s.Process.Capabilities; caps != nil {
+	if caps := p.Capabilities; caps != nil {
 		c.Capabilities = policy.Capabilities{Bounding: caps.Bounding, Effective: caps.Effective,
 			Inheritable: caps.Inheritable, Permitted: caps.Permitted, Ambient: caps.Ambient}
 	}
-	for _, m := range s.Mounts {
-		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
+	for _, r := range p.Rlimits {
+		c.Rlimits = append(c.Rlimits, policy.Rlimit{Type: r.Type, Hard: r.Hard, Soft: r.Soft})
 	}
-	if s.Linux != nil && len(s.Linux.Sysctl) > 0 {
-		c.Sysctls = s.Linux.Sysctl
+	for _, m := range s.Mounts {
+		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options,
+			UIDMappings: idMappings(m.UIDMappings), GIDMappings: idMappings(m.GIDMappings)})
+	}
+	if s.Root != nil {
+		c.ReadonlyRootfs = s.Root.Readonly
+	}
+	if l := s.Linux; l != nil {
+		if len(l.Sysctl) > 0 {
+			c.Sysctls = l.Sysctl
+		}
+		c.MaskedPaths = append(c.MaskedPaths, l.MaskedPaths...)
+		c.ReadonlyPaths = append(c.ReadonlyPaths, l.ReadonlyPaths...)
+		if l.Seccomp != nil {
+			c.Seccomp = policy.SeccompHash(l.Seccomp)
+		}
+		c.UIDMappings, c.GIDMappings = idMappings(l.UIDMappings), idMappings(l.GIDMappings)
 	}
 	return c
+}
+
+func idMappings(ms []specs.LinuxIDMapping) []policy.IDMapping {
+	var out []policy.IDMapping
+	for _, m := range ms {
+		out = append(out, policy.IDMapping{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
+	}
+	return out
 }
 
 // ExecRule returns the exec rule that allows exactly the process Exec sends for p.

@@ -17,17 +17,14 @@ import (
 const maxExecArgs = 32
 
 // containerEntry is the policy entry, named name, that admits exactly the container
-// created with guest spec g on the layer with verity root hash layer: its rootfs disk, args,
-// env, working directory, user, capabilities, mounts, sysctls and read-only root; stdin and
+// created with guest spec g on the layer with verity root hash layer (launcher.PolicyEntry:
+// its rootfs disk, process, hostname, mounts, paths, sysctls, seccomp); stdin and
 // a TTY as the create asked; stdout and stderr readable. It lets the host exec any command
 // in the container (up to maxExecArgs arguments) as the container's user, in its working
 // directory, with its environment plus any entries, as runc does.
 func containerEntry(name, layer string, g *specs.Spec, stdin bool) policy.Container {
 	c := launcher.PolicyEntry(name, layer, g)
 	c.Stdin = stdin
-	if g.Root != nil {
-		c.ReadonlyRootfs = g.Root.Readonly
-	}
 	anything := policy.Match{Pattern: "(?s).*"}
 	for n := 1; n <= maxExecArgs; n++ {
 		c.Exec = append(c.Exec, policy.Exec{Args: slices.Repeat([]policy.Match{anything}, n), Env: []policy.Match{anything}, Stdin: true, TTY: true})

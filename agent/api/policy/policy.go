@@ -70,15 +70,37 @@ type Container struct {
 	// processes may hold a subset of each set.
 	Capabilities Capabilities `json:"capabilities"`
 	// Mounts lists the mounts the spec may have, each matched exactly
-	// (destination, type, source, options as a set).
+	// (destination, type, source, options as a set, ID mappings).
 	Mounts []Mount `json:"mounts"`
+	// MaskedPaths and ReadonlyPaths must each be contained in the
+	// spec's linux.maskedPaths and linux.readonlyPaths. Absent (null)
+	// means DefaultMaskedPaths and DefaultReadonlyPaths; [] means none.
+	MaskedPaths   []string `json:"masked_paths"`
+	ReadonlyPaths []string `json:"readonly_paths"`
+	// Seccomp pins linux.seccomp: "" means the spec has none;
+	// "sha256:<hex>" the profile whose SeccompHash it is.
+	Seccomp string `json:"seccomp,omitempty"`
+	// NoNewPrivileges pins process.noNewPrivileges; an exec'd process
+	// cannot turn it off.
+	NoNewPrivileges bool `json:"no_new_privileges"`
+	// Rlimits pins process.rlimits (as a set; none when empty). An exec'd
+	// process has none of its own or exactly these.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// OOMScoreAdj pins process.oomScoreAdj; absent allows none or 0 to
+	// 1000 (which only makes the container likelier to be killed).
+	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
+	// Hostname must match the spec's hostname ("" by default).
+	Hostname Match `json:"hostname"`
+	// UIDMappings and GIDMappings, when given, require a user namespace
+	// with exactly these mappings; without them a spec with a user
+	// namespace or ID mappings is refused.
+	UIDMappings []IDMapping `json:"uid_mappings,omitempty"`
+	GIDMappings []IDMapping `json:"gid_mappings,omitempty"`
 	// Sysctls lists the sysctls the spec may set, with their values.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// GuestNetwork allows running in the guest's network namespace.
 	// Every other namespace is always private to the container.
 	GuestNetwork bool `json:"guest_network"`
-	// RequireSeccomp refuses a spec without a seccomp profile.
-	RequireSeccomp bool `json:"require_seccomp"`
 	// ReadonlyRootfs refuses a spec whose root is not read-only.
 	ReadonlyRootfs bool `json:"readonly_rootfs"`
 	// Stdin allows writing to the container's standard input.
@@ -109,6 +131,9 @@ type User struct {
 	UID            uint32   `json:"uid"`
 	GID            uint32   `json:"gid"`
 	AdditionalGIDs []uint32 `json:"additional_gids,omitempty"`
+	// Umask pins process.user.umask (absent: the spec has none, and
+	// the container gets libcontainer's 0022).
+	Umask *uint32 `json:"umask,omitempty"`
 }
 
 // Mount is an allowed OCI mount.
@@ -117,6 +142,10 @@ type Mount struct {
 	Type        string   `json:"type"`
 	Source      string   `json:"source"`
 	Options     []string `json:"options,omitempty"`
+	// UIDMappings and GIDMappings pin an idmapped mount's mappings
+	// (none: the mount must have none).
+	UIDMappings []IDMapping `json:"uid_mappings,omitempty"`
+	GIDMappings []IDMapping `json:"gid_mappings,omitempty"`
 }
 
 // Exec is an allowed exec command. It runs as the container's user with
@@ -288,6 +317,12 @@ func (c *Container) check() error {
 		if m.Type == "" {
 			return fmt.Errorf("mounts[%d].type: empty", i)
 		}
+		if err := checkMappings(fmt.Sprintf("mounts[%d]", i), m.UIDMappings, m.GIDMappings); err != nil {
+			return err
+		}
+	}
+	if err := c.checkSpecFields(); err != nil {
+		return err
 	}
 	for k := range c.Sysctls {
 		if k == "" || strings.ContainsAny(k, "/ \x00") {

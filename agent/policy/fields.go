@@ -1,0 +1,249 @@
+package policy
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// class says how the agent treats one field of the OCI runtime spec. The
+// agent hands libcontainer only fields it has classified: every field of
+// specs.Spec (by JSON path) has a row in specFields, TestSpecFieldsClassified
+// walks the type to keep it so, and a field without a row is refused at
+// run time when a request sets it (a runtime-spec upgrade cannot slip a
+// new field through).
+type class int
+
+const (
+	// pinned: matched against the policy entry (README: container entries).
+	pinned class = iota + 1
+	// fixed: checked against a rule the agent applies to every entry.
+	fixed
+	// agentSet: overwritten by the agent before libcontainer reads it.
+	agentSet
+	// limit: a resource limit the host chooses. It takes resources from
+	// this container only; the host controls the VM's resources anyway.
+	limit
+	// refused: a request that sets it (non-zero) is refused.
+	refused
+	// unused: libcontainer (the version in go.mod) never reads it.
+	unused
+	// object: a struct whose fields have rows of their own.
+	object
+)
+
+func (c class) String() string {
+	return [...]string{"unclassified", "pinned", "fixed", "agent-set", "limit", "refused", "unused", "object"}[c]
+}
+
+// fieldRule is one row: the class and, for refused fields, why.
+type fieldRule struct {
+	class class
+	why   string
+}
+
+// Why refused fields are refused; the denial says it.
+const (
+	whyGuestOnly   = "acts on the guest outside the container"
+	whyNoLSM       = "the guest kernel has no LSM: a label would be ignored or fail"
+	whyHostChosen  = "a host-chosen value no policy field pins"
+	whyOtherOS     = "not a Linux field"
+	whyHooks       = "OCI hooks run in the guest, outside the container: no policy allows them"
+	whyCgroupFiles = "writes cgroup files by name (cgroup.procs pulls other processes in)"
+)
+
+// specFields classifies every field of specs.Spec by JSON path: "a.b" is
+// field b of a, "a[].b" field b of each element of list a, "a{}" each value
+// of map a. Paths under a row whose class is not object need no rows: the
+// check covers the value as a whole (refused: any non-zero value; pinned
+// whole: compared with == or by the hash of its canonical JSON).
+var specFields = map[string]fieldRule{
+	"ociVersion": {unused, ""},
+	"process":    {object, ""},
+	// process.*: also the exec'd process of ExecProcess.
+	"process.terminal":                 {pinned, "tty"},
+	"process.consoleSize":              {fixed, "only with process.terminal"},
+	"process.user":                     {object, ""},
+	"process.user.uid":                 {pinned, "user"},
+	"process.user.gid":                 {pinned, "user"},
+	"process.user.umask":               {pinned, "user.umask"},
+	"process.user.additionalGids":      {pinned, "user"},
+	"process.user.username":            {refused, whyOtherOS},
+	"process.args":                     {pinned, "args"},
+	"process.commandLine":              {refused, whyOtherOS},
+	"process.env":                      {pinned, "env"},
+	"process.cwd":                      {pinned, "cwd"},
+	"process.capabilities":             {object, ""},
+	"process.capabilities.bounding":    {pinned, "capabilities"},
+	"process.capabilities.effective":   {pinned, "capabilities"},
+	"process.capabilities.inheritable": {pinned, "capabilities"},
+	"process.capabilities.permitted":   {pinned, "capabilities"},
+	"process.capabilities.ambient":     {pinned, "capabilities"},
+	"process.rlimits":                  {pinned, "rlimits"},
+	"process.noNewPrivileges":          {pinned, "no_new_privileges"},
+	"process.apparmorProfile":          {refused, whyNoLSM},
+	"process.oomScoreAdj":              {pinned, "oom_score_adj"},
+	"process.scheduler":                {refused, whyHostChosen},
+	"process.selinuxLabel":             {refused, whyNoLSM},
+	"process.ioPriority":               {refused, whyHostChosen},
+	"process.execCPUAffinity":          {refused, whyHostChosen},
+
+	"root":          {object, ""},
+	"root.path":     {agentSet, "the container's overlay"},
+	"root.readonly": {pinned, "readonly_rootfs"},
+	"hostname":      {pinned, "hostname"},
+	"domainname":    {refused, whyHostChosen},
+
+	"mounts":               {object, ""},
+	"mounts[].destination": {pinned, "mounts"},
+	"mounts[].type":        {pinned, "mounts"},
+	"mounts[].source":      {pinned, "mounts"},
+	"mounts[].options":     {pinned, "mounts"},
+	"mounts[].uidMappings": {pinned, "mounts"},
+	"mounts[].gidMappings": {pinned, "mounts"},
+
+	"hooks":       {refused, whyHooks},
+	"annotations": {refused, "libcontainer reads some annotations as settings"},
+
+	"linux":             {object, ""},
+	"linux.uidMappings": {pinned, "uid_mappings"},
+	"linux.gidMappings": {pinned, "gid_mappings"},
+	"linux.sysctl":      {pinned, "sysctls"},
+	"linux.resources":   {object, ""},
+
+	"linux.resources.devices":          {object, ""},
+	"linux.resources.devices[].allow":  {fixed, "deny rules only"},
+	"linux.resources.devices[].type":   {fixed, "deny rules only"},
+	"linux.resources.devices[].major":  {fixed, "deny rules only"},
+	"linux.resources.devices[].minor":  {fixed, "deny rules only"},
+	"linux.resources.devices[].access": {fixed, "deny rules only"},
+
+	"linux.resources.memory":                   {object, ""},
+	"linux.resources.memory.limit":             {limit, ""},
+	"linux.resources.memory.reservation":       {limit, ""},
+	"linux.resources.memory.swap":              {limit, ""},
+	"linux.resources.memory.kernel":            {limit, ""},
+	"linux.resources.memory.kernelTCP":         {limit, ""},
+	"linux.resources.memory.swappiness":        {limit, ""},
+	"linux.resources.memory.disableOOMKiller":  {limit, ""},
+	"linux.resources.memory.useHierarchy":      {limit, ""},
+	"linux.resources.memory.checkBeforeUpdate": {limit, ""},
+
+	"linux.resources.cpu":                 {object, ""},
+	"linux.resources.cpu.shares":          {limit, ""},
+	"linux.resources.cpu.quota":           {limit, ""},
+	"linux.resources.cpu.burst":           {limit, ""},
+	"linux.resources.cpu.period":          {limit, ""},
+	"linux.resources.cpu.realtimeRuntime": {limit, ""},
+	"linux.resources.cpu.realtimePeriod":  {limit, ""},
+	"linux.resources.cpu.cpus":            {limit, ""},
+	"linux.resources.cpu.mems":            {limit, ""},
+	"linux.resources.cpu.idle":            {limit, ""},
+
+	"linux.resources.pids":       {object, ""},
+	"linux.resources.pids.limit": {limit, ""},
+
+	"linux.resources.blockIO":        {refused, "names host block devices by number"},
+	"linux.resources.hugepageLimits": {refused, whyHostChosen},
+	"linux.resources.network":        {refused, "cgroup v1 only"},
+	"linux.resources.rdma":           {refused, "the guest has no RDMA devices"},
+	"linux.resources.unified":        {refused, whyCgroupFiles},
+
+	"linux.cgroupsPath":       {agentSet, "/confguest/<container id>"},
+	"linux.namespaces":        {object, ""},
+	"linux.namespaces[].type": {fixed, "own pid, mount, ipc, uts, cgroup, network (unless guest_network), user (with uid_mappings)"},
+	"linux.namespaces[].path": {refused, "joining an existing namespace shares it with the guest"},
+	"linux.devices":           {refused, "no policy allows device nodes"},
+	"linux.netDevices":        {refused, "moves a guest network device into the container"},
+	"linux.seccomp":           {pinned, "seccomp"},
+	"linux.rootfsPropagation": {fixed, "private or slave"},
+	"linux.maskedPaths":       {pinned, "masked_paths"},
+	"linux.readonlyPaths":     {pinned, "readonly_paths"},
+	"linux.mountLabel":        {refused, whyNoLSM},
+	"linux.intelRdt":          {refused, whyGuestOnly},
+	"linux.memoryPolicy":      {refused, whyHostChosen},
+	"linux.personality":       {refused, whyHostChosen},
+	"linux.timeOffsets":       {refused, whyHostChosen},
+
+	"solaris": {refused, whyOtherOS},
+	"windows": {refused, whyOtherOS},
+	"vm":      {refused, whyOtherOS},
+	"zos":     {refused, whyOtherOS},
+	"freebsd": {refused, whyOtherOS},
+}
+
+// jsonName is the JSON name of a struct field ("" for an embedded struct
+// whose fields are inlined, "-" for a field encoding/json skips).
+func jsonName(f reflect.StructField) string {
+	tag := f.Tag.Get("json")
+	name, _, _ := strings.Cut(tag, ",")
+	if name == "" {
+		if f.Anonymous {
+			return ""
+		}
+		return f.Name
+	}
+	return name
+}
+
+// refusedField finds the first field of v (a spec or process) that is
+// refused or has no row, and is set. key is v's path as specFields spells
+// it ("mounts[]"), shown the same with indexes and map keys ("mounts[2]").
+// It returns the shown path and the rule, or "" when there is none.
+func refusedField(v reflect.Value, key, shown string) (string, fieldRule) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return refusedField(v.Elem(), key, shown)
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if p, r := refusedField(v.Index(i), key+"[]", shown+"["+strconv.Itoa(i)+"]"); p != "" {
+				return p, r
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if p, r := refusedField(it.Value(), key+"{}", fmt.Sprintf("%s[%q]", shown, it.Key())); p != "" {
+				return p, r
+			}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := jsonName(f)
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			fv := v.Field(i)
+			if name == "" { // an embedded struct, inlined
+				if p, r := refusedField(fv, key, shown); p != "" {
+					return p, r
+				}
+				continue
+			}
+			fkey, fshown := join(key, name), join(shown, name)
+			r, ok := specFields[fkey]
+			switch {
+			case !ok && !fv.IsZero():
+				return fshown, fieldRule{refused, "this agent does not know the field: no policy can allow it"}
+			case ok && r.class == refused && !fv.IsZero():
+				return fshown, r
+			case ok && r.class == object:
+				if p, r := refusedField(fv, fkey, fshown); p != "" {
+					return p, r
+				}
+			}
+		}
+	}
+	return "", fieldRule{}
+}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
