@@ -168,6 +168,9 @@ func process(t testing.TB, terminal bool, args ...string) []byte {
 		Args:     args,
 		Env:      []string{"PATH=/bin", "TERM=xterm"},
 		Cwd:      "/",
+		// As the spec helper's init process (runc's example): a policy
+		// refuses an exec that turns no_new_privileges off.
+		NoNewPrivileges: true,
 	}
 	b, err := json.Marshal(p)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"confguest/agent/api/evidence"
+	apipolicy "confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/attest"
 	"confguest/agent/container"
@@ -103,6 +104,11 @@ func entryFor(name, image string, s *specs.Spec, args []policy.Match) policy.Con
 		Env: policy.Exactly(append(s.Process.Env, "PATH=/bin", "TERM=xterm")...), Cwd: s.Process.Cwd,
 		Capabilities: policy.Capabilities{Bounding: s.Process.Capabilities.Bounding, Effective: s.Process.Capabilities.Effective,
 			Permitted: s.Process.Capabilities.Permitted, Inheritable: s.Process.Capabilities.Inheritable, Ambient: s.Process.Capabilities.Ambient},
+		NoNewPrivileges: s.Process.NoNewPrivileges,
+		Hostname:        policy.Match{Exact: s.Hostname},
+	}
+	for _, r := range s.Process.Rlimits {
+		c.Rlimits = append(c.Rlimits, apipolicy.Rlimit{Type: r.Type, Hard: r.Hard, Soft: r.Soft})
 	}
 	for _, m := range s.Mounts {
 		c.Mounts = append(c.Mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
@@ -130,6 +136,7 @@ func policyDoc(t *testing.T, p policy.Policy) []byte {
 func TestPolicyEveryRPC(t *testing.T) {
 	ta := startPolicyAgent(t, "console=ttyS0 confguest.tee=none", nil)
 	ex := specconv.Example()
+	ex.Hostname = "confguest-test" // as the spec helper sends it
 	web := entryFor("web", ta.image, ex, []policy.Match{{Exact: "sleep"}, {Pattern: "[0-9]+"}})
 	web.Stdout = true
 	web.Exec = []policy.Exec{
