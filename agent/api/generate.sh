@@ -25,3 +25,6 @@ PATH=$bin:$PATH protoc -I . \
 	--go_out=paths=source_relative:. \
 	--go-ttrpc_out=paths=source_relative:. \
 	v1/agent.proto
+# protoc-gen-go-ttrpc writes its header right above the package clause, where go doc takes
+# it for the package comment; a blank line leaves that to doc.go.
+sed -i '/^\/\/ source: v1\/agent.proto$/G' v1/agent_ttrpc.pb.go
