@@ -3,9 +3,10 @@ package policy
 import doc "confguest/agent/api/policy"
 
 // The policy document format lives in the agent's API
-// (confguest/agent/api/policy), shared with the host tools; these names
-// let the evaluator, the gate and their callers keep reading as
-// policy.Container, policy.Parse, ...
+// (confguest/agent/api/policy), shared with the host tools. The evaluator,
+// the gate and the agent's server use one package for the policy: these
+// names let them read as policy.Container, policy.Parse, ... instead of
+// importing a second package named policy under another name.
 type (
 	Policy       = doc.Policy
 	AgentRules   = doc.AgentRules
