@@ -100,12 +100,12 @@ func NewManager(cfg Config) (*Manager, error) {
 
 // CreateRequest describes a container to create.
 type CreateRequest struct {
-	ID       string
-	Spec     *specs.Spec // decoded at the RPC edge; Create fills in the root path and cgroup
-	Rootfs   RootfsSource
-	Stdin    bool
-	TTYWidth uint32
-	TTYHight uint32
+	ID        string
+	Spec      *specs.Spec // decoded at the RPC edge; Create fills in the root path and cgroup
+	Rootfs    RootfsSource
+	Stdin     bool
+	TTYWidth  uint32
+	TTYHeight uint32
 	// Admit, if set, records the policy's admission of the container. It
 	// is called once the container exists and before its ID is released
 	// to other calls; an error rolls the create back.
@@ -175,8 +175,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	undo.push(lc.Destroy)
 
 	lp := newProcess(spec.Process, true)
-	if req.TTYWidth > 0 && req.TTYHight > 0 {
-		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHight, 0xffff))
+	if req.TTYWidth > 0 && req.TTYHeight > 0 {
+		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHeight, 0xffff))
 	}
 	p, err := prepareIO(lp, spec.Process.Terminal, req.Stdin, m.cfg.OutputLimit)
 	if err != nil {

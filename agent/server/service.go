@@ -76,7 +76,7 @@ func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContaine
 		}
 	}
 	if st := r.GetStdio(); st != nil {
-		req.Stdin, req.TTYWidth, req.TTYHight = st.GetStdin(), st.GetTtyWidth(), st.GetTtyHeight()
+		req.Stdin, req.TTYWidth, req.TTYHeight = st.GetStdin(), st.GetTtyWidth(), st.GetTtyHeight()
 	}
 	pid, err := s.m.Create(ctx, req)
 	if err != nil {
