@@ -19,11 +19,56 @@ type Stdio struct {
 	Err io.Writer
 }
 
-// command is one subcommand: run gets the arguments after the subcommand's name.
+// command is one subcommand: run gets the arguments after the subcommand's name. A
+// command made of subcommands of its own (confguest policy generate) lists them in subs
+// instead of having a run; Main dispatches to them and prints their usage.
 type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, args []string, stdio Stdio) error
+	subs    []command
+}
+
+// isHelp reports whether arg asks for usage.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+
+// dispatch runs c with args: its run, or the subcommand args[0] names. A command of
+// subcommands prints its usage for -h, --help or help (exit 0) and when the subcommand is
+// missing or unknown (exit 2).
+func (c command) dispatch(ctx context.Context, args []string, stdio Stdio) error {
+	if len(c.subs) == 0 {
+		return c.run(ctx, args, stdio)
+	}
+	if len(args) > 0 && isHelp(args[0]) {
+		c.usage(stdio.Err)
+		return flag.ErrHelp
+	}
+	if len(args) > 0 {
+		for _, s := range c.subs {
+			if s.name == args[0] {
+				return s.dispatch(ctx, args[1:], stdio)
+			}
+		}
+	}
+	c.usage(stdio.Err)
+	names := make([]string, len(c.subs))
+	for i, s := range c.subs {
+		names[i] = s.name
+	}
+	if len(args) == 0 {
+		return usagef("give a subcommand: confguest %s %s ...", c.name, strings.Join(names, "|"))
+	}
+	return usagef("%s %q: unknown subcommand: want %s", c.name, args[0], strings.Join(names, ", "))
+}
+
+// usage prints the subcommands of c.
+func (c command) usage(w io.Writer) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: confguest %s SUBCOMMAND [FLAGS] [ARGS] (confguest %s SUBCOMMAND --help for its flags)\n\nsubcommands:\n", c.name, c.name)
+	for _, s := range c.subs {
+		fmt.Fprintf(&b, "  %-14s %s\n", s.name, s.summary)
+	}
+	fmt.Fprint(w, b.String())
 }
 
 var commands = map[string]command{}
@@ -43,7 +88,7 @@ func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code)
 
 // Main runs the subcommand named by args[0] and returns the process exit status.
 func Main(ctx context.Context, args []string, stdio Stdio) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		usage(stdio.Err)
 		if len(args) == 0 {
 			return 2
@@ -56,7 +101,7 @@ func Main(ctx context.Context, args []string, stdio Stdio) int {
 		usage(stdio.Err)
 		return 2
 	}
-	err := c.run(ctx, args[1:], stdio)
+	err := c.dispatch(ctx, args[1:], stdio)
 	var exit ExitError
 	switch {
 	case err == nil:

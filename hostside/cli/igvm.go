@@ -19,20 +19,19 @@ func init() {
 	register(command{
 		name:    "igvm",
 		summary: "inspect an IGVM file: igvm inspect FILE",
-		run:     runIGVM,
+		subs: []command{
+			{name: "inspect", summary: "print an IGVM file's headers, measured pages and command line", run: runIGVMInspect},
+		},
 	})
 }
 
-func runIGVM(ctx context.Context, args []string, stdio Stdio) error {
-	if len(args) == 0 || args[0] != "inspect" {
-		fmt.Fprintln(stdio.Err, "usage: confguest igvm inspect FILE")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return nil
-		}
-		return usagef("want the subcommand inspect")
-	}
+func runIGVMInspect(ctx context.Context, args []string, stdio Stdio) error {
 	fs := newFlags("igvm inspect", stdio)
-	if err := parseFlags(fs, args[1:]); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintln(stdio.Err, "usage: confguest igvm inspect FILE")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -21,23 +21,16 @@ func init() {
 	register(command{
 		name:    "policy",
 		summary: "write a measured agent policy for a container (generate) or print its HOST_DATA (hash)",
-		run:     runPolicy,
+		subs: []command{
+			{name: "generate", summary: "write the policy that admits one container (agent/policy/README.md)", run: runPolicyGenerate},
+			{name: "hash", summary: "print a policy's SHA-256: the HOST_DATA it binds to", run: func(_ context.Context, args []string, stdio Stdio) error {
+				return runPolicyHash(args, stdio)
+			}},
+			{name: "seccomp-hash", summary: "print the hash of a seccomp profile that pins it in a policy entry", run: func(_ context.Context, args []string, stdio Stdio) error {
+				return runSeccompHash(args, stdio)
+			}},
+		},
 	})
-}
-
-func runPolicy(ctx context.Context, args []string, stdio Stdio) error {
-	if len(args) == 0 {
-		return usagef("usage: confguest policy generate|hash|seccomp-hash ... (see agent/policy/README.md)")
-	}
-	switch args[0] {
-	case "generate":
-		return runPolicyGenerate(ctx, args[1:], stdio)
-	case "hash":
-		return runPolicyHash(args[1:], stdio)
-	case "seccomp-hash":
-		return runSeccompHash(args[1:], stdio)
-	}
-	return usagef("policy %q: want generate, hash or seccomp-hash", args[0])
 }
 
 // runSeccompHash prints the value of an entry's seccomp field that pins a
