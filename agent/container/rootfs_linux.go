@@ -79,8 +79,8 @@ func (m *Manager) checkRootfs(r RootfsSource) error {
 		if b.Verity.DataBlocks == 0 {
 			return fieldErr("rootfs.block.verity.data_blocks", "must be positive")
 		}
-		if b.FSType != "" && b.FSType != "erofs" && b.FSType != "squashfs" && b.FSType != "ext4" {
-			return fieldErr("rootfs.block.fs_type", "%q not supported: use erofs", b.FSType)
+		if b.FSType != "" && b.FSType != "erofs" {
+			return fieldErr("rootfs.block.fs_type", "%q not supported: layers are erofs images", b.FSType)
 		}
 	case r.GuestDirectory != "":
 		d := r.GuestDirectory

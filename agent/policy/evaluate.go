@@ -291,6 +291,9 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 	rf := r.GetRootfs()
 	switch {
 	case rf.GetBlock() != nil:
+		if field, why := rf.GetBlock().CheckLayerFormat(); field != "" {
+			return deny("rootfs.layers", field, why)
+		}
 		h := strings.ToLower(rf.GetBlock().GetVerity().GetRootHash())
 		key, what = "layers:"+h, "layer root hash "+h
 	case rf.GetGuestDirectory() != "":

@@ -75,7 +75,7 @@ func createWeb(id string, mod func(*specs.Spec)) *agentv1.CreateContainerRequest
 	return &agentv1.CreateContainerRequest{
 		ContainerId: id,
 		SpecJson:    webSpec(mod),
-		Rootfs:      &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Serial: "c0", Verity: &agentv1.Verity{RootHash: webLayer}}}},
+		Rootfs:      &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Serial: "c0", Verity: &agentv1.Verity{RootHash: webLayer, DataBlocks: 1, HashOffset: 4096}}}},
 	}
 }
 

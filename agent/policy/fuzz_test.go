@@ -36,7 +36,7 @@ func FuzzEvaluate(f *testing.F) {
 		switch op % 6 {
 		case 0, 1:
 			r := &agentv1.CreateContainerRequest{ContainerId: cid, SpecJson: body, Stdio: stdio,
-				Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Verity: &agentv1.Verity{RootHash: webLayer}}}}}
+				Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Verity: &agentv1.Verity{RootHash: webLayer, DataBlocks: 1, HashOffset: 4096}}}}}
 			if op%6 == 1 {
 				r.Rootfs.Source = &agentv1.Rootfs_GuestDirectory{GuestDirectory: "/usr/share/confguest/busybox"}
 			}

@@ -132,7 +132,7 @@ func TestBlockRootfs(t *testing.T) {
 	_, err = ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
 		ContainerId: "blk2", SpecJson: spec(t, false, "true"),
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
-			Serial: "missing", Verity: &agentv1.Verity{RootHash: rootHash, DataBlocks: 2}}}},
+			Serial: "missing", Verity: &agentv1.Verity{RootHash: rootHash, DataBlocks: 2, HashOffset: 8192}}}},
 	})
 	if err == nil || !strings.Contains(err.Error(), `no disk with serial "missing"`) {
 		t.Errorf("CreateContainer(unknown serial) = %v, want an error naming the serial", err)
@@ -187,7 +187,7 @@ func TestBlockLayerShared(t *testing.T) {
 	const linger = 2 * time.Second
 	ta, _ := blockAgent(t, v, linger)
 	rootfs := &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{
-		Serial: "layer0", Verity: &agentv1.Verity{RootHash: strings.Repeat("5a", 32), DataBlocks: 2}}}}
+		Serial: "layer0", Verity: &agentv1.Verity{RootHash: strings.Repeat("5a", 32), DataBlocks: 2, HashOffset: 8192}}}}
 	create := func(id string) {
 		t.Helper()
 		_, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{ContainerId: id, SpecJson: spec(t, false, "true"), Rootfs: rootfs})

@@ -66,12 +66,11 @@ func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContaine
 		req.Rootfs.ScratchBytes = rf.GetScratchBytes()
 		req.Rootfs.GuestDirectory = rf.GetGuestDirectory()
 		if b := rf.GetBlock(); b != nil {
-			v := b.GetVerity()
-			if v == nil {
-				return nil, fmt.Errorf("rootfs.block.verity: %w: missing: a block rootfs needs its verity parameters", ErrInvalidRequest)
+			if field, why := b.CheckLayerFormat(); field != "" {
+				return nil, fmt.Errorf("%s: %w: %s", field, ErrInvalidRequest, why)
 			}
 			req.Rootfs.Block = &container.BlockSource{
-				Serial: b.GetSerial(), Path: b.GetPath(), FSType: b.GetFsType(), Verity: v.Params(),
+				Serial: b.GetSerial(), Path: b.GetPath(), FSType: agentv1.LayerFSType, Verity: b.GetVerity().Params(),
 			}
 		}
 	}

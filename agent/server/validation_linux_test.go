@@ -56,10 +56,10 @@ func TestRequestValidation(t *testing.T) {
 			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Path: "/dev/vdb"}}}}, codes.InvalidArgument, "rootfs.block.verity"},
 		{"block rootfs bad hash", &agentv1.CreateContainerRequest{ContainerId: "v1", SpecJson: good,
 			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Path: "/dev/vdb",
-				Verity: &agentv1.Verity{RootHash: "zz", DataBlocks: 1}}}}}, codes.InvalidArgument, "root_hash"},
+				Verity: &agentv1.Verity{RootHash: "zz", DataBlocks: 1, HashOffset: 4096}}}}}, codes.InvalidArgument, "root_hash"},
 		{"block rootfs path outside /dev", &agentv1.CreateContainerRequest{ContainerId: "v1", SpecJson: good,
 			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Path: "/dev/../etc/passwd",
-				Verity: &agentv1.Verity{RootHash: strings.Repeat("ab", 32), DataBlocks: 1}}}}}, codes.InvalidArgument, "rootfs.block.path"},
+				Verity: &agentv1.Verity{RootHash: strings.Repeat("ab", 32), DataBlocks: 1, HashOffset: 4096}}}}}, codes.InvalidArgument, "rootfs.block.path"},
 		{"invalid hostname without uts namespace", &agentv1.CreateContainerRequest{ContainerId: "v1", Rootfs: dirRootfs, SpecJson: withSpec(func(m map[string]any) {
 			l := m["linux"].(map[string]any)
 			var keep []any

@@ -181,7 +181,7 @@ func TestPolicyGenerate(t *testing.T) {
 			t.Fatal(err)
 		}
 		return &agentv1.CreateContainerRequest{ContainerId: "c1", SpecJson: spec,
-			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Verity: &agentv1.Verity{RootHash: layer}}}}}
+			Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Verity: &agentv1.Verity{RootHash: layer, DataBlocks: 1, HashOffset: 4096}}}}}
 	}
 	other := proc
 	other.Args = []string{"/bin/hello", "mars"}

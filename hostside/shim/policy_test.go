@@ -50,7 +50,7 @@ func createRequest(t *testing.T, g *specs.Spec, id, layer string, mutate func(*s
 	}
 	return &agentv1.CreateContainerRequest{ContainerId: id, SpecJson: sj, Stdio: &agentv1.StdioOptions{Stdin: true},
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Serial: "ctr0",
-			Verity: &agentv1.Verity{RootHash: layer}}}}}
+			Verity: &agentv1.Verity{RootHash: layer, DataBlocks: 1, HashOffset: 4096}}}}}
 }
 
 // TestDefaultPolicy checks the default policy with the agent's own evaluator: it admits
