@@ -22,6 +22,7 @@ type options struct {
 	preserveOwners bool
 	normalizePerms bool
 	specialFiles   bool
+	skipDev        func(paths []string)
 	timestamp      int64
 	maxSize        int64
 	salt           []byte
@@ -61,6 +62,15 @@ func WithNormalizedPermissions() Option { return func(o *options) { o.normalizeP
 // character devices 0:0).
 func WithSpecialFiles() Option { return func(o *options) { o.specialFiles = true } }
 
+// WithoutDevSpecialFiles leaves the device nodes, fifos and sockets under the tree's dev/
+// out of the image instead of refusing them, and calls skipped with their paths (relative
+// to the tree) before the image is built. A root filesystem made by debootstrap has
+// dev/console, dev/null and more, and a container gets its own /dev. Special files
+// elsewhere in the tree are refused as without it; WithSpecialFiles stores them all.
+func WithoutDevSpecialFiles(skipped func(paths []string)) Option {
+	return func(o *options) { o.skipDev = skipped }
+}
+
 // WithTimestamp sets the time stored for every inode and the filesystem
 // (mkfs.erofs -T). The default is the Unix epoch.
 func WithTimestamp(t time.Time) Option { return func(o *options) { o.timestamp = t.Unix() } }
@@ -92,6 +102,9 @@ func Build(ctx context.Context, srcDir, imagePath string, opts ...Option) (Param
 	tr, err := walkTree(src, o)
 	if err != nil {
 		return Params{}, err
+	}
+	if len(tr.skipped) > 0 {
+		o.skipDev(tr.skipped)
 	}
 	if o.maxSize > 0 && tr.dataBytes > o.maxSize {
 		return Params{}, fmt.Errorf("%s: %w: its files hold %d bytes, the limit is %d: remove files or raise the limit",
@@ -131,7 +144,7 @@ func Build(ctx context.Context, srcDir, imagePath string, opts ...Option) (Param
 			return Params{}, err
 		}
 	}
-	if err := runMkfs(ctx, mkfs, from, tmp.Name(), uuid, o); err != nil {
+	if err := runMkfs(ctx, mkfs, from, tmp.Name(), uuid, tr.skipped, o); err != nil {
 		return Params{}, err
 	}
 	fi, err := os.Stat(tmp.Name())
@@ -189,12 +202,16 @@ func checkSource(srcDir, imagePath string) (string, error) {
 	return src, nil
 }
 
-func runMkfs(ctx context.Context, mkfs, src, image, uuid string, o options) error {
+// runMkfs builds the erofs image of src without the paths in exclude (relative to src).
+func runMkfs(ctx context.Context, mkfs, src, image, uuid string, exclude []string, o options) error {
 	args := []string{
 		"-T" + strconv.FormatInt(o.timestamp, 10), // every inode and the superblock
 		"-U" + uuid,
 		"-x-1", // no extended attributes: host labels (security.selinux, ...) must not leak in
 		"--quiet",
+	}
+	for _, p := range exclude {
+		args = append(args, "--exclude-path="+p) // mkfs.erofs takes it relative to src
 	}
 	if !o.preserveOwners {
 		args = append(args, "--all-root")

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // entry is one file, directory, symlink or special file below the source
@@ -28,6 +29,7 @@ type tree struct {
 	entries   []entry
 	dataBytes int64     // file data, each hard-linked inode counted once
 	listing   hash.Hash // digest of the listing, for the default erofs UUID
+	skipped   []string  // special files under dev/ left out (WithoutDevSpecialFiles)
 }
 
 // uuid derives the erofs UUID from the listing (names, types, modes,
@@ -89,6 +91,10 @@ func walkTree(src string, o options) (*tree, error) {
 				return fmt.Errorf("%s: %w: %w", path, ErrUnreadable, err)
 			}
 		default:
+			if !o.specialFiles && o.skipDev != nil && strings.HasPrefix(filepath.ToSlash(rel), "dev/") {
+				t.skipped = append(t.skipped, rel)
+				return nil
+			}
 			if !o.specialFiles {
 				return fmt.Errorf("%s: %w: %s: images hold no device nodes, fifos or sockets (the guest's /dev is a devtmpfs, run-time fifos and sockets belong on tmpfs): remove it, or allow special files (WithSpecialFiles, mkrootfs -special-files) for container layers",
 					path, ErrSpecialFile, kind(fi.Mode()))

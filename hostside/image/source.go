@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -52,6 +53,7 @@ var Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
 type options struct {
 	remote []remote.Option
 	rootfs []rootfs.Option
+	note   func(string)
 }
 
 // Option configures Load and BuildDisk.
@@ -65,6 +67,11 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 // WithRootfsOptions passes options to rootfs.Build.
 func WithRootfsOptions(opts ...rootfs.Option) Option {
 	return func(o *options) { o.rootfs = append(o.rootfs, opts...) }
+}
+
+// WithNote gives BuildDisk a function for one-line notes about what it left out.
+func WithNote(note func(line string)) Option {
+	return func(o *options) { o.note = note }
 }
 
 // Load opens the image of a non-directory source and checks that its layers are all there
@@ -234,6 +241,14 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 		if !st.IsDir() {
 			return Disk{}, fmt.Errorf("rootfs directory %s: not a directory: %w", src.Ref, ErrSource)
 		}
+		// A root made by debootstrap has device nodes in dev/; the container gets its own
+		// /dev (an image, unpacked, has none: Unpack skips them).
+		ropts = append(ropts, rootfs.WithoutDevSpecialFiles(func(paths []string) {
+			if o.note != nil {
+				o.note(fmt.Sprintf("left out %d device nodes, fifos and sockets under %s/dev (%s): the container gets its own /dev",
+					len(paths), src.Ref, abbreviate(paths, 3)))
+			}
+		}))
 		p, err := rootfs.Build(ctx, src.Ref, imagePath, ropts...)
 		if err != nil {
 			return Disk{}, fmt.Errorf("build disk from %s: %w", src.Ref, err)
@@ -288,4 +303,12 @@ func OCISource(path string) Source {
 		return Source{DockerArchive, path}
 	}
 	return Source{OCILayout, path}
+}
+
+// abbreviate lists the first n of paths, and how many more there are.
+func abbreviate(paths []string, n int) string {
+	if len(paths) <= n {
+		return strings.Join(paths, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(paths[:n], ", "), len(paths)-n)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -312,5 +313,36 @@ func TestBuildDisk(t *testing.T) {
 		if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), s.Ref) {
 			t.Errorf("BuildDisk(%v) = %v, want ErrSource naming the directory", s, err)
 		}
+	}
+}
+
+// TestBuildDiskDebootstrapDev: a directory whose dev/ holds special files (as debootstrap
+// leaves them) builds, with one note saying what was left out; a fifo elsewhere is refused.
+func TestBuildDiskDebootstrapDev(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	for _, d := range []string{"dev", "etc"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"dev/initctl", "dev/xconsole"} {
+		if err := syscall.Mkfifo(filepath.Join(root, f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var notes []string
+	work := t.TempDir()
+	if _, err := BuildDisk(ctx, Source{Kind: Dir, Ref: root}, work, filepath.Join(work, "d.img"), WithNote(func(l string) { notes = append(notes, l) })); err != nil {
+		t.Fatalf("BuildDisk(root with fifos in dev/) = %v", err)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "left out 2 device nodes, fifos and sockets") || !strings.Contains(notes[0], "dev/initctl") {
+		t.Errorf("BuildDisk notes = %q, want one line naming the 2 files left out", notes)
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "etc", "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildDisk(ctx, Source{Kind: Dir, Ref: root}, work, filepath.Join(work, "e.img")); !errors.Is(err, rootfs.ErrSpecialFile) {
+		t.Errorf("BuildDisk(root with a fifo in etc/) = %v, want rootfs.ErrSpecialFile", err)
 	}
 }

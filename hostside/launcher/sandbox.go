@@ -202,6 +202,7 @@ func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image
 	serial := serialOf(len(s.disks))
 	s.progress("building container disk from %s", src)
 	done := s.opts.Timings.Start(PhaseDiskBuild)
+	opts = append([]image.Option{image.WithNote(func(line string) { s.progress("%s", line) })}, opts...)
 	d, err := image.BuildDisk(ctx, src, s.dir, filepath.Join(s.dir, serial+".img"), opts...)
 	done()
 	if err != nil {
