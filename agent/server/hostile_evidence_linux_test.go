@@ -301,3 +301,28 @@ func TestEvidencePurposes(t *testing.T) {
 		})
 	}
 }
+
+// TestFreshGuestReport checks a guest before any policy: a host report
+// names no policy and is accepted as such (a verifier can check a fresh
+// guest), while workload evidence naming no policy is refused.
+func TestFreshGuestReport(t *testing.T) {
+	dev := fakeSNP(t, launchReports)
+	ta := startPolicyAgent(t, "confguest.tee=snp", dev)
+	nonce := []byte("fresh guest nonce")
+	host, err := hostReport(nonce)(t, ta)
+	if err != nil {
+		t.Fatalf("GetReport before a policy = %v", err)
+	}
+	res := relyingParty(t, dev, host, launchReports, func(e *verify.Expected) { e.Purpose, e.Data = evidence.HostReport, nonce })
+	if !res.OK || res.PolicyInForce != "no policy installed yet" {
+		t.Errorf("verify the fresh guest's host report = ok %v, %v, policy in force %q, want accepted naming no policy", res.OK, res.Violations, res.PolicyInForce)
+	}
+	workload, named := workloadEvidence(t, ta, nonce)
+	if named != strings.Repeat("0", 64) {
+		t.Errorf("evidence endpoint policy_sha256 before a policy = %s, want 64 zeros", named)
+	}
+	res = relyingParty(t, dev, workload, launchReports, func(e *verify.Expected) { e.Purpose, e.Data = evidence.WorkloadEvidence, nonce })
+	if res.OK || len(res.Violations) != 1 || !strings.Contains(res.Violations[0].Message, "names no policy as in force") {
+		t.Errorf("verify workload evidence made before any policy = ok %v, %v, want refused: names no policy", res.OK, res.Violations)
+	}
+}
