@@ -82,14 +82,11 @@ func TestPrepareSNP(t *testing.T) {
 			if err == nil {
 				hd, from, err = snpHostData(o.HostData, tc.doc)
 			}
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			if err != nil || tc.wantErr != "" {
+				if err == nil || tc.wantErr == "" || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Errorf("prepareSNP(%+v), snpHostData = %v, want error containing %q", tc.o, err, tc.wantErr)
 				}
 				return
-			}
-			if err != nil {
-				t.Fatalf("prepareSNP(%+v), snpHostData = %v", tc.o, err)
 			}
 			if hd != tc.wantHostData || !strings.Contains(from, tc.wantFrom) {
 				t.Errorf("snpHostData(%q, %q): host data %s (%s), want %s (%s)", tc.o.HostData, tc.doc, hd, from, tc.wantHostData, tc.wantFrom)
