@@ -33,6 +33,9 @@ const (
 	maxRequestHead = 8 + 4*MaxRuntimeData/3 + 8<<10
 	// requestTimeout bounds reading a request and writing its answer.
 	requestTimeout = 30 * time.Second
+	// MaxConnections bounds the connections the endpoint serves at once;
+	// one more is answered 429 and closed.
+	MaxConnections = 16
 )
 
 // EvidenceResponse is the JSON body of a successful evidence request.
@@ -57,6 +60,7 @@ const (
 	statusBadRequest         = 400
 	statusNotFound           = 404
 	statusMethodNotAllowed   = 405
+	statusTooManyRequests    = 429
 	statusHeadTooLarge       = 431
 	statusInternalError      = 500
 	statusServiceUnavailable = 503
@@ -64,7 +68,7 @@ const (
 
 var statusText = map[int]string{
 	statusOK: "OK", statusBadRequest: "Bad Request", statusNotFound: "Not Found",
-	statusMethodNotAllowed: "Method Not Allowed", statusHeadTooLarge: "Request Header Fields Too Large",
+	statusMethodNotAllowed: "Method Not Allowed", statusTooManyRequests: "Too Many Requests", statusHeadTooLarge: "Request Header Fields Too Large",
 	statusInternalError: "Internal Server Error", statusServiceUnavailable: "Service Unavailable",
 }
 
@@ -182,6 +186,7 @@ func Serve(ctx context.Context, path string, a *Attester, inForce func() [32]byt
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	slots := make(chan struct{}, MaxConnections)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -190,12 +195,29 @@ func Serve(ctx context.Context, path string, a *Attester, inForce func() [32]byt
 			}
 			return fmt.Errorf("evidence endpoint: %w", err)
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			refuse(c)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			serveConn(ctx, c, a, inForce)
 		}()
 	}
+}
+
+// refuse answers a connection over MaxConnections without reading it.
+// The answer fits the socket buffer; the deadline keeps a peer that
+// fills it from stalling the accept loop.
+func refuse(c net.Conn) {
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)) //nolint:errcheck // unix sockets support deadlines
+	code, body := jsonBody(statusTooManyRequests, errorResponse{fmt.Sprintf("%d connections are being served, the limit is %d (attest.MaxConnections): retry later", MaxConnections, MaxConnections)})
+	writeBody(c, code, body)
 }
 
 func serveConn(ctx context.Context, c net.Conn, a *Attester, inForce func() [32]byte) {
@@ -214,5 +236,9 @@ func serveConn(ctx context.Context, c net.Conn, a *Attester, inForce func() [32]
 	default:
 		code, body = a.Evidence(ctx, method, target, inForce())
 	}
+	writeBody(c, code, body)
+}
+
+func writeBody(c net.Conn, code int, body []byte) {
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", code, statusText[code], len(body), body)
 }

@@ -17,6 +17,8 @@ var (
 	// ErrWrongState reports a call the container's or process's state does
 	// not allow (start twice, exec into a stopped container, ...).
 	ErrWrongState = errors.New("wrong state")
+	// ErrLimit reports a request over one of the agent's bounds (limits.go).
+	ErrLimit = errors.New("resource limit reached")
 	// ErrNoDeviceMapper reports a block rootfs on a system without
 	// device-mapper support.
 	ErrNoDeviceMapper = errors.New("device-mapper not available")

@@ -48,7 +48,9 @@ type Config struct {
 	// the next container from it finds its pages verified and cached.
 	// 0 closes it with its last container.
 	LayerLinger time.Duration
-	Logger      *slog.Logger
+	// Limits lowers the bounds of limits.go (tests); zero fields keep them.
+	Limits Limits
+	Logger *slog.Logger
 }
 
 // Manager owns all containers of the agent.
@@ -123,6 +125,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 		return 0, err
 	}
 	if err := m.checkRootfs(req.Rootfs); err != nil {
+		return 0, err
+	}
+	if err := checkScratch(m.cfg.Limits, req.Rootfs.ScratchBytes); err != nil {
 		return 0, err
 	}
 	if err := m.reserve(req.ID); err != nil {
@@ -220,6 +225,9 @@ func (m *Manager) reserve(id string) error {
 	if _, ok := m.containers[id]; ok {
 		return fmt.Errorf("container %q: %w", id, ErrExists)
 	}
+	if n := m.cfg.Limits.containers(); len(m.containers) >= n {
+		return fmt.Errorf("container %q: %w: the agent holds %d containers, the limit is %d (container.MaxContainers): delete one first", id, ErrLimit, len(m.containers), n)
+	}
 	m.containers[id] = nil
 	return nil
 }
@@ -304,6 +312,9 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	}
 	if _, ok := c.execs[req.ExecID]; ok {
 		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, ErrExists)
+	}
+	if err := c.makeRoomForExec(m.cfg.Limits); err != nil {
+		return 0, err
 	}
 	lp := newProcess(spec, false)
 	if req.TTYWidth > 0 && req.TTYHeight > 0 {

@@ -36,6 +36,8 @@ func toStatus(err error) error {
 		code = codes.AlreadyExists
 	case errors.Is(err, container.ErrWrongState), errors.Is(err, output.ErrReaderAttached), errors.Is(err, attest.ErrNoDevice), errors.Is(err, ErrNoPolicyGate):
 		code = codes.FailedPrecondition
+	case errors.Is(err, container.ErrLimit):
+		code = codes.ResourceExhausted
 	case errors.Is(err, container.ErrNoDeviceMapper):
 		code = codes.Unimplemented
 	case errors.Is(err, ErrNotDecoded):
