@@ -26,7 +26,6 @@ import (
 	apipolicy "confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/attest"
-	"confguest/agent/container"
 	"confguest/agent/policy"
 )
 
@@ -34,20 +33,27 @@ import (
 // with cmdline's TEE and qp as its SEV-SNP device (nil: none).
 func startPolicyAgent(t *testing.T, cmdline string, qp attest.QuoteProvider) *testAgent {
 	t.Helper()
+	return startPolicyAgentWith(t, Config{Cmdline: cmdline, QuoteProvider: qp})
+}
+
+// startPolicyAgentWith runs the agent with RequirePolicy and cfg on a
+// unix socket, with the busybox image as its image directory and no
+// SEV-SNP device unless cfg names one.
+func startPolicyAgentWith(t *testing.T, cfg Config) *testAgent {
+	t.Helper()
 	dir := t.TempDir()
 	ta := &testAgent{image: busyboxImage(t, dir), stateDir: filepath.Join(dir, "state"), logs: &syncBuffer{}}
 	sock := filepath.Join(dir, "agent.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{})
-	go func() {
-		done <- Run(ctx, Config{
-			Address: "unix:" + sock, StateDir: ta.stateDir, Cmdline: cmdline,
-			Logger: slog.New(slog.NewTextHandler(ta.logs, nil)), Ready: func() { close(ready) },
-			Containers:    container.Config{ImageDirs: []string{ta.image}},
-			RequirePolicy: true, QuoteProvider: qp,
-		})
-	}()
+	cfg.Address, cfg.StateDir, cfg.RequirePolicy = "unix:"+sock, ta.stateDir, true
+	cfg.Logger, cfg.Ready = slog.New(slog.NewTextHandler(ta.logs, nil)), func() { close(ready) }
+	cfg.Containers.ImageDirs = append(cfg.Containers.ImageDirs, ta.image)
+	if cfg.SNPDevice == nil {
+		cfg.SNPDevice = noSNPDevice
+	}
+	go func() { done <- Run(ctx, cfg) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -75,6 +81,9 @@ func startPolicyAgent(t *testing.T, cmdline string, qp attest.QuoteProvider) *te
 	})
 	return ta
 }
+
+// noSNPDevice is the SEV-SNP device probe of a machine without one.
+func noSNPDevice() (string, bool) { return "", false }
 
 // withCgroupNS returns spec JSON (as the spec helper builds it) with a
 // cgroup namespace: the policy requires every namespace but the network
