@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -310,6 +311,12 @@ func TestHostileAdmit(t *testing.T) {
 		{"evidence connections over the limit", 10, func(t *testing.T) error {
 			sc := newAdmitScenario(t, Config{Cmdline: "confguest.tee=none"})
 			sock := filepath.Join(sc.ta.stateDir, "shared", filepath.Base(attest.SocketPath))
+			for range 100 { // the endpoint starts beside the API server
+				if _, err := os.Stat(sock); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			var idle []net.Conn
 			defer func() {
 				for _, c := range idle {
