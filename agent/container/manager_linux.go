@@ -61,6 +61,8 @@ type Manager struct {
 	mu         sync.Mutex
 	containers map[string]*Container // nil value: ID reserved by a create or delete in progress
 	idleTimer  *time.Timer
+	closing    bool           // Close started: no new create
+	creating   sync.WaitGroup // creates in progress, which Close waits for
 
 	layerMu sync.Mutex
 	layers  map[string]*layer // by layerKey
@@ -133,6 +135,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	if err := m.reserve(req.ID); err != nil {
 		return 0, err
 	}
+	defer m.creating.Done()
 	var undo cleanups
 	defer func() {
 		if err != nil {
@@ -228,7 +231,11 @@ func (m *Manager) reserve(id string) error {
 	if n := m.cfg.Limits.containers(); len(m.containers) >= n {
 		return fmt.Errorf("container %q: %w: the agent holds %d containers, the limit is %d (container.MaxContainers): delete one first", id, ErrLimit, len(m.containers), n)
 	}
+	if m.closing {
+		return fmt.Errorf("container %q: %w: the agent is shutting down", id, ErrWrongState)
+	}
 	m.containers[id] = nil
+	m.creating.Add(1)
 	return nil
 }
 
@@ -604,8 +611,20 @@ func (m *Manager) Stats(ctx context.Context, id string) (*libcontainer.Stats, er
 }
 
 // Close deletes every container and closes every layer (agent shutdown).
+// It refuses new creates and waits (until ctx ends) for those in progress,
+// whose caller may have gone, so that none outlives it.
 func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
+	created := make(chan struct{})
+	go func() { m.creating.Wait(); close(created) }()
 	var errs []error
+	select {
+	case <-created:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("wait for creates in progress: %w", ctx.Err()))
+	}
 	for _, info := range m.List(ctx) {
 		if err := m.Delete(ctx, info.ID); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
