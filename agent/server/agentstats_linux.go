@@ -1,8 +1,12 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,13 +18,85 @@ import (
 const procSelfStatus = "/proc/self/status"
 
 // readAgentStats reads the agent's memory figures from a /proc/<pid>/status
-// file.
+// file and counts what the agent holds in the running system.
 func readAgentStats(path string) (*agentv1.AgentStats, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read agent memory: %w", err)
 	}
-	return parseAgentStats(string(data))
+	st, err := parseAgentStats(string(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := countHeld(st, systemRoots); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// statRoots are where countHeld looks: procfs, sysfs and the cgroup2 mount.
+type statRoots struct {
+	proc, sys, cgroup string
+}
+
+var systemRoots = statRoots{proc: "/proc", sys: "/sys", cgroup: "/sys/fs/cgroup"}
+
+// countHeld fills in the counts of what a leak in the agent would grow:
+// its open file descriptors and goroutines, and in the system its mounts,
+// device-mapper devices, cgroups and processes.
+func countHeld(st *agentv1.AgentStats, r statRoots) error {
+	fds, err := os.ReadDir(filepath.Join(r.proc, "self", "fd"))
+	if err != nil {
+		return fmt.Errorf("count open files: %w", err)
+	}
+	mountinfo, err := os.ReadFile(filepath.Join(r.proc, "self", "mountinfo"))
+	if err != nil {
+		return fmt.Errorf("count mounts: %w", err)
+	}
+	blocks, err := os.ReadDir(filepath.Join(r.sys, "block"))
+	if err != nil {
+		return fmt.Errorf("count device-mapper devices: %w", err)
+	}
+	procs, err := os.ReadDir(r.proc)
+	if err != nil {
+		return fmt.Errorf("count processes: %w", err)
+	}
+	cgroups := 0
+	err = filepath.WalkDir(r.cgroup, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && path != r.cgroup:
+			return nil // removed while we walked
+		case err != nil:
+			return err
+		case d.IsDir():
+			cgroups++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("count cgroups: %w", err)
+	}
+	st.OpenFds = uint32(len(fds))
+	st.Goroutines = uint32(runtime.NumGoroutine())
+	st.Mounts = uint32(strings.Count(string(mountinfo), "\n"))
+	st.DmDevices = uint32(countEntries(blocks, func(name string) bool { return strings.HasPrefix(name, "dm-") }))
+	st.Cgroups = uint32(cgroups)
+	st.Processes = uint32(countEntries(procs, func(name string) bool {
+		_, err := strconv.ParseUint(name, 10, 32)
+		return err == nil
+	}))
+	return nil
+}
+
+// countEntries counts the entries whose names match.
+func countEntries(ents []fs.DirEntry, match func(name string) bool) int {
+	n := 0
+	for _, e := range ents {
+		if match(e.Name()) {
+			n++
+		}
+	}
+	return n
 }
 
 // parseAgentStats reads VmRSS, RssAnon, RssFile, VmHWM (in kB) and

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,6 +43,64 @@ func TestParseAgentStats(t *testing.T) {
 	}
 }
 
+// fakeRoots lays out a procfs, sysfs and cgroup2 tree with 3 open files,
+// 2 mounts, 2 device-mapper devices (beside a disk and a loop device), 3
+// cgroups (the root included) and 2 processes.
+func fakeRoots(t *testing.T) statRoots {
+	t.Helper()
+	dir := t.TempDir()
+	r := statRoots{proc: filepath.Join(dir, "proc"), sys: filepath.Join(dir, "sys"), cgroup: filepath.Join(dir, "cgroup")}
+	files := map[string]string{
+		"proc/self/fd/0": "", "proc/self/fd/1": "", "proc/self/fd/7": "",
+		"proc/self/mountinfo": "22 1 254:0 / / ro - erofs /dev/dm-0 ro\n23 22 0:5 / /dev rw - devtmpfs devtmpfs rw\n",
+		"proc/1/status":       "", "proc/215/status": "", "proc/sys/kernel/x": "",
+		"sys/block/dm-0/dev": "", "sys/block/dm-3/dev": "", "sys/block/vda/dev": "", "sys/block/loop0/dev": "",
+		"cgroup/cgroup.procs": "", "cgroup/confguest/c1/cgroup.procs": "",
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+func TestCountHeld(t *testing.T) {
+	r := fakeRoots(t)
+	var st agentv1.AgentStats
+	if err := countHeld(&st, r); err != nil {
+		t.Fatalf("countHeld = %v", err)
+	}
+	got := [...]uint32{st.OpenFds, st.Mounts, st.DmDevices, st.Cgroups, st.Processes}
+	if want := [...]uint32{3, 2, 2, 3, 2}; got != want || st.Goroutines == 0 {
+		t.Errorf("countHeld: fds, mounts, dm, cgroups, processes = %v, goroutines %d; want %v and some goroutines", got, st.Goroutines, want)
+	}
+
+	tests := []struct {
+		name, remove, wantErr string
+	}{
+		{"no fd directory", "proc/self/fd", "count open files"},
+		{"no mountinfo", "proc/self/mountinfo", "count mounts"},
+		{"no sysfs", "sys", "count device-mapper devices"},
+		{"no cgroup2 mount", "cgroup", "count cgroups"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := fakeRoots(t)
+			if err := os.RemoveAll(filepath.Join(filepath.Dir(r.proc), tc.remove)); err != nil {
+				t.Fatal(err)
+			}
+			if err := countHeld(&agentv1.AgentStats{}, r); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("countHeld without %s = %v, want an error naming %q", tc.remove, err, tc.wantErr)
+			}
+		})
+	}
+}
+
 // TestAgentStats asks the agent for its own memory through the API: the
 // agent of these tests runs in the test process, so its figures are this
 // process's.
@@ -56,6 +116,11 @@ func TestAgentStats(t *testing.T) {
 	}
 	if a.GetRssAnonBytes()+a.GetRssFileBytes() > a.GetRssBytes() || a.GetPeakRssBytes() < a.GetRssBytes() {
 		t.Errorf("Stats(agent) = %v, want RssAnon+RssFile <= VmRSS <= VmHWM", r)
+	}
+	// The counts are the host's here, which other processes change: only
+	// their presence is certain (this host has no device-mapper).
+	if a.GetOpenFds() == 0 || a.GetGoroutines() == 0 || a.GetMounts() == 0 || a.GetCgroups() == 0 || a.GetProcesses() == 0 {
+		t.Errorf("Stats(agent) = %v, want open files, goroutines, mounts, cgroups and processes", r)
 	}
 	if r.GetMemory() != nil || r.GetPids() != nil {
 		t.Errorf("Stats(agent) = %v, want no container figures", r)

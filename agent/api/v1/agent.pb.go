@@ -2223,7 +2223,9 @@ func (x *PidsStats) GetLimit() uint64 {
 	return 0
 }
 
-// AgentStats is the agent process's own memory, from /proc/self/status.
+// AgentStats is the agent process's own memory, from /proc/self/status,
+// and the counts of what the agent and its containers hold in the guest,
+// which a leak would grow.
 type AgentStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RssBytes      uint64                 `protobuf:"varint,1,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`               // VmRSS: resident memory
@@ -2231,6 +2233,12 @@ type AgentStats struct {
 	RssFileBytes  uint64                 `protobuf:"varint,3,opt,name=rss_file_bytes,json=rssFileBytes,proto3" json:"rss_file_bytes,omitempty"` // RssFile: pages of the agent's executable
 	PeakRssBytes  uint64                 `protobuf:"varint,4,opt,name=peak_rss_bytes,json=peakRssBytes,proto3" json:"peak_rss_bytes,omitempty"` // VmHWM: the highest VmRSS so far
 	Threads       uint32                 `protobuf:"varint,5,opt,name=threads,proto3" json:"threads,omitempty"`
+	OpenFds       uint32                 `protobuf:"varint,6,opt,name=open_fds,json=openFds,proto3" json:"open_fds,omitempty"`       // the agent's open file descriptors
+	Goroutines    uint32                 `protobuf:"varint,7,opt,name=goroutines,proto3" json:"goroutines,omitempty"`                // the agent's goroutines
+	Mounts        uint32                 `protobuf:"varint,8,opt,name=mounts,proto3" json:"mounts,omitempty"`                        // mounts in the agent's mount namespace
+	DmDevices     uint32                 `protobuf:"varint,9,opt,name=dm_devices,json=dmDevices,proto3" json:"dm_devices,omitempty"` // device-mapper devices in the guest
+	Cgroups       uint32                 `protobuf:"varint,10,opt,name=cgroups,proto3" json:"cgroups,omitempty"`                     // cgroups in the guest's cgroup2 hierarchy
+	Processes     uint32                 `protobuf:"varint,11,opt,name=processes,proto3" json:"processes,omitempty"`                 // processes in the guest, the agent and PID 1 included
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2296,6 +2304,48 @@ func (x *AgentStats) GetPeakRssBytes() uint64 {
 func (x *AgentStats) GetThreads() uint32 {
 	if x != nil {
 		return x.Threads
+	}
+	return 0
+}
+
+func (x *AgentStats) GetOpenFds() uint32 {
+	if x != nil {
+		return x.OpenFds
+	}
+	return 0
+}
+
+func (x *AgentStats) GetGoroutines() uint32 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *AgentStats) GetMounts() uint32 {
+	if x != nil {
+		return x.Mounts
+	}
+	return 0
+}
+
+func (x *AgentStats) GetDmDevices() uint32 {
+	if x != nil {
+		return x.DmDevices
+	}
+	return 0
+}
+
+func (x *AgentStats) GetCgroups() uint32 {
+	if x != nil {
+		return x.Cgroups
+	}
+	return 0
+}
+
+func (x *AgentStats) GetProcesses() uint32 {
+	if x != nil {
+		return x.Processes
 	}
 	return 0
 }
@@ -2579,14 +2629,24 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x0fthrottled_nanos\x18\x05 \x01(\x04R\x0ethrottledNanos\";\n" +
 	"\tPidsStats\x12\x18\n" +
 	"\acurrent\x18\x01 \x01(\x04R\acurrent\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x04R\x05limit\"\xb5\x01\n" +
+	"\x05limit\x18\x02 \x01(\x04R\x05limit\"\xdf\x02\n" +
 	"\n" +
 	"AgentStats\x12\x1b\n" +
 	"\trss_bytes\x18\x01 \x01(\x04R\brssBytes\x12$\n" +
 	"\x0erss_anon_bytes\x18\x02 \x01(\x04R\frssAnonBytes\x12$\n" +
 	"\x0erss_file_bytes\x18\x03 \x01(\x04R\frssFileBytes\x12$\n" +
 	"\x0epeak_rss_bytes\x18\x04 \x01(\x04R\fpeakRssBytes\x12\x18\n" +
-	"\athreads\x18\x05 \x01(\rR\athreads\"\xe1\x01\n" +
+	"\athreads\x18\x05 \x01(\rR\athreads\x12\x19\n" +
+	"\bopen_fds\x18\x06 \x01(\rR\aopenFds\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\a \x01(\rR\n" +
+	"goroutines\x12\x16\n" +
+	"\x06mounts\x18\b \x01(\rR\x06mounts\x12\x1d\n" +
+	"\n" +
+	"dm_devices\x18\t \x01(\rR\tdmDevices\x12\x18\n" +
+	"\acgroups\x18\n" +
+	" \x01(\rR\acgroups\x12\x1c\n" +
+	"\tprocesses\x18\v \x01(\rR\tprocesses\"\xe1\x01\n" +
 	"\rStatsResponse\x127\n" +
 	"\x06memory\x18\x01 \x01(\v2\x1f.confguest.agent.v1.MemoryStatsR\x06memory\x12.\n" +
 	"\x03cpu\x18\x02 \x01(\v2\x1c.confguest.agent.v1.CPUStatsR\x03cpu\x121\n" +
