@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel image run boot test vet repro generate bench snp-smoke clean
+.PHONY: all setup build kernel image run boot test vet soak repro generate bench snp-smoke clean
 
 all: build image
 
@@ -41,6 +41,14 @@ vet:
 # boot the real image under QEMU (qemu-tests/).
 test: image build vet
 	CONFGUEST_IMAGE=$(abspath $(OUT)) $(GO) test -timeout 40m ./...
+
+# SOAK_CYCLES container lifecycles in one guest under QEMU; fails when the agent's or the
+# host's open files, goroutines, mounts, device-mapper devices, cgroups, processes, memory
+# or run-directory files grow beyond the bounds in qemu-tests/soak_test.go, and prints them.
+SOAK_CYCLES ?= 1000
+soak: image
+	CONFGUEST_SOAK=1 CONFGUEST_SOAK_CYCLES=$(SOAK_CYCLES) CONFGUEST_IMAGE=$(abspath $(OUT)) \
+		$(GO) test -v -count=1 -timeout 0 -run '^TestSoak$$' ./qemu-tests
 
 # Build the image twice from two clones at different paths and compare every artifact.
 repro: setup

@@ -83,9 +83,25 @@ func countHeld(st *agentv1.AgentStats, r statRoots) error {
 	st.Cgroups = uint32(cgroups)
 	st.Processes = uint32(countEntries(procs, func(name string) bool {
 		_, err := strconv.ParseUint(name, 10, 32)
-		return err == nil
+		return err == nil && !kernelThread(filepath.Join(r.proc, name, "stat"))
 	}))
 	return nil
+}
+
+// kernelThread reports whether the /proc/<pid>/stat at path is kthreadd's
+// (PID 2) or one of its children: the kernel starts and ends those on its
+// own, so they are not counted as the system's processes.
+func kernelThread(path string) bool {
+	stat, err := os.ReadFile(path)
+	if err != nil {
+		return false // gone: counted as it was listed
+	}
+	s := string(stat)
+	pid, _, _ := strings.Cut(s, " ")
+	// The command name in parentheses may hold spaces; the fields after
+	// it are the state, then the parent's PID.
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return pid == "2" || len(fields) > 1 && fields[1] == "2"
 }
 
 // countEntries counts the entries whose names match.

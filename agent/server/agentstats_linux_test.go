@@ -45,7 +45,7 @@ func TestParseAgentStats(t *testing.T) {
 
 // fakeRoots lays out a procfs, sysfs and cgroup2 tree with 3 open files,
 // 2 mounts, 2 device-mapper devices (beside a disk and a loop device), 3
-// cgroups (the root included) and 2 processes.
+// cgroups (the root included) and 2 processes (beside 2 kernel threads).
 func fakeRoots(t *testing.T) statRoots {
 	t.Helper()
 	dir := t.TempDir()
@@ -53,7 +53,9 @@ func fakeRoots(t *testing.T) statRoots {
 	files := map[string]string{
 		"proc/self/fd/0": "", "proc/self/fd/1": "", "proc/self/fd/7": "",
 		"proc/self/mountinfo": "22 1 254:0 / / ro - erofs /dev/dm-0 ro\n23 22 0:5 / /dev rw - devtmpfs devtmpfs rw\n",
-		"proc/1/status":       "", "proc/215/status": "", "proc/sys/kernel/x": "",
+		"proc/1/stat":         "1 (init) S 0 1 1 0", "proc/215/stat": "215 (agent) S 1 215 215 0",
+		"proc/2/stat": "2 (kthreadd) S 0 0 0 0", "proc/9/stat": "9 (kworker/0:1-ev ents) I 2 0 0 0",
+		"proc/sys/kernel/x":  "",
 		"sys/block/dm-0/dev": "", "sys/block/dm-3/dev": "", "sys/block/vda/dev": "", "sys/block/loop0/dev": "",
 		"cgroup/cgroup.procs": "", "cgroup/confguest/c1/cgroup.procs": "",
 	}

@@ -2238,7 +2238,7 @@ type AgentStats struct {
 	Mounts        uint32                 `protobuf:"varint,8,opt,name=mounts,proto3" json:"mounts,omitempty"`                        // mounts in the agent's mount namespace
 	DmDevices     uint32                 `protobuf:"varint,9,opt,name=dm_devices,json=dmDevices,proto3" json:"dm_devices,omitempty"` // device-mapper devices in the guest
 	Cgroups       uint32                 `protobuf:"varint,10,opt,name=cgroups,proto3" json:"cgroups,omitempty"`                     // cgroups in the guest's cgroup2 hierarchy
-	Processes     uint32                 `protobuf:"varint,11,opt,name=processes,proto3" json:"processes,omitempty"`                 // processes in the guest, the agent and PID 1 included
+	Processes     uint32                 `protobuf:"varint,11,opt,name=processes,proto3" json:"processes,omitempty"`                 // processes in the guest (PID 1 and the agent included, kernel threads not)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -1,0 +1,364 @@
+package qemutests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"confguest/agent/api/policy"
+	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/container"
+	"confguest/agent/output"
+	"confguest/hostside/image"
+	"confguest/hostside/launcher"
+)
+
+// TestSoak runs many container lifecycles in one guest (make soak) and
+// fails when anything the agent or the host holds grows beyond the bounds
+// in soakCounters. It runs only with CONFGUEST_SOAK=1; CONFGUEST_SOAK_CYCLES
+// sets the number of lifecycles (default 1000).
+//
+// Each cycle creates a container (init: sleep), starts it, runs one of the
+// soakKinds as an exec'd process with its output streamed and checked,
+// waits for it, ends the init process with SIGKILL on even cycles (or
+// leaves it to the delete), and deletes the container. The counters are
+// read before the first cycle, after the checkpoint cycle (100, or half the
+// cycles when there are fewer than 200) and after the last, each time once
+// the agent is idle (no container for longer than the layer linger and the
+// idle release).
+func TestSoak(t *testing.T) {
+	if os.Getenv("CONFGUEST_SOAK") != "1" {
+		t.Skip("set CONFGUEST_SOAK=1 (make soak) to run the soak test")
+	}
+	cycles := 1000
+	if s := os.Getenv("CONFGUEST_SOAK_CYCLES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 2 {
+			t.Fatalf("CONFGUEST_SOAK_CYCLES=%q: want a number of cycles, at least 2", s)
+		}
+		cycles = n
+	}
+	checkpoint := 100
+	if cycles < 200 {
+		checkpoint = cycles / 2
+	}
+	img := needImage(t)
+	root := busyboxRoot(t)
+	for _, app := range []string{"head", "yes", "read"} {
+		os.Symlink("busybox", filepath.Join(root, "bin", app))
+	}
+	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
+		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
+	defer cancel()
+	sb := newSandbox(ctx, t, img, 512)
+	disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
+	if err != nil {
+		t.Fatalf("BuildDisk: %v", err)
+	}
+	entry := launcher.PolicyEntry("soak", disk.Verity.RootHash, launcher.ContainerSpec(soakInit, "soak"))
+	for _, k := range soakKinds {
+		entry.Exec = append(entry.Exec, launcher.ExecRule(k.proc))
+	}
+	g := bootUnderPolicy(ctx, t, sb, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+		Containers: []policy.Container{entry}})
+	base := filepath.Dir(g.Dir())
+
+	start := time.Now()
+	before := soakSample(ctx, t, g, base)
+	var atCheckpoint soakSnapshot
+	durations := make([]time.Duration, 0, cycles)
+	for i := 1; i <= cycles; i++ {
+		cs := time.Now()
+		if err := soakCycle(ctx, g, disk, i); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		durations = append(durations, time.Since(cs))
+		if i == checkpoint {
+			atCheckpoint = soakSample(ctx, t, g, base)
+		}
+		if i%100 == 0 {
+			t.Logf("%d cycles in %v", i, time.Since(start).Round(time.Second))
+		}
+	}
+	after := soakSample(ctx, t, g, base)
+	wall := time.Since(start)
+
+	slices.Sort(durations)
+	t.Logf("%d lifecycles in %v: per cycle median %v, 90th percentile %v, max %v", cycles, wall.Round(time.Second),
+		durations[len(durations)/2].Round(time.Millisecond), durations[len(durations)*9/10].Round(time.Millisecond),
+		durations[len(durations)-1].Round(time.Millisecond))
+	t.Logf("%-26s %12s %12s %12s %8s %8s", "counter", "before", "cycle "+strconv.Itoa(checkpoint), "cycle "+strconv.Itoa(cycles), "growth", "bound")
+	for _, c := range soakCounters {
+		b, m, a := c.get(before), c.get(atCheckpoint), c.get(after)
+		growth := a - m
+		t.Logf("%-26s %12d %12d %12d %+8d %8d", c.name, b, m, a, growth, c.bound)
+		if growth > c.bound {
+			t.Errorf("%s grew by %d from cycle %d to cycle %d (%d to %d), bound %d: a leak", c.name, growth, checkpoint, cycles, m, a, c.bound)
+		}
+		if c.baseline && a != b {
+			t.Errorf("%s is %d after the last cycle, %d before the first: the deleted containers left something", c.name, a, b)
+		}
+	}
+}
+
+// soakInit is every soak container's init process.
+var soakInit = launcher.Process{Args: []string{"sleep", "100000"}, Cwd: "/", Env: []string{"PATH=/bin"}}
+
+// soakLine is what the large outputs repeat.
+const soakLine = "confguest-soak-output-0123456789\n"
+
+// soakKinds are the exec'd processes the cycles take turns with: exit
+// codes, stdout and stderr, a signal, a TTY with stdin, output larger than
+// the agent's buffer read as it is produced, and the same left unread
+// until the process exited.
+var soakKinds = []struct {
+	name string
+	proc launcher.Process
+	run  func(ctx context.Context, g *launcher.Guest, id, execID string, p launcher.Process) error
+}{
+	{"exit code", soakProc(false, "sh", "-c", "echo out; echo err >&2; exit 3"), func(ctx context.Context, g *launcher.Guest, id, execID string, p launcher.Process) error {
+		var out, errOut bytes.Buffer
+		code, err := g.Exec(ctx, id, execID, p, launcher.IO{Stdout: &out, Stderr: &errOut})
+		if err != nil || code != 3 || out.String() != "out\n" || errOut.String() != "err\n" {
+			return fmt.Errorf("exit 3: code %d, stdout %q, stderr %q, %v; want 3, \"out\\n\", \"err\\n\"", code, out.String(), errOut.String(), err)
+		}
+		return nil
+	}},
+	{"large output", soakProc(false, "sh", "-c", "yes "+strings.TrimSpace(soakLine)+" | head -c 4194304"), func(ctx context.Context, g *launcher.Guest, id, execID string, p launcher.Process) error {
+		w := &lineChecker{line: soakLine}
+		code, err := g.Exec(ctx, id, execID, p, launcher.IO{Stdout: w})
+		if err != nil || code != 0 || w.n != 4<<20 || w.bad {
+			return fmt.Errorf("4 MiB of stdout: code %d, %d bytes (wrong content: %v), %v; want 0 and 4194304 bytes of %q lines", code, w.n, w.bad, err, soakLine)
+		}
+		return nil
+	}},
+	{"tty", soakProc(true, "sh", "-c", "read l; echo got:$l; exit 4"), func(ctx context.Context, g *launcher.Guest, id, execID string, p launcher.Process) error {
+		var out bytes.Buffer
+		code, err := g.Exec(ctx, id, execID, p, launcher.IO{Stdin: strings.NewReader("ping\n"), Stdout: &out})
+		if err != nil || code != 4 || !strings.Contains(out.String(), "got:ping\r\n") {
+			return fmt.Errorf("tty: code %d, output %q, %v; want 4 and got:ping", code, out.String(), err)
+		}
+		return nil
+	}},
+	{"signal", soakProc(false, "sleep", "100000"), func(ctx context.Context, g *launcher.Guest, id, execID string, p launcher.Process) error {
+		if _, err := g.StartExec(ctx, id, execID, launcher.ContainerSpec(p, id).Process, launcher.Stdio{}); err != nil {
+			return err
+		}
+		ref := launcher.ProcessRef{ContainerID: id, ExecID: execID}
+		if err := g.Signal(ctx, ref, 15, false); err != nil {
+			return err
+		}
+		if e, err := g.Wait(ctx, ref); err != nil || e.Code != 143 {
+			return fmt.Errorf("SIGTERM: exit %d, %v; want 143", e.Code, err)
+		}
+		return nil
+	}},
+	{"unread output", soakProc(false, "sh", "-c", "yes "+strings.TrimSpace(soakLine)+" | head -c 3145728; exit 5"), func(ctx context.Context, g *launcher.Guest, id, execID string, p launcher.Process) error {
+		if _, err := g.StartExec(ctx, id, execID, launcher.ContainerSpec(p, id).Process, launcher.Stdio{}); err != nil {
+			return err
+		}
+		ref := launcher.ProcessRef{ContainerID: id, ExecID: execID}
+		if e, err := g.Wait(ctx, ref); err != nil || e.Code != 5 {
+			return fmt.Errorf("unread output: exit %d, %v; want 5", e.Code, err)
+		}
+		// Read only now: the agent kept the newest output.DefaultLimit
+		// bytes and reports the rest as dropped, exactly.
+		w := &lineChecker{line: soakLine, offset: (3<<20 - output.DefaultLimit) % len(soakLine)}
+		dropped, err := agentv1.CopyOutput(ctx, g.Agent(), &agentv1.ProcessRef{ContainerId: id, ExecId: execID}, agentv1.OutputStream_OUTPUT_STREAM_STDOUT, w)
+		if err != nil || w.n != output.DefaultLimit || dropped != 3<<20-output.DefaultLimit || w.bad {
+			return fmt.Errorf("late read of 3 MiB: got %d bytes (wrong content: %v), %d dropped, %v; want %d and %d", w.n, w.bad, dropped, err, output.DefaultLimit, 3<<20-output.DefaultLimit)
+		}
+		return nil
+	}},
+}
+
+func soakProc(tty bool, args ...string) launcher.Process {
+	p := launcher.Process{Args: args, Cwd: "/", Env: []string{"PATH=/bin"}, TTY: tty, Stdin: tty}
+	if tty {
+		p.Width, p.Height = 80, 24
+	}
+	return p
+}
+
+// soakCycle runs lifecycle i: create, start, one exec'd process of the
+// cycle's kind, the init's end, delete.
+func soakCycle(ctx context.Context, g *launcher.Guest, disk launcher.Disk, i int) error {
+	id := fmt.Sprintf("soak-%05d", i)
+	if _, err := g.CreateContainer(ctx, id, disk, launcher.ContainerSpec(soakInit, id), launcher.Stdio{}); err != nil {
+		return err
+	}
+	if err := g.Start(ctx, id); err != nil {
+		return err
+	}
+	k := soakKinds[i%len(soakKinds)]
+	if err := k.run(ctx, g, id, "x", k.proc); err != nil {
+		return fmt.Errorf("%s: %w", k.name, err)
+	}
+	if i%2 == 0 {
+		init := launcher.ProcessRef{ContainerID: id}
+		if err := g.Signal(ctx, init, 9, false); err != nil {
+			return err
+		}
+		if e, err := g.Wait(ctx, init); err != nil || e.Code != 137 {
+			return fmt.Errorf("SIGKILL of init: exit %d, %v; want 137", e.Code, err)
+		}
+	}
+	return g.Delete(ctx, id)
+}
+
+// lineChecker counts what is written and notes whether it is anything but
+// line repeated, starting offset bytes into it.
+type lineChecker struct {
+	line   string
+	offset int
+	n      int
+	bad    bool
+}
+
+func (w *lineChecker) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if c != w.line[(w.offset+w.n)%len(w.line)] {
+			w.bad = true
+		}
+		w.n++
+	}
+	return len(p), nil
+}
+
+// soakSnapshot is what the agent reports about itself and the guest, and
+// what the host holds for the guest.
+type soakSnapshot struct {
+	agent *agentv1.AgentStats
+	// host: the guest's host processes (VMM and vsock backend) and their
+	// open files and sockets; this test process's open files, sockets and
+	// goroutines; the files under the run base.
+	hostProcs, hostFDs, hostSockets    int
+	selfFDs, selfSockets, selfRoutines int
+	runFiles                           int
+	runBytes                           int64 // the console log excluded
+}
+
+// soakCounters are what TestSoak compares, with the growth allowed from
+// the checkpoint to the end; baseline counters must also be back at their
+// value before the first cycle.
+//
+// Each count is read once the agent is idle, so every bound below is for
+// nothing in flight. The agent's open files and goroutines may warm up
+// before the checkpoint (the first block layer, libcontainer's and the
+// runtime's one-time state), not after. Its resident memory may move with
+// the Go heap's scavenging: 4 MiB over the cycles after the checkpoint,
+// where a leak of one 4 KiB page per cycle would show as 3.5 MiB over 900.
+// The console log grows by the agent's log lines per container and is
+// left out of the bytes under the run base.
+var soakCounters = []struct {
+	name     string
+	get      func(soakSnapshot) int64
+	bound    int64
+	baseline bool
+}{
+	{"agent open fds", func(s soakSnapshot) int64 { return int64(s.agent.GetOpenFds()) }, 0, false},
+	{"agent goroutines", func(s soakSnapshot) int64 { return int64(s.agent.GetGoroutines()) }, 0, false},
+	{"agent RSS KiB", func(s soakSnapshot) int64 { return int64(s.agent.GetRssBytes() >> 10) }, 4 << 10, false},
+	{"agent threads", func(s soakSnapshot) int64 { return int64(s.agent.GetThreads()) }, 2, false},
+	{"guest mounts", func(s soakSnapshot) int64 { return int64(s.agent.GetMounts()) }, 0, true},
+	{"guest dm devices", func(s soakSnapshot) int64 { return int64(s.agent.GetDmDevices()) }, 0, true},
+	{"guest cgroups", func(s soakSnapshot) int64 { return int64(s.agent.GetCgroups()) }, 0, true},
+	{"guest processes", func(s soakSnapshot) int64 { return int64(s.agent.GetProcesses()) }, 0, true},
+	{"host VMM processes", func(s soakSnapshot) int64 { return int64(s.hostProcs) }, 0, true},
+	{"host VMM open fds", func(s soakSnapshot) int64 { return int64(s.hostFDs) }, 0, false},
+	{"host VMM sockets", func(s soakSnapshot) int64 { return int64(s.hostSockets) }, 0, false},
+	{"host client open fds", func(s soakSnapshot) int64 { return int64(s.selfFDs) }, 0, false},
+	{"host client sockets", func(s soakSnapshot) int64 { return int64(s.selfSockets) }, 0, false},
+	{"host client goroutines", func(s soakSnapshot) int64 { return int64(s.selfRoutines) }, 0, false},
+	{"host run dir files", func(s soakSnapshot) int64 { return int64(s.runFiles) }, 0, true},
+	{"host run dir bytes", func(s soakSnapshot) int64 { return s.runBytes }, 0, false},
+}
+
+// soakSample waits until the agent is idle and reads the counters.
+func soakSample(ctx context.Context, t *testing.T, g *launcher.Guest, base string) soakSnapshot {
+	t.Helper()
+	time.Sleep(container.DefaultLayerLinger + container.IdleRelease + time.Second)
+	st, err := g.Stats(ctx, "")
+	if err != nil {
+		t.Fatalf("Stats of the agent: %v", err)
+	}
+	s := soakSnapshot{agent: st.GetAgent(), selfRoutines: runtime.NumGoroutine()}
+	if s.agent.GetProcesses() == 0 {
+		t.Fatalf("Stats of the agent = %v: no counts of what it holds (an agent older than this test)", st)
+	}
+	state, err := launcher.ReadState(g.Dir())
+	if err != nil {
+		t.Fatalf("read the guest's state: %v", err)
+	}
+	for _, pid := range state.PIDs {
+		if !pidAlive(pid) {
+			continue
+		}
+		s.hostProcs++
+		fds, socks := countFDs(t, "/proc/"+strconv.Itoa(pid)+"/fd")
+		s.hostFDs += fds
+		s.hostSockets += socks
+	}
+	s.selfFDs, s.selfSockets = countFDs(t, "/proc/self/fd")
+	err = filepath.WalkDir(base, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		s.runFiles++
+		if info, err := d.Info(); err == nil && path != state.Console {
+			s.runBytes += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk the run base %s: %v", base, err)
+	}
+	return s
+}
+
+// countFDs counts the open file descriptors in a /proc/<pid>/fd directory
+// and those that are sockets.
+func countFDs(t *testing.T, dir string) (fds, sockets int) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("count open files: %v", err)
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the descriptor ReadDir used, closed since
+		}
+		fds++
+		if strings.HasPrefix(target, "socket:") {
+			sockets++
+		}
+	}
+	return fds, sockets
+}
+
+// pidAlive reports whether pid is a live process (not a zombie).
+func pidAlive(pid int) bool {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(st, ')')
+	return i > 0 && len(st) > i+2 && st[i+2] != 'Z'
+}
