@@ -82,7 +82,10 @@ func TestSoak(t *testing.T) {
 	durations := make([]time.Duration, 0, cycles)
 	for i := 1; i <= cycles; i++ {
 		cs := time.Now()
-		if err := soakCycle(ctx, g, disk, i); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, soakCycleTimeout)
+		err := soakCycle(cctx, g, disk, i)
+		cancel()
+		if err != nil {
 			t.Fatalf("cycle %d: %v", i, err)
 		}
 		durations = append(durations, time.Since(cs))
@@ -113,6 +116,10 @@ func TestSoak(t *testing.T) {
 		}
 	}
 }
+
+// soakCycleTimeout bounds one lifecycle: a wedged one fails the test
+// instead of holding it up.
+const soakCycleTimeout = 2 * time.Minute
 
 // soakInit is every soak container's init process.
 var soakInit = launcher.Process{Args: []string{"sleep", "100000"}, Cwd: "/", Env: []string{"PATH=/bin"}}
