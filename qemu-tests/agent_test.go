@@ -32,20 +32,10 @@ import (
 // producer's SHA-256, and a TTY exec round-trips a line.
 func TestAgentInGuest(t *testing.T) {
 	img := needImage(t)
-	root := busyboxRoot(t)
-	for _, app := range []string{"head", "yes", "sha256sum", "read", "stty"} {
-		os.Symlink("busybox", filepath.Join(root, "bin", app))
-	}
-	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
-		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	sb := newSandbox(ctx, t, img, 512)
-	disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
-	if err != nil {
-		t.Fatalf("BuildDisk: %v", err)
-	}
+	disk := busyboxDisk(ctx, t, sb, "head", "yes", "sha256sum", "read", "stty")
 	// The agent obeys a measured policy: admit exactly the containers and
 	// exec'd commands below.
 	const id = "svc"

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
+	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 	"confguest/hostside/vmm"
 )
@@ -87,6 +90,24 @@ func newSandbox(ctx context.Context, tb testing.TB, img Image, memMiB int) *laun
 	}
 	tb.Cleanup(func() { sb.Close(context.Background()) })
 	return sb
+}
+
+// busyboxDisk builds sb's container disk of a busybox root (busyboxRoot) with apps linked
+// to busybox besides its usual ones.
+func busyboxDisk(ctx context.Context, t *testing.T, sb *launcher.Sandbox, apps ...string) launcher.Disk {
+	t.Helper()
+	root := busyboxRoot(t)
+	for _, app := range apps {
+		os.Symlink("busybox", filepath.Join(root, "bin", app))
+	}
+	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
+		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
+	}
+	disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
+	if err != nil {
+		t.Fatalf("BuildDisk: %v", err)
+	}
+	return disk
 }
 
 // bootUnderPolicy boots sb with p as the guest's policy (its SHA-256 is HOST_DATA),

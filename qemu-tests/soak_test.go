@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -20,7 +19,6 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
 	"confguest/agent/output"
-	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
 
@@ -54,20 +52,10 @@ func TestSoak(t *testing.T) {
 		checkpoint = cycles / 2
 	}
 	img := needImage(t)
-	root := busyboxRoot(t)
-	for _, app := range []string{"head", "yes", "read"} {
-		os.Symlink("busybox", filepath.Join(root, "bin", app))
-	}
-	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
-		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
 	defer cancel()
 	sb := newSandbox(ctx, t, img, 512)
-	disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root})
-	if err != nil {
-		t.Fatalf("BuildDisk: %v", err)
-	}
+	disk := busyboxDisk(ctx, t, sb, "head", "yes", "read")
 	entry := launcher.PolicyEntry("soak", disk.Verity.RootHash, launcher.ContainerSpec(soakInit, "soak"))
 	for _, k := range soakKinds {
 		entry.Exec = append(entry.Exec, launcher.ExecRule(k.proc))
