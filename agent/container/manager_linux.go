@@ -324,6 +324,12 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 		return 0, err
 	}
 	lp := newProcess(spec, false)
+	// An exec'd process never turns off the container's no_new_privileges,
+	// whatever its request says (the policy refuses such a request too).
+	if c.lc.Config().NoNewPrivileges {
+		keep := true
+		lp.NoNewPrivileges = &keep
+	}
 	if req.TTYWidth > 0 && req.TTYHeight > 0 {
 		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHeight, 0xffff))
 	}

@@ -91,3 +91,39 @@ func TestCapabilitiesAbsentMeansNone(t *testing.T) {
 		})
 	}
 }
+
+// TestExecKeepsNoNewPrivileges execs a process asking for no_new_privileges
+// off in a container that has it on, with no policy to refuse the request:
+// what runs still has it on.
+func TestExecKeepsNoNewPrivileges(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{})
+	const id = "nnp"
+	s := specconv.Example()
+	s.Process.Args = []string{"sleep", "30"}
+	s.Process.NoNewPrivileges = true
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta.create(t, id, b, nil)
+	t.Cleanup(func() {
+		_, _ = ta.client.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}, Signal: 9, All: true})
+		_, _ = ta.client.WaitProcess(ctx(t), &agentv1.WaitProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}})
+		_, _ = ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: id})
+	})
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer = %v", err)
+	}
+	p, err := json.Marshal(specs.Process{Args: []string{"cat", "/proc/self/status"}, Env: []string{"PATH=/bin"}, Cwd: "/", NoNewPrivileges: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.client.ExecProcess(ctx(t), &agentv1.ExecProcessRequest{ContainerId: id, ExecId: "status", ProcessJson: p}); err != nil {
+		t.Fatalf("ExecProcess = %v", err)
+	}
+	out := ta.readOutput(t, id, "status", agentv1.OutputStream_OUTPUT_STREAM_STDOUT)
+	ta.wait(t, id, "status")
+	if status, _ := out(); !strings.Contains(status, "NoNewPrivs:\t1\n") {
+		t.Errorf("exec asking for noNewPrivileges false in a container with it on: /proc/self/status has no NoNewPrivs 1:\n%s", status)
+	}
+}
