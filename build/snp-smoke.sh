@@ -15,7 +15,9 @@
 #   ROOTFS     the container rootfs directory (default: IMAGE_DIR/build/busybox-root)
 #   VMMS       the modes to run (default: "qemu cloud-hypervisor")
 #   POLICY     an agent policy file; HOST_DATA is its SHA-256 (default: the policy
-#              confguest policy generate writes for ROOTFS and `sleep 3600`)
+#              confguest policy generate writes for ROOTFS and `sleep 3600`). It must
+#              allow GetReport ("agent": {"get_report": true}, as generated policies do)
+#              and, if it allows replace_policy, verify refuses it (see README).
 #   VCEK       the VCEK certificate, when the host's reports carry no certificates
 #   OVMF       firmware for the QEMU mode (default: the pinned ovmf-amdsev, build/debpin.sh)
 set -euo pipefail
