@@ -27,11 +27,12 @@ import (
 // admitScenario is an agent under a policy whose entries admit sleepSpec
 // (sleep 30) on the busybox image: "a" with no output and no exec, and,
 // in the policy that replaces it (or beside it), "b" with stdout and exec
-// of id, which the host would like a container of "a" to run under.
+// of id, which the host would like a container of "a" to run under. Only
+// b admits bSpec (sleep 31).
 type admitScenario struct {
-	ta        *testAgent
-	sleepSpec []byte
-	a, b      policy.Container
+	ta               *testAgent
+	sleepSpec, bSpec []byte
+	a, b             policy.Container
 }
 
 func newAdmitScenario(t *testing.T, cfg Config) *admitScenario {
@@ -39,9 +40,9 @@ func newAdmitScenario(t *testing.T, cfg Config) *admitScenario {
 	ta := startPolicyAgentWith(t, cfg)
 	ex := specconv.Example()
 	ex.Hostname = "confguest-test" // as the spec helper sends it
-	sc := &admitScenario{ta: ta, sleepSpec: withCgroupNS(t, spec(t, false, "sleep", "30"))}
+	sc := &admitScenario{ta: ta, sleepSpec: withCgroupNS(t, spec(t, false, "sleep", "30")), bSpec: withCgroupNS(t, spec(t, false, "sleep", "31"))}
 	sc.a = entryFor("a", ta.image, ex, policy.Exactly("sleep", "30"))
-	sc.b = entryFor("b", ta.image, ex, policy.Exactly("sleep", "30"))
+	sc.b = entryFor("b", ta.image, ex, []policy.Match{{Exact: "sleep"}, {Pattern: "[0-9]+"}})
 	sc.b.Stdout = true
 	sc.b.Exec = []policy.Exec{{Args: policy.Exactly("id")}, {Args: policy.Exactly("sleep", "30")}}
 	return sc
@@ -98,7 +99,7 @@ func rebindRevoked(use func(t *testing.T, sc *admitScenario) error) func(t *test
 	return func(t *testing.T) error {
 		sc := newAdmitScenario(t, Config{Cmdline: "confguest.tee=none"})
 		sc.revoked(t)
-		if _, err := sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", sc.sleepSpec)); code(err) != codes.AlreadyExists {
+		if _, err := sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", sc.bSpec)); code(err) != codes.AlreadyExists {
 			t.Errorf("CreateContainer on the revoked container's ID = %v, want AlreadyExists", err)
 		}
 		return use(t, sc)
@@ -107,42 +108,52 @@ func rebindRevoked(use func(t *testing.T, sc *admitScenario) error) func(t *test
 
 // raceDelete is the attack of point 3 on a delete: while container x
 // (entry a) is deleted, create x again with a padded spec (slow to
-// decode, widening the gap between the policy check and the create),
-// at delays that sweep the delete; wherever x then runs, create it under
-// entry b and exec what b allows. Returns nil if any exec ran, otherwise
-// the last exec's refusal.
+// transfer and decode, widening the gap between the policy check and the
+// create), the two sent at offsets that sweep each other in 1 ms steps;
+// wherever x then runs, create it under entry b and exec what b allows.
+// Returns nil if any exec ran, otherwise the last exec's refusal.
 func raceDelete(t *testing.T) error {
 	sc := newAdmitScenario(t, Config{Cmdline: "confguest.tee=none"})
 	if err := sc.install(t, false, sc.a, sc.b); err != nil {
 		t.Fatal(err)
 	}
 	padded := append(bytes.TrimSuffix(sc.sleepSpec, []byte("}")), []byte(`,"x-padding":"`+strings.Repeat("p", 900<<10)+`"}`)...)
+	del := func() error {
+		_, err := sc.ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "x"})
+		return err
+	}
+	after := func(d time.Duration, f func()) func() {
+		return func() { time.Sleep(d); f() }
+	}
+	// Offsets of the create from the delete: a negative one sends it
+	// first; the last comes after the delete, when x runs under a again.
+	var offsets []time.Duration
+	for ms := -25; ms <= 10; ms++ {
+		offsets = append(offsets, time.Duration(ms)*time.Millisecond)
+	}
+	offsets = append(offsets, 300*time.Millisecond)
 	var last error
-	for i, delay := range []time.Duration{0, 2, 5, 10, 20, 30, 45, 60, 80, 120, 200, 400} {
+	for i, off := range offsets {
 		if err := sc.run(t, "x"); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
-		var wg sync.WaitGroup
 		var createErr error
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			sc.ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "x"}) //nolint:errcheck // the race decides
-		}()
-		go func() {
-			defer wg.Done()
-			time.Sleep(delay * time.Millisecond)
-			_, createErr = sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", padded))
-		}()
+		create := func() { _, createErr = sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", padded)) }
+		deleteX := func() { del() } //nolint:errcheck // the race decides
+		var wg sync.WaitGroup
+		for _, f := range []func(){after(max(off, 0), create), after(max(-off, 0), deleteX)} {
+			wg.Add(1)
+			go func() { defer wg.Done(); f() }()
+		}
 		wg.Wait()
 		if createErr == nil {
 			// x runs a's spec again; the host now claims it for b.
-			sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", sc.sleepSpec)) //nolint:errcheck // refused either way
+			sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", sc.bSpec)) //nolint:errcheck // refused either way
 			if last = sc.exec(t, "x", fmt.Sprintf("e%d", i), "id"); last == nil {
 				return nil
 			}
 		}
-		sc.ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: "x"}) //nolint:errcheck // absent when the create lost
+		del() //nolint:errcheck // absent when the create lost
 	}
 	if last == nil {
 		return errors.New("no round left container x running after the race")
