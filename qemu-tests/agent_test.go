@@ -64,7 +64,8 @@ func TestAgentInGuest(t *testing.T) {
 	}
 	exec := func(t *testing.T, execID string, terminal, stdin bool, args ...string) *agentv1.ProcessRef {
 		t.Helper()
-		p, _ := json.Marshal(specs.Process{Terminal: terminal, Args: args, Cwd: "/", Env: []string{"PATH=/bin"}})
+		// The entry pins no_new_privileges on (launcher.ContainerSpec): an exec keeps it.
+		p, _ := json.Marshal(specs.Process{Terminal: terminal, Args: args, Cwd: "/", Env: []string{"PATH=/bin"}, NoNewPrivileges: true})
 		if _, err := a.ExecProcess(ctx, &agentv1.ExecProcessRequest{ContainerId: id, ExecId: execID, ProcessJson: p,
 			Stdio: &agentv1.StdioOptions{Stdin: stdin, TtyWidth: 80, TtyHeight: 24}}); err != nil {
 			t.Fatalf("ExecProcess(%s) = %v", execID, err)
