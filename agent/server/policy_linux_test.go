@@ -39,7 +39,7 @@ func startPolicyAgent(t *testing.T, cmdline string, qp attest.QuoteProvider) *te
 // startPolicyAgentWith runs the agent with RequirePolicy and cfg on a
 // unix socket, with the busybox image as its image directory and no
 // SEV-SNP device unless cfg names one.
-func startPolicyAgentWith(t *testing.T, cfg Config) *testAgent {
+func startPolicyAgentWith(t testing.TB, cfg Config) *testAgent {
 	t.Helper()
 	dir := t.TempDir()
 	ta := &testAgent{image: busyboxImage(t, dir), stateDir: filepath.Join(dir, "state"), logs: &syncBuffer{}}
@@ -89,7 +89,7 @@ func noSNPDevice() (string, bool) { return "", false }
 // cgroup namespace: the policy requires every namespace but the network
 // one to be the container's own, and runc's example adds it only on
 // cgroup2-only hosts (the guest is one; this host may not be).
-func withCgroupNS(t *testing.T, b []byte) []byte {
+func withCgroupNS(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var s specs.Spec
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -125,7 +125,7 @@ func entryFor(name, image string, s *specs.Spec, args []policy.Match) policy.Con
 	return c
 }
 
-func policyDoc(t *testing.T, p policy.Policy) []byte {
+func policyDoc(t testing.TB, p policy.Policy) []byte {
 	t.Helper()
 	b, err := json.Marshal(p)
 	if err != nil {
