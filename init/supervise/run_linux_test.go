@@ -48,6 +48,20 @@ func runWithin(t *testing.T, d time.Duration, cfg Config) error {
 	return Run(ctx, cfg)
 }
 
+// shutdownWhenReady sends the test process SIGUSR2 (a shutdown request)
+// once the agent's script has created ready, that is once its traps are
+// set, and then waits delay more; a loaded machine can take longer than
+// any fixed sleep to start the shell.
+func shutdownWhenReady(ready string, delay time.Duration) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+	}
+	time.Sleep(delay)
+	unix.Kill(os.Getpid(), unix.SIGUSR2)
+}
+
 func TestAgentExitIsAnError(t *testing.T) {
 	tests := []struct {
 		name, script, want string
@@ -86,12 +100,10 @@ func TestStartFailure(t *testing.T) {
 }
 
 func TestShutdownSignalStopsAgent(t *testing.T) {
-	marker := filepath.Join(t.TempDir(), "stopped")
-	cfg := shell(t, "trap 'echo > "+marker+"; exit 0' TERM; while :; do sleep 0.05; done")
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		unix.Kill(os.Getpid(), unix.SIGUSR2)
-	}()
+	dir := t.TempDir()
+	marker, ready := filepath.Join(dir, "stopped"), filepath.Join(dir, "ready")
+	cfg := shell(t, "trap 'echo > "+marker+"; exit 0' TERM; echo > "+ready+"; while :; do sleep 0.05; done")
+	go shutdownWhenReady(ready, 0)
 	if err := runWithin(t, 10*time.Second, cfg); err != nil {
 		t.Fatalf("Run with SIGUSR2 = %v, want nil (shutdown requested)", err)
 	}
@@ -102,11 +114,9 @@ func TestShutdownSignalStopsAgent(t *testing.T) {
 
 func TestStubbornAgentIsKilled(t *testing.T) {
 	// The shell ignores SIGTERM, and so does sleep, which inherits that.
-	cfg := shell(t, "trap '' TERM; exec sleep 30")
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		unix.Kill(os.Getpid(), unix.SIGUSR2)
-	}()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cfg := shell(t, "trap '' TERM; echo > "+ready+"; exec sleep 30")
+	go shutdownWhenReady(ready, 200*time.Millisecond)
 	start := time.Now()
 	if err := runWithin(t, 20*time.Second, cfg); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
