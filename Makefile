@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel image run boot test vet soak repro generate bench snp-smoke clean
+.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke clean
 
 all: build image
 
@@ -20,9 +20,25 @@ kernel: setup
 	@mkdir -p $(BUILD)
 	$(GO) run ./kernelcfg/cmd/buildkernel -o $(BUILD)/bzImage -info $(BUILD)/kernel.json $(if $(KCACHE),-cache $(KCACHE))
 
+# Rewrite kernelcfg/final.config (the final .config the build must reproduce) after a
+# deliberate change of kernelcfg/guest.config.
+kernel-config: setup
+	$(GO) run ./kernelcfg/cmd/buildkernel -config-only -write-final kernelcfg/final.config $(if $(KCACHE),-cache $(KCACHE))
+
 # The guest image: bzImage, initramfs.cpio.gz, rootfs.img, cmdline, manifest.json, SHA256SUMS.
 image: kernel
 	$(GO) run ./build/cmd/mkimage -out $(OUT) -kernel $(BUILD)/bzImage -kernel-info $(BUILD)/kernel.json -busybox-root $(BUILD)/busybox-root
+
+# Build the image from this clone and compare every artifact and both launch measurements
+# with the committed digests (build/published.txt), printing each that differs with both
+# values. KCACHE=dir builds the kernel in that (cold) cache instead of the shared one.
+verify-published: image
+	@git diff --quiet HEAD -- 2>/dev/null || echo "verify-published: note: uncommitted changes; build/published.txt describes a commit" >&2
+	$(GO) run ./build/cmd/digests -image $(OUT) -check build/published.txt
+
+# Rewrite build/published.txt from the image built from this tree.
+publish-digests: image
+	$(GO) run ./build/cmd/digests -image $(OUT) -write build/published.txt
 
 # Build the image, boot it under QEMU and run the busybox demo container in it.
 DEMO := echo "hello from confguest"; uname -a; echo "root filesystem verified by $$(grep -o "confguest.roothash=[0-9a-f]*" /proc/cmdline)"
@@ -50,7 +66,8 @@ soak: image
 	CONFGUEST_SOAK=1 CONFGUEST_SOAK_CYCLES=$(SOAK_CYCLES) CONFGUEST_IMAGE=$(abspath $(OUT)) \
 		$(GO) test -v -count=1 -timeout 0 -run '^TestSoak$$' ./qemu-tests
 
-# Build the image twice from two clones at different paths and compare every artifact.
+# Build the image twice from two clones at different paths and compare every artifact;
+# REPRO_KERNEL=1 also builds the kernel twice, each in a cold cache of its own.
 repro: setup
 	bash build/repro.sh
 

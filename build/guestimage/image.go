@@ -13,19 +13,22 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"time"
 
+	"confguest/build/toolpin"
 	"confguest/rootfs"
 )
 
 // Config says where the sources, the kernel and the outputs are.
 type Config struct {
-	SrcDir     string    // module root of confguest
-	OutDir     string    // where the artifacts go
-	CacheDir   string    // outside the source tree: downloaded .debs
-	Kernel     string    // bzImage built by kernelcfg/cmd/buildkernel
-	KernelInfo string    // its kernel.json
+	SrcDir     string        // module root of confguest
+	OutDir     string        // where the artifacts go
+	Kernel     string        // bzImage built by kernelcfg/cmd/buildkernel
+	KernelInfo string        // its kernel.json
+	Toolchain  *toolpin.Lock // build/toolchain.lock
+	Machine    toolpin.Machine
 	Log        io.Writer // progress lines
 }
 
@@ -80,6 +83,13 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 	m := &Manifest{GoVersion: runtime.Version()}
 	bins := map[string]string{}
 	steps := []step{
+		{"check the build tools against " + cfg.Toolchain.Path, func(ctx context.Context) error {
+			if err := toolpin.Check(ctx, cfg.Toolchain.Path, cfg.Toolchain.For(toolpin.Init, toolpin.Agent, toolpin.Rootfs), cfg.Machine); err != nil {
+				return err
+			}
+			m.Inputs.Toolchain = cfg.Toolchain.Pins
+			return nil
+		}},
 		{"build guest programs", func(ctx context.Context) error {
 			for _, b := range guestBinaries {
 				out := filepath.Join(work, b.name)
@@ -123,7 +133,10 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 			if err := copyFile(cfg.Kernel, filepath.Join(cfg.OutDir, KernelFile)); err != nil {
 				return fmt.Errorf("%w: build it with make kernel", err)
 			}
-			return readKernelInfo(cfg.KernelInfo, &m.Kernel)
+			if err := readKernelInfo(cfg.KernelInfo, &m.Kernel); err != nil {
+				return err
+			}
+			return checkKernelTools(m.Kernel, cfg.Toolchain)
 		}},
 		{"write " + CmdlineFile, func(context.Context) error {
 			m.Cmdline = Cmdline(m.Verity)
@@ -135,7 +148,7 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 		{"write " + MeasurementFile + " (SEV-SNP launch digests)", func(ctx context.Context) error {
 			return writeMeasurements(ctx, cfg.SrcDir, cfg.OutDir, m.Cmdline)
 		}},
-		{"record Debian inputs", func(ctx context.Context) error {
+		{"record Debian inputs", func(context.Context) error {
 			pinned, err := pinnedPackages(filepath.Join(cfg.SrcDir, "build", "packages.lock"), map[string]string{
 				"linux-source-6.12": "kernel source of bzImage",
 				"ovmf-amdsev":       "firmware of the QEMU SEV-SNP launch in measurement.json",
@@ -144,13 +157,6 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 				return err
 			}
 			m.Inputs.DebianPackages = append(m.Inputs.DebianPackages, pinned...)
-			for _, p := range hostPackages {
-				d, err := hostPackageInfo(ctx, cfg.CacheDir, p)
-				if err != nil {
-					return err
-				}
-				m.Inputs.DebianPackages = append(m.Inputs.DebianPackages, d)
-			}
 			return nil
 		}},
 		{"write " + ManifestFile + " and " + SumsFile, func(context.Context) error {
@@ -231,6 +237,16 @@ func readKernelInfo(path string, k *KernelInfo) error {
 	}
 	if k.Version == "" || k.ConfigSHA256 == "" {
 		return fmt.Errorf("kernel build info %s lacks version or config_sha256: rebuild with make kernel", path)
+	}
+	return nil
+}
+
+// checkKernelTools refuses a bzImage whose kernel.json lists other tool pins than the
+// lock's kernel pins: a kernel cached before a pin changed.
+func checkKernelTools(k KernelInfo, lock *toolpin.Lock) error {
+	want := toolpin.Lines(lock.For(toolpin.Kernel))
+	if !slices.Equal(k.Toolchain, want) {
+		return fmt.Errorf("the bzImage was built with the tools %q, %s pins %q for the kernel: rebuild it with make kernel", k.Toolchain, lock.Path, want)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"confguest/build/toolpin"
 	"confguest/rootfs"
 )
 
@@ -32,16 +33,18 @@ type Artifact struct {
 
 // KernelInfo says which kernel source and configuration the bzImage was built from.
 type KernelInfo struct {
-	SourcePackage  string `json:"source_package"`
-	Version        string `json:"version"`
-	DebSHA256      string `json:"deb_sha256"`
-	ConfigSHA256   string `json:"config_sha256"`
-	FragmentSHA256 string `json:"fragment_sha256"`
+	SourcePackage  string   `json:"source_package"`
+	Version        string   `json:"version"`
+	DebSHA256      string   `json:"deb_sha256"`
+	ConfigSHA256   string   `json:"config_sha256"`
+	FragmentSHA256 string   `json:"fragment_sha256"`
+	Toolchain      []string `json:"toolchain"` // pins of the tools that built it (build/toolchain.lock)
 }
 
 // Inputs lists everything that went into the image.
 type Inputs struct {
 	DebianPackages []DebianPackage  `json:"debian_packages"`
+	Toolchain      []toolpin.Pin    `json:"toolchain"` // build/toolchain.lock, checked against the machine
 	GoToolchain    string           `json:"go_toolchain"`
 	GoBinaries     []GoBinaryInputs `json:"go_binaries"`
 }

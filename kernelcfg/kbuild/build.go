@@ -31,22 +31,33 @@ type Config struct {
 	Jobs         int       // make -j; 2 when zero
 	Progress     io.Writer // stage lines and elapsed times; nil discards them
 	ConfigOnly   bool      // stop after checking the final .config (Result.Config); build nothing
+	KeepTree     bool      // keep the build tree (<entry>/build) for comparing builds
+
+	// FinalConfig is the committed final .config (kernelcfg/final.config): the build stops
+	// when Kconfig's answer differs, before compiling. Nil skips the comparison.
+	FinalConfig     []byte
+	FinalConfigName string // names it in messages
+
+	// Toolchain describes the pinned tools that write the kernel's bytes, one per line
+	// (see build/toolpin); it is part of the cache key and of kernel.json.
+	Toolchain []string
 }
 
 // Info describes a built kernel; it is written as kernel.json.
 type Info struct {
-	SourcePackage  string  `json:"source_package"`
-	Version        string  `json:"version"`
-	DebSHA256      string  `json:"deb_sha256"`
-	KernelRelease  string  `json:"kernel_release"`
-	ConfigSHA256   string  `json:"config_sha256"`
-	FragmentSHA256 string  `json:"fragment_sha256"`
-	BzImageSHA256  string  `json:"bzimage_sha256"`
-	BzImageSize    int64   `json:"bzimage_size"`
-	BuildSeconds   float64 `json:"build_seconds"`
-	Compiler       string  `json:"compiler"`
-	Builder        string  `json:"builder"`
-	CacheKey       string  `json:"cache_key"`
+	SourcePackage  string   `json:"source_package"`
+	Version        string   `json:"version"`
+	DebSHA256      string   `json:"deb_sha256"`
+	KernelRelease  string   `json:"kernel_release"`
+	ConfigSHA256   string   `json:"config_sha256"`
+	FragmentSHA256 string   `json:"fragment_sha256"`
+	BzImageSHA256  string   `json:"bzimage_sha256"`
+	BzImageSize    int64    `json:"bzimage_size"`
+	BuildSeconds   float64  `json:"build_seconds"`
+	Compiler       string   `json:"compiler"`
+	Toolchain      []string `json:"toolchain"`
+	Builder        string   `json:"builder"`
+	CacheKey       string   `json:"cache_key"`
 }
 
 // Result is a built (or cached) kernel.
@@ -83,7 +94,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	key := CacheKey(cfg.Source, cfg.Fragment, compiler)
+	key := CacheKey(cfg.Source, cfg.Fragment, compiler, cfg.Toolchain)
 	dir := filepath.Join(cfg.CacheDir, key)
 	res := Result{
 		BzImage: filepath.Join(dir, "bzImage"),
@@ -174,7 +185,8 @@ func (b *builder) build(ctx context.Context, frag []kconfig.Option) error {
 	}
 
 	make := func(targets ...string) error {
-		args := append([]string{"-C", b.src, "O=" + b.obj, "ARCH=x86_64", "LOCALVERSION="}, targets...)
+		args := append([]string{"-C", b.src, "O=" + b.obj, "ARCH=x86_64", "LOCALVERSION="}, probeOverrides...)
+		args = append(args, targets...)
 		return b.run(ctx, b.src, "make", args...)
 	}
 	if err := b.stage("make tinyconfig", func() error { return make("tinyconfig") }); err != nil {
@@ -197,8 +209,23 @@ func (b *builder) build(ctx context.Context, frag []kconfig.Option) error {
 	err = b.stage(fmt.Sprintf("check %d options", len(frag)), func() error {
 		return checkConfig(frag, filepath.Join(b.obj, ".config"), b.cfg.FragmentName)
 	})
-	if err != nil || b.cfg.ConfigOnly {
+	if err != nil {
 		return err
+	}
+	if b.cfg.FinalConfig != nil {
+		err = b.stage("compare the final .config with "+b.cfg.FinalConfigName, func() error {
+			got, err := os.ReadFile(filepath.Join(b.obj, ".config"))
+			if err != nil {
+				return fmt.Errorf("reading final config: %w", err)
+			}
+			return compareFinal(b.cfg.FinalConfig, got, b.cfg.FinalConfigName)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if b.cfg.ConfigOnly {
+		return nil
 	}
 	return b.stage(fmt.Sprintf("make -j%d bzImage", b.cfg.Jobs), func() error {
 		stop := b.heartbeat("make bzImage")
@@ -258,6 +285,7 @@ func (b *builder) install(compiler, key string, took time.Duration) (Info, error
 		BzImageSize:    int64(len(img)),
 		BuildSeconds:   float64(took.Round(100*time.Millisecond)) / float64(time.Second),
 		Compiler:       compiler,
+		Toolchain:      b.cfg.Toolchain,
 		Builder:        BuilderVersion,
 		CacheKey:       key,
 	}
@@ -269,6 +297,9 @@ func (b *builder) install(compiler, key string, took time.Duration) (Info, error
 	}
 	if err := writeJSON(filepath.Join(b.dir, "kernel.json"), info); err != nil {
 		return Info{}, err
+	}
+	if b.cfg.KeepTree {
+		return info, nil
 	}
 	if err := os.RemoveAll(b.obj); err != nil {
 		return Info{}, fmt.Errorf("removing build tree: %w", err)
@@ -338,13 +369,29 @@ func writeFile(path string, data []byte) error {
 	return nil
 }
 
+// compilerVersion is the first line of `gcc --version` for the gcc in BuildPATH.
 func compilerVersion(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "gcc", "--version").Output()
+	gcc, err := lookBuildPath("gcc")
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, gcc, "--version").Output()
 	if err != nil {
 		return "", fmt.Errorf("asking gcc for its version: %w", err)
 	}
 	first, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(first), nil
+}
+
+// lookBuildPath finds program in BuildPATH.
+func lookBuildPath(program string) (string, error) {
+	for _, dir := range filepath.SplitList(BuildPATH) {
+		p := filepath.Join(dir, program)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not in %s: install it with make setup", program, BuildPATH)
 }
 
 // lock takes an exclusive flock on path, waiting for another builder that holds it.

@@ -12,9 +12,26 @@ import (
 	"time"
 )
 
+// BuildPATH is the only PATH of the kernel build: the Debian-packaged programs that
+// build/toolchain.lock pins, never a program of the same name earlier in the caller's PATH
+// (a user's ~/.cargo/bin or /usr/local/bin).
+const BuildPATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+// probeOverrides stop Kconfig from probing optional tools the guest kernel never uses:
+// their versions are written into the final .config, which the kernel embeds
+// (CONFIG_IKCONFIG), so an installed pahole (dwarves) or rustc would change the bzImage
+// (CONFIG_PAHOLE_VERSION=124 instead of 0, CONFIG_RUSTC_VERSION=106300 instead of 0).
+// Naming programs that do not exist makes every machine answer "not available".
+var probeOverrides = []string{
+	"PAHOLE=confguest-no-pahole",
+	"RUSTC=confguest-no-rustc",
+	"BINDGEN=confguest-no-bindgen",
+	"HOSTRUSTC=confguest-no-rustc",
+}
+
 // reproducibleEnv is the whole environment of the kernel build: nothing of the caller's
-// environment but PATH leaks in (no ARCH, CROSS_COMPILE, KCFLAGS, MAKEFLAGS, locale or
-// time zone), and the build's date, user and host are fixed. The date is the mtime of the
+// environment leaks in (no PATH, ARCH, CROSS_COMPILE, KCFLAGS, MAKEFLAGS, locale or time
+// zone), and the build's date, user and host are fixed. The date is the mtime of the
 // source's top Makefile, which Debian sets from the package changelog, so it follows the
 // pinned source and not the time of the build.
 func reproducibleEnv(src string) ([]string, error) {
@@ -23,12 +40,8 @@ func reproducibleEnv(src string) ([]string, error) {
 		return nil, fmt.Errorf("dating the kernel source: %w", err)
 	}
 	epoch := st.ModTime().UTC()
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = "/usr/local/bin:/usr/bin:/bin"
-	}
 	return []string{
-		"PATH=" + path,
+		"PATH=" + BuildPATH,
 		"HOME=/nonexistent",
 		"LC_ALL=C",
 		"TZ=UTC",

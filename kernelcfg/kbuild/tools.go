@@ -3,7 +3,6 @@ package kbuild
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 )
 
@@ -49,7 +48,7 @@ func missingTools(tools []tool, lookPath func(string) (string, error), stat func
 }
 
 func checkTools() error {
-	if pkgs := missingTools(buildTools, exec.LookPath, os.Stat); len(pkgs) > 0 {
+	if pkgs := missingTools(buildTools, lookBuildPath, os.Stat); len(pkgs) > 0 {
 		return fmt.Errorf("the kernel build needs tools that are missing: install them with apt-get install %s", strings.Join(pkgs, " "))
 	}
 	return nil

@@ -10,10 +10,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"confguest/build/guestimage"
+	"confguest/build/toolpin"
 )
 
 func main() {
@@ -31,8 +31,8 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	out := fs.String("out", "out", "output directory")
 	kernel := fs.String("kernel", "", "bzImage from kernelcfg/cmd/buildkernel")
 	kernelInfo := fs.String("kernel-info", "", "kernel.json from kernelcfg/cmd/buildkernel")
-	cache := fs.String("cache", defaultCache(), "cache directory outside the source tree")
 	demo := fs.String("busybox-root", "", "also lay out the busybox demo container root filesystem in this directory")
+	lockFile := fs.String("toolchain", "build/toolchain.lock", "pinned build tools: the build refuses any other version")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,9 +43,14 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 	if err != nil {
 		return err
 	}
+	lock, err := toolpin.Read(*lockFile)
+	if err != nil {
+		return err
+	}
 	if _, err := guestimage.Build(ctx, guestimage.Config{
-		SrcDir: src, OutDir: *out, CacheDir: *cache,
+		SrcDir: src, OutDir: *out,
 		Kernel: *kernel, KernelInfo: *kernelInfo, Log: log,
+		Toolchain: lock, Machine: toolpin.System(""),
 	}); err != nil {
 		return err
 	}
@@ -54,12 +59,4 @@ func run(ctx context.Context, args []string, log io.Writer) error {
 		return guestimage.BusyboxRoot(ctx, guestimage.BusyboxBinary, *demo)
 	}
 	return nil
-}
-
-func defaultCache() string {
-	if c := os.Getenv("CONFGUEST_CACHE"); c != "" {
-		return c
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "confguest")
 }

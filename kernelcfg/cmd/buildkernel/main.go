@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"confguest/build/toolpin"
 	"confguest/kernelcfg"
 	"confguest/kernelcfg/kbuild"
 )
@@ -38,6 +39,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	debpin := fs.String("debpin", "build/debpin.sh", "pinned Debian package fetcher `script`")
 	jobs := fs.Int("j", 2, "parallel compile `jobs`")
 	configOnly := fs.Bool("config-only", false, "stop after merging and checking the config; print its path")
+	lockFile := fs.String("toolchain", "build/toolchain.lock", "pinned build tools `file`: the build refuses any other version")
+	final := fs.String("final", "", "expected final .config `file` (default: the embedded kernelcfg/final.config, unless -fragment is given)")
+	writeFinal := fs.String("write-final", "", "with -config-only: write the final .config to this `file` instead of comparing it")
+	keep := fs.Bool("keep-build", false, "keep the build tree in the cache entry (for comparing two builds)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *out == "" && *info == "" && !*configOnly {
 		return fmt.Errorf("nothing to write: pass -o FILE and/or -info FILE")
 	}
+	if *writeFinal != "" && !*configOnly {
+		return fmt.Errorf("-write-final needs -config-only")
+	}
 
 	frag, fragName := kernelcfg.Fragment, "kernelcfg/guest.config"
 	if *fragment != "" {
@@ -55,6 +63,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("reading fragment: %w", err)
 		}
 		frag, fragName = b, *fragment
+	}
+
+	finalCfg, finalName := kernelcfg.FinalConfig, "kernelcfg/final.config"
+	switch {
+	case *writeFinal != "":
+		finalCfg = nil
+	case *final != "":
+		b, err := os.ReadFile(*final)
+		if err != nil {
+			return fmt.Errorf("reading the expected final config: %w", err)
+		}
+		finalCfg, finalName = b, *final
+	case *fragment != "":
+		finalCfg = nil // kernelcfg/final.config is the answer for kernelcfg/guest.config only
 	}
 
 	var src kbuild.Source
@@ -68,6 +90,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The tools are checked before anything is built or taken from the cache.
+	lock, err := toolpin.Read(*lockFile)
+	if err != nil {
+		return fmt.Errorf("%w (run from the repository root, or pass -toolchain FILE)", err)
+	}
+	pins := lock.For(toolpin.Kernel)
+	if err := toolpin.Check(ctx, lock.Path, pins, toolpin.System(kbuild.BuildPATH)); err != nil {
+		return err
+	}
+
 	res, err := kbuild.Build(ctx, kbuild.Config{
 		Source:       src,
 		Fragment:     frag,
@@ -76,12 +108,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Jobs:         *jobs,
 		Progress:     stdout,
 		ConfigOnly:   *configOnly,
+		KeepTree:     *keep,
+
+		FinalConfig:     finalCfg,
+		FinalConfigName: finalName,
+		Toolchain:       toolpin.Lines(pins),
 	})
 	if err != nil {
 		return err
 	}
 	if *configOnly {
 		fmt.Fprintf(stdout, "kernel: final config %s\n", res.Config)
+		if *writeFinal != "" {
+			b, err := os.ReadFile(res.Config)
+			if err != nil {
+				return fmt.Errorf("reading the final config: %w", err)
+			}
+			if err := os.WriteFile(*writeFinal, b, 0o644); err != nil {
+				return fmt.Errorf("writing the final config: %w", err)
+			}
+			fmt.Fprintf(stdout, "kernel: wrote %s\n", *writeFinal)
+		}
 		return nil
 	}
 	if err := kbuild.WriteOutputs(res, *out, *info); err != nil {
