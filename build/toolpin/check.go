@@ -44,7 +44,7 @@ func System(path string) Machine {
 			return out, nil
 		},
 		Resolve: func(program string) (string, error) {
-			p, err := lookPath(program, path)
+			p, err := LookPath(program, path)
 			if err != nil {
 				return "", err
 			}
@@ -62,7 +62,9 @@ func System(path string) Machine {
 	}
 }
 
-func lookPath(program, path string) (string, error) {
+// LookPath finds program in the directories of path (exec.LookPath's search when path is
+// empty).
+func LookPath(program, path string) (string, error) {
 	if path == "" {
 		return exec.LookPath(program)
 	}

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"confguest/build/toolpin"
 	"confguest/kernelcfg/kconfig"
 )
 
@@ -385,13 +386,11 @@ func compilerVersion(ctx context.Context) (string, error) {
 
 // lookBuildPath finds program in BuildPATH.
 func lookBuildPath(program string) (string, error) {
-	for _, dir := range filepath.SplitList(BuildPATH) {
-		p := filepath.Join(dir, program)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
+	p, err := toolpin.LookPath(program, BuildPATH)
+	if err != nil {
+		return "", fmt.Errorf("%w: install it with make setup", err)
 	}
-	return "", fmt.Errorf("%s is not in %s: install it with make setup", program, BuildPATH)
+	return p, nil
 }
 
 // lock takes an exclusive flock on path, waiting for another builder that holds it.
