@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,7 +41,7 @@ type Config struct {
 	FinalConfigName string // names it in messages
 
 	// Toolchain describes the pinned tools that write the kernel's bytes, one per line
-	// (see build/toolpin); it is part of the cache key and of kernel.json.
+	// (see build/toolpin); kernel.json records it and a cache hit must match it.
 	Toolchain []string
 }
 
@@ -95,7 +96,7 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	key := CacheKey(cfg.Source, cfg.Fragment, compiler, cfg.Toolchain)
+	key := CacheKey(cfg.Source, cfg.Fragment, compiler)
 	dir := filepath.Join(cfg.CacheDir, key)
 	res := Result{
 		BzImage: filepath.Join(dir, "bzImage"),
@@ -113,7 +114,11 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer unlock()
 
-	if info, err := readCached(dir); err == nil {
+	info, err := readCached(dir)
+	if err == nil {
+		err = cfg.matches(dir, info)
+	}
+	if err == nil {
 		res.Info, res.Cached = info, true
 		fmt.Fprintf(cfg.Progress, "kernel: cache hit, bzImage %s\n", info.BzImageSHA256)
 		return res, nil
@@ -130,13 +135,33 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 		res.Config = filepath.Join(b.obj, ".config")
 		return res, nil
 	}
-	info, err := b.install(compiler, key, time.Since(start))
+	info, err = b.install(compiler, key, time.Since(start))
 	if err != nil {
 		return Result{}, err
 	}
 	res.Info = info
 	fmt.Fprintf(cfg.Progress, "kernel: built in %s, bzImage %d bytes, sha256 %s\n", round(time.Since(start)), info.BzImageSize, info.BzImageSHA256)
 	return res, nil
+}
+
+// matches checks a complete cache entry against what this build must produce: its final
+// .config must be cfg.FinalConfig (an entry made where Kconfig probed other tools, say
+// pahole, embeds another config), and the tool pins it records must be cfg.Toolchain.
+// Entries made before tool pins were recorded carry none; their config is still checked.
+func (cfg Config) matches(dir string, info Info) error {
+	if cfg.FinalConfig != nil {
+		got, err := os.ReadFile(filepath.Join(dir, "config"))
+		if err != nil {
+			return fmt.Errorf("cached config: %w", err)
+		}
+		if !bytes.Equal(got, cfg.FinalConfig) {
+			return fmt.Errorf("%s/config (sha256 %s) differs from %s", dir, sha256Hex(got), cfg.FinalConfigName)
+		}
+	}
+	if len(info.Toolchain) > 0 && !slices.Equal(info.Toolchain, cfg.Toolchain) {
+		return fmt.Errorf("%s was built with the tools %q, the pins are %q", dir, info.Toolchain, cfg.Toolchain)
+	}
+	return nil
 }
 
 type builder struct {

@@ -1,6 +1,8 @@
 package kbuild
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,6 +37,36 @@ func TestCompareFinal(t *testing.T) {
 				if !strings.Contains(err.Error()+"\n", w) {
 					t.Errorf("compareFinal(%q) = %q, want it to contain %q", tc.got, err, w)
 				}
+			}
+		})
+	}
+}
+
+// A cache entry is used only when its config is the final config and its recorded tool pins
+// (if any: entries from before pins were recorded have none) are the current ones.
+func TestCacheEntryMatches(t *testing.T) {
+	const final = "CONFIG_PAHOLE_VERSION=0\nCONFIG_VIRTIO=y\n"
+	pins := []string{"xz-utils 5.4.1-1+deb12u2 f99f", "gcc-12 12.2.0-14+deb12u1 b46f"}
+	for _, tc := range []struct {
+		name   string
+		config string
+		tools  []string
+		want   string // substring of the error; empty: the entry is used
+	}{
+		{name: "same config and pins", config: final, tools: pins},
+		{name: "entry from before pins were recorded", config: final},
+		{name: "built where pahole answered Kconfig", config: strings.Replace(final, "=0", "=124", 1), tools: pins, want: "differs from kernelcfg/final.config"},
+		{name: "built with another xz", config: final, tools: []string{"xz-utils 5.6.4-1 0a1b", pins[1]}, want: "was built with the tools"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "config"), []byte(tc.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{FinalConfig: []byte(final), FinalConfigName: "kernelcfg/final.config", Toolchain: pins}
+			err := cfg.matches(dir, Info{Toolchain: tc.tools})
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("matches(config %q, tools %q) = %v, want %q", tc.config, tc.tools, err, tc.want)
 			}
 		})
 	}
