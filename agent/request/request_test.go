@@ -79,3 +79,17 @@ func FuzzSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestEscapedDuplicateKey(t *testing.T) {
+	for _, js := range []string{
+		`{"process":{"args":["/bin/true"]},"\u0070rocess":{"args":["/bin/sh"]}}`,
+		`{"a":{"b":1},"c":[{"d":"\"}{","d":2}]}`,
+	} {
+		if _, err := Spec([]byte(js)); err == nil || !strings.Contains(err.Error(), "given twice") {
+			t.Errorf("Spec(%s) = %v, want a duplicate key refused", js, err)
+		}
+	}
+	if _, err := Spec([]byte(`{"a":"\"process\":1","process":{},"b":["process","process"]}`)); err != nil {
+		t.Errorf("Spec(keys only in string values) = %v, want decoded", err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"unicode/utf8"
 )
@@ -20,82 +19,87 @@ func decode(data []byte, v any) error {
 	if len(data) > MaxJSONBytes {
 		return fmt.Errorf("%d bytes, the limit is %d", len(data), MaxJSONBytes)
 	}
-	if err := checkStrict(data); err != nil {
+	if !utf8.Valid(data) {
+		return errors.New("not valid UTF-8") // encoding/json would replace it silently
+	}
+	if !json.Valid(data) {
+		// Also refuses data after the value. Unmarshal says where.
+		if err := json.Unmarshal(data, v); err != nil {
+			return err
+		}
+		return errors.New("not a single JSON value")
+	}
+	if err := checkKeys(data); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return err
+	return json.Unmarshal(data, v)
+}
+
+// checkKeys walks valid JSON and refuses nesting deeper than MaxDepth and
+// an object with two keys encoding/json would store in one place: equal
+// keys (the last one wins silently) or keys equal but for case (which
+// fill one struct field). Keys are compared unescaped.
+func checkKeys(data []byte) error {
+	var stack []map[string]bool // per open object its keys, case-folded; nil for an array
+	isObject := []bool{}
+	expectKey := false
+	for i := 0; i < len(data); {
+		switch c := data[i]; c {
+		case '{', '[':
+			if len(stack) == MaxDepth {
+				return fmt.Errorf("nested deeper than %d levels", MaxDepth)
+			}
+			stack = append(stack, nil)
+			isObject = append(isObject, c == '{')
+			expectKey = c == '{'
+			i++
+		case '}', ']':
+			stack, isObject = stack[:len(stack)-1], isObject[:len(isObject)-1]
+			expectKey = false
+			i++
+		case ',':
+			expectKey = isObject[len(isObject)-1]
+			i++
+		case '"':
+			end := stringEnd(data, i)
+			if expectKey {
+				raw := data[i:end]
+				key := string(raw[1 : len(raw)-1])
+				if bytes.IndexByte(raw, '\\') >= 0 {
+					if err := json.Unmarshal(raw, &key); err != nil {
+						return err
+					}
+				}
+				top := len(stack) - 1
+				if stack[top] == nil {
+					stack[top] = map[string]bool{}
+				}
+				fk := fold(key)
+				if stack[top][fk] {
+					return fmt.Errorf("key %q given twice in one object (keys are compared ignoring case): keep one", key)
+				}
+				stack[top][fk] = true
+				expectKey = false
+			}
+			i = end
+		default: // ':', white space, numbers, true, false, null
+			i++
+		}
 	}
 	return nil
 }
 
-// frame is one open object or array while checkStrict walks the tokens.
-type frame struct {
-	object bool
-	key    bool            // object: the next token is a key
-	keys   map[string]bool // object: the keys seen, case-folded
-}
-
-// checkStrict refuses what encoding/json would accept but read
-// differently from another decoder: invalid UTF-8 (replaced silently),
-// data after the value, and duplicate keys (the last one wins silently;
-// keys equal but for case fill one struct field).
-func checkStrict(data []byte) error {
-	if !utf8.Valid(data) {
-		return errors.New("not valid UTF-8")
-	}
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	var stack []*frame
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			if len(stack) > 0 {
-				return io.ErrUnexpectedEOF
-			}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if tok == json.Delim('}') || tok == json.Delim(']') {
-			stack = stack[:len(stack)-1]
-			if len(stack) == 0 && d.More() {
-				return errors.New("data after the JSON value")
-			}
-			continue
-		}
-		if top != nil && top.object && top.key {
-			k, _ := tok.(string) // Token returns only strings in key position
-			fk := fold(k)
-			if top.keys[fk] {
-				return fmt.Errorf("key %q given twice in one object (keys are compared ignoring case): keep one", k)
-			}
-			top.keys[fk] = true
-			top.key = false
-			continue
-		}
-		if top != nil && top.object {
-			top.key = true // this token is a value; a key follows
-		}
-		if tok == json.Delim('{') || tok == json.Delim('[') {
-			if len(stack) == MaxDepth {
-				return fmt.Errorf("nested deeper than %d levels", MaxDepth)
-			}
-			f := &frame{object: tok == json.Delim('{'), key: true}
-			if f.object {
-				f.keys = map[string]bool{}
-			}
-			stack = append(stack, f)
-		}
-		if len(stack) == 0 && d.More() {
-			return errors.New("data after the JSON value")
+// stringEnd returns the index after the JSON string starting at data[i].
+func stringEnd(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
 		}
 	}
+	return len(data)
 }
 
 // fold maps a key to the form encoding/json compares it in when it
