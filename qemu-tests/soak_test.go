@@ -80,6 +80,8 @@ func TestSoak(t *testing.T) {
 		durations = append(durations, time.Since(cs))
 		if i == checkpoint {
 			atCheckpoint = soakSample(ctx, t, g, base)
+			// Logged now too, so that a run stopped early still shows it.
+			t.Logf("at cycle %d: agent %v", i, atCheckpoint.agent)
 		}
 		if i%100 == 0 {
 			t.Logf("%d cycles in %v", i, time.Since(start).Round(time.Second))
