@@ -147,8 +147,10 @@ func raceDelete(t *testing.T) error {
 		}
 		wg.Wait()
 		if createErr == nil {
-			// x runs a's spec again; the host now claims it for b.
-			sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", sc.bSpec)) //nolint:errcheck // refused either way
+			// x holds a's spec again; the host now claims it for b, and
+			// starts it under whichever entry it is bound to.
+			sc.ta.client.CreateContainer(ctx(t), sc.createReq("x", sc.bSpec))                     //nolint:errcheck // refused either way
+			sc.ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "x"}) //nolint:errcheck // as the binding allows
 			if last = sc.exec(t, "x", fmt.Sprintf("e%d", i), "id"); last == nil {
 				return nil
 			}
