@@ -48,8 +48,9 @@ func checkScratch(l Limits, n uint64) error {
 
 // makeRoomForExec drops exited processes of c, the earliest exit first,
 // until one more fits under the exec limit, or fails with ErrLimit when
-// every kept process still runs. c.mu must be held.
-func (c *Container) makeRoomForExec(l Limits) error {
+// every kept process still runs; dropped, if set, hears of each. c.mu
+// must be held.
+func (c *Container) makeRoomForExec(l Limits, dropped func(containerID, execID string)) error {
 	for len(c.execs) >= l.execs() {
 		var oldest *Process
 		for _, p := range c.execs {
@@ -62,6 +63,9 @@ func (c *Container) makeRoomForExec(l Limits) error {
 		}
 		oldest.closeIO()
 		delete(c.execs, oldest.id)
+		if dropped != nil {
+			dropped(c.id, oldest.id)
+		}
 	}
 	return nil
 }

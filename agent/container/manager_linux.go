@@ -50,7 +50,11 @@ type Config struct {
 	LayerLinger time.Duration
 	// Limits lowers the bounds of limits.go (tests); zero fields keep them.
 	Limits Limits
-	Logger *slog.Logger
+	// ExecDropped, if set, is called when an exited exec'd process is
+	// dropped to make room for another (MaxExecs), so that what the agent
+	// remembers of it elsewhere (its admission) goes too.
+	ExecDropped func(containerID, execID string)
+	Logger      *slog.Logger
 }
 
 // Manager owns all containers of the agent.
@@ -320,7 +324,7 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	if _, ok := c.execs[req.ExecID]; ok {
 		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, ErrExists)
 	}
-	if err := c.makeRoomForExec(m.cfg.Limits); err != nil {
+	if err := c.makeRoomForExec(m.cfg.Limits, m.cfg.ExecDropped); err != nil {
 		return 0, err
 	}
 	lp := newProcess(spec, false)

@@ -107,6 +107,14 @@ func (e *Evaluator) Forget(containerID string) {
 	}
 }
 
+// ForgetExec drops what the evaluator remembers about an exec'd process
+// the agent no longer keeps.
+func (e *Evaluator) ForgetExec(containerID, execID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.execs, [2]string{containerID, execID})
+}
+
 // Authorize decides on one decoded request (request.Decode: a
 // CreateContainer or ExecProcess arrives with its JSON decoded, and the
 // raw message is refused). A refusal is a *Denial (matching

@@ -214,6 +214,18 @@ func (g *Gate) Forget(containerID string) {
 	}
 }
 
+// ForgetExec drops the admission of an exec'd process the agent dropped
+// (it exited and made room for another), so that admissions stay as
+// bounded as the processes.
+func (g *Gate) ForgetExec(containerID, execID string) {
+	g.mu.RLock()
+	ev := g.ev
+	g.mu.RUnlock()
+	if ev != nil {
+		ev.ForgetExec(containerID, execID)
+	}
+}
+
 // Admitted returns the policy entry that admitted container id (for
 // example to decide whether it gets the attestation endpoint).
 func (g *Gate) Admitted(containerID string) (Container, bool) {

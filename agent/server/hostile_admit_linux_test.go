@@ -304,6 +304,10 @@ func TestHostileAdmit(t *testing.T) {
 				}
 				sc.ta.wait(t, "x", e)
 			}
+			// The dropped process's admission went with it.
+			if _, err := sc.ta.client.WaitProcess(ctx(t), &agentv1.WaitProcessRequest{Process: &agentv1.ProcessRef{ContainerId: "x", ExecId: "id1"}}); code(err) != codes.PermissionDenied {
+				t.Errorf("WaitProcess(dropped id1) = %v, want PermissionDenied: its admission is forgotten", err)
+			}
 			for _, e := range []string{"s1", "s2"} {
 				if err := sc.exec(t, "x", e, "sleep", "30"); err != nil {
 					t.Fatalf("exec %s = %v", e, err)

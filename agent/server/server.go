@@ -101,7 +101,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	var gate *policy.Gate
 	cc := cfg.Containers
+	cc.ExecDropped = func(containerID, execID string) {
+		if gate != nil {
+			gate.ForgetExec(containerID, execID)
+		}
+	}
 	if cc.StateDir == "" {
 		cc.StateDir = cfg.StateDir
 	}
@@ -119,7 +125,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var gate *policy.Gate
 	if cfg.RequirePolicy {
 		var src policy.HostDataSource
 		if tee == TEESNP {
