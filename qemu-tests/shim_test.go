@@ -214,8 +214,9 @@ func TestShimCtr(t *testing.T) {
 	t.Run("shim crash", func(t *testing.T) {
 		e.mustCtr("run", "-d", "--runtime", shimRuntime, ref, "c1", "sleep", "1000")
 		var shimPID int
+		// This containerd's shim of c1 only: other test runs on the machine may run a c1 too.
 		for _, p := range procsMentioning("\x00-id\x00c1\x00") {
-			if strings.Contains(p, "containerd-shim-confguest-v2") {
+			if strings.Contains(p, "containerd-shim-confguest-v2") && strings.Contains(p, " "+e.sock+" ") {
 				shimPID = atoiPrefix(p)
 			}
 		}
