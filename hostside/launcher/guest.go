@@ -26,6 +26,7 @@ import (
 type Guest struct {
 	s     *Sandbox // the sandbox that booted the guest; for an attached one, its run directory and state only
 	agent agentv1.AgentClient
+	vm    vmm.VM // the VM this process booted, nil for an attached guest (kept after Close)
 	// installed: a policy was installed through this Guest (the next one replaces it).
 	installed bool
 }
@@ -54,10 +55,10 @@ func (g *Guest) VMMPID() int { return g.s.state.VMMPID }
 
 // Done is closed when the VMM exits; nil when this process did not boot the guest.
 func (g *Guest) Done() <-chan struct{} {
-	if g.s.vm == nil {
+	if g.vm == nil {
 		return nil
 	}
-	return g.s.vm.Done()
+	return g.vm.Done()
 }
 
 // Close shuts the guest down and removes its run directory (Sandbox.Close).
@@ -272,11 +273,10 @@ func Attach(ctx context.Context, base, name string) (*Guest, State, error) {
 // VMMDied returns an ErrVMMDied error quoting the guest console if the VMM exits within
 // wait, else nil. Use it to explain a broken agent connection.
 func (g *Guest) VMMDied(wait time.Duration) error {
-	vm := g.s.vm
-	if vm == nil {
+	if g.vm == nil {
 		return nil
 	}
-	return vmmDied(vm, wait)
+	return vmmDied(g.vm, wait)
 }
 
 func vmmDied(vm vmm.VM, wait time.Duration) error {
@@ -296,7 +296,7 @@ func vmmDied(vm vmm.VM, wait time.Duration) error {
 // console, if the VMM exits while the caller still needs it.
 func (g *Guest) WatchVM(ctx context.Context) (context.Context, context.CancelFunc) {
 	wctx, cancel := context.WithCancelCause(ctx)
-	vm := g.s.vm
+	vm := g.vm
 	if vm == nil {
 		return wctx, func() { cancel(nil) }
 	}

@@ -269,7 +269,7 @@ func (s *Sandbox) Boot(ctx context.Context, policy []byte) (*Guest, error) {
 	if err := s.boot(ctx); err != nil {
 		return nil, err
 	}
-	g := &Guest{s: s, agent: s.agent}
+	g := &Guest{s: s, agent: s.agent, vm: s.vm}
 	if policy != nil {
 		if err := g.installPolicy(ctx, policy, true); err != nil {
 			return nil, s.abortBoot(err)
