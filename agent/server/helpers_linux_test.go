@@ -199,6 +199,17 @@ func ctx(t testing.TB) context.Context {
 }
 
 // readOutput collects a stream in the background.
+// removeOnCleanup kills, waits for and deletes container id when the
+// test ends, whatever state the test left it in.
+func (ta *testAgent) removeOnCleanup(t *testing.T, id string) {
+	t.Cleanup(func() {
+		ref := &agentv1.ProcessRef{ContainerId: id}
+		_, _ = ta.client.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref, Signal: 9, All: true})
+		_, _ = ta.client.WaitProcess(ctx(t), &agentv1.WaitProcessRequest{Process: ref})
+		_, _ = ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: id})
+	})
+}
+
 func (ta *testAgent) readOutput(t *testing.T, id, exec string, stream agentv1.OutputStream) func() (string, uint64) {
 	t.Helper()
 	var buf bytes.Buffer

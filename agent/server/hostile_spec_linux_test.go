@@ -59,11 +59,7 @@ func TestCapabilitiesAbsentMeansNone(t *testing.T) {
 				t.Fatal(err)
 			}
 			ta.create(t, id, b, nil)
-			t.Cleanup(func() {
-				_, _ = ta.client.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}, Signal: 9, All: true})
-				_, _ = ta.client.WaitProcess(ctx(t), &agentv1.WaitProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}})
-				_, _ = ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: id})
-			})
+			ta.removeOnCleanup(t, id)
 			exec := ""
 			out := ta.readOutput(t, id, "", agentv1.OutputStream_OUTPUT_STREAM_STDOUT)
 			if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
@@ -106,11 +102,7 @@ func TestExecKeepsNoNewPrivileges(t *testing.T) {
 		t.Fatal(err)
 	}
 	ta.create(t, id, b, nil)
-	t.Cleanup(func() {
-		_, _ = ta.client.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}, Signal: 9, All: true})
-		_, _ = ta.client.WaitProcess(ctx(t), &agentv1.WaitProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}})
-		_, _ = ta.client.DeleteContainer(ctx(t), &agentv1.DeleteContainerRequest{ContainerId: id})
-	})
+	ta.removeOnCleanup(t, id)
 	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
 		t.Fatalf("StartContainer = %v", err)
 	}
