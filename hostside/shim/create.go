@@ -109,7 +109,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		}
 		defer func() {
 			if retErr != nil {
-				s.closePod(context.WithoutCancel(ctx))
+				s.closePod(ctx)
 			}
 		}()
 	} else {
@@ -119,7 +119,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 			return 0, err
 		}
 		if d := s.pod.defaults; d != nil {
-			commit, err := d.admit(ctx, s.pod.guest, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != ""))
+			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != ""))
 			if err != nil {
 				return 0, err
 			}
@@ -240,6 +240,11 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 // sees the exits instead of waiting forever.
 func (s *Service) watchVM(g *launcher.Guest) {
 	<-g.Done()
+	s.exitAll()
+}
+
+// exitAll reports every process that has not exited as killed: the pod's VM is gone.
+func (s *Service) exitAll() {
 	s.mu.Lock()
 	var ps []*process
 	for _, c := range s.containers {
@@ -254,17 +259,17 @@ func (s *Service) watchVM(g *launcher.Guest) {
 	}
 }
 
-// closePod shuts the VM down and removes its run directory. Called with s.mu held.
-func (s *Service) closePod(ctx context.Context) error {
+// closePod shuts the VM down (killing it if it does not power off) and removes its run
+// directory; what went wrong is logged, as the VM is gone either way. Called with s.mu held.
+func (s *Service) closePod(ctx context.Context) {
 	if s.pod == nil {
-		return nil
+		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	err := s.pod.guest.Close(cctx)
 	s.pod = nil
 	if err != nil {
-		return fmt.Errorf("stop the pod VM: %w", err)
+		log.G(ctx).WithError(err).Warn("stop the pod VM")
 	}
-	return nil
 }

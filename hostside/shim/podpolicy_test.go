@@ -107,7 +107,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 	}
 	create := func(id string) {
 		t.Helper()
-		commit, err := d.admit(ctx, guest, containerEntry(id, layers[id], g, true))
+		commit, err := d.admit(ctx, guest, id, containerEntry(id, layers[id], g, true))
 		if err != nil {
 			t.Fatalf("admit %s: %v", id, err)
 		}
@@ -129,7 +129,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 	allow("Stats", agentpolicy.MethodStats, &agentv1.StatsRequest{ContainerId: id2})
 
 	// A create that fails in the guest: the shim reverts to the committed containers.
-	if _, err := d.admit(ctx, guest, containerEntry(id3, layers[id3], g, true)); err != nil {
+	if _, err := d.admit(ctx, guest, id3, containerEntry(id3, layers[id3], g, true)); err != nil {
 		t.Fatal(err)
 	}
 	d.revert(ctx, guest)
@@ -142,6 +142,29 @@ func TestPodDefaultPolicy(t *testing.T) {
 	deny("StartContainer of a deleted container", agentpolicy.MethodStartContainer, start(id1))
 	deny("CreateContainer of a deleted container again", agentpolicy.MethodCreateContainer, createRequest(t, g, id1, layers[id1], nil))
 	allow("StartContainer of the remaining container", agentpolicy.MethodStartContainer, start(id2))
+
+	// Containers created exactly like an earlier one (same layer and spec) are admitted
+	// under the earlier one's entry, the first that matches: they share it, and it stays
+	// until the last of them is deleted.
+	id4, id5, id6 := strings.Repeat("4", 64), strings.Repeat("5", 64), strings.Repeat("6", 64)
+	for _, id := range []string{id4, id5, id6} {
+		layers[id] = strings.Repeat("d4", 32)
+	}
+	create(id4)
+	create(id5)
+	create(id6)
+	installed(id2, id4)
+	term := func(id string) *agentv1.SignalProcessRequest {
+		return &agentv1.SignalProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}, Signal: 15}
+	}
+	d.forget(ctx, guest, id4)
+	installed(id2, id4)
+	allow("SIGTERM to a container created like a deleted one", agentpolicy.MethodSignalProcess, term(id5))
+	d.forget(ctx, guest, id5)
+	allow("SIGTERM to the last container of a shared entry", agentpolicy.MethodSignalProcess, term(id6))
+	d.forget(ctx, guest, id6)
+	installed(id2)
+	deny("SIGTERM to a deleted container", agentpolicy.MethodSignalProcess, term(id6))
 }
 
 // TestPodBasePolicyDocumented checks the base policy against what the docs publish:

@@ -81,20 +81,66 @@ func encodePolicy(p policy.Policy) ([]byte, error) {
 	return doc, nil
 }
 
-// podDefault is the state of a pod under the default pod policy: the entries of its
-// containers, in creation order.
+// podDefault is the state of a pod under the default pod policy: its entries, in
+// creation order, each with the containers created under it.
+//
+// The agent admits a container under the first entry that matches it, so a container
+// created exactly like an earlier one (critest's "three created containers", the replicas
+// of one image and command) is admitted under the earlier container's entry. Such a
+// container therefore shares that entry instead of adding its own, and an entry is
+// dropped only with the last container that may have been admitted under it: dropping it
+// with the first would leave the others unadmitted (every call on them but SIGKILL and
+// delete denied).
 type podDefault struct {
-	entries []policy.Container
+	entries []podEntry
 }
 
-// admit installs the pod policy that adds entry to the pod's containers; the entry counts
-// once commit is called (after the container was created). Called with s.mu held.
-func (d *podDefault) admit(ctx context.Context, g *launcher.Guest, entry policy.Container) (commit func(), err error) {
-	entries := append(slices.Clone(d.entries), entry)
-	if err := d.install(ctx, g, entries); err != nil {
-		return nil, fmt.Errorf("admit container %s: %w", entry.Name, err)
+// podEntry is one entry of the pod policy and the IDs of the containers created under it.
+type podEntry struct {
+	policy.Container
+	ids []string
+}
+
+// admit installs the pod policy that admits entry, the entry of container id; the
+// container counts once commit is called (after it was created). Called with s.mu held.
+func (d *podDefault) admit(ctx context.Context, g *launcher.Guest, id string, entry policy.Container) (commit func(), err error) {
+	entries, changed := withContainer(d.entries, id, entry)
+	if changed {
+		if err := d.install(ctx, g, entries); err != nil {
+			return nil, fmt.Errorf("admit container %s: %w", id, err)
+		}
 	}
 	return func() { d.entries = entries }, nil
+}
+
+// withContainer returns entries with container id added: to an entry that reads as entry
+// apart from its name and stdin (given stdin if entry has it), else as a new entry.
+// changed says whether the policy differs from entries'.
+func withContainer(entries []podEntry, id string, entry policy.Container) (_ []podEntry, changed bool) {
+	out := slices.Clone(entries)
+	for i := range out {
+		if !sameEntry(out[i].Container, entry) {
+			continue
+		}
+		e := out[i]
+		e.ids = append(slices.Clone(e.ids), id)
+		if entry.Stdin && !e.Stdin {
+			e.Stdin, changed = true, true
+		}
+		out[i] = e
+		return out, changed
+	}
+	return append(out, podEntry{Container: entry, ids: []string{id}}), true
+}
+
+// sameEntry reports whether a and b admit the same containers apart from stdin: a
+// container that one admits matches the other too, so the agent admits it under
+// whichever comes first.
+func sameEntry(a, b policy.Container) bool {
+	a.Name, b.Name, a.Stdin, b.Stdin = "", "", false, false
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
 }
 
 // revert reinstalls the pod policy of the committed entries, after a create that failed.
@@ -104,20 +150,31 @@ func (d *podDefault) revert(ctx context.Context, g *launcher.Guest) {
 	}
 }
 
-// forget installs the pod policy without the entry of a deleted container.
+// forget removes a deleted container from its entry and installs the pod policy without
+// the entry once no container of it is left.
 func (d *podDefault) forget(ctx context.Context, g *launcher.Guest, id string) {
-	entries := slices.DeleteFunc(slices.Clone(d.entries), func(c policy.Container) bool { return c.Name == id })
-	if len(entries) == len(d.entries) {
+	i := slices.IndexFunc(d.entries, func(e podEntry) bool { return slices.Contains(e.ids, id) })
+	if i < 0 {
 		return
 	}
+	entries := slices.Clone(d.entries)
+	entries[i].ids = slices.DeleteFunc(slices.Clone(entries[i].ids), func(x string) bool { return x == id })
 	d.entries = entries
-	if err := d.install(ctx, g, entries); err != nil {
+	if len(entries[i].ids) > 0 {
+		return
+	}
+	d.entries = slices.Delete(entries, i, i+1)
+	if err := d.install(ctx, g, d.entries); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Warn("drop a deleted container from the pod's default policy")
 	}
 }
 
-func (d *podDefault) install(ctx context.Context, g *launcher.Guest, entries []policy.Container) error {
-	doc, err := podPolicyFor(entries)
+func (d *podDefault) install(ctx context.Context, g *launcher.Guest, entries []podEntry) error {
+	cs := make([]policy.Container, len(entries))
+	for i, e := range entries {
+		cs[i] = e.Container
+	}
+	doc, err := podPolicyFor(cs)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,8 @@ import (
 	cshim "github.com/containerd/containerd/runtime/v2/shim"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"confguest/hostside/launcher"
@@ -223,13 +225,34 @@ func (s *Service) start(ctx context.Context, r *taskapi.StartRequest) (uint32, e
 }
 
 // wait waits for a started process to exit, lets its output drain and reports the exit.
+// A process the guest no longer has (its container was deleted there, or the VM is gone)
+// was killed with it.
 func (s *Service) wait(g *launcher.Guest, p *process) {
 	e, err := g.Wait(s.ctx, p.ref())
-	if err != nil {
+	switch {
+	case err == nil:
+	case goneInGuest(g, err):
+		e = launcher.Exit{Code: 128 + int(syscall.SIGKILL), At: time.Now()}
+	default:
 		log.G(s.ctx).WithError(err).WithField("process", p.id()).Error("wait for process")
 		e = launcher.Exit{Code: 255, At: time.Now()}
 	}
 	s.exit(p, uint32(e.Code), e.At)
+}
+
+// goneInGuest reports whether err, from a call on a process or container in guest g, says
+// that it no longer exists there: the agent does not know it (NotFound: it exited and was
+// removed, its create never succeeded, or it was deleted), or the VM itself has exited.
+func goneInGuest(g *launcher.Guest, err error) bool {
+	if status.Code(err) == codes.NotFound {
+		return true
+	}
+	select {
+	case <-g.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // exit records a process's exit once: its output is copied to the end first (bounded),
@@ -285,10 +308,20 @@ func (s *Service) kill(ctx context.Context, r *taskapi.KillRequest) error {
 		return fmt.Errorf("process %s: process already finished: %w", p.id(), errNotFound)
 	}
 	if c.sandbox {
-		// The pause "process" is the VM; it ends on any signal that would end pause.
+		// The pause "process" is the VM; it ends on any signal that would end pause, and
+		// with it the VM: nothing of the pod runs on once its sandbox is stopped.
 		switch syscall.Signal(r.Signal) {
 		case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
-			go s.exit(p, 128+r.Signal, time.Now())
+			s.exit(p, 128+r.Signal, time.Now())
+			s.mu.Lock()
+			owner := s.pod != nil && s.pod.owner == c.id
+			if owner {
+				s.closePod(ctx)
+			}
+			s.mu.Unlock()
+			if owner {
+				s.exitAll()
+			}
 		}
 		return nil
 	}
@@ -299,15 +332,23 @@ func (s *Service) kill(ctx context.Context, r *taskapi.KillRequest) error {
 	}
 	g, err := s.guest()
 	if err != nil {
-		return err
+		// No VM: nothing of the pod runs any more.
+		go s.exit(p, 128+uint32(syscall.SIGKILL), time.Now())
+		return fmt.Errorf("process %s: process already finished (%w): %w", p.id(), err, errNotFound)
 	}
-	if err := g.Signal(ctx, p.ref(), r.Signal, r.All); err != nil {
+	err = g.Signal(ctx, p.ref(), r.Signal, r.All)
+	if err != nil && !goneInGuest(g, err) {
 		return err
 	}
 	if st == task.Status_CREATED {
 		// A created init process that is killed before start never runs; the agent's
-		// wait reports the exit.
+		// wait reports the exit. (A started one has its wait running since Start.)
 		go s.wait(g, p)
+	}
+	if err != nil {
+		// containerd's answer for a process that has exited; its exit is reported by
+		// its wait, as the guest no longer has it.
+		return fmt.Errorf("process %s: process already finished (%w): %w", p.id(), err, errNotFound)
 	}
 	return nil
 }
@@ -349,20 +390,25 @@ func (s *Service) delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	defer s.mu.Unlock()
 	var errs []error
 	if !c.sandbox && s.pod != nil {
+		g := s.pod.guest
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := s.pod.guest.Delete(dctx, c.id)
+		err := g.Delete(dctx, c.id)
 		cancel()
+		if err != nil && goneInGuest(g, err) {
+			// Never created there, already deleted, or the VM is gone: nothing to remove.
+			err = nil
+		}
 		if err != nil && s.pod.owner != c.id {
 			errs = append(errs, fmt.Errorf("in the guest: %w", err))
 		}
 		if err == nil && s.pod.defaults != nil {
-			s.pod.defaults.forget(ctx, s.pod.guest, c.id)
+			s.pod.defaults.forget(ctx, g, c.id)
 		}
 	}
 	if s.pod != nil && s.pod.owner == c.id {
-		if err := s.closePod(ctx); err != nil {
-			errs = append(errs, err)
-		}
+		// closePod stops the VM whatever happens (it kills what does not power off) and
+		// logs what went wrong: the delete of the pod's owner always succeeds.
+		s.closePod(ctx)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -519,9 +565,7 @@ func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 	if len(s.containers) > 0 {
 		return &emptypb.Empty{}, nil
 	}
-	if err := s.closePod(ctx); err != nil {
-		log.G(ctx).WithError(err).Warn("shutdown")
-	}
+	s.closePod(ctx)
 	if address, err := cshim.ReadAddress("address"); err == nil {
 		cshim.RemoveSocket(address)
 	}
