@@ -48,9 +48,12 @@ func podPolicy(t *testing.T, root string, exec []policy.Exec) string {
 			// containerd 1.6.20); the hostname is the pod's, or none.
 			Hostname: anything,
 			Mounts:   mounts,
-			Stdout:   true,
-			Stderr:   true,
-			Exec:     exec,
+			// A CRI container joins its pod's network, IPC and UTS namespaces, and its
+			// PID namespace too: crictl's container config asks for none of its own.
+			PodNamespaces: []string{"network", "ipc", "uts", "pid"},
+			Stdout:        true,
+			Stderr:        true,
+			Exec:          exec,
 		}},
 	})
 	if err != nil {

@@ -70,6 +70,9 @@ type Manager struct {
 
 	layerMu sync.Mutex
 	layers  map[string]*layer // by layerKey
+
+	podMu sync.Mutex
+	pod   *pod // the guest's pod namespaces, once a container joined one
 }
 
 // Container is one container and its processes.
@@ -114,6 +117,9 @@ type CreateRequest struct {
 	Stdin     bool
 	TTYWidth  uint32
 	TTYHeight uint32
+	// PodNamespaces are the pod's namespaces the container joins instead of
+	// its own (pod_linux.go); each must be listed in the spec, without a path.
+	PodNamespaces []specs.LinuxNamespaceType
 	// Admit, if set, records the policy's admission of the container. It
 	// is called once the container exists and before its ID is released
 	// to other calls; an error rolls the create back.
@@ -134,6 +140,13 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 		return 0, err
 	}
 	if err := checkScratch(m.cfg.Limits, req.Rootfs.ScratchBytes); err != nil {
+		return 0, err
+	}
+	podPaths, err := m.podNamespaces(req.PodNamespaces)
+	if err != nil {
+		return 0, err
+	}
+	if err := joinPod(spec, podPaths); err != nil {
 		return 0, err
 	}
 	if err := m.reserve(req.ID); err != nil {
@@ -641,6 +654,9 @@ func (m *Manager) Close(ctx context.Context) error {
 		}
 	}
 	if err := m.closeUnusedLayers(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.closePod(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

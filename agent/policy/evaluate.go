@@ -320,7 +320,7 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 	var first *Denial
 	for _, i := range cands {
 		c := &e.p.Containers[i]
-		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin())
+		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin(), r.GetPodNamespaces().Types())
 		if d == nil {
 			r.Admit = func() error { return e.admit(id, c) }
 			r.Attestation = c.Attestation

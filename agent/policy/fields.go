@@ -153,7 +153,7 @@ var specFields = map[string]fieldRule{
 	"linux.cgroupsPath":       {agentSet, "/confguest/<container id>"},
 	"linux.namespaces":        {object, ""},
 	"linux.namespaces[].type": {fixed, "own pid, mount, ipc, uts, cgroup, network (unless guest_network), user (with uid_mappings)"},
-	"linux.namespaces[].path": {refused, "joining an existing namespace shares it with the guest"},
+	"linux.namespaces[].path": {refused, "joining an existing namespace shares it with the guest (the agent sets the paths of the pod namespaces a request's pod_namespaces joins)"},
 	"linux.devices":           {refused, "no policy allows device nodes"},
 	"linux.netDevices":        {refused, "moves a guest network device into the container"},
 	"linux.seccomp":           {pinned, "seccomp"},
@@ -171,6 +171,22 @@ var specFields = map[string]fieldRule{
 	"vm":      {refused, whyOtherOS},
 	"zos":     {refused, whyOtherOS},
 	"freebsd": {refused, whyOtherOS},
+}
+
+// createFields classifies every field of the CreateContainerRequest
+// message beside its spec, by proto name ("a.b": field b of message a), as
+// specFields does for the spec: TestRequestFieldsClassified walks the
+// message, so a new request field is decided on before any request can
+// carry it.
+var createFields = map[string]fieldRule{
+	"container_id":     {fixed, "a valid ID; the admission is bound to it"},
+	"spec_json":        {object, "every field in specFields"},
+	"rootfs":           {pinned, "rootfs (layers by verity root hash; the format is fixed)"},
+	"stdio":            {object, ""},
+	"stdio.stdin":      {pinned, "stdin"},
+	"stdio.tty_width":  {fixed, "only with process.terminal"},
+	"stdio.tty_height": {fixed, "only with process.terminal"},
+	"pod_namespaces":   {pinned, "pod_namespaces (the agent sets the namespace paths)"},
 }
 
 // jsonName is the JSON name of a struct field ("" for an embedded struct

@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	agentv1 "confguest/agent/api/v1"
 )
 
 // classifyType walks type t (at JSON path key) as refusedField walks
@@ -210,4 +213,35 @@ func setNonZero(v reflect.Value) bool {
 		return false
 	}
 	return true
+}
+
+// TestRequestFieldsClassified fails when a field of CreateContainerRequest
+// has no row in createFields (a new request field: decide whether the
+// policy pins it, a fixed rule checks it, or it is refused), or a row
+// names no field.
+func TestRequestFieldsClassified(t *testing.T) {
+	seen := map[string]bool{}
+	var walk func(md protoreflect.MessageDescriptor, prefix string)
+	walk = func(md protoreflect.MessageDescriptor, prefix string) {
+		fs := md.Fields()
+		for i := 0; i < fs.Len(); i++ {
+			f := fs.Get(i)
+			path := join(prefix, string(f.Name()))
+			seen[path] = true
+			r, ok := createFields[path]
+			if !ok {
+				t.Errorf("CreateContainerRequest field %s has no row in createFields: classify it", path)
+				continue
+			}
+			if r.class == object && f.Message() != nil {
+				walk(f.Message(), path)
+			}
+		}
+	}
+	walk((&agentv1.CreateContainerRequest{}).ProtoReflect().Descriptor(), "")
+	for path := range createFields {
+		if !seen[path] {
+			t.Errorf("createFields[%q] names no field of CreateContainerRequest", path)
+		}
+	}
 }

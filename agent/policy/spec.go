@@ -18,9 +18,10 @@ var requiredNamespaces = []specs.LinuxNamespaceType{
 
 // checkSpec checks an OCI spec (decoded once at the RPC edge, package
 // request) against entry c: every field is pinned by the entry, checked by
-// a fixed rule, set by the agent, or refused (specFields). Denials name
-// the field, never its value.
-func checkSpec(c *Container, s *specs.Spec, stdin bool) *Denial {
+// a fixed rule, set by the agent, or refused (specFields). pod lists the
+// pod namespaces the container joins (the request's pod_namespaces).
+// Denials name the field, never its value.
+func checkSpec(c *Container, s *specs.Spec, stdin bool, pod []specs.LinuxNamespaceType) *Denial {
 	rule := "containers[" + c.Name + "]"
 	if s.Process == nil {
 		return deny(rule, "spec.process", "missing")
@@ -45,14 +46,17 @@ func checkSpec(c *Container, s *specs.Spec, stdin bool) *Denial {
 			return deny(rule+".mounts", fmt.Sprintf("spec.mounts[%d]", i), fmt.Sprintf("mount at %q (type %q, with these options and ID mappings) is not in the policy", m.Destination, m.Type))
 		}
 	}
-	return checkLinux(c, rule, s.Linux)
+	return checkLinux(c, rule, s.Linux, pod)
 }
 
-func checkLinux(c *Container, rule string, l *specs.Linux) *Denial {
+func checkLinux(c *Container, rule string, l *specs.Linux, pod []specs.LinuxNamespaceType) *Denial {
 	if l == nil {
 		return deny(rule, "spec.linux", "missing: a container needs its own namespaces")
 	}
 	if d := checkNamespaces(c, rule, l); d != nil {
+		return d
+	}
+	if d := checkPodNamespaces(c, rule, l, pod); d != nil {
 		return d
 	}
 	if r := l.Resources; r != nil {
@@ -128,6 +132,31 @@ func checkNamespaces(c *Container, rule string, l *specs.Linux) *Denial {
 	}
 	if !sameMappings(c.GIDMappings, l.GIDMappings) {
 		return deny(rule+".gid_mappings", "spec.linux.gidMappings", "not the ID mappings the policy gives")
+	}
+	return nil
+}
+
+// checkPodNamespaces allows joining exactly the pod namespaces the entry
+// names (pod_namespaces), each of which the spec lists: the agent sets its
+// path, so a pod namespace the spec left out could not be joined.
+func checkPodNamespaces(c *Container, rule string, l *specs.Linux, pod []specs.LinuxNamespaceType) *Denial {
+	want := map[string]bool{}
+	for _, t := range c.PodNamespaces {
+		want[t] = true
+	}
+	for _, t := range pod {
+		if !want[string(t)] {
+			return deny(rule+".pod_namespaces", "pod_namespaces", fmt.Sprintf("the policy does not let this container join the pod's %s namespace", t))
+		}
+		delete(want, string(t))
+		if !slices.ContainsFunc(l.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == t }) {
+			return deny(rule, "pod_namespaces", fmt.Sprintf("the pod's %s namespace is joined but spec.linux.namespaces lists no %s namespace", t, t))
+		}
+	}
+	for _, t := range doc.PodNamespaceTypes {
+		if want[t] {
+			return deny(rule+".pod_namespaces", "pod_namespaces", fmt.Sprintf("the policy requires this container to join the pod's %s namespace", t))
+		}
 	}
 	return nil
 }

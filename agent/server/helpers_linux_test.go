@@ -30,6 +30,9 @@ import (
 
 // libcontainer re-executes the test binary as the container's init.
 func init() {
+	if len(os.Args) > 1 && os.Args[1] == container.HolderArg {
+		container.RunHolder()
+	}
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init()
 	} // Keep the main thread for the main goroutine. libcontainer joins a
@@ -40,7 +43,7 @@ func init() {
 	runtime.LockOSThread()
 }
 
-var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "true", "false", "stty", "id", "hostname", "head", "dd", "sha256sum", "env", "pwd", "ls", "touch"}
+var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "true", "false", "stty", "id", "hostname", "head", "dd", "sha256sum", "env", "pwd", "ls", "touch", "nc", "readlink"}
 
 // busyboxImage builds a minimal rootfs from Debian's busybox-static.
 func busyboxImage(t testing.TB, dir string) string {

@@ -95,11 +95,17 @@ const hotplugSettle = 15 * time.Second
 // CreateContainer creates container id in the guest from spec, with its rootfs on disk d
 // (built by BuildDisk or AddDisk), and returns the guest PID of its init process, which
 // waits for Start. A disk hot-added moments ago may not be visible in the guest yet: the
-// agent's NotFound for it is retried until hotplugSettle after the hot-add.
-func (g *Guest) CreateContainer(ctx context.Context, id string, d Disk, spec *specs.Spec, stdio Stdio) (uint32, error) {
+// agent's NotFound for it is retried until hotplugSettle after the hot-add. The container
+// joins the guest pod's namespaces of types pod instead of its own (the containers of a
+// Kubernetes pod), which spec lists without paths.
+func (g *Guest) CreateContainer(ctx context.Context, id string, d Disk, spec *specs.Spec, stdio Stdio, pod ...specs.LinuxNamespaceType) (uint32, error) {
 	sj, err := json.Marshal(spec)
 	if err != nil {
 		return 0, fmt.Errorf("encode the spec of container %s: %w", id, err)
+	}
+	podNS, err := agentv1.NewPodNamespaces(pod)
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", id, err)
 	}
 	req := &agentv1.CreateContainerRequest{
 		ContainerId: id,
@@ -109,7 +115,8 @@ func (g *Guest) CreateContainer(ctx context.Context, id string, d Disk, spec *sp
 			FsType: "erofs",
 			Verity: agentv1.NewVerity(d.Verity),
 		}}},
-		Stdio: stdio.message(),
+		Stdio:         stdio.message(),
+		PodNamespaces: podNS,
 	}
 	for {
 		resp, err := g.agent.CreateContainer(ctx, req)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,9 @@ func (s *Service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (uin
 		if s.pod != nil {
 			return 0, fmt.Errorf("pod sandbox %s: this shim already runs a VM for %s: %w", r.ID, s.pod.owner, errExists)
 		}
+		if err := checkSandboxNamespaces(r.ID, spec); err != nil {
+			return 0, err
+		}
 		if err := s.bootPod(ctx, r.ID, r.Bundle, spec, nil); err != nil {
 			return 0, err
 		}
@@ -90,6 +94,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	}
 	defer unmount()
 	var disk launcher.Disk
+	var podNS []specs.LinuxNamespaceType
 	src := image.Source{Kind: image.Dir, Ref: rootfs}
 	if s.pod == nil {
 		if ctype == containerTypeContainer {
@@ -113,13 +118,21 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 			}
 		}()
 	} else {
+		// A container of a CRI pod joins the pod's namespaces in the guest, as it joins
+		// the sandbox's under runc; in the pod's UTS namespace it sets the pod's hostname.
+		if podNS, err = podNamespaces(r.ID, spec, s.pod.guest.VMMPID()); err != nil {
+			return 0, err
+		}
+		if slices.Contains(podNS, specs.UTSNamespace) && gspec.Hostname == "" {
+			gspec.Hostname = s.pod.hostname
+		}
 		// A rootfs identical to an earlier container's reuses that disk (Guest.AddDisk).
 		disk, err = s.pod.guest.AddDisk(ctx, src)
 		if err != nil {
 			return 0, err
 		}
 		if d := s.pod.defaults; d != nil {
-			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != ""))
+			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != "", podNS))
 			if err != nil {
 				return 0, err
 			}
@@ -133,7 +146,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		}
 	}
 	g := s.pod.guest
-	pid, err := g.CreateContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""})
+	pid, err := g.CreateContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, podNS...)
 	if err != nil {
 		return 0, fmt.Errorf("in the guest: %w", err)
 	}
@@ -231,7 +244,7 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		}
 		return fmt.Errorf("boot the pod VM: %w", err)
 	}
-	s.pod = &pod{guest: g, owner: owner, defaults: defaults}
+	s.pod = &pod{guest: g, owner: owner, defaults: defaults, hostname: spec.Hostname}
 	go s.watchVM(g)
 	return nil
 }
@@ -240,11 +253,12 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 // sees the exits instead of waiting forever.
 func (s *Service) watchVM(g *launcher.Guest) {
 	<-g.Done()
-	s.exitAll()
+	s.exitAll(nil)
 }
 
-// exitAll reports every process that has not exited as killed: the pod's VM is gone.
-func (s *Service) exitAll() {
+// exitAll reports every process but except that has not exited as killed: the pod's VM is
+// gone.
+func (s *Service) exitAll(except *process) {
 	s.mu.Lock()
 	var ps []*process
 	for _, c := range s.containers {
@@ -255,7 +269,9 @@ func (s *Service) exitAll() {
 	}
 	s.mu.Unlock()
 	for _, p := range ps {
-		s.exit(p, 128+uint32(syscall.SIGKILL), time.Now())
+		if p != except {
+			s.exit(p, 128+uint32(syscall.SIGKILL), time.Now())
+		}
 	}
 }
 

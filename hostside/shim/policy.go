@@ -22,9 +22,12 @@ const maxExecArgs = 32
 // a TTY as the create asked; stdout and stderr readable. It lets the host exec any command
 // in the container (up to maxExecArgs arguments) as the container's user, in its working
 // directory, with its environment plus any entries, as runc does.
-func containerEntry(name, layer string, g *specs.Spec, stdin bool) policy.Container {
+func containerEntry(name, layer string, g *specs.Spec, stdin bool, pod []specs.LinuxNamespaceType) policy.Container {
 	c := launcher.PolicyEntry(name, layer, g)
 	c.Stdin = stdin
+	for _, t := range pod {
+		c.PodNamespaces = append(c.PodNamespaces, string(t))
+	}
 	anything := policy.Match{Pattern: "(?s).*"}
 	for n := 1; n <= maxExecArgs; n++ {
 		c.Exec = append(c.Exec, policy.Exec{Args: slices.Repeat([]policy.Match{anything}, n), Env: []policy.Match{anything}, Stdin: true, TTY: true})
@@ -40,7 +43,7 @@ func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
 	return encodePolicy(policy.Policy{
 		Version:    policy.Version,
 		Agent:      policy.AgentRules{Shutdown: true},
-		Containers: []policy.Container{containerEntry("container", layer, g, stdin)},
+		Containers: []policy.Container{containerEntry("container", layer, g, stdin, nil)},
 	})
 }
 

@@ -77,6 +77,9 @@ type pod struct {
 	// defaults is the pod's default policy, when it runs under one (a CRI pod that names
 	// no policy, on an agent that enforces policies).
 	defaults *podDefault
+	// hostname is the pod's (its sandbox's), which its containers set in the pod's UTS
+	// namespace in the guest.
+	hostname string
 }
 
 // container is one task: a sandbox (pause) container is the VM itself and runs nothing in
@@ -309,10 +312,11 @@ func (s *Service) kill(ctx context.Context, r *taskapi.KillRequest) error {
 	}
 	if c.sandbox {
 		// The pause "process" is the VM; it ends on any signal that would end pause, and
-		// with it the VM: nothing of the pod runs on once its sandbox is stopped.
+		// with it the VM: nothing of the pod runs on once its sandbox is stopped. Its own
+		// exit is reported last: containerd then deletes it, and with that may shut the
+		// shim down.
 		switch syscall.Signal(r.Signal) {
 		case syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
-			s.exit(p, 128+r.Signal, time.Now())
 			s.mu.Lock()
 			owner := s.pod != nil && s.pod.owner == c.id
 			if owner {
@@ -320,8 +324,9 @@ func (s *Service) kill(ctx context.Context, r *taskapi.KillRequest) error {
 			}
 			s.mu.Unlock()
 			if owner {
-				s.exitAll()
+				s.exitAll(p)
 			}
+			s.exit(p, 128+r.Signal, time.Now())
 		}
 		return nil
 	}

@@ -2,6 +2,8 @@ package shim
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -48,4 +50,65 @@ func guestSpec(b *specs.Spec, terminal bool) (*specs.Spec, error) {
 		g.Linux.Resources = &specs.LinuxResources{Memory: r.Memory, CPU: r.CPU, Pids: r.Pids}
 	}
 	return g, nil
+}
+
+// hostNamespaceFields name, for the namespaces a pod may not share with the host, the pod
+// spec field that asks for it. In the sandbox container's bundle spec containerd's CRI
+// leaves such a namespace out (customopts.WithoutNamespace).
+var hostNamespaceFields = []struct {
+	typ   specs.LinuxNamespaceType
+	field string
+}{
+	{specs.PIDNamespace, "hostPID (CRI namespace_options.pid = NODE)"},
+	{specs.IPCNamespace, "hostIPC (CRI namespace_options.ipc = NODE)"},
+}
+
+// checkSandboxNamespaces refuses a pod whose sandbox spec b asks for the host's PID or IPC
+// namespace: the pod runs in a VM, whose guest cannot share them. A pod on the host's
+// network (no network namespace) runs as before, in the pod's network namespace in the
+// guest.
+func checkSandboxNamespaces(id string, b *specs.Spec) error {
+	var have []specs.LinuxNamespaceType
+	if b.Linux != nil {
+		for _, ns := range b.Linux.Namespaces {
+			have = append(have, ns.Type)
+		}
+	}
+	for _, h := range hostNamespaceFields {
+		if !slices.Contains(have, h.typ) {
+			return fmt.Errorf("pod sandbox %s asks for the host's %s namespace with %s: a pod in a confidential VM cannot share a namespace with the host; remove %s from the pod: %w",
+				id, h.typ, h.field, strings.Fields(h.field)[0], errInvalid)
+		}
+	}
+	return nil
+}
+
+// podNamespaces are the namespaces of its pod that a CRI container (bundle spec b) joins:
+// containerd's CRI gives it the sandbox's network, IPC and UTS namespaces, and the
+// sandbox's PID namespace when the pod shares its processes (shareProcessNamespace), each
+// as a path under /proc of the sandbox's PID (here the VMM's, sandboxPID). In the guest it
+// joins the pod's namespaces there instead, which the agent holds. Joining another
+// container's PID namespace (namespace_options.pid = TARGET) is refused: the agent has no
+// such namespace to offer.
+func podNamespaces(id string, b *specs.Spec, sandboxPID int) ([]specs.LinuxNamespaceType, error) {
+	if b.Linux == nil {
+		return nil, nil
+	}
+	var out []specs.LinuxNamespaceType
+	for _, ns := range b.Linux.Namespaces {
+		if ns.Path == "" {
+			continue
+		}
+		switch ns.Type {
+		case specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace:
+			out = append(out, ns.Type)
+		case specs.PIDNamespace:
+			if want := fmt.Sprintf("/proc/%d/ns/pid", sandboxPID); ns.Path != want {
+				return nil, fmt.Errorf("container %s joins the PID namespace of another container of its pod (%s, CRI namespace_options.pid = TARGET): not supported in the guest; share the pod's (shareProcessNamespace) or none: %w",
+					id, ns.Path, errInvalid)
+			}
+			out = append(out, ns.Type)
+		}
+	}
+	return out, nil
 }

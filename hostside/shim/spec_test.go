@@ -1,9 +1,13 @@
 package shim
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -153,3 +157,69 @@ func TestPodPolicy(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// criSandboxSpec is a sandbox bundle spec as containerd's CRI writes it: every namespace
+// of its own, less those the pod takes from the host.
+func criSandboxSpec(hostNS ...specs.LinuxNamespaceType) *specs.Spec {
+	s := &specs.Spec{Linux: &specs.Linux{}}
+	for _, t := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace, specs.NetworkNamespace} {
+		if !slices.Contains(hostNS, t) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t})
+		}
+	}
+	return s
+}
+
+func TestCheckSandboxNamespaces(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		spec    *specs.Spec
+		wantErr string
+	}{
+		{"pod network", criSandboxSpec(), ""},
+		{"host network", criSandboxSpec(specs.NetworkNamespace, specs.UTSNamespace), ""},
+		{"host PID", criSandboxSpec(specs.PIDNamespace), "asks for the host's pid namespace with hostPID (CRI namespace_options.pid = NODE)"},
+		{"host IPC", criSandboxSpec(specs.IPCNamespace), "asks for the host's ipc namespace with hostIPC (CRI namespace_options.ipc = NODE)"},
+		{"no linux section", &specs.Spec{}, "hostPID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkSandboxNamespaces("sb", tc.spec)
+			if (tc.wantErr == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), tc.wantErr) || !errdefs.IsInvalidArgument(err))) {
+				t.Errorf("checkSandboxNamespaces(%s) = %v, want %q (InvalidArgument)", tc.name, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestPodNamespaces(t *testing.T) {
+	const vmm = 4242
+	sandbox := func(kind string) string { return fmt.Sprintf("/proc/%d/ns/%s", vmm, kind) }
+	// As containerd's CRI (WithPodNamespaces): the sandbox's network, IPC and UTS
+	// namespaces, its PID namespace unless the container has its own.
+	cri := func(pid string) *specs.Spec {
+		s := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.NetworkNamespace, Path: sandbox("net")}, {Type: specs.IPCNamespace, Path: sandbox("ipc")},
+			{Type: specs.UTSNamespace, Path: sandbox("uts")}, {Type: specs.MountNamespace}, {Type: specs.PIDNamespace, Path: pid},
+		}}}
+		return s
+	}
+	shared := []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace}
+	for _, tc := range []struct {
+		name    string
+		spec    *specs.Spec
+		want    []specs.LinuxNamespaceType
+		wantErr string
+	}{
+		{"own PID namespace", cri(""), shared, ""},
+		{"the pod's PID namespace", cri(sandbox("pid")), append(slices.Clone(shared), specs.PIDNamespace), ""},
+		{"another container's PID namespace", cri("/proc/77/ns/pid"), nil, "namespace_options.pid = TARGET"},
+		{"not a CRI container", &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := podNamespaces("c", tc.spec, vmm)
+			if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) || !slices.Equal(got, tc.want) {
+				t.Errorf("podNamespaces(%s) = %v, %v; want %v, %q", tc.name, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -99,8 +100,14 @@ type Container struct {
 	// Sysctls lists the sysctls the spec may set, with their values.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// GuestNetwork allows running in the guest's network namespace.
-	// Every other namespace is always private to the container.
+	// Every other namespace is private to the container or, with
+	// PodNamespaces, the pod's.
 	GuestNetwork bool `json:"guest_network"`
+	// PodNamespaces lists the namespaces of the guest's pod the container
+	// joins instead of having its own, by OCI type ("network", "ipc",
+	// "uts", "pid"): exactly these, as a set (none when empty). The agent
+	// creates them and sets their paths; the host never names one.
+	PodNamespaces []string `json:"pod_namespaces,omitempty"`
 	// ReadonlyRootfs refuses a spec whose root is not read-only.
 	ReadonlyRootfs bool `json:"readonly_rootfs"`
 	// Stdin allows writing to the container's standard input.
@@ -324,6 +331,9 @@ func (c *Container) check() error {
 	if err := c.checkSpecFields(); err != nil {
 		return err
 	}
+	if err := checkPodNamespaces(c.PodNamespaces); err != nil {
+		return err
+	}
 	for k := range c.Sysctls {
 		if k == "" || strings.ContainsAny(k, "/ \x00") {
 			return fmt.Errorf("sysctls %q: want a dotted name such as net.ipv4.ip_forward", k)
@@ -349,4 +359,22 @@ func (c *Container) WorkingDir() string {
 		return "/"
 	}
 	return c.Cwd
+}
+
+// PodNamespaceTypes are the values of a container's pod_namespaces: the
+// namespaces a pod's containers may share, by their OCI type names.
+var PodNamespaceTypes = []string{"network", "ipc", "uts", "pid"}
+
+func checkPodNamespaces(types []string) error {
+	seen := map[string]bool{}
+	for i, t := range types {
+		if !slices.Contains(PodNamespaceTypes, t) {
+			return fmt.Errorf("pod_namespaces[%d] %q: a pod shares only %q", i, t, PodNamespaceTypes)
+		}
+		if seen[t] {
+			return fmt.Errorf("pod_namespaces[%d] %q: listed twice", i, t)
+		}
+		seen[t] = true
+	}
+	return nil
 }

@@ -754,9 +754,16 @@ type CreateContainerRequest struct {
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// OCI runtime spec (config.json) as JSON. root.path is ignored: the
 	// rootfs comes from `rootfs`.
-	SpecJson      []byte        `protobuf:"bytes,2,opt,name=spec_json,json=specJson,proto3" json:"spec_json,omitempty"`
-	Rootfs        *Rootfs       `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
-	Stdio         *StdioOptions `protobuf:"bytes,4,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	SpecJson []byte        `protobuf:"bytes,2,opt,name=spec_json,json=specJson,proto3" json:"spec_json,omitempty"`
+	Rootfs   *Rootfs       `protobuf:"bytes,3,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Stdio    *StdioOptions `protobuf:"bytes,4,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	// The guest pod's namespaces the container joins instead of having its
+	// own, as the containers of a Kubernetes pod share their sandbox's. The
+	// agent creates them with the first container that joins one and keeps
+	// them until it shuts down; each one joined must be listed in
+	// spec.linux.namespaces without a path (the agent sets the path), and
+	// the policy entry must name exactly these (pod_namespaces).
+	PodNamespaces *PodNamespaces `protobuf:"bytes,5,opt,name=pod_namespaces,json=podNamespaces,proto3" json:"pod_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +826,84 @@ func (x *CreateContainerRequest) GetStdio() *StdioOptions {
 	return nil
 }
 
+func (x *CreateContainerRequest) GetPodNamespaces() *PodNamespaces {
+	if x != nil {
+		return x.PodNamespaces
+	}
+	return nil
+}
+
+// PodNamespaces selects the guest pod's namespaces a container joins.
+type PodNamespaces struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network bool                   `protobuf:"varint,1,opt,name=network,proto3" json:"network,omitempty"`
+	Ipc     bool                   `protobuf:"varint,2,opt,name=ipc,proto3" json:"ipc,omitempty"`
+	Uts     bool                   `protobuf:"varint,3,opt,name=uts,proto3" json:"uts,omitempty"`
+	// The pod's PID namespace, whose PID 1 is the agent's holder process
+	// (Kubernetes' shareProcessNamespace).
+	Pid           bool `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodNamespaces) Reset() {
+	*x = PodNamespaces{}
+	mi := &file_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodNamespaces) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodNamespaces) ProtoMessage() {}
+
+func (x *PodNamespaces) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodNamespaces.ProtoReflect.Descriptor instead.
+func (*PodNamespaces) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PodNamespaces) GetNetwork() bool {
+	if x != nil {
+		return x.Network
+	}
+	return false
+}
+
+func (x *PodNamespaces) GetIpc() bool {
+	if x != nil {
+		return x.Ipc
+	}
+	return false
+}
+
+func (x *PodNamespaces) GetUts() bool {
+	if x != nil {
+		return x.Uts
+	}
+	return false
+}
+
+func (x *PodNamespaces) GetPid() bool {
+	if x != nil {
+		return x.Pid
+	}
+	return false
+}
+
 type CreateContainerResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pid           uint32                 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
@@ -828,7 +913,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[12]
+	mi := &file_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +925,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[12]
+	mi := &file_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +938,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateContainerResponse) GetPid() uint32 {
@@ -872,7 +957,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[13]
+	mi := &file_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +969,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[13]
+	mi := &file_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +982,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -915,7 +1000,7 @@ type StartContainerResponse struct {
 
 func (x *StartContainerResponse) Reset() {
 	*x = StartContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[14]
+	mi := &file_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1012,7 @@ func (x *StartContainerResponse) String() string {
 func (*StartContainerResponse) ProtoMessage() {}
 
 func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[14]
+	mi := &file_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1025,7 @@ func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerResponse.ProtoReflect.Descriptor instead.
 func (*StartContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 type ExecProcessRequest struct {
@@ -956,7 +1041,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[15]
+	mi := &file_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1053,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[15]
+	mi := &file_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1066,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -1021,7 +1106,7 @@ type ExecProcessResponse struct {
 
 func (x *ExecProcessResponse) Reset() {
 	*x = ExecProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[16]
+	mi := &file_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1118,7 @@ func (x *ExecProcessResponse) String() string {
 func (*ExecProcessResponse) ProtoMessage() {}
 
 func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[16]
+	mi := &file_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1131,7 @@ func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessResponse.ProtoReflect.Descriptor instead.
 func (*ExecProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExecProcessResponse) GetPid() uint32 {
@@ -1065,7 +1150,7 @@ type WaitProcessRequest struct {
 
 func (x *WaitProcessRequest) Reset() {
 	*x = WaitProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[17]
+	mi := &file_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1162,7 @@ func (x *WaitProcessRequest) String() string {
 func (*WaitProcessRequest) ProtoMessage() {}
 
 func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[17]
+	mi := &file_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1175,7 @@ func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessRequest.ProtoReflect.Descriptor instead.
 func (*WaitProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitProcessRequest) GetProcess() *ProcessRef {
@@ -1113,7 +1198,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[18]
+	mi := &file_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1210,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[18]
+	mi := &file_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1223,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WaitProcessResponse) GetExitCode() int32 {
@@ -1174,7 +1259,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[19]
+	mi := &file_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1271,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[19]
+	mi := &file_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1284,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SignalProcessRequest) GetProcess() *ProcessRef {
@@ -1231,7 +1316,7 @@ type SignalProcessResponse struct {
 
 func (x *SignalProcessResponse) Reset() {
 	*x = SignalProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[20]
+	mi := &file_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1328,7 @@ func (x *SignalProcessResponse) String() string {
 func (*SignalProcessResponse) ProtoMessage() {}
 
 func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[20]
+	mi := &file_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1341,7 @@ func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessResponse.ProtoReflect.Descriptor instead.
 func (*SignalProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 type ResizeTTYRequest struct {
@@ -1270,7 +1355,7 @@ type ResizeTTYRequest struct {
 
 func (x *ResizeTTYRequest) Reset() {
 	*x = ResizeTTYRequest{}
-	mi := &file_v1_agent_proto_msgTypes[21]
+	mi := &file_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1367,7 @@ func (x *ResizeTTYRequest) String() string {
 func (*ResizeTTYRequest) ProtoMessage() {}
 
 func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[21]
+	mi := &file_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1380,7 @@ func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTTYRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResizeTTYRequest) GetProcess() *ProcessRef {
@@ -1327,7 +1412,7 @@ type ResizeTTYResponse struct {
 
 func (x *ResizeTTYResponse) Reset() {
 	*x = ResizeTTYResponse{}
-	mi := &file_v1_agent_proto_msgTypes[22]
+	mi := &file_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1424,7 @@ func (x *ResizeTTYResponse) String() string {
 func (*ResizeTTYResponse) ProtoMessage() {}
 
 func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[22]
+	mi := &file_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1437,7 @@ func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYResponse.ProtoReflect.Descriptor instead.
 func (*ResizeTTYResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 type WriteStdinRequest struct {
@@ -1365,7 +1450,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_v1_agent_proto_msgTypes[23]
+	mi := &file_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1462,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[23]
+	mi := &file_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1475,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WriteStdinRequest) GetProcess() *ProcessRef {
@@ -1416,7 +1501,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_v1_agent_proto_msgTypes[24]
+	mi := &file_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1513,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[24]
+	mi := &file_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1526,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WriteStdinResponse) GetWritten() uint32 {
@@ -1460,7 +1545,7 @@ type CloseStdinRequest struct {
 
 func (x *CloseStdinRequest) Reset() {
 	*x = CloseStdinRequest{}
-	mi := &file_v1_agent_proto_msgTypes[25]
+	mi := &file_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1557,7 @@ func (x *CloseStdinRequest) String() string {
 func (*CloseStdinRequest) ProtoMessage() {}
 
 func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[25]
+	mi := &file_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1570,7 @@ func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CloseStdinRequest) GetProcess() *ProcessRef {
@@ -1503,7 +1588,7 @@ type CloseStdinResponse struct {
 
 func (x *CloseStdinResponse) Reset() {
 	*x = CloseStdinResponse{}
-	mi := &file_v1_agent_proto_msgTypes[26]
+	mi := &file_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1600,7 @@ func (x *CloseStdinResponse) String() string {
 func (*CloseStdinResponse) ProtoMessage() {}
 
 func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[26]
+	mi := &file_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1613,7 @@ func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type ReadOutputRequest struct {
@@ -1544,7 +1629,7 @@ type ReadOutputRequest struct {
 
 func (x *ReadOutputRequest) Reset() {
 	*x = ReadOutputRequest{}
-	mi := &file_v1_agent_proto_msgTypes[27]
+	mi := &file_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1641,7 @@ func (x *ReadOutputRequest) String() string {
 func (*ReadOutputRequest) ProtoMessage() {}
 
 func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[27]
+	mi := &file_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1654,7 @@ func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputRequest.ProtoReflect.Descriptor instead.
 func (*ReadOutputRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReadOutputRequest) GetProcess() *ProcessRef {
@@ -1609,7 +1694,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_v1_agent_proto_msgTypes[28]
+	mi := &file_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1706,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[28]
+	mi := &file_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1719,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1674,7 +1759,7 @@ type DeleteContainerRequest struct {
 
 func (x *DeleteContainerRequest) Reset() {
 	*x = DeleteContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[29]
+	mi := &file_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1771,7 @@ func (x *DeleteContainerRequest) String() string {
 func (*DeleteContainerRequest) ProtoMessage() {}
 
 func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[29]
+	mi := &file_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1784,7 @@ func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteContainerRequest) GetContainerId() string {
@@ -1717,7 +1802,7 @@ type DeleteContainerResponse struct {
 
 func (x *DeleteContainerResponse) Reset() {
 	*x = DeleteContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[30]
+	mi := &file_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1814,7 @@ func (x *DeleteContainerResponse) String() string {
 func (*DeleteContainerResponse) ProtoMessage() {}
 
 func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[30]
+	mi := &file_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1827,7 @@ func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type ListContainersRequest struct {
@@ -1753,7 +1838,7 @@ type ListContainersRequest struct {
 
 func (x *ListContainersRequest) Reset() {
 	*x = ListContainersRequest{}
-	mi := &file_v1_agent_proto_msgTypes[31]
+	mi := &file_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1850,7 @@ func (x *ListContainersRequest) String() string {
 func (*ListContainersRequest) ProtoMessage() {}
 
 func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[31]
+	mi := &file_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1863,7 @@ func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersRequest.ProtoReflect.Descriptor instead.
 func (*ListContainersRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 type ContainerInfo struct {
@@ -1795,7 +1880,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_v1_agent_proto_msgTypes[32]
+	mi := &file_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1892,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[32]
+	mi := &file_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1905,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ContainerInfo) GetId() string {
@@ -1867,7 +1952,7 @@ type ListContainersResponse struct {
 
 func (x *ListContainersResponse) Reset() {
 	*x = ListContainersResponse{}
-	mi := &file_v1_agent_proto_msgTypes[33]
+	mi := &file_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1964,7 @@ func (x *ListContainersResponse) String() string {
 func (*ListContainersResponse) ProtoMessage() {}
 
 func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[33]
+	mi := &file_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +1977,7 @@ func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersResponse.ProtoReflect.Descriptor instead.
 func (*ListContainersResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListContainersResponse) GetContainers() []*ContainerInfo {
@@ -1911,7 +1996,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_v1_agent_proto_msgTypes[34]
+	mi := &file_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2008,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[34]
+	mi := &file_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2021,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StateRequest) GetContainerId() string {
@@ -1955,7 +2040,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_v1_agent_proto_msgTypes[35]
+	mi := &file_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2052,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[35]
+	mi := &file_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2065,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StateResponse) GetContainer() *ContainerInfo {
@@ -2000,7 +2085,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_v1_agent_proto_msgTypes[36]
+	mi := &file_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2097,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[36]
+	mi := &file_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2110,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{36}
+	return file_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatsRequest) GetContainerId() string {
@@ -2046,7 +2131,7 @@ type MemoryStats struct {
 
 func (x *MemoryStats) Reset() {
 	*x = MemoryStats{}
-	mi := &file_v1_agent_proto_msgTypes[37]
+	mi := &file_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2143,7 @@ func (x *MemoryStats) String() string {
 func (*MemoryStats) ProtoMessage() {}
 
 func (x *MemoryStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[37]
+	mi := &file_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2156,7 @@ func (x *MemoryStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryStats.ProtoReflect.Descriptor instead.
 func (*MemoryStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{37}
+	return file_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MemoryStats) GetUsageBytes() uint64 {
@@ -2108,7 +2193,7 @@ type CPUStats struct {
 
 func (x *CPUStats) Reset() {
 	*x = CPUStats{}
-	mi := &file_v1_agent_proto_msgTypes[38]
+	mi := &file_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2205,7 @@ func (x *CPUStats) String() string {
 func (*CPUStats) ProtoMessage() {}
 
 func (x *CPUStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[38]
+	mi := &file_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2218,7 @@ func (x *CPUStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CPUStats.ProtoReflect.Descriptor instead.
 func (*CPUStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CPUStats) GetUsageNanos() uint64 {
@@ -2181,7 +2266,7 @@ type PidsStats struct {
 
 func (x *PidsStats) Reset() {
 	*x = PidsStats{}
-	mi := &file_v1_agent_proto_msgTypes[39]
+	mi := &file_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2278,7 @@ func (x *PidsStats) String() string {
 func (*PidsStats) ProtoMessage() {}
 
 func (x *PidsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[39]
+	mi := &file_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2291,7 @@ func (x *PidsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsStats.ProtoReflect.Descriptor instead.
 func (*PidsStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{39}
+	return file_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PidsStats) GetCurrent() uint64 {
@@ -2245,7 +2330,7 @@ type AgentStats struct {
 
 func (x *AgentStats) Reset() {
 	*x = AgentStats{}
-	mi := &file_v1_agent_proto_msgTypes[40]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2342,7 @@ func (x *AgentStats) String() string {
 func (*AgentStats) ProtoMessage() {}
 
 func (x *AgentStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[40]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2355,7 @@ func (x *AgentStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStats.ProtoReflect.Descriptor instead.
 func (*AgentStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AgentStats) GetRssBytes() uint64 {
@@ -2364,7 +2449,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_v1_agent_proto_msgTypes[41]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2461,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[41]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2474,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StatsResponse) GetMemory() *MemoryStats {
@@ -2428,7 +2513,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_v1_agent_proto_msgTypes[42]
+	mi := &file_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2525,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[42]
+	mi := &file_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2538,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 type ShutdownResponse struct {
@@ -2464,7 +2549,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_v1_agent_proto_msgTypes[43]
+	mi := &file_v1_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2561,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[43]
+	mi := &file_v1_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2574,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{43}
+	return file_v1_agent_proto_rawDescGZIP(), []int{44}
 }
 
 var File_v1_agent_proto protoreflect.FileDescriptor
@@ -2542,12 +2627,18 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x05stdin\x18\x01 \x01(\bR\x05stdin\x12\x1b\n" +
 	"\ttty_width\x18\x02 \x01(\rR\bttyWidth\x12\x1d\n" +
 	"\n" +
-	"tty_height\x18\x03 \x01(\rR\tttyHeight\"\xc4\x01\n" +
+	"tty_height\x18\x03 \x01(\rR\tttyHeight\"\x8e\x02\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1b\n" +
 	"\tspec_json\x18\x02 \x01(\fR\bspecJson\x122\n" +
 	"\x06rootfs\x18\x03 \x01(\v2\x1a.confguest.agent.v1.RootfsR\x06rootfs\x126\n" +
-	"\x05stdio\x18\x04 \x01(\v2 .confguest.agent.v1.StdioOptionsR\x05stdio\"+\n" +
+	"\x05stdio\x18\x04 \x01(\v2 .confguest.agent.v1.StdioOptionsR\x05stdio\x12H\n" +
+	"\x0epod_namespaces\x18\x05 \x01(\v2!.confguest.agent.v1.PodNamespacesR\rpodNamespaces\"_\n" +
+	"\rPodNamespaces\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\bR\anetwork\x12\x10\n" +
+	"\x03ipc\x18\x02 \x01(\bR\x03ipc\x12\x10\n" +
+	"\x03uts\x18\x03 \x01(\bR\x03uts\x12\x10\n" +
+	"\x03pid\x18\x04 \x01(\bR\x03pid\"+\n" +
 	"\x17CreateContainerResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\":\n" +
 	"\x15StartContainerRequest\x12!\n" +
@@ -2692,7 +2783,7 @@ func file_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_v1_agent_proto_goTypes = []any{
 	(OutputStream)(0),               // 0: confguest.agent.v1.OutputStream
 	(*VersionRequest)(nil),          // 1: confguest.agent.v1.VersionRequest
@@ -2707,97 +2798,99 @@ var file_v1_agent_proto_goTypes = []any{
 	(*Rootfs)(nil),                  // 10: confguest.agent.v1.Rootfs
 	(*StdioOptions)(nil),            // 11: confguest.agent.v1.StdioOptions
 	(*CreateContainerRequest)(nil),  // 12: confguest.agent.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 13: confguest.agent.v1.CreateContainerResponse
-	(*StartContainerRequest)(nil),   // 14: confguest.agent.v1.StartContainerRequest
-	(*StartContainerResponse)(nil),  // 15: confguest.agent.v1.StartContainerResponse
-	(*ExecProcessRequest)(nil),      // 16: confguest.agent.v1.ExecProcessRequest
-	(*ExecProcessResponse)(nil),     // 17: confguest.agent.v1.ExecProcessResponse
-	(*WaitProcessRequest)(nil),      // 18: confguest.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),     // 19: confguest.agent.v1.WaitProcessResponse
-	(*SignalProcessRequest)(nil),    // 20: confguest.agent.v1.SignalProcessRequest
-	(*SignalProcessResponse)(nil),   // 21: confguest.agent.v1.SignalProcessResponse
-	(*ResizeTTYRequest)(nil),        // 22: confguest.agent.v1.ResizeTTYRequest
-	(*ResizeTTYResponse)(nil),       // 23: confguest.agent.v1.ResizeTTYResponse
-	(*WriteStdinRequest)(nil),       // 24: confguest.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 25: confguest.agent.v1.WriteStdinResponse
-	(*CloseStdinRequest)(nil),       // 26: confguest.agent.v1.CloseStdinRequest
-	(*CloseStdinResponse)(nil),      // 27: confguest.agent.v1.CloseStdinResponse
-	(*ReadOutputRequest)(nil),       // 28: confguest.agent.v1.ReadOutputRequest
-	(*OutputChunk)(nil),             // 29: confguest.agent.v1.OutputChunk
-	(*DeleteContainerRequest)(nil),  // 30: confguest.agent.v1.DeleteContainerRequest
-	(*DeleteContainerResponse)(nil), // 31: confguest.agent.v1.DeleteContainerResponse
-	(*ListContainersRequest)(nil),   // 32: confguest.agent.v1.ListContainersRequest
-	(*ContainerInfo)(nil),           // 33: confguest.agent.v1.ContainerInfo
-	(*ListContainersResponse)(nil),  // 34: confguest.agent.v1.ListContainersResponse
-	(*StateRequest)(nil),            // 35: confguest.agent.v1.StateRequest
-	(*StateResponse)(nil),           // 36: confguest.agent.v1.StateResponse
-	(*StatsRequest)(nil),            // 37: confguest.agent.v1.StatsRequest
-	(*MemoryStats)(nil),             // 38: confguest.agent.v1.MemoryStats
-	(*CPUStats)(nil),                // 39: confguest.agent.v1.CPUStats
-	(*PidsStats)(nil),               // 40: confguest.agent.v1.PidsStats
-	(*AgentStats)(nil),              // 41: confguest.agent.v1.AgentStats
-	(*StatsResponse)(nil),           // 42: confguest.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),         // 43: confguest.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 44: confguest.agent.v1.ShutdownResponse
+	(*PodNamespaces)(nil),           // 13: confguest.agent.v1.PodNamespaces
+	(*CreateContainerResponse)(nil), // 14: confguest.agent.v1.CreateContainerResponse
+	(*StartContainerRequest)(nil),   // 15: confguest.agent.v1.StartContainerRequest
+	(*StartContainerResponse)(nil),  // 16: confguest.agent.v1.StartContainerResponse
+	(*ExecProcessRequest)(nil),      // 17: confguest.agent.v1.ExecProcessRequest
+	(*ExecProcessResponse)(nil),     // 18: confguest.agent.v1.ExecProcessResponse
+	(*WaitProcessRequest)(nil),      // 19: confguest.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),     // 20: confguest.agent.v1.WaitProcessResponse
+	(*SignalProcessRequest)(nil),    // 21: confguest.agent.v1.SignalProcessRequest
+	(*SignalProcessResponse)(nil),   // 22: confguest.agent.v1.SignalProcessResponse
+	(*ResizeTTYRequest)(nil),        // 23: confguest.agent.v1.ResizeTTYRequest
+	(*ResizeTTYResponse)(nil),       // 24: confguest.agent.v1.ResizeTTYResponse
+	(*WriteStdinRequest)(nil),       // 25: confguest.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 26: confguest.agent.v1.WriteStdinResponse
+	(*CloseStdinRequest)(nil),       // 27: confguest.agent.v1.CloseStdinRequest
+	(*CloseStdinResponse)(nil),      // 28: confguest.agent.v1.CloseStdinResponse
+	(*ReadOutputRequest)(nil),       // 29: confguest.agent.v1.ReadOutputRequest
+	(*OutputChunk)(nil),             // 30: confguest.agent.v1.OutputChunk
+	(*DeleteContainerRequest)(nil),  // 31: confguest.agent.v1.DeleteContainerRequest
+	(*DeleteContainerResponse)(nil), // 32: confguest.agent.v1.DeleteContainerResponse
+	(*ListContainersRequest)(nil),   // 33: confguest.agent.v1.ListContainersRequest
+	(*ContainerInfo)(nil),           // 34: confguest.agent.v1.ContainerInfo
+	(*ListContainersResponse)(nil),  // 35: confguest.agent.v1.ListContainersResponse
+	(*StateRequest)(nil),            // 36: confguest.agent.v1.StateRequest
+	(*StateResponse)(nil),           // 37: confguest.agent.v1.StateResponse
+	(*StatsRequest)(nil),            // 38: confguest.agent.v1.StatsRequest
+	(*MemoryStats)(nil),             // 39: confguest.agent.v1.MemoryStats
+	(*CPUStats)(nil),                // 40: confguest.agent.v1.CPUStats
+	(*PidsStats)(nil),               // 41: confguest.agent.v1.PidsStats
+	(*AgentStats)(nil),              // 42: confguest.agent.v1.AgentStats
+	(*StatsResponse)(nil),           // 43: confguest.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),         // 44: confguest.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),        // 45: confguest.agent.v1.ShutdownResponse
 }
 var file_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
 	9,  // 1: confguest.agent.v1.Rootfs.block:type_name -> confguest.agent.v1.BlockRootfs
 	10, // 2: confguest.agent.v1.CreateContainerRequest.rootfs:type_name -> confguest.agent.v1.Rootfs
 	11, // 3: confguest.agent.v1.CreateContainerRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
-	11, // 4: confguest.agent.v1.ExecProcessRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
-	7,  // 5: confguest.agent.v1.WaitProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 6: confguest.agent.v1.SignalProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 7: confguest.agent.v1.ResizeTTYRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 8: confguest.agent.v1.WriteStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 9: confguest.agent.v1.CloseStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 10: confguest.agent.v1.ReadOutputRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	0,  // 11: confguest.agent.v1.ReadOutputRequest.stream:type_name -> confguest.agent.v1.OutputStream
-	33, // 12: confguest.agent.v1.ListContainersResponse.containers:type_name -> confguest.agent.v1.ContainerInfo
-	33, // 13: confguest.agent.v1.StateResponse.container:type_name -> confguest.agent.v1.ContainerInfo
-	38, // 14: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
-	39, // 15: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
-	40, // 16: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
-	41, // 17: confguest.agent.v1.StatsResponse.agent:type_name -> confguest.agent.v1.AgentStats
-	1,  // 18: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
-	2,  // 19: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
-	4,  // 20: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
-	12, // 21: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
-	14, // 22: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
-	16, // 23: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
-	18, // 24: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
-	20, // 25: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
-	22, // 26: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
-	24, // 27: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
-	26, // 28: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
-	28, // 29: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
-	30, // 30: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
-	32, // 31: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
-	35, // 32: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
-	37, // 33: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
-	43, // 34: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
-	6,  // 35: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
-	3,  // 36: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
-	5,  // 37: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
-	13, // 38: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
-	15, // 39: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
-	17, // 40: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
-	19, // 41: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
-	21, // 42: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
-	23, // 43: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
-	25, // 44: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
-	27, // 45: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
-	29, // 46: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
-	31, // 47: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
-	34, // 48: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
-	36, // 49: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
-	42, // 50: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
-	44, // 51: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
-	35, // [35:52] is the sub-list for method output_type
-	18, // [18:35] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 4: confguest.agent.v1.CreateContainerRequest.pod_namespaces:type_name -> confguest.agent.v1.PodNamespaces
+	11, // 5: confguest.agent.v1.ExecProcessRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
+	7,  // 6: confguest.agent.v1.WaitProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 7: confguest.agent.v1.SignalProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 8: confguest.agent.v1.ResizeTTYRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 9: confguest.agent.v1.WriteStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 10: confguest.agent.v1.CloseStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 11: confguest.agent.v1.ReadOutputRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	0,  // 12: confguest.agent.v1.ReadOutputRequest.stream:type_name -> confguest.agent.v1.OutputStream
+	34, // 13: confguest.agent.v1.ListContainersResponse.containers:type_name -> confguest.agent.v1.ContainerInfo
+	34, // 14: confguest.agent.v1.StateResponse.container:type_name -> confguest.agent.v1.ContainerInfo
+	39, // 15: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
+	40, // 16: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
+	41, // 17: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
+	42, // 18: confguest.agent.v1.StatsResponse.agent:type_name -> confguest.agent.v1.AgentStats
+	1,  // 19: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
+	2,  // 20: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
+	4,  // 21: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
+	12, // 22: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
+	15, // 23: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
+	17, // 24: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
+	19, // 25: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
+	21, // 26: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
+	23, // 27: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
+	25, // 28: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
+	27, // 29: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
+	29, // 30: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
+	31, // 31: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
+	33, // 32: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
+	36, // 33: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
+	38, // 34: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
+	44, // 35: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
+	6,  // 36: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
+	3,  // 37: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
+	5,  // 38: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
+	14, // 39: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
+	16, // 40: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
+	18, // 41: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
+	20, // 42: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
+	22, // 43: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
+	24, // 44: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
+	26, // 45: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
+	28, // 46: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
+	30, // 47: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
+	32, // 48: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
+	35, // 49: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
+	37, // 50: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
+	43, // 51: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
+	45, // 52: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
+	36, // [36:53] is the sub-list for method output_type
+	19, // [19:36] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_v1_agent_proto_init() }
@@ -2815,7 +2908,7 @@ func file_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_agent_proto_rawDesc), len(file_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,10 @@ import (
 )
 
 func init() {
+	if len(os.Args) > 1 && os.Args[1] == container.HolderArg {
+		// Never returns: holds the namespaces of the guest's pod.
+		container.RunHolder()
+	}
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		// Never returns: becomes the container process.
 		libcontainer.Init()
