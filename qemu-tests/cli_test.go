@@ -464,45 +464,6 @@ func TestCLIGuestNeverReady(t *testing.T) {
 	e.checkNoLeftovers()
 }
 
-func TestCLIVMMDies(t *testing.T) {
-	e := newCLIEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	args := append(append([]string{"run"}, e.launchFlags()...), "--rootfs", e.rootfs, "--", "sleep", "1000")
-	cmd := e.command(ctx, args...)
-	errOut := &watchBuffer{want: "container ctr started", hit: make(chan struct{})}
-	cmd.Stderr = errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-errOut.hit:
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("confguest never became ready; stderr:\n%s", errOut.String())
-	}
-	killed := 0
-	for _, p := range procsMentioning(e.runDir) {
-		if strings.Contains(p, "qemu-system") {
-			var pid int
-			fmt.Sscanf(p, "%d:", &pid)
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				killed++
-			}
-		}
-	}
-	if killed != 1 {
-		cmd.Wait()
-		skipUnimplemented(t, cliResult{stderr: errOut.String(), code: 1})
-		t.Fatalf("killed %d QEMU processes, want 1; stderr:\n%s", killed, errOut.String())
-	}
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(errOut.String(), "VMM exited") {
-		t.Errorf("confguest run after QEMU was killed: %v, want a failure saying the VMM exited\nstderr:\n%s", err, errOut.String())
-	}
-	e.checkNoLeftovers()
-}
-
 // TestCLIRunTTY runs a container with a TTY under script(1), which gives confguest a
 // terminal of a known size.
 func TestCLIRunTTY(t *testing.T) {

@@ -100,6 +100,12 @@ func busyboxDisk(ctx context.Context, t *testing.T, sb *launcher.Sandbox, apps .
 	for _, app := range apps {
 		os.Symlink("busybox", filepath.Join(root, "bin", app))
 	}
+	return dirDisk(ctx, t, sb, root)
+}
+
+// dirDisk builds sb's container disk of the directory root.
+func dirDisk(ctx context.Context, t *testing.T, sb *launcher.Sandbox, root string) launcher.Disk {
+	t.Helper()
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
 		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
 	}

@@ -94,17 +94,12 @@ func TestSoak(t *testing.T) {
 	t.Logf("%d lifecycles in %v: per cycle median %v, 90th percentile %v, max %v", cycles, wall.Round(time.Second),
 		durations[len(durations)/2].Round(time.Millisecond), durations[len(durations)*9/10].Round(time.Millisecond),
 		durations[len(durations)-1].Round(time.Millisecond))
-	t.Logf("%-26s %12s %12s %12s %8s %8s", "counter", "before", "cycle "+strconv.Itoa(checkpoint), "cycle "+strconv.Itoa(cycles), "growth", "bound")
-	for _, c := range soakCounters {
-		b, m, a := c.get(before), c.get(atCheckpoint), c.get(after)
-		growth, bound := a-m, c.bound+c.perCycle*int64(cycles-checkpoint)
-		t.Logf("%-26s %12d %12d %12d %+8d %8d", c.name, b, m, a, growth, bound)
-		if growth > bound {
-			t.Errorf("%s grew by %d from cycle %d to cycle %d (%d to %d), bound %d: a leak", c.name, growth, checkpoint, cycles, m, a, bound)
-		}
-		if c.baseline && a != b {
-			t.Errorf("%s is %d after the last cycle, %d before the first: the deleted containers left something", c.name, a, b)
-		}
+	rows, leaks := soakVerdict(before, atCheckpoint, after, checkpoint, cycles)
+	for _, r := range rows {
+		t.Log(r)
+	}
+	for _, l := range leaks {
+		t.Error(l)
 	}
 }
 
@@ -288,6 +283,25 @@ var soakCounters = []struct {
 	{"host run dir files", func(s soakSnapshot) int64 { return int64(s.runFiles) }, 0, 0, true},
 	{"host run dir bytes", func(s soakSnapshot) int64 { return s.runBytes }, 0, 0, false},
 	{"host console log bytes", func(s soakSnapshot) int64 { return s.consoleBytes }, 0, 1 << 10, false},
+}
+
+// soakVerdict compares the counters read before the first cycle, at the checkpoint and
+// after the last of cycles with soakCounters' bounds. It returns a table (a header and a
+// row per counter) and one line for each bound passed.
+func soakVerdict(before, atCheckpoint, after soakSnapshot, checkpoint, cycles int) (rows, leaks []string) {
+	rows = append(rows, fmt.Sprintf("%-26s %12s %12s %12s %8s %8s", "counter", "before", "cycle "+strconv.Itoa(checkpoint), "cycle "+strconv.Itoa(cycles), "growth", "bound"))
+	for _, c := range soakCounters {
+		b, m, a := c.get(before), c.get(atCheckpoint), c.get(after)
+		growth, bound := a-m, c.bound+c.perCycle*int64(cycles-checkpoint)
+		rows = append(rows, fmt.Sprintf("%-26s %12d %12d %12d %+8d %8d", c.name, b, m, a, growth, bound))
+		if growth > bound {
+			leaks = append(leaks, fmt.Sprintf("%s grew by %d from cycle %d to cycle %d (%d to %d), bound %d: a leak", c.name, growth, checkpoint, cycles, m, a, bound))
+		}
+		if c.baseline && a != b {
+			leaks = append(leaks, fmt.Sprintf("%s is %d after the last cycle, %d before the first: the deleted containers left something", c.name, a, b))
+		}
+	}
+	return rows, leaks
 }
 
 // soakSample waits until the agent is idle and reads the counters.
