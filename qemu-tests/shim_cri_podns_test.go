@@ -60,10 +60,10 @@ func TestShimCRIPodNamespaces(t *testing.T) {
 	// a serves on the pod's localhost; b, another container, connects to it; both share
 	// the pod's PID namespace, c has its own.
 	a := e.mustCrictl(crictl, "create", pod, containerConfigPID(t, "a", image, 0, "sh", "-c",
-		nsReport+`; echo pong | busybox nc -l -p 8080; echo "a served"; exec sleep 1000`), podCfg)
+		nsReport+`; (echo pong; sleep 1) | busybox nc -l -p 8080; echo "a served"; exec sleep 1000`), podCfg)
 	e.mustCrictl(crictl, "start", a)
 	b := e.mustCrictl(crictl, "create", pod, containerConfigPID(t, "b", image, 0, "sh", "-c",
-		nsReport+`; i=0; while [ $i -lt 300 ]; do echo ping | busybox nc 127.0.0.1 8080 && break; sleep 0.2; i=$((i+1)); done; echo "b done"; exec sleep 1000`), podCfg)
+		nsReport+`; i=0; while [ $i -lt 300 ]; do (echo ping; sleep 1) | busybox nc 127.0.0.1 8080 && break; sleep 0.2; i=$((i+1)); done; echo "b done"; exec sleep 1000`), podCfg)
 	e.mustCrictl(crictl, "start", b)
 	c := e.mustCrictl(crictl, "create", pod, containerConfigPID(t, "c", image, 1, "sh", "-c", nsReport+`; echo "c done"; exec sleep 1000`), podCfg)
 	e.mustCrictl(crictl, "start", c)

@@ -142,12 +142,18 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	if err := checkScratch(m.cfg.Limits, req.Rootfs.ScratchBytes); err != nil {
 		return 0, err
 	}
+	// The pod's namespaces replace the container's own of those types; the pod is
+	// created only for a request that can join it.
+	podIdx, err := podNamespaceIndexes(spec, req.PodNamespaces)
+	if err != nil {
+		return 0, err
+	}
 	podPaths, err := m.podNamespaces(req.PodNamespaces)
 	if err != nil {
 		return 0, err
 	}
-	if err := joinPod(spec, podPaths); err != nil {
-		return 0, err
+	for t, i := range podIdx {
+		spec.Linux.Namespaces[i].Path = podPaths[t]
 	}
 	if err := m.reserve(req.ID); err != nil {
 		return 0, err

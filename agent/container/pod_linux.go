@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,16 +45,22 @@ var podNamespaceKinds = map[specs.LinuxNamespaceType]string{
 	specs.PIDNamespace:     "pid",
 }
 
+// holderUID is the user the holder runs as once set up (nobody): the containers of the pod
+// see it as PID 1 of their PID namespace, and it must offer them nothing.
+const holderUID = 65534
+
 // RunHolder is the pod's namespace holder. It never returns: it brings the loopback
-// interface of its network namespace up, says so on stdout, then reaps children until it
-// is killed (SIGKILL from the agent; as PID 1 of its namespace it ignores every other
-// signal).
+// interface of its network namespace up, gives up everything else (it chroots into its
+// working directory, an empty one, and becomes an unprivileged user without capabilities,
+// so a container that can ptrace PID 1 of the pod's PID namespace finds neither the guest's
+// files nor privileges there), says so on stdout, then reaps children until it is killed
+// (SIGKILL from the agent; as PID 1 of its namespace it ignores every other signal).
 func RunHolder() {
 	signal.Ignore()
 	children := make(chan os.Signal, 1)
 	signal.Notify(children, unix.SIGCHLD)
-	if err := loopbackUp(); err != nil {
-		fmt.Fprintf(os.Stdout, "bring the pod's loopback interface up: %v\n", err)
+	if err := setUpHolder(); err != nil {
+		fmt.Fprintf(os.Stdout, "%v\n", err)
 		os.Exit(1)
 	}
 	fmt.Fprintln(os.Stdout, holderReady)
@@ -67,6 +74,33 @@ func RunHolder() {
 		}
 		<-children
 	}
+}
+
+// setUpHolder brings lo up, then drops to an empty root and an unprivileged user.
+func setUpHolder() error {
+	if err := loopbackUp(); err != nil {
+		return fmt.Errorf("bring the pod's loopback interface up: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot into the holder's empty directory: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Setgroups(nil); err != nil {
+		return fmt.Errorf("drop groups: %w", err)
+	}
+	if err := unix.Setresgid(holderUID, holderUID, holderUID); err != nil {
+		return fmt.Errorf("set gid: %w", err)
+	}
+	// Leaving uid 0 clears the permitted and effective capabilities.
+	if err := unix.Setresuid(holderUID, holderUID, holderUID); err != nil {
+		return fmt.Errorf("set uid: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	return nil
 }
 
 // loopbackUp sets the IFF_UP flag of lo in the calling process's network namespace.
@@ -142,6 +176,10 @@ func startPod(dir string) (_ *pod, err error) {
 		return nil, err
 	}
 	undo.push(func() error { return os.RemoveAll(dir) })
+	root := filepath.Join(dir, "root") // the holder's, empty
+	if err := os.Mkdir(root, 0o500); err != nil {
+		return nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the agent binary: %w", err)
@@ -152,8 +190,8 @@ func startPod(dir string) (_ *pod, err error) {
 	}
 	defer r.Close()
 	cmd := &exec.Cmd{
-		Path: self, Args: []string{filepath.Base(self), HolderArg}, Dir: "/",
-		Stdout: w, Stderr: os.Stderr, Env: []string{},
+		Path: self, Args: []string{filepath.Base(self), HolderArg}, Dir: root,
+		Stdout: w, Env: []string{},
 		SysProcAttr: &unix.SysProcAttr{
 			Cloneflags: unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWPID,
 			Setsid:     true,
@@ -242,20 +280,17 @@ func (m *Manager) closePod(ctx context.Context) error {
 	return nil
 }
 
-// joinPod sets the paths of spec's namespaces of the pod types (the agent's, never the
-// host's: checkSpec refused host paths before) to the pod's; each must be listed.
-func joinPod(spec *specs.Spec, paths map[specs.LinuxNamespaceType]string) error {
-	for t, path := range paths {
-		i := -1
-		for j, ns := range spec.Linux.Namespaces {
-			if ns.Type == t {
-				i = j
-			}
-		}
+// podNamespaceIndexes returns where spec lists each of the pod namespace types (the
+// container joins the pod's in their place); each must be listed, without a path (checkSpec
+// refused host paths before).
+func podNamespaceIndexes(spec *specs.Spec, types []specs.LinuxNamespaceType) (map[specs.LinuxNamespaceType]int, error) {
+	idx := map[specs.LinuxNamespaceType]int{}
+	for _, t := range types {
+		i := slices.IndexFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == t })
 		if i < 0 {
-			return fieldErr("pod_namespaces", "joins the pod's %s namespace, but spec.linux.namespaces lists no %s namespace", t, t)
+			return nil, fieldErr("pod_namespaces", "joins the pod's %s namespace, but spec.linux.namespaces lists no %s namespace", t, t)
 		}
-		spec.Linux.Namespaces[i].Path = path
+		idx[t] = i
 	}
-	return nil
+	return idx, nil
 }

@@ -75,6 +75,13 @@ func FuzzHandlers(f *testing.F) {
 	seed("CreateContainer", &agentv1.CreateContainerRequest{ContainerId: "fz", SpecJson: sleep, Rootfs: dir})
 	seed("CreateContainer", &agentv1.CreateContainerRequest{ContainerId: "fz2", SpecJson: []byte(`{"process":{"args":["x"],"cwd":"/"},"linux":{},"mounts":[{"destination":"/a","type":"bind","source":"/"}]}`),
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_Block{Block: &agentv1.BlockRootfs{Serial: "s", Verity: &agentv1.Verity{RootHash: "00", DataBlocks: 1}}}}})
+	// Joining the pod's namespaces: all of them, and one the spec leaves out.
+	seed("CreateContainer", &agentv1.CreateContainerRequest{ContainerId: "fzp", SpecJson: sleep, Rootfs: dir,
+		PodNamespaces: &agentv1.PodNamespaces{Network: true, Ipc: true, Uts: true, Pid: true}})
+	seed("CreateContainer", &agentv1.CreateContainerRequest{ContainerId: "fzq", Rootfs: dir, PodNamespaces: &agentv1.PodNamespaces{Pid: true},
+		SpecJson: []byte(`{"process":{"args":["x"],"cwd":"/"},"linux":{"namespaces":[{"type":"mount"}]}}`)})
+	seedGated("CreateContainer", &agentv1.CreateContainerRequest{ContainerId: "gzp", SpecJson: sleep, Rootfs: dir,
+		PodNamespaces: &agentv1.PodNamespaces{Network: true}})
 	seed("StartContainer", &agentv1.StartContainerRequest{ContainerId: "fz"})
 	seed("ExecProcess", &agentv1.ExecProcessRequest{ContainerId: "fz", ExecId: "e", ProcessJson: process(f, true, "true"), Stdio: &agentv1.StdioOptions{Stdin: true, TtyWidth: 1 << 20}})
 	seed("WaitProcess", &agentv1.WaitProcessRequest{Process: ref})

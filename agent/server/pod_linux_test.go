@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
 
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/container"
@@ -121,16 +123,22 @@ func TestPodNamespaces(t *testing.T) {
 		t.Errorf("pod namespace holders of this agent: %q, want one", got)
 	}
 
-	// The pod's PID namespace: its PID 1 is the holder, so a container in it is not PID 1.
-	pid := ta.runPodContainer(t, "pid", all, podSpec(t, "pod", `echo "pid $$"`))()
-	if got := strings.TrimSpace(pid); got == "pid 1" || !strings.HasPrefix(got, "pid ") {
-		t.Errorf("a container in the pod's PID namespace printed %q, want its PID there, not 1", got)
+	// The pod's PID namespace: its PID 1 is the holder, so a container in it is not PID 1;
+	// the holder, which it sees, is an unprivileged user without capabilities.
+	pid := ta.runPodContainer(t, "pid", all, podSpec(t, "pod", `echo "pid $$"; cat /proc/1/status`))()
+	if first, _, _ := strings.Cut(pid, "\n"); first == "pid 1" || !strings.HasPrefix(first, "pid ") {
+		t.Errorf("a container in the pod's PID namespace printed %q, want its PID there, not 1", first)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "NoNewPrivs:\t1"} {
+		if !strings.Contains(pid, want) {
+			t.Errorf("/proc/1/status of the pod's PID namespace (the holder) has no %q:\n%s", want, pid)
+		}
 	}
 
 	// The server listens on the pod's loopback; the client, another container, connects.
-	server := ta.runPodContainer(t, "server", all[:3], podSpec(t, "pod", `echo pong | nc -l -p 8080`))
+	server := ta.runPodContainer(t, "server", all[:3], podSpec(t, "pod", `(echo pong; sleep 1) | nc -l -p 8080`))
 	client := ta.runPodContainer(t, "client", all[:3], podSpec(t, "pod",
-		`i=0; while [ $i -lt 100 ]; do echo ping | nc 127.0.0.1 8080 && exit 0; sleep 0.1; i=$((i+1)); done; exit 1`))
+		`i=0; while [ $i -lt 100 ]; do (echo ping; sleep 1) | nc 127.0.0.1 8080 && exit 0; sleep 0.1; i=$((i+1)); done; exit 1`))
 	if got := client(); !strings.Contains(got, "pong") {
 		t.Errorf("client on the pod's localhost got %q, want pong", got)
 	}
@@ -161,4 +169,54 @@ func holders(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// TestPodNamespacesHostile: a request that would join a pod namespace the spec does not
+// list, or sends a namespace path along, is refused by the agent itself (whatever a policy
+// says), naming the field, and creates no pod.
+func TestPodNamespacesHostile(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{})
+	withNS := func(mod func([]specs.LinuxNamespace) []specs.LinuxNamespace) []byte {
+		s := specconv.Example()
+		s.Process.Terminal = false
+		s.Linux.Namespaces = mod(s.Linux.Namespaces)
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	without := func(t specs.LinuxNamespaceType) func([]specs.LinuxNamespace) []specs.LinuxNamespace {
+		return func(ns []specs.LinuxNamespace) []specs.LinuxNamespace {
+			return slices.DeleteFunc(ns, func(n specs.LinuxNamespace) bool { return n.Type == t })
+		}
+	}
+	withPath := func(ns []specs.LinuxNamespace) []specs.LinuxNamespace {
+		for i := range ns {
+			if ns[i].Type == specs.NetworkNamespace {
+				ns[i].Path = "/proc/1/ns/net"
+			}
+		}
+		return ns
+	}
+	for _, tc := range []struct {
+		name, wantField string
+		spec            []byte
+	}{
+		{"joins a namespace the spec does not list", "pod_namespaces", withNS(without(specs.NetworkNamespace))},
+		{"sends a path along", "linux.namespaces[", withNS(withPath)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
+				ContainerId: "hostile", SpecJson: tc.spec, PodNamespaces: &agentv1.PodNamespaces{Network: true},
+				Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_GuestDirectory{GuestDirectory: ta.image}},
+			})
+			if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.wantField) {
+				t.Errorf("CreateContainer = %v, want InvalidArgument naming %s", err, tc.wantField)
+			}
+			if h := holders(t); len(h) != 0 {
+				t.Errorf("a refused request created the pod's namespace holder: %q", h)
+			}
+		})
+	}
 }
