@@ -240,6 +240,17 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	c.undo = undo[:rootfsUndo]
 	m.release(req.ID, c)
 	undo = nil
+	if slices.Contains(req.PodNamespaces, specs.PIDNamespace) {
+		// In the pod's PID namespace the init's exit kills nothing else (its PID 1 is the
+		// holder): the container's other processes are killed with it, as containerd's
+		// runc shim does for a container without a PID namespace of its own.
+		go func() {
+			<-p.done
+			if err := lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+				m.log.Debug("kill the processes left after the init exited", "container", req.ID, "err", err)
+			}
+		}()
+	}
 	m.log.Info("container created", "container", req.ID, "pid", p.pid,
 		"rootfs", mounted.Sub(begin).Round(time.Microsecond), "libcontainer", time.Since(mounted).Round(time.Microsecond))
 	return p.pid, nil

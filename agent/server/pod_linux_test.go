@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -133,6 +134,25 @@ func TestPodNamespaces(t *testing.T) {
 		if !strings.Contains(pid, want) {
 			t.Errorf("/proc/1/status of the pod's PID namespace (the holder) has no %q:\n%s", want, pid)
 		}
+	}
+
+	// In the pod's PID namespace a container's processes end with its init, as in a PID
+	// namespace of its own (where the kernel does it).
+	ta.runPodContainer(t, "orphans", all, podSpec(t, "pod", `sleep 1000 & echo started`))()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := ta.client.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: "orphans"})
+		if err != nil {
+			t.Fatalf("Stats(orphans) = %v", err)
+		}
+		if st.GetPids().GetCurrent() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d processes of a container in the pod's PID namespace outlived its init by 10s", st.GetPids().GetCurrent())
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// The server listens on the pod's loopback; the client, another container, connects.
