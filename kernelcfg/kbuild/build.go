@@ -147,7 +147,10 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 // matches checks a complete cache entry against what this build must produce: its final
 // .config must be cfg.FinalConfig (an entry made where Kconfig probed other tools, say
 // pahole, embeds another config), and the tool pins it records must be cfg.Toolchain.
-// Entries made before tool pins were recorded carry none; their config is still checked.
+// Entries made before tool pins were recorded carry none and are rebuilt: their kernel.json
+// would leave the tool list out of manifest.json, so the image built from such an entry
+// differs from one built in a cold cache (it did: the published manifest.json was made from
+// one, and a cold build could not reproduce it).
 func (cfg Config) matches(dir string, info Info) error {
 	if cfg.FinalConfig != nil {
 		got, err := os.ReadFile(filepath.Join(dir, "config"))
@@ -158,7 +161,10 @@ func (cfg Config) matches(dir string, info Info) error {
 			return fmt.Errorf("%s/config (sha256 %s) differs from %s", dir, sha256Hex(got), cfg.FinalConfigName)
 		}
 	}
-	if len(info.Toolchain) > 0 && !slices.Equal(info.Toolchain, cfg.Toolchain) {
+	if len(info.Toolchain) == 0 && len(cfg.Toolchain) > 0 {
+		return fmt.Errorf("%s was built before tool pins were recorded in kernel.json", dir)
+	}
+	if !slices.Equal(info.Toolchain, cfg.Toolchain) {
 		return fmt.Errorf("%s was built with the tools %q, the pins are %q", dir, info.Toolchain, cfg.Toolchain)
 	}
 	return nil

@@ -43,7 +43,7 @@ func TestCompareFinal(t *testing.T) {
 }
 
 // A cache entry is used only when its config is the final config and its recorded tool pins
-// (if any: entries from before pins were recorded have none) are the current ones.
+// are the current ones; an entry from before pins were recorded has none and is rebuilt.
 func TestCacheEntryMatches(t *testing.T) {
 	const final = "CONFIG_PAHOLE_VERSION=0\nCONFIG_VIRTIO=y\n"
 	pins := []string{"xz-utils 5.4.1-1+deb12u2 f99f", "gcc-12 12.2.0-14+deb12u1 b46f"}
@@ -54,7 +54,7 @@ func TestCacheEntryMatches(t *testing.T) {
 		want   string // substring of the error; empty: the entry is used
 	}{
 		{name: "same config and pins", config: final, tools: pins},
-		{name: "entry from before pins were recorded", config: final},
+		{name: "entry from before pins were recorded", config: final, want: "built before tool pins were recorded"},
 		{name: "built where pahole answered Kconfig", config: strings.Replace(final, "=0", "=124", 1), tools: pins, want: "differs from kernelcfg/final.config"},
 		{name: "built with another xz", config: final, tools: []string{"xz-utils 5.6.4-1 0a1b", pins[1]}, want: "was built with the tools"},
 	} {
