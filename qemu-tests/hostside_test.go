@@ -2,7 +2,9 @@ package qemutests
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +56,8 @@ func TestLauncherBootsToAgent(t *testing.T) {
 		t.Logf("the agent does not implement Version yet; the connection alone shows it is up")
 	} else if err != nil || v.GetTee() != "none" {
 		t.Errorf("agent Version = %v, %v; want tee none", v, err)
+	} else if want := imageAgentDigest(t, img.RootFS); v.GetBuildDigest() != want {
+		t.Errorf("agent Version build digest = %s, want %s, the SHA-256 of /sbin/agent in rootfs.img", v.GetBuildDigest(), want)
 	}
 	closed = true
 	if err := sb.Close(ctx); err != nil {
@@ -129,4 +133,23 @@ func bootUnderPolicy(ctx context.Context, tb testing.TB, sb *launcher.Sandbox, p
 		tb.Fatalf("Boot: %v", err)
 	}
 	return g
+}
+
+// imageAgentDigest is the SHA-256 of /sbin/agent in the erofs root image, extracted with
+// fsck.erofs.
+func imageAgentDigest(t *testing.T, rootfs string) string {
+	t.Helper()
+	fsck, err := exec.LookPath("fsck.erofs")
+	if err != nil {
+		missing(t, "fsck.erofs not found: install erofs-utils (build/setup.sh)")
+	}
+	dir := filepath.Join(t.TempDir(), "root")
+	if out, err := exec.Command(fsck, "--extract="+dir, rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.erofs --extract %s: %v\n%s", rootfs, err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "sbin", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))
 }

@@ -70,7 +70,8 @@ type Config struct {
 	// refuses confguest.tee=none. Nil probes /dev/sev-guest and
 	// configfs-tsm (tests inject their own).
 	SNPDevice SNPDeviceProbe
-	// Executable is hashed for Version's build digest ("" = /proc/self/exe).
+	// Executable is the file whose SHA-256 Version reports ("" = /proc/self/exe): the
+	// record the image builder put beside it (DigestSuffix), else computed.
 	Executable string
 	// RequestPowerOff, if set, is called by the Shutdown call once every
 	// container is deleted, to ask PID 1 to power the VM off (PID 1 then
@@ -149,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	svc := &service{
 		m:        m,
 		tee:      tee,
-		digest:   sync.OnceValues(func() (string, error) { return fileDigest(exe) }),
+		digest:   sync.OnceValues(func() (string, error) { return executableDigest(exe) }),
 		shutdown: func() { once.Do(func() { close(shutdown) }) },
 		powerOff: cfg.RequestPowerOff,
 		gate:     gate,

@@ -1,7 +1,12 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"confguest/init/cmdline"
@@ -40,3 +45,53 @@ func TestGuestTEE(t *testing.T) {
 		})
 	}
 }
+
+// TestExecutableDigest checks that the agent reports the image builder's record beside
+// its executable when there is one, hashes the file when there is none, and refuses a
+// record that holds no SHA-256.
+func TestExecutableDigest(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "agent")
+	if err := os.WriteFile(exe, []byte("agent binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("agent binary"))
+	computed := hex.EncodeToString(sum[:])
+	recorded := strings.Repeat("ab", sha256.Size) // differs from computed: shows which was used
+	tests := []struct {
+		name    string
+		record  *string // nil: no record
+		want    string
+		wantErr string
+	}{
+		{"no record", nil, computed, ""},
+		{"sha256sum format", ptr(recorded + "  agent\n"), recorded, ""},
+		{"bare digest", ptr(recorded), recorded, ""},
+		{"upper case", ptr(strings.ToUpper(recorded) + "\n"), recorded, ""},
+		{"empty", ptr(""), "", "want a hex SHA-256"},
+		{"short", ptr("abcd  agent\n"), "", "want a hex SHA-256"},
+		{"not hex", ptr(strings.Repeat("zz", sha256.Size) + "  agent\n"), "", "want a hex SHA-256"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(exe + DigestSuffix)
+			if tc.record != nil {
+				if err := os.WriteFile(exe+DigestSuffix, []byte(*tc.record), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := executableDigest(exe)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), exe+DigestSuffix) {
+					t.Fatalf("executableDigest = %q, %v, want an error naming %s and containing %q", got, err, exe+DigestSuffix, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("executableDigest = %q, %v, want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -7,6 +7,7 @@ package guestimage
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -220,10 +221,35 @@ func stageRoot(dir, agent string) error {
 			return err
 		}
 	}
-	if err := copyFile(agent, filepath.Join(dir, "sbin", "agent")); err != nil {
+	exe := filepath.Join(dir, "sbin", "agent")
+	if err := copyFile(agent, exe); err != nil {
 		return err
 	}
-	return os.Chmod(filepath.Join(dir, "sbin", "agent"), 0o755)
+	if err := os.Chmod(exe, 0o755); err != nil {
+		return err
+	}
+	return recordDigest(exe)
+}
+
+// recordDigest writes exe's SHA-256 beside it (exe + ".sha256", sha256sum's format), where
+// the agent reads the digest its Version call reports (agent/server.DigestSuffix) instead
+// of hashing its own binary through dm-verity in the guest.
+func recordDigest(exe string) error {
+	f, err := os.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("hash %s: %w", exe, err)
+	}
+	record := exe + ".sha256"
+	line := fmt.Sprintf("%x  %s\n", h.Sum(nil), filepath.Base(exe))
+	if err := os.WriteFile(record, []byte(line), 0o600); err != nil {
+		return err
+	}
+	return os.Chmod(record, 0o644)
 }
 
 // readKernelInfo fills k from the builder's kernel.json.
