@@ -417,7 +417,12 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 	}()
 	// Dial once the agent says it listens (if bctx ends first, Dial reports why).
 	dctx := bctx
-	if waitForConsole(bctx, vm.ConsolePath(), agentReadyMarker) {
+	doneLine := s.opts.Timings.Start(PhaseBootReadyLine)
+	ready := waitForConsole(bctx, vm.ConsolePath(), agentReadyMarker)
+	doneLine()
+	doneConnect := s.opts.Timings.Start(PhaseBootConnect)
+	defer doneConnect()
+	if ready {
 		var cancelDial context.CancelFunc
 		dctx, cancelDial = context.WithTimeoutCause(bctx, vsockAnswerTimeout, errVsockWedged)
 		defer cancelDial()

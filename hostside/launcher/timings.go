@@ -9,10 +9,14 @@ import (
 
 // Phase names reported by --timings.
 const (
-	PhaseImageCheck     = "image check"
-	PhaseDiskBuild      = "disk build"
-	PhaseVMMStart       = "VMM start"
-	PhaseBootToAgent    = "boot to agent ready"
+	PhaseImageCheck  = "image check"
+	PhaseDiskBuild   = "disk build"
+	PhaseVMMStart    = "VMM start"
+	PhaseBootToAgent = "boot to agent ready"
+	// The two parts of PhaseBootToAgent, reported before it: the guest's boot until the
+	// agent's ready line reaches the console, then the vsock connect and Version call.
+	PhaseBootReadyLine  = "  ready line seen"
+	PhaseBootConnect    = "  connect, Version"
 	PhaseContainerStart = "container start"
 	PhaseContainerRun   = "container run"
 	PhaseTeardown       = "teardown"
