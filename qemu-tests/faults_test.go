@@ -37,26 +37,28 @@ func TestFaultKill(t *testing.T) {
 		name   string
 		victim string   // in the command line of the process to kill
 		cmd    []string // the container's command
-		// The kill follows the first appearance of trigger on stderr (progress lines) or,
-		// with onStdout, on the container's output.
-		trigger  string
-		onStdout bool
-		want     []string // in stderr
+		// The kill follows the first appearance of trigger in where.
+		where   faultWatch
+		trigger string
+		want    []string // in stderr
 	}{
-		{"qemu during boot", qemu, []string{"true"}, "waiting for the agent", false,
+		{"qemu at boot start", qemu, []string{"true"}, onStderr, "waiting for the agent",
 			[]string{"VMM exited during boot", "qemu-system-x86_64: signal: killed"}},
+		// The kernel runs, PID 1 verified the root; the agent is not up yet.
+		{"qemu during boot", qemu, []string{"true"}, onConsole, "confguest-init: root verified",
+			[]string{"VMM exited during boot", "qemu-system-x86_64: signal: killed", "last lines of the guest console:\n  "}},
 		// The policy is the last call before CreateContainer.
-		{"qemu during container create", qemu, []string{"true"}, "installed (", false,
+		{"qemu during container create", qemu, []string{"true"}, onStderr, "installed (",
 			[]string{"VMM exited", "qemu-system-x86_64: signal: killed", "create container ctr: "}},
-		{"qemu during output streaming", qemu, stream, "streaming\nstreaming\n", true,
+		{"qemu during output streaming", qemu, stream, onStdout, "streaming\nstreaming\n",
 			[]string{"VMM exited", "qemu-system-x86_64: signal: killed"}},
-		{"qemu with an idle container", qemu, []string{"sleep", "1000"}, "container ctr started", false,
+		{"qemu with an idle container", qemu, []string{"sleep", "1000"}, onStderr, "container ctr started",
 			[]string{"VMM exited", "qemu-system-x86_64: signal: killed"}},
-		{"vhost-device-vsock during output streaming", vhost, stream, "streaming\nstreaming\n", true,
+		{"vhost-device-vsock during output streaming", vhost, stream, onStdout, "streaming\nstreaming\n",
 			[]string{"VMM exited", "vhost-device-vsock exited (signal: killed), stopping the VM"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, took := e.killDuring(t, tc.victim, tc.trigger, tc.onStdout, tc.cmd)
+			r, took := e.killDuring(t, tc.victim, tc.where, tc.trigger, tc.cmd)
 			skipUnimplemented(t, r)
 			if r.code != 1 {
 				t.Errorf("confguest run, %s: exit %d, want 1\nstderr:\n%s", tc.name, r.code, r.stderr)
@@ -75,15 +77,27 @@ func TestFaultKill(t *testing.T) {
 	}
 }
 
+// faultWatch is where TestFaultKill watches for the moment to kill.
+type faultWatch int
+
+const (
+	onStderr  faultWatch = iota // confguest's progress lines
+	onStdout                    // the container's output
+	onConsole                   // the guest's console log
+)
+
+// consolePathRE finds the console log in confguest's progress line.
+var consolePathRE = regexp.MustCompile(`\(console: (\S+)\)`)
+
 // faultExitBound is how long confguest may take to exit once a process it needs died: a
 // hang check, not a benchmark.
 const faultExitBound = 30 * time.Second
 
 // killDuring runs the container command cmd with confguest run, finds the guest's host
 // process whose command line contains victim once the launcher waits for the agent, and
-// SIGKILLs it as soon as trigger appears (on stderr, or on stdout with onStdout). It
+// SIGKILLs it as soon as trigger appears in where. It
 // returns the result and how long confguest took to exit after the kill.
-func (e *cliEnv) killDuring(t *testing.T, victim, trigger string, onStdout bool, cmd []string) (cliResult, time.Duration) {
+func (e *cliEnv) killDuring(t *testing.T, victim string, where faultWatch, trigger string, cmd []string) (cliResult, time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -104,10 +118,10 @@ func (e *cliEnv) killDuring(t *testing.T, victim, trigger string, onStdout bool,
 		}
 		return cliResult{stdout.String(), stderr.String(), code}
 	}
-	// wait polls (a few milliseconds late at most) until w shows s.
-	wait := func(w *watchBuffer, s string) {
+	// wait polls (a few milliseconds late at most) until text shows s.
+	wait := func(text func() string, s string) {
 		deadline := time.Now().Add(3 * time.Minute)
-		for !strings.Contains(w.String(), s) {
+		for !strings.Contains(text(), s) {
 			if time.Now().After(deadline) {
 				c.Process.Kill()
 				r := result()
@@ -116,7 +130,7 @@ func (e *cliEnv) killDuring(t *testing.T, victim, trigger string, onStdout bool,
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	wait(stderr, "waiting for the agent")
+	wait(stderr.String, "waiting for the agent")
 	pid := 0
 	for _, p := range procsMentioning(e.runDir) {
 		if strings.Contains(p, victim) {
@@ -127,10 +141,18 @@ func (e *cliEnv) killDuring(t *testing.T, victim, trigger string, onStdout bool,
 		c.Process.Kill()
 		t.Fatalf("no process mentioning %q runs for the guest; processes: %q", victim, procsMentioning(e.runDir))
 	}
-	if onStdout {
-		wait(stdout, trigger)
-	} else {
-		wait(stderr, trigger)
+	switch where {
+	case onStdout:
+		wait(stdout.String, trigger)
+	case onStderr:
+		wait(stderr.String, trigger)
+	case onConsole:
+		console := consolePathRE.FindStringSubmatch(stderr.String())
+		if console == nil {
+			c.Process.Kill()
+			t.Fatalf("confguest named no console log; stderr:\n%s", result().stderr)
+		}
+		wait(func() string { b, _ := os.ReadFile(console[1]); return string(b) }, trigger)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		c.Process.Kill()
