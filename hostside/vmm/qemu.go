@@ -313,6 +313,7 @@ type procVM struct {
 
 // supervise waits until any process exits; then the VM is over and the rest are killed.
 func (vm *procVM) supervise() {
+	go trimConsoleUntil(vm.done, vm.ConsolePath(), consoleTrimEvery)
 	cases := make(chan *proc, len(vm.procs))
 	for _, p := range vm.procs {
 		go func() { <-p.exited; cases <- p }()
