@@ -38,9 +38,9 @@ func containerConfigPID(t *testing.T, name, image string, pidMode int, cmd ...st
 }
 
 // nsReport prints the shell's network, IPC, UTS and PID namespaces, its hostname and PID,
-// and what runs as PID 1 of its PID namespace.
+// and what runs as PID 1 of its PID namespace, with its resident memory.
 const nsReport = `for n in net ipc uts pid; do echo "ns $n $(busybox readlink /proc/self/ns/$n)"; done; ` +
-	`echo "hostname $(busybox hostname)"; echo "self $$"; echo "init $(cat /proc/1/cmdline)"`
+	`echo "hostname $(busybox hostname)"; echo "self $$"; echo "init $(cat /proc/1/cmdline)"; echo "initrss $(busybox grep -E "RssAnon|RssFile" /proc/1/status | busybox tr -s "\t\n " " ")"`
 
 func TestShimCRIPodNamespaces(t *testing.T) {
 	e, crictl, _, image := startCRI(t, "confguest/busybox:podns")
@@ -75,7 +75,7 @@ func TestShimCRIPodNamespaces(t *testing.T) {
 	report := func(out string) map[string]string {
 		m := map[string]string{}
 		for _, l := range strings.Split(out, "\n") {
-			if k, v, ok := strings.Cut(l, " "); ok && (k == "ns" || k == "hostname" || k == "self" || k == "init") {
+			if k, v, ok := strings.Cut(l, " "); ok && (k == "ns" || k == "hostname" || k == "self" || k == "init" || k == "initrss") {
 				if k == "ns" {
 					k, v, _ = strings.Cut(v, " ")
 				}
@@ -97,6 +97,7 @@ func TestShimCRIPodNamespaces(t *testing.T) {
 	if !strings.Contains(ra["init"], "pod-holder") || ra["self"] == "1" {
 		t.Errorf("in the pod's PID namespace a is PID %s and PID 1 runs %q; want the agent's pod holder as PID 1", ra["self"], ra["init"])
 	}
+	t.Logf("the pod's namespace holder (PID 1 of the pod's PID namespace): %s", ra["initrss"])
 	if rc["self"] != "1" {
 		t.Errorf("c, in a PID namespace of its own, is PID %s; want 1", rc["self"])
 	}
