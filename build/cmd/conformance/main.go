@@ -33,6 +33,7 @@ func run() error {
 	flag.StringVar(&o.Bridge, "bridge", "cgconform0", "name of the CNI bridge created for the pods")
 	flag.StringVar(&o.Subnet, "subnet", "10.88.77.0/24", "pod subnet on that bridge")
 	flag.StringVar(&o.Accel, "accel", "auto", "QEMU accelerator of the pods' VMs: auto, tcg or kvm")
+	strict := flag.Bool("strict", false, "exit 1 when a spec fails (for CI; a full run prints its counts and exits 0)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -55,5 +56,8 @@ func run() error {
 		return err
 	}
 	sum.Print(os.Stdout, o.Handler)
+	if *strict && sum.Failed > 0 {
+		return fmt.Errorf("%d of %d specs failed", sum.Failed, sum.Ran())
+	}
 	return nil
 }
