@@ -425,7 +425,7 @@ func (m *Manager) Wait(ctx context.Context, containerID, execID string) (ExitSta
 }
 
 // Signal sends sig to a process; all (init only) signals every process of
-// the container.
+// the container. A process that has exited is ErrNotFound.
 func (m *Manager) Signal(ctx context.Context, containerID, execID string, sig int, all bool) error {
 	if sig <= 0 || sig > 64 {
 		return fieldErr("signal", "%d is not a signal number (1-64)", sig)
@@ -435,7 +435,8 @@ func (m *Manager) Signal(ctx context.Context, containerID, execID string, sig in
 		return err
 	}
 	if p.exited() {
-		return fmt.Errorf("signal process: %w: it has exited", ErrWrongState)
+		// containerd's answer for a finished process, which the host takes as "stopped".
+		return fmt.Errorf("signal process %d: it has exited: %w", p.pid, ErrNotFound)
 	}
 	if all {
 		if execID != "" {

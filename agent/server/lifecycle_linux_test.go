@@ -138,6 +138,12 @@ func TestExecSignalsStdin(t *testing.T) {
 		if w := ta.wait(t, id, ""); w.GetSignal() != 9 {
 			t.Errorf("init WaitProcess = exit %d signal %d, want signal 9", w.GetExitCode(), w.GetSignal())
 		}
+		// A process that has exited is not found, as containerd answers a kill of a
+		// finished process; the host then waits for the exit it reports.
+		_, err = ta.client.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: &agentv1.ProcessRef{ContainerId: id}, Signal: 15})
+		if code(err) != codes.NotFound || !strings.Contains(err.Error(), "has exited") {
+			t.Errorf("SignalProcess(SIGTERM) to an exited init = %v, want NotFound: has exited", err)
+		}
 		_, err = ta.client.ExecProcess(ctx(t), &agentv1.ExecProcessRequest{ContainerId: id, ExecId: "late", ProcessJson: process(t, false, "true")})
 		if code(err) != codes.FailedPrecondition {
 			t.Errorf("ExecProcess into a stopped container = %v, want FailedPrecondition", err)

@@ -244,8 +244,8 @@ func (s *Service) wait(g *launcher.Guest, p *process) {
 }
 
 // goneInGuest reports whether err, from a call on a process or container in guest g, says
-// that it no longer exists there: the agent does not know it (NotFound: it exited and was
-// removed, its create never succeeded, or it was deleted), or the VM itself has exited.
+// that it no longer runs there: the agent answers NotFound (the process has exited, its
+// create never succeeded, or it was deleted), or the VM itself has exited.
 func goneInGuest(g *launcher.Guest, err error) bool {
 	if status.Code(err) == codes.NotFound {
 		return true
