@@ -20,6 +20,7 @@ import (
 	"confguest/agent/api/policy"
 	"confguest/hostside/launcher"
 	"confguest/hostside/vmm"
+	"confguest/hostside/vsock"
 )
 
 // TestFaultKill kills the guest's host processes (QEMU, vhost-device-vsock) with SIGKILL
@@ -334,3 +335,60 @@ func lastLines(s string, n int) string {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestFaultVsockEarlyConnect sends CONNECTs to the guest's agent port from the moment the VM
+// starts, before the guest's vsock driver is up, as a careless client would. That can stop
+// vhost-device-vsock from serving the guest for good (its worker thread ends; CONNECTs are
+// then taken and never answered: the wedge the launcher boots again for). Whatever the
+// backend does, an agent that listens must either answer or the stall must be diagnosed
+// (vmm.VsockStalled), never a silent wait.
+func TestFaultVsockEarlyConnect(t *testing.T) {
+	img := needImage(t)
+	dir, err := os.MkdirTemp("", "cgv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	vm, err := vmm.StartQEMU(ctx, vmm.Config{
+		Kernel: img.Kernel, Initramfs: img.Initrd, Cmdline: img.Cmdline + " confguest.tee=none",
+		MemoryMiB: 256, RunDir: dir, Disks: []vmm.Disk{{Path: img.RootFS, Serial: "rootfs", ReadOnly: true}},
+	}, vmm.WithAccel(vmm.AccelTCG), vmm.WithVhostDeviceVsock(vhostDeviceVsock(t)))
+	if err != nil {
+		t.Fatalf("StartQEMU: %v", err)
+	}
+	defer vm.Stop(context.Background())
+	connect := func() error {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		c, err := vsock.Dial(cctx, vm.VsockPath(), launcher.AgentPort, vsock.WithAttemptTimeout(time.Second))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	var ready time.Time
+	attempts := 0
+	for {
+		attempts++
+		err := connect()
+		if ready.IsZero() && strings.Contains(strings.Join(vm.ConsoleTail(30), "\n"), markerReady) {
+			ready = time.Now()
+		}
+		switch {
+		case err == nil && !ready.IsZero():
+			t.Logf("CONNECT %d answered after the agent's ready line: the backend kept serving", attempts)
+			return
+		case !ready.IsZero() && time.Since(ready) > 10*time.Second:
+			serr := vmm.VsockStalled(vm)
+			if !errors.Is(serr, vmm.ErrVsockStalled) {
+				t.Fatalf("no CONNECT answered for 10s after the agent's ready line, and VsockStalled = %v: the wedge went undiagnosed\nlast error: %v", serr, err)
+			}
+			t.Logf("reproduced after %d CONNECTs: %v", attempts, serr)
+			return
+		case ctx.Err() != nil:
+			t.Fatalf("the agent never printed its ready line; console:\n%s", strings.Join(vm.ConsoleTail(20), "\n"))
+		}
+	}
+}

@@ -260,7 +260,7 @@ type soakSnapshot struct {
 // The guest's cgroups gain one for good with the first container (the
 // agent's parent cgroup of all containers). The console log gets the
 // guest's log lines for each container; the launcher frees all but its last
-// vmm.ConsoleKeep bytes every few seconds, so the storage it holds may grow
+// vmm.LogKeep bytes every few seconds, so the storage it holds may grow
 // by that and what a few seconds of cycles print (64 KiB), however many
 // cycles run. It is left out of the other bytes under the run base.
 var soakCounters = []struct {
@@ -286,7 +286,7 @@ var soakCounters = []struct {
 	{"host client goroutines", func(s soakSnapshot) int64 { return int64(s.selfRoutines) }, 0, 0, false},
 	{"host run dir files", func(s soakSnapshot) int64 { return int64(s.runFiles) }, 0, 0, true},
 	{"host run dir bytes", func(s soakSnapshot) int64 { return s.runBytes }, 0, 0, false},
-	{"host console log bytes", func(s soakSnapshot) int64 { return s.consoleBytes }, vmm.ConsoleKeep + 64<<10, 0, false},
+	{"host console log bytes", func(s soakSnapshot) int64 { return s.consoleBytes }, vmm.LogKeep + 64<<10, 0, false},
 }
 
 // soakVerdict compares the counters read before the first cycle, at the checkpoint and

@@ -39,7 +39,7 @@ func TestSoakVerdict(t *testing.T) {
 			s.agent.OpenFds, s.agent.Goroutines, s.agent.Cgroups = 14, 23, 4
 			s.agent.RssBytes += 3 << 20 // scavenger noise under 4 MiB
 			s.agent.Threads += 2
-			s.consoleBytes = vmm.ConsoleKeep + 8<<10 // trimmed
+			s.consoleBytes = vmm.LogKeep + 8<<10 // trimmed
 		}, nil},
 		{"agent fd leak of one", func(s *soakSnapshot) {
 			s.agent.OpenFds, s.agent.Goroutines, s.agent.Cgroups = 15, 23, 4

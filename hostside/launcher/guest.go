@@ -266,9 +266,9 @@ func Attach(ctx context.Context, base, name string) (*Guest, State, error) {
 	if _, err := os.Stat(st.Vsock); err != nil {
 		return nil, st, fmt.Errorf("guest %q: its vsock socket is gone: %w", name, err)
 	}
-	// No launcher process trims a detached guest's console log while it runs; each
-	// command that attaches does (best effort: a log that cannot be trimmed only grows).
-	vmm.TrimConsole(st.Console, vmm.ConsoleKeep)
+	// No launcher process trims a detached guest's logs while it runs; each command that
+	// attaches does.
+	vmm.TrimLogs(dir)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := vsock.Dial(dctx, st.Vsock, AgentPort)

@@ -333,7 +333,7 @@ func (s *Sandbox) boot(ctx context.Context) error {
 		}
 		if errors.Is(err, errVsockWedged) && !rebooted {
 			rebooted = true
-			s.progress("the agent said it listens but no CONNECT was answered for %v; booting again", vsockAnswerTimeout)
+			s.progress("the agent said it listens but no CONNECT was answered: %v; booting again", err)
 			continue
 		}
 		return err
@@ -341,8 +341,39 @@ func (s *Sandbox) boot(ctx context.Context) error {
 }
 
 // errVsockWedged means the guest printed the agent's ready line but the hybrid vsock
-// backend answered no CONNECT for vsockAnswerTimeout. Boot boots once more then.
+// backend answered no CONNECT for vsockAnswerTimeout, or stopped serving the guest's vsock
+// device (vmm.VsockStalled). Boot boots once more then. The cause is in the backend:
+// vhost-device-vsock 0.3.0's worker thread ends on the first error of its event handler,
+// silently, after which its socket takes CONNECTs and answers none; CONNECTs sent while
+// the guest's vsock driver sets up its queues end it (see hostside/vmm/vhosthealth.go).
 var errVsockWedged = errors.New("the agent is ready but the vsock backend answers no CONNECT")
+
+// vsockStallPoll is how often a boot checks, while CONNECTs go unanswered, whether the
+// vsock backend stopped serving the guest.
+const vsockStallPoll = 250 * time.Millisecond
+
+// watchVsock returns ctx, cancelled with an errVsockWedged cause as soon as vm's vsock
+// backend is seen to have stopped serving the guest: then no CONNECT can be answered, and
+// waiting out vsockAnswerTimeout would only delay booting again.
+func watchVsock(ctx context.Context, vm vmm.VM) context.Context {
+	wctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		t := time.NewTicker(vsockStallPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if err := vmm.VsockStalled(vm); err != nil {
+					cancel(fmt.Errorf("%w: %w", errVsockWedged, err))
+					return
+				}
+			}
+		}
+	}()
+	return wctx
+}
 
 // vsockAnswerTimeout bounds the wait for an answer to CONNECT once the agent listens
 // (a variable for tests).
@@ -426,10 +457,11 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		var cancelDial context.CancelFunc
 		dctx, cancelDial = context.WithTimeoutCause(bctx, vsockAnswerTimeout, errVsockWedged)
 		defer cancelDial()
+		dctx = watchVsock(dctx, vm)
 	}
 	conn, err := vsock.Dial(dctx, vm.VsockPath(), AgentPort, vsock.WithConsole(func() []string { return vm.ConsoleTail(15) }))
 	if err != nil && bctx.Err() == nil && errors.Is(context.Cause(dctx), errVsockWedged) {
-		return s.abortBoot(fmt.Errorf("%w: %w", errVsockWedged, err))
+		return s.abortBoot(fmt.Errorf("%w: %w", context.Cause(dctx), err))
 	}
 	if err != nil {
 		if errors.Is(context.Cause(bctx), errKVMStalled) {

@@ -75,7 +75,7 @@ func StartCloudHypervisor(ctx context.Context, cfg Config, opts ...CHOption) (VM
 			os.Remove(api)
 		}
 	}()
-	p, err := startProc(bin, []string{"--api-socket", "path=" + api}, filepath.Join(cfg.RunDir, chLog), o.detach)
+	p, err := startProc(bin, []string{"--api-socket", "path=" + api}, filepath.Join(cfg.RunDir, chLog), o.detach, "")
 	if err != nil {
 		return nil, fmt.Errorf("start cloud-hypervisor: %w", err)
 	}

@@ -14,4 +14,7 @@ var (
 	// ErrNoHotplugPort means every PCIe root port of a q35 VM already holds a hot-added
 	// disk.
 	ErrNoHotplugPort = errors.New("no free PCIe root port for a hot-added disk")
+	// ErrVsockStalled means the hybrid vsock backend runs but no longer serves the guest's
+	// vsock device: CONNECTs are taken and never answered. Only a new boot helps.
+	ErrVsockStalled = errors.New("the vsock backend stopped serving the guest")
 )

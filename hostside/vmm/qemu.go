@@ -210,7 +210,8 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 	for _, name := range []string{vhostSocket, VsockSocket, QMPSocket, ConsoleLog} {
 		os.Remove(filepath.Join(cfg.RunDir, name)) // stale files from a crashed launcher
 	}
-	vp, err := startProc(vhost, vhostArgs(cfg), filepath.Join(cfg.RunDir, vhostLog), o.detach)
+	// Its warnings (none by default) go to its log beside the console log.
+	vp, err := startProc(vhost, vhostArgs(cfg), filepath.Join(cfg.RunDir, vhostLog), o.detach, "RUST_LOG=warn")
 	if err != nil {
 		return nil, fmt.Errorf("start vhost-device-vsock: %w", err)
 	}
@@ -218,11 +219,13 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 	if err := waitForFile(ctx, filepath.Join(cfg.RunDir, vhostSocket), vp, 5*time.Second); err != nil {
 		return nil, fmt.Errorf("vhost-device-vsock: %w%s", err, logTail(filepath.Join(cfg.RunDir, vhostLog)))
 	}
+	vm.vhost = &vhostWatch{pid: vp.cmd.Process.Pid, threadNames: taskNames}
+	vm.vhost.stalled() // its worker runs once it listens: remember that it was seen
 	args := qemuArgs(cfg, accel)
 	if cfg.SEVSNP {
 		args = snpArgs
 	}
-	qp, err := startProc(qemu, args, filepath.Join(cfg.RunDir, qemuLog), o.detach)
+	qp, err := startProc(qemu, args, filepath.Join(cfg.RunDir, qemuLog), o.detach, "")
 	if err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
@@ -245,7 +248,9 @@ type proc struct {
 	err    error
 }
 
-func startProc(bin string, args []string, logPath string, detach bool) (*proc, error) {
+// startProc starts bin with args, its output to logPath, with env (KEY=VALUE, "" for none)
+// added to the environment unless the environment sets KEY already.
+func startProc(bin string, args []string, logPath string, detach bool, env string) (*proc, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", logPath, err)
@@ -253,6 +258,9 @@ func startProc(bin string, args []string, logPath string, detach bool) (*proc, e
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if k, _, ok := strings.Cut(env, "="); ok && os.Getenv(k) == "" {
+		cmd.Env = append(os.Environ(), env)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -309,11 +317,12 @@ type procVM struct {
 	exitErr  error
 	stopOnce once
 	powerOff func(ctx context.Context) error
+	vhost    *vhostWatch // the vsock backend of a QEMU VM; nil for Cloud Hypervisor
 }
 
 // supervise waits until any process exits; then the VM is over and the rest are killed.
 func (vm *procVM) supervise() {
-	go trimConsoleUntil(vm.done, vm.ConsolePath(), consoleTrimEvery)
+	go trimLogsUntil(vm.done, logTrimEvery, vm.runDir)
 	cases := make(chan *proc, len(vm.procs))
 	for _, p := range vm.procs {
 		go func() { <-p.exited; cases <- p }()

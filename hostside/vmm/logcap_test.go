@@ -36,7 +36,7 @@ func allocated(t *testing.T, path string) int64 {
 	return st.Blocks * 512
 }
 
-func TestTrimConsole(t *testing.T) {
+func TestTrimLog(t *testing.T) {
 	dir := t.TempDir()
 	probe, err := os.Create(filepath.Join(dir, "probe"))
 	if err != nil {
@@ -67,25 +67,25 @@ func TestTrimConsole(t *testing.T) {
 			before, _ := os.ReadFile(path)
 			tail := consoleTail(path, 20)
 
-			if err := TrimConsole(path, ConsoleKeep); err != nil {
-				t.Fatalf("TrimConsole: %v", err)
+			if err := TrimLog(path, LogKeep); err != nil {
+				t.Fatalf("TrimLog: %v", err)
 			}
 			after, _ := os.ReadFile(path)
 			if len(after) != len(before) {
-				t.Errorf("TrimConsole changed the size from %d to %d", len(before), len(after))
+				t.Errorf("TrimLog changed the size from %d to %d", len(before), len(after))
 			}
-			kept := min(int64(len(before)), ConsoleKeep)
+			kept := min(int64(len(before)), LogKeep)
 			if !bytes.Equal(after[int64(len(after))-kept:], before[int64(len(before))-kept:]) {
-				t.Errorf("TrimConsole changed the last %d bytes", kept)
+				t.Errorf("TrimLog changed the last %d bytes", kept)
 			}
 			if got := consoleTail(path, 20); !slices.Equal(got, tail) {
-				t.Errorf("consoleTail after TrimConsole = %q, want %q", got, tail)
+				t.Errorf("consoleTail after TrimLog = %q, want %q", got, tail)
 			}
-			if a := allocated(t, path); a > ConsoleKeep+16<<10 && len(before) > ConsoleKeep {
-				t.Errorf("TrimConsole left %d bytes allocated of a %d-byte log, want at most %d", a, len(before), ConsoleKeep+16<<10)
+			if a := allocated(t, path); a > LogKeep+16<<10 && len(before) > LogKeep {
+				t.Errorf("TrimLog left %d bytes allocated of a %d-byte log, want at most %d", a, len(before), LogKeep+16<<10)
 			}
-			if len(before) > ConsoleKeep && !bytes.Equal(after[:4096], make([]byte, 4096)) {
-				t.Errorf("TrimConsole kept the start of a %d-byte log", len(before))
+			if len(before) > LogKeep && !bytes.Equal(after[:4096], make([]byte, 4096)) {
+				t.Errorf("TrimLog kept the start of a %d-byte log", len(before))
 			}
 
 			consoleLines(t, vmm, tc.lines, 3)
@@ -96,8 +96,9 @@ func TestTrimConsole(t *testing.T) {
 	}
 }
 
-func TestTrimConsoleUntil(t *testing.T) {
-	path := filepath.Join(t.TempDir(), ConsoleLog)
+func TestTrimLogsUntil(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ConsoleLog)
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestTrimConsoleUntil(t *testing.T) {
 	full := allocated(t, path)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
-	go func() { trimConsoleUntil(done, path, 10*time.Millisecond); close(stopped) }()
+	go func() { trimLogsUntil(done, 10*time.Millisecond, dir); close(stopped) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for allocated(t, path) == full && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -115,13 +116,13 @@ func TestTrimConsoleUntil(t *testing.T) {
 	close(done)
 	<-stopped
 	if a := allocated(t, path); a == full {
-		t.Errorf("trimConsoleUntil left the %d-byte log at %d bytes allocated", full, a)
+		t.Errorf("trimLogsUntil left the %d-byte log at %d bytes allocated", full, a)
 	}
 }
 
-// TestTrimConsoleMissing: no console log yet is nothing to trim.
-func TestTrimConsoleMissing(t *testing.T) {
-	if err := TrimConsole(filepath.Join(t.TempDir(), "none"), ConsoleKeep); err != nil {
-		t.Errorf("TrimConsole(missing file) = %v, want nil", err)
+// TestTrimLogMissing: no console log yet is nothing to trim.
+func TestTrimLogMissing(t *testing.T) {
+	if err := TrimLog(filepath.Join(t.TempDir(), "none"), LogKeep); err != nil {
+		t.Errorf("TrimLog(missing file) = %v, want nil", err)
 	}
 }
