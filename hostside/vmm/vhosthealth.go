@@ -13,8 +13,8 @@ import (
 // handler returns an error, that thread returns it and ends, and nothing is logged; the
 // process lives on, its listening socket still accepts connections and takes CONNECT
 // lines, and none is ever answered. CONNECTs sent while the guest's vsock driver is still
-// setting up its queues end it this way (reproduced by dialing from the moment QEMU
-// starts). The guest itself is fine; only a new backend, that is a new boot, helps.
+// setting up its queues ended it so once in four runs of a client dialing every 50 ms
+// from QEMU's start. The guest itself is fine; only a new backend, that is a new boot, helps.
 const vhostWorkerThread = "vring_worker"
 
 // vhostWatch remembers whether the vsock backend's worker thread was ever seen, so that a
