@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,17 @@ func startHolder(t *testing.T, dir string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
+	// Until the child has exec'd sh, its command line is the test binary's and does not
+	// mention dir: wait, or a loaded machine makes the process look like someone else's.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
+		if strings.Contains(string(b), dir) {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("holder %d did not exec sh within 10s (cmdline %q)", cmd.Process.Pid, b)
+		}
+	}
 }
 
 func TestCreateRunDir(t *testing.T) {
