@@ -24,6 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	_ "github.com/opencontainers/cgroups/devices" // device cgroup rules
+
+	agentv1 "confguest/agent/api/v1"
 )
 
 // Config configures a Manager.
@@ -71,8 +73,9 @@ type Manager struct {
 	layerMu sync.Mutex
 	layers  map[string]*layer // by layerKey
 
-	podMu sync.Mutex
-	pod   *pod // the guest's pod namespaces, once a container joined one
+	podMu     sync.Mutex
+	pod       *pod                     // the guest's pod namespaces, once a container joined one
+	emptyDirs map[string]emptyDirState // the pod's emptyDirs, by name (volume_linux.go)
 }
 
 // Container is one container and its processes.
@@ -120,6 +123,8 @@ type CreateRequest struct {
 	// PodNamespaces are the pod's namespaces the container joins instead of
 	// its own (pod_linux.go); each must be listed in the spec, without a path.
 	PodNamespaces []specs.LinuxNamespaceType
+	// Volumes are mounted after the spec's mounts (volume_linux.go).
+	Volumes []*agentv1.Volume
 	// Admit, if set, records the policy's admission of the container. It
 	// is called once the container exists and before its ID is released
 	// to other calls; an error rolls the create back.
@@ -134,6 +139,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	}
 	spec := req.Spec
 	if err := checkSpec(spec, m.cfg.BindDirs); err != nil {
+		return 0, err
+	}
+	if err := checkVolumes(req.Volumes, spec); err != nil {
 		return 0, err
 	}
 	if err := m.checkRootfs(req.Rootfs); err != nil {
@@ -184,6 +192,12 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	if err != nil {
 		return 0, err
 	}
+
+	vmounts, err := m.volumeMounts(dir, req.Volumes)
+	if err != nil {
+		return 0, err
+	}
+	spec.Mounts = append(spec.Mounts, vmounts...)
 
 	mounted := time.Now()
 	if spec.Root == nil {
@@ -675,6 +689,9 @@ func (m *Manager) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if err := m.closePod(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.closeEmptyDirs(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -322,6 +322,9 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 		c := &e.p.Containers[i]
 		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin(), r.GetPodNamespaces().Types())
 		if d == nil {
+			d = checkVolumes(c, r.GetVolumes())
+		}
+		if d == nil {
 			r.Admit = func() error { return e.admit(id, c) }
 			r.Attestation = c.Attestation
 			return nil

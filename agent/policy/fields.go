@@ -179,14 +179,26 @@ var specFields = map[string]fieldRule{
 // message, so a new request field is decided on before any request can
 // carry it.
 var createFields = map[string]fieldRule{
-	"container_id":     {fixed, "a valid ID; the admission is bound to it"},
-	"spec_json":        {object, "every field in specFields"},
-	"rootfs":           {pinned, "rootfs (layers by verity root hash; the format is fixed)"},
-	"stdio":            {object, ""},
-	"stdio.stdin":      {pinned, "stdin"},
-	"stdio.tty_width":  {fixed, "only with process.terminal"},
-	"stdio.tty_height": {fixed, "only with process.terminal"},
-	"pod_namespaces":   {pinned, "pod_namespaces (the agent sets the namespace paths)"},
+	"container_id":               {fixed, "a valid ID; the admission is bound to it"},
+	"spec_json":                  {object, "every field in specFields"},
+	"rootfs":                     {pinned, "rootfs (layers by verity root hash; the format is fixed)"},
+	"stdio":                      {object, ""},
+	"stdio.stdin":                {pinned, "stdin"},
+	"stdio.tty_width":            {fixed, "only with process.terminal"},
+	"stdio.tty_height":           {fixed, "only with process.terminal"},
+	"pod_namespaces":             {pinned, "pod_namespaces (the agent sets the namespace paths)"},
+	"volumes":                    {object, ""},
+	"volumes.destination":        {pinned, "volumes (destination and kind; the agent chooses the guest path)"},
+	"volumes.read_only":          {fixed, "only makes the mount read-only"},
+	"volumes.files":              {object, ""},
+	"volumes.files.entries":      {object, ""},
+	"volumes.files.entries.path": {fixed, "clean, relative, below the destination (agent/container volume checks)"},
+	"volumes.files.entries.mode": {fixed, "permission bits only"},
+	"volumes.files.entries.dir":  {fixed, "a directory, no data"},
+	"volumes.files.entries.data": {limit, "1 MiB a file, 2 MiB a container"},
+	"volumes.empty_dir":          {object, "its presence is the kind the policy pins (volumes)"},
+	"volumes.empty_dir.name":     {fixed, "names the pod's emptyDir; bounded, any text"},
+	"volumes.empty_dir.memory":   {fixed, "tmpfs instead of the guest's scratch"},
 }
 
 // jsonName is the JSON name of a struct field ("" for an embedded struct

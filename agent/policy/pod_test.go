@@ -59,17 +59,7 @@ func TestPodNamespacesAuthorize(t *testing.T) {
 			for i := 0; i+1 < len(tc.edits); i += 2 {
 				doc = edit(t, doc, tc.edits[i], tc.edits[i+1])
 			}
-			g := NewGate(nil, discardLogger())
-			if err := g.Install(context.Background(), doc); err != nil {
-				t.Fatal(err)
-			}
-			err := authorize(context.Background(), g, MethodCreateContainer, tc.req(t))
-			switch {
-			case tc.wantRule == "" && err != nil:
-				t.Errorf("CreateContainer = %v, want allowed", err)
-			case tc.wantRule != "" && (!errors.Is(err, authz.ErrDenied) || !strings.Contains(err.Error(), tc.wantRule)):
-				t.Errorf("CreateContainer = %v, want a denial naming %q", err, tc.wantRule)
-			}
+			checkCreate(t, doc, tc.req(t), tc.wantRule)
 		})
 	}
 }
@@ -91,5 +81,22 @@ func TestPodNamespacesParse(t *testing.T) {
 		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("Parse(pod_namespaces %s) = %v, want %q", tc.value, err, tc.wantErr)
 		}
+	}
+}
+
+// checkCreate installs policy doc and authorizes CreateContainer req: allowed when
+// wantRule is "", else a denial naming it.
+func checkCreate(t *testing.T, doc []byte, req any, wantRule string) {
+	t.Helper()
+	g := NewGate(nil, discardLogger())
+	if err := g.Install(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+	err := authorize(context.Background(), g, MethodCreateContainer, req)
+	switch {
+	case wantRule == "" && err != nil:
+		t.Errorf("CreateContainer = %v, want allowed", err)
+	case wantRule != "" && (!errors.Is(err, authz.ErrDenied) || !strings.Contains(err.Error(), wantRule)):
+		t.Errorf("CreateContainer = %v, want a denial naming %q", err, wantRule)
 	}
 }

@@ -38,15 +38,15 @@ func podSpec(t *testing.T, hostname, script string) []byte {
 // runPodContainer creates and starts container id joining the pod namespaces types and
 // returns a func that waits for it and returns its stdout. (A namespace compared after its
 // last process exited may share its inode number with a later one: the pod's namespaces
-// live as long as the agent, the agent's too.)
-func (ta *testAgent) runPodContainer(t *testing.T, id string, types []specs.LinuxNamespaceType, specJSON []byte) func() string {
+// live as long as the agent, the agent's too.) The container mounts volumes vs.
+func (ta *testAgent) runPodContainer(t *testing.T, id string, types []specs.LinuxNamespaceType, specJSON []byte, vs ...*agentv1.Volume) func() string {
 	t.Helper()
 	pod, err := agentv1.NewPodNamespaces(types)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
-		ContainerId: id, SpecJson: specJSON, PodNamespaces: pod,
+		ContainerId: id, SpecJson: specJSON, PodNamespaces: pod, Volumes: vs,
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_GuestDirectory{GuestDirectory: ta.image}},
 	}); err != nil {
 		t.Fatalf("CreateContainer(%s, pod namespaces %v) = %v", id, types, err)

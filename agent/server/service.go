@@ -61,7 +61,7 @@ func (s *service) CreateContainer(ctx context.Context, r *agentv1.CreateContaine
 	s.addAttestation(d)
 	// The admission is recorded only once the container exists, while
 	// the manager holds its ID (request.CreateContainer.Admit).
-	req := container.CreateRequest{ID: r.GetContainerId(), Spec: d.Spec, PodNamespaces: r.GetPodNamespaces().Types(), Admit: d.Admit}
+	req := container.CreateRequest{ID: r.GetContainerId(), Spec: d.Spec, PodNamespaces: r.GetPodNamespaces().Types(), Volumes: r.GetVolumes(), Admit: d.Admit}
 	if rf := r.GetRootfs(); rf != nil {
 		req.Rootfs.ScratchBytes = rf.GetScratchBytes()
 		req.Rootfs.GuestDirectory = rf.GetGuestDirectory()

@@ -108,6 +108,11 @@ type Container struct {
 	// "uts", "pid"): exactly these, as a set (none when empty). The agent
 	// creates them and sets their paths; the host never names one.
 	PodNamespaces []string `json:"pod_namespaces,omitempty"`
+	// Volumes lists, per mount destination, what the agent may mount there
+	// beside the spec's mounts (CreateContainer volumes): files the host
+	// copies in, or an emptyDir of the pod. A request may use any of them
+	// (a subset); a volume at a destination not listed is refused.
+	Volumes []Volume `json:"volumes,omitempty"`
 	// ReadonlyRootfs refuses a spec whose root is not read-only.
 	ReadonlyRootfs bool `json:"readonly_rootfs"`
 	// Stdin allows writing to the container's standard input.
@@ -334,6 +339,9 @@ func (c *Container) check() error {
 	if err := checkPodNamespaces(c.PodNamespaces); err != nil {
 		return err
 	}
+	if err := checkVolumes(c.Volumes); err != nil {
+		return err
+	}
 	for k := range c.Sysctls {
 		if k == "" || strings.ContainsAny(k, "/ \x00") {
 			return fmt.Errorf("sysctls %q: want a dotted name such as net.ipv4.ip_forward", k)
@@ -375,6 +383,38 @@ func checkPodNamespaces(types []string) error {
 			return fmt.Errorf("pod_namespaces[%d] %q: listed twice", i, t)
 		}
 		seen[t] = true
+	}
+	return nil
+}
+
+// Volume kinds: what a container entry lets the host mount at a destination.
+const (
+	// VolumeFiles is a file or directory tree whose content the host sends.
+	VolumeFiles = "files"
+	// VolumeEmptyDir is an emptyDir of the pod, created empty in the guest.
+	VolumeEmptyDir = "empty_dir"
+)
+
+// Volume allows one kind of volume at one mount destination.
+type Volume struct {
+	Destination string `json:"destination"`
+	// Kind is VolumeFiles or VolumeEmptyDir.
+	Kind string `json:"kind"`
+}
+
+func checkVolumes(vs []Volume) error {
+	seen := map[string]bool{}
+	for i, v := range vs {
+		if !absClean(v.Destination) || v.Destination == "/" {
+			return fmt.Errorf("volumes[%d].destination %q: want a clean absolute path other than /", i, v.Destination)
+		}
+		if v.Kind != VolumeFiles && v.Kind != VolumeEmptyDir {
+			return fmt.Errorf("volumes[%d].kind %q: want %q or %q", i, v.Kind, VolumeFiles, VolumeEmptyDir)
+		}
+		if seen[v.Destination] {
+			return fmt.Errorf("volumes[%d].destination %q: listed twice", i, v.Destination)
+		}
+		seen[v.Destination] = true
 	}
 	return nil
 }

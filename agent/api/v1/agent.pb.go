@@ -766,6 +766,14 @@ type CreateContainerRequest struct {
 	// spec.linux.namespaces without a path (the agent sets the path), and
 	// the policy entry must name exactly these (pod_namespaces).
 	PodNamespaces *PodNamespaces `protobuf:"bytes,5,opt,name=pod_namespaces,json=podNamespaces,proto3" json:"pod_namespaces,omitempty"`
+	// Volumes the agent mounts into the container beside the spec's mounts,
+	// without a filesystem shared with the host: files the host copies in
+	// (Kubernetes' /etc/hosts, /etc/resolv.conf, service-account token,
+	// ConfigMap, Secret, downwardAPI and projected volumes) or an emptyDir
+	// the pod's containers share. The agent chooses where in the guest
+	// they live; the host names only the destination in the container.
+	// Each destination must be allowed by the policy entry (volumes).
+	Volumes       []*Volume `protobuf:"bytes,6,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -835,6 +843,263 @@ func (x *CreateContainerRequest) GetPodNamespaces() *PodNamespaces {
 	return nil
 }
 
+func (x *CreateContainerRequest) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// Volume is one mount of host-provided files or of an emptyDir: exactly
+// one of files and empty_dir is set. Bounds (agent/container/volume.go):
+// at most 1 MiB a file, 2 MiB and 1024 entries a container.
+type Volume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute, clean path in the container; not /, not under /proc or
+	// /sys, and not the destination of another volume or spec mount.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Mount read-only.
+	ReadOnly      bool      `protobuf:"varint,2,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	Files         *Files    `protobuf:"bytes,3,opt,name=files,proto3" json:"files,omitempty"`
+	EmptyDir      *EmptyDir `protobuf:"bytes,4,opt,name=empty_dir,json=emptyDir,proto3" json:"empty_dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Volume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Volume) ProtoMessage() {}
+
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Volume) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Volume) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *Volume) GetFiles() *Files {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *Volume) GetEmptyDir() *EmptyDir {
+	if x != nil {
+		return x.EmptyDir
+	}
+	return nil
+}
+
+// Files is a copied file or directory tree. One entry with an empty path
+// makes the destination that regular file; otherwise the destination is a
+// directory holding the entries.
+type Files struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*FileEntry           `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Files) Reset() {
+	*x = Files{}
+	mi := &file_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Files) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Files) ProtoMessage() {}
+
+func (x *Files) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Files.ProtoReflect.Descriptor instead.
+func (*Files) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Files) GetEntries() []*FileEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type FileEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Relative path below the destination, "/"-separated, clean, no "..":
+	// a file's directories are created as needed.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Permission bits (0o777 at most).
+	Mode uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	// A directory (data must be empty) rather than a regular file.
+	Dir           bool   `protobuf:"varint,3,opt,name=dir,proto3" json:"dir,omitempty"`
+	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileEntry) Reset() {
+	*x = FileEntry{}
+	mi := &file_v1_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileEntry) ProtoMessage() {}
+
+func (x *FileEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileEntry.ProtoReflect.Descriptor instead.
+func (*FileEntry) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FileEntry) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FileEntry) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *FileEntry) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
+func (x *FileEntry) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// EmptyDir is a directory of the pod, created empty by the first container
+// that mounts it and shared by every container naming the same name.
+type EmptyDir struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the volume within the pod (the shim uses the host path of
+	// the kubelet's directory): at most 255 bytes, printable, any text.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Kubernetes medium: Memory: a tmpfs.
+	Memory        bool `protobuf:"varint,2,opt,name=memory,proto3" json:"memory,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmptyDir) Reset() {
+	*x = EmptyDir{}
+	mi := &file_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmptyDir) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmptyDir) ProtoMessage() {}
+
+func (x *EmptyDir) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmptyDir.ProtoReflect.Descriptor instead.
+func (*EmptyDir) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EmptyDir) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EmptyDir) GetMemory() bool {
+	if x != nil {
+		return x.Memory
+	}
+	return false
+}
+
 // PodNamespaces selects the guest pod's namespaces a container joins.
 type PodNamespaces struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -850,7 +1115,7 @@ type PodNamespaces struct {
 
 func (x *PodNamespaces) Reset() {
 	*x = PodNamespaces{}
-	mi := &file_v1_agent_proto_msgTypes[12]
+	mi := &file_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1127,7 @@ func (x *PodNamespaces) String() string {
 func (*PodNamespaces) ProtoMessage() {}
 
 func (x *PodNamespaces) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[12]
+	mi := &file_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1140,7 @@ func (x *PodNamespaces) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodNamespaces.ProtoReflect.Descriptor instead.
 func (*PodNamespaces) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PodNamespaces) GetNetwork() bool {
@@ -915,7 +1180,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[13]
+	mi := &file_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1192,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[13]
+	mi := &file_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1205,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateContainerResponse) GetPid() uint32 {
@@ -959,7 +1224,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[14]
+	mi := &file_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1236,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[14]
+	mi := &file_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1249,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -1002,7 +1267,7 @@ type StartContainerResponse struct {
 
 func (x *StartContainerResponse) Reset() {
 	*x = StartContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[15]
+	mi := &file_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1279,7 @@ func (x *StartContainerResponse) String() string {
 func (*StartContainerResponse) ProtoMessage() {}
 
 func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[15]
+	mi := &file_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1292,7 @@ func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerResponse.ProtoReflect.Descriptor instead.
 func (*StartContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 type ExecProcessRequest struct {
@@ -1043,7 +1308,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[16]
+	mi := &file_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1320,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[16]
+	mi := &file_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1333,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -1108,7 +1373,7 @@ type ExecProcessResponse struct {
 
 func (x *ExecProcessResponse) Reset() {
 	*x = ExecProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[17]
+	mi := &file_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1385,7 @@ func (x *ExecProcessResponse) String() string {
 func (*ExecProcessResponse) ProtoMessage() {}
 
 func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[17]
+	mi := &file_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1398,7 @@ func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessResponse.ProtoReflect.Descriptor instead.
 func (*ExecProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExecProcessResponse) GetPid() uint32 {
@@ -1152,7 +1417,7 @@ type WaitProcessRequest struct {
 
 func (x *WaitProcessRequest) Reset() {
 	*x = WaitProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[18]
+	mi := &file_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1429,7 @@ func (x *WaitProcessRequest) String() string {
 func (*WaitProcessRequest) ProtoMessage() {}
 
 func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[18]
+	mi := &file_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1442,7 @@ func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessRequest.ProtoReflect.Descriptor instead.
 func (*WaitProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WaitProcessRequest) GetProcess() *ProcessRef {
@@ -1200,7 +1465,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[19]
+	mi := &file_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1477,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[19]
+	mi := &file_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1490,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WaitProcessResponse) GetExitCode() int32 {
@@ -1261,7 +1526,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_v1_agent_proto_msgTypes[20]
+	mi := &file_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1538,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[20]
+	mi := &file_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1551,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SignalProcessRequest) GetProcess() *ProcessRef {
@@ -1318,7 +1583,7 @@ type SignalProcessResponse struct {
 
 func (x *SignalProcessResponse) Reset() {
 	*x = SignalProcessResponse{}
-	mi := &file_v1_agent_proto_msgTypes[21]
+	mi := &file_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1595,7 @@ func (x *SignalProcessResponse) String() string {
 func (*SignalProcessResponse) ProtoMessage() {}
 
 func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[21]
+	mi := &file_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1608,7 @@ func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessResponse.ProtoReflect.Descriptor instead.
 func (*SignalProcessResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 type ResizeTTYRequest struct {
@@ -1357,7 +1622,7 @@ type ResizeTTYRequest struct {
 
 func (x *ResizeTTYRequest) Reset() {
 	*x = ResizeTTYRequest{}
-	mi := &file_v1_agent_proto_msgTypes[22]
+	mi := &file_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1634,7 @@ func (x *ResizeTTYRequest) String() string {
 func (*ResizeTTYRequest) ProtoMessage() {}
 
 func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[22]
+	mi := &file_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1647,7 @@ func (x *ResizeTTYRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTTYRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResizeTTYRequest) GetProcess() *ProcessRef {
@@ -1414,7 +1679,7 @@ type ResizeTTYResponse struct {
 
 func (x *ResizeTTYResponse) Reset() {
 	*x = ResizeTTYResponse{}
-	mi := &file_v1_agent_proto_msgTypes[23]
+	mi := &file_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1691,7 @@ func (x *ResizeTTYResponse) String() string {
 func (*ResizeTTYResponse) ProtoMessage() {}
 
 func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[23]
+	mi := &file_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1704,7 @@ func (x *ResizeTTYResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTTYResponse.ProtoReflect.Descriptor instead.
 func (*ResizeTTYResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type WriteStdinRequest struct {
@@ -1452,7 +1717,7 @@ type WriteStdinRequest struct {
 
 func (x *WriteStdinRequest) Reset() {
 	*x = WriteStdinRequest{}
-	mi := &file_v1_agent_proto_msgTypes[24]
+	mi := &file_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1729,7 @@ func (x *WriteStdinRequest) String() string {
 func (*WriteStdinRequest) ProtoMessage() {}
 
 func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[24]
+	mi := &file_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1742,7 @@ func (x *WriteStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinRequest.ProtoReflect.Descriptor instead.
 func (*WriteStdinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WriteStdinRequest) GetProcess() *ProcessRef {
@@ -1503,7 +1768,7 @@ type WriteStdinResponse struct {
 
 func (x *WriteStdinResponse) Reset() {
 	*x = WriteStdinResponse{}
-	mi := &file_v1_agent_proto_msgTypes[25]
+	mi := &file_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1780,7 @@ func (x *WriteStdinResponse) String() string {
 func (*WriteStdinResponse) ProtoMessage() {}
 
 func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[25]
+	mi := &file_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1793,7 @@ func (x *WriteStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteStdinResponse.ProtoReflect.Descriptor instead.
 func (*WriteStdinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WriteStdinResponse) GetWritten() uint32 {
@@ -1547,7 +1812,7 @@ type CloseStdinRequest struct {
 
 func (x *CloseStdinRequest) Reset() {
 	*x = CloseStdinRequest{}
-	mi := &file_v1_agent_proto_msgTypes[26]
+	mi := &file_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1824,7 @@ func (x *CloseStdinRequest) String() string {
 func (*CloseStdinRequest) ProtoMessage() {}
 
 func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[26]
+	mi := &file_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1837,7 @@ func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CloseStdinRequest) GetProcess() *ProcessRef {
@@ -1590,7 +1855,7 @@ type CloseStdinResponse struct {
 
 func (x *CloseStdinResponse) Reset() {
 	*x = CloseStdinResponse{}
-	mi := &file_v1_agent_proto_msgTypes[27]
+	mi := &file_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1867,7 @@ func (x *CloseStdinResponse) String() string {
 func (*CloseStdinResponse) ProtoMessage() {}
 
 func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[27]
+	mi := &file_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1880,7 @@ func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type ReadOutputRequest struct {
@@ -1631,7 +1896,7 @@ type ReadOutputRequest struct {
 
 func (x *ReadOutputRequest) Reset() {
 	*x = ReadOutputRequest{}
-	mi := &file_v1_agent_proto_msgTypes[28]
+	mi := &file_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1908,7 @@ func (x *ReadOutputRequest) String() string {
 func (*ReadOutputRequest) ProtoMessage() {}
 
 func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[28]
+	mi := &file_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1921,7 @@ func (x *ReadOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOutputRequest.ProtoReflect.Descriptor instead.
 func (*ReadOutputRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReadOutputRequest) GetProcess() *ProcessRef {
@@ -1696,7 +1961,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_v1_agent_proto_msgTypes[29]
+	mi := &file_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1973,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[29]
+	mi := &file_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1986,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1761,7 +2026,7 @@ type DeleteContainerRequest struct {
 
 func (x *DeleteContainerRequest) Reset() {
 	*x = DeleteContainerRequest{}
-	mi := &file_v1_agent_proto_msgTypes[30]
+	mi := &file_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +2038,7 @@ func (x *DeleteContainerRequest) String() string {
 func (*DeleteContainerRequest) ProtoMessage() {}
 
 func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[30]
+	mi := &file_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +2051,7 @@ func (x *DeleteContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteContainerRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteContainerRequest) GetContainerId() string {
@@ -1804,7 +2069,7 @@ type DeleteContainerResponse struct {
 
 func (x *DeleteContainerResponse) Reset() {
 	*x = DeleteContainerResponse{}
-	mi := &file_v1_agent_proto_msgTypes[31]
+	mi := &file_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2081,7 @@ func (x *DeleteContainerResponse) String() string {
 func (*DeleteContainerResponse) ProtoMessage() {}
 
 func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[31]
+	mi := &file_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2094,7 @@ func (x *DeleteContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteContainerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteContainerResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 type ListContainersRequest struct {
@@ -1840,7 +2105,7 @@ type ListContainersRequest struct {
 
 func (x *ListContainersRequest) Reset() {
 	*x = ListContainersRequest{}
-	mi := &file_v1_agent_proto_msgTypes[32]
+	mi := &file_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +2117,7 @@ func (x *ListContainersRequest) String() string {
 func (*ListContainersRequest) ProtoMessage() {}
 
 func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[32]
+	mi := &file_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +2130,7 @@ func (x *ListContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersRequest.ProtoReflect.Descriptor instead.
 func (*ListContainersRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 type ContainerInfo struct {
@@ -1882,7 +2147,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_v1_agent_proto_msgTypes[33]
+	mi := &file_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2159,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[33]
+	mi := &file_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2172,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ContainerInfo) GetId() string {
@@ -1954,7 +2219,7 @@ type ListContainersResponse struct {
 
 func (x *ListContainersResponse) Reset() {
 	*x = ListContainersResponse{}
-	mi := &file_v1_agent_proto_msgTypes[34]
+	mi := &file_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2231,7 @@ func (x *ListContainersResponse) String() string {
 func (*ListContainersResponse) ProtoMessage() {}
 
 func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[34]
+	mi := &file_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2244,7 @@ func (x *ListContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainersResponse.ProtoReflect.Descriptor instead.
 func (*ListContainersResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListContainersResponse) GetContainers() []*ContainerInfo {
@@ -1998,7 +2263,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_v1_agent_proto_msgTypes[35]
+	mi := &file_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2275,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[35]
+	mi := &file_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2288,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StateRequest) GetContainerId() string {
@@ -2042,7 +2307,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_v1_agent_proto_msgTypes[36]
+	mi := &file_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2319,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[36]
+	mi := &file_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2332,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{36}
+	return file_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StateResponse) GetContainer() *ContainerInfo {
@@ -2087,7 +2352,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_v1_agent_proto_msgTypes[37]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2364,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[37]
+	mi := &file_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2377,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{37}
+	return file_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StatsRequest) GetContainerId() string {
@@ -2133,7 +2398,7 @@ type MemoryStats struct {
 
 func (x *MemoryStats) Reset() {
 	*x = MemoryStats{}
-	mi := &file_v1_agent_proto_msgTypes[38]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2410,7 @@ func (x *MemoryStats) String() string {
 func (*MemoryStats) ProtoMessage() {}
 
 func (x *MemoryStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[38]
+	mi := &file_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2423,7 @@ func (x *MemoryStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryStats.ProtoReflect.Descriptor instead.
 func (*MemoryStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MemoryStats) GetUsageBytes() uint64 {
@@ -2195,7 +2460,7 @@ type CPUStats struct {
 
 func (x *CPUStats) Reset() {
 	*x = CPUStats{}
-	mi := &file_v1_agent_proto_msgTypes[39]
+	mi := &file_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2472,7 @@ func (x *CPUStats) String() string {
 func (*CPUStats) ProtoMessage() {}
 
 func (x *CPUStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[39]
+	mi := &file_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2485,7 @@ func (x *CPUStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CPUStats.ProtoReflect.Descriptor instead.
 func (*CPUStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{39}
+	return file_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CPUStats) GetUsageNanos() uint64 {
@@ -2268,7 +2533,7 @@ type PidsStats struct {
 
 func (x *PidsStats) Reset() {
 	*x = PidsStats{}
-	mi := &file_v1_agent_proto_msgTypes[40]
+	mi := &file_v1_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2545,7 @@ func (x *PidsStats) String() string {
 func (*PidsStats) ProtoMessage() {}
 
 func (x *PidsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[40]
+	mi := &file_v1_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2558,7 @@ func (x *PidsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsStats.ProtoReflect.Descriptor instead.
 func (*PidsStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_v1_agent_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PidsStats) GetCurrent() uint64 {
@@ -2332,7 +2597,7 @@ type AgentStats struct {
 
 func (x *AgentStats) Reset() {
 	*x = AgentStats{}
-	mi := &file_v1_agent_proto_msgTypes[41]
+	mi := &file_v1_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2609,7 @@ func (x *AgentStats) String() string {
 func (*AgentStats) ProtoMessage() {}
 
 func (x *AgentStats) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[41]
+	mi := &file_v1_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2622,7 @@ func (x *AgentStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStats.ProtoReflect.Descriptor instead.
 func (*AgentStats) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_v1_agent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AgentStats) GetRssBytes() uint64 {
@@ -2451,7 +2716,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_v1_agent_proto_msgTypes[42]
+	mi := &file_v1_agent_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2728,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[42]
+	mi := &file_v1_agent_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2741,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_v1_agent_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StatsResponse) GetMemory() *MemoryStats {
@@ -2515,7 +2780,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_v1_agent_proto_msgTypes[43]
+	mi := &file_v1_agent_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2792,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[43]
+	mi := &file_v1_agent_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2805,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{43}
+	return file_v1_agent_proto_rawDescGZIP(), []int{47}
 }
 
 type ShutdownResponse struct {
@@ -2551,7 +2816,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_v1_agent_proto_msgTypes[44]
+	mi := &file_v1_agent_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2828,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_v1_agent_proto_msgTypes[44]
+	mi := &file_v1_agent_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2841,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_v1_agent_proto_rawDescGZIP(), []int{44}
+	return file_v1_agent_proto_rawDescGZIP(), []int{48}
 }
 
 var File_v1_agent_proto protoreflect.FileDescriptor
@@ -2629,13 +2894,29 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x05stdin\x18\x01 \x01(\bR\x05stdin\x12\x1b\n" +
 	"\ttty_width\x18\x02 \x01(\rR\bttyWidth\x12\x1d\n" +
 	"\n" +
-	"tty_height\x18\x03 \x01(\rR\tttyHeight\"\x8e\x02\n" +
+	"tty_height\x18\x03 \x01(\rR\tttyHeight\"\xc4\x02\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1b\n" +
 	"\tspec_json\x18\x02 \x01(\fR\bspecJson\x122\n" +
 	"\x06rootfs\x18\x03 \x01(\v2\x1a.confguest.agent.v1.RootfsR\x06rootfs\x126\n" +
 	"\x05stdio\x18\x04 \x01(\v2 .confguest.agent.v1.StdioOptionsR\x05stdio\x12H\n" +
-	"\x0epod_namespaces\x18\x05 \x01(\v2!.confguest.agent.v1.PodNamespacesR\rpodNamespaces\"_\n" +
+	"\x0epod_namespaces\x18\x05 \x01(\v2!.confguest.agent.v1.PodNamespacesR\rpodNamespaces\x124\n" +
+	"\avolumes\x18\x06 \x03(\v2\x1a.confguest.agent.v1.VolumeR\avolumes\"\xb3\x01\n" +
+	"\x06Volume\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1b\n" +
+	"\tread_only\x18\x02 \x01(\bR\breadOnly\x12/\n" +
+	"\x05files\x18\x03 \x01(\v2\x19.confguest.agent.v1.FilesR\x05files\x129\n" +
+	"\tempty_dir\x18\x04 \x01(\v2\x1c.confguest.agent.v1.EmptyDirR\bemptyDir\"@\n" +
+	"\x05Files\x127\n" +
+	"\aentries\x18\x01 \x03(\v2\x1d.confguest.agent.v1.FileEntryR\aentries\"Y\n" +
+	"\tFileEntry\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03dir\x18\x03 \x01(\bR\x03dir\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"6\n" +
+	"\bEmptyDir\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06memory\x18\x02 \x01(\bR\x06memory\"_\n" +
 	"\rPodNamespaces\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\bR\anetwork\x12\x10\n" +
 	"\x03ipc\x18\x02 \x01(\bR\x03ipc\x12\x10\n" +
@@ -2785,7 +3066,7 @@ func file_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_v1_agent_proto_goTypes = []any{
 	(OutputStream)(0),               // 0: confguest.agent.v1.OutputStream
 	(*VersionRequest)(nil),          // 1: confguest.agent.v1.VersionRequest
@@ -2800,99 +3081,107 @@ var file_v1_agent_proto_goTypes = []any{
 	(*Rootfs)(nil),                  // 10: confguest.agent.v1.Rootfs
 	(*StdioOptions)(nil),            // 11: confguest.agent.v1.StdioOptions
 	(*CreateContainerRequest)(nil),  // 12: confguest.agent.v1.CreateContainerRequest
-	(*PodNamespaces)(nil),           // 13: confguest.agent.v1.PodNamespaces
-	(*CreateContainerResponse)(nil), // 14: confguest.agent.v1.CreateContainerResponse
-	(*StartContainerRequest)(nil),   // 15: confguest.agent.v1.StartContainerRequest
-	(*StartContainerResponse)(nil),  // 16: confguest.agent.v1.StartContainerResponse
-	(*ExecProcessRequest)(nil),      // 17: confguest.agent.v1.ExecProcessRequest
-	(*ExecProcessResponse)(nil),     // 18: confguest.agent.v1.ExecProcessResponse
-	(*WaitProcessRequest)(nil),      // 19: confguest.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),     // 20: confguest.agent.v1.WaitProcessResponse
-	(*SignalProcessRequest)(nil),    // 21: confguest.agent.v1.SignalProcessRequest
-	(*SignalProcessResponse)(nil),   // 22: confguest.agent.v1.SignalProcessResponse
-	(*ResizeTTYRequest)(nil),        // 23: confguest.agent.v1.ResizeTTYRequest
-	(*ResizeTTYResponse)(nil),       // 24: confguest.agent.v1.ResizeTTYResponse
-	(*WriteStdinRequest)(nil),       // 25: confguest.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 26: confguest.agent.v1.WriteStdinResponse
-	(*CloseStdinRequest)(nil),       // 27: confguest.agent.v1.CloseStdinRequest
-	(*CloseStdinResponse)(nil),      // 28: confguest.agent.v1.CloseStdinResponse
-	(*ReadOutputRequest)(nil),       // 29: confguest.agent.v1.ReadOutputRequest
-	(*OutputChunk)(nil),             // 30: confguest.agent.v1.OutputChunk
-	(*DeleteContainerRequest)(nil),  // 31: confguest.agent.v1.DeleteContainerRequest
-	(*DeleteContainerResponse)(nil), // 32: confguest.agent.v1.DeleteContainerResponse
-	(*ListContainersRequest)(nil),   // 33: confguest.agent.v1.ListContainersRequest
-	(*ContainerInfo)(nil),           // 34: confguest.agent.v1.ContainerInfo
-	(*ListContainersResponse)(nil),  // 35: confguest.agent.v1.ListContainersResponse
-	(*StateRequest)(nil),            // 36: confguest.agent.v1.StateRequest
-	(*StateResponse)(nil),           // 37: confguest.agent.v1.StateResponse
-	(*StatsRequest)(nil),            // 38: confguest.agent.v1.StatsRequest
-	(*MemoryStats)(nil),             // 39: confguest.agent.v1.MemoryStats
-	(*CPUStats)(nil),                // 40: confguest.agent.v1.CPUStats
-	(*PidsStats)(nil),               // 41: confguest.agent.v1.PidsStats
-	(*AgentStats)(nil),              // 42: confguest.agent.v1.AgentStats
-	(*StatsResponse)(nil),           // 43: confguest.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),         // 44: confguest.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 45: confguest.agent.v1.ShutdownResponse
+	(*Volume)(nil),                  // 13: confguest.agent.v1.Volume
+	(*Files)(nil),                   // 14: confguest.agent.v1.Files
+	(*FileEntry)(nil),               // 15: confguest.agent.v1.FileEntry
+	(*EmptyDir)(nil),                // 16: confguest.agent.v1.EmptyDir
+	(*PodNamespaces)(nil),           // 17: confguest.agent.v1.PodNamespaces
+	(*CreateContainerResponse)(nil), // 18: confguest.agent.v1.CreateContainerResponse
+	(*StartContainerRequest)(nil),   // 19: confguest.agent.v1.StartContainerRequest
+	(*StartContainerResponse)(nil),  // 20: confguest.agent.v1.StartContainerResponse
+	(*ExecProcessRequest)(nil),      // 21: confguest.agent.v1.ExecProcessRequest
+	(*ExecProcessResponse)(nil),     // 22: confguest.agent.v1.ExecProcessResponse
+	(*WaitProcessRequest)(nil),      // 23: confguest.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),     // 24: confguest.agent.v1.WaitProcessResponse
+	(*SignalProcessRequest)(nil),    // 25: confguest.agent.v1.SignalProcessRequest
+	(*SignalProcessResponse)(nil),   // 26: confguest.agent.v1.SignalProcessResponse
+	(*ResizeTTYRequest)(nil),        // 27: confguest.agent.v1.ResizeTTYRequest
+	(*ResizeTTYResponse)(nil),       // 28: confguest.agent.v1.ResizeTTYResponse
+	(*WriteStdinRequest)(nil),       // 29: confguest.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),      // 30: confguest.agent.v1.WriteStdinResponse
+	(*CloseStdinRequest)(nil),       // 31: confguest.agent.v1.CloseStdinRequest
+	(*CloseStdinResponse)(nil),      // 32: confguest.agent.v1.CloseStdinResponse
+	(*ReadOutputRequest)(nil),       // 33: confguest.agent.v1.ReadOutputRequest
+	(*OutputChunk)(nil),             // 34: confguest.agent.v1.OutputChunk
+	(*DeleteContainerRequest)(nil),  // 35: confguest.agent.v1.DeleteContainerRequest
+	(*DeleteContainerResponse)(nil), // 36: confguest.agent.v1.DeleteContainerResponse
+	(*ListContainersRequest)(nil),   // 37: confguest.agent.v1.ListContainersRequest
+	(*ContainerInfo)(nil),           // 38: confguest.agent.v1.ContainerInfo
+	(*ListContainersResponse)(nil),  // 39: confguest.agent.v1.ListContainersResponse
+	(*StateRequest)(nil),            // 40: confguest.agent.v1.StateRequest
+	(*StateResponse)(nil),           // 41: confguest.agent.v1.StateResponse
+	(*StatsRequest)(nil),            // 42: confguest.agent.v1.StatsRequest
+	(*MemoryStats)(nil),             // 43: confguest.agent.v1.MemoryStats
+	(*CPUStats)(nil),                // 44: confguest.agent.v1.CPUStats
+	(*PidsStats)(nil),               // 45: confguest.agent.v1.PidsStats
+	(*AgentStats)(nil),              // 46: confguest.agent.v1.AgentStats
+	(*StatsResponse)(nil),           // 47: confguest.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),         // 48: confguest.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),        // 49: confguest.agent.v1.ShutdownResponse
 }
 var file_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
 	9,  // 1: confguest.agent.v1.Rootfs.block:type_name -> confguest.agent.v1.BlockRootfs
 	10, // 2: confguest.agent.v1.CreateContainerRequest.rootfs:type_name -> confguest.agent.v1.Rootfs
 	11, // 3: confguest.agent.v1.CreateContainerRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
-	13, // 4: confguest.agent.v1.CreateContainerRequest.pod_namespaces:type_name -> confguest.agent.v1.PodNamespaces
-	11, // 5: confguest.agent.v1.ExecProcessRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
-	7,  // 6: confguest.agent.v1.WaitProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 7: confguest.agent.v1.SignalProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 8: confguest.agent.v1.ResizeTTYRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 9: confguest.agent.v1.WriteStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 10: confguest.agent.v1.CloseStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	7,  // 11: confguest.agent.v1.ReadOutputRequest.process:type_name -> confguest.agent.v1.ProcessRef
-	0,  // 12: confguest.agent.v1.ReadOutputRequest.stream:type_name -> confguest.agent.v1.OutputStream
-	34, // 13: confguest.agent.v1.ListContainersResponse.containers:type_name -> confguest.agent.v1.ContainerInfo
-	34, // 14: confguest.agent.v1.StateResponse.container:type_name -> confguest.agent.v1.ContainerInfo
-	39, // 15: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
-	40, // 16: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
-	41, // 17: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
-	42, // 18: confguest.agent.v1.StatsResponse.agent:type_name -> confguest.agent.v1.AgentStats
-	1,  // 19: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
-	2,  // 20: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
-	4,  // 21: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
-	12, // 22: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
-	15, // 23: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
-	17, // 24: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
-	19, // 25: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
-	21, // 26: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
-	23, // 27: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
-	25, // 28: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
-	27, // 29: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
-	29, // 30: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
-	31, // 31: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
-	33, // 32: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
-	36, // 33: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
-	38, // 34: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
-	44, // 35: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
-	6,  // 36: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
-	3,  // 37: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
-	5,  // 38: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
-	14, // 39: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
-	16, // 40: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
-	18, // 41: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
-	20, // 42: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
-	22, // 43: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
-	24, // 44: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
-	26, // 45: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
-	28, // 46: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
-	30, // 47: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
-	32, // 48: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
-	35, // 49: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
-	37, // 50: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
-	43, // 51: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
-	45, // 52: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
-	36, // [36:53] is the sub-list for method output_type
-	19, // [19:36] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 4: confguest.agent.v1.CreateContainerRequest.pod_namespaces:type_name -> confguest.agent.v1.PodNamespaces
+	13, // 5: confguest.agent.v1.CreateContainerRequest.volumes:type_name -> confguest.agent.v1.Volume
+	14, // 6: confguest.agent.v1.Volume.files:type_name -> confguest.agent.v1.Files
+	16, // 7: confguest.agent.v1.Volume.empty_dir:type_name -> confguest.agent.v1.EmptyDir
+	15, // 8: confguest.agent.v1.Files.entries:type_name -> confguest.agent.v1.FileEntry
+	11, // 9: confguest.agent.v1.ExecProcessRequest.stdio:type_name -> confguest.agent.v1.StdioOptions
+	7,  // 10: confguest.agent.v1.WaitProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 11: confguest.agent.v1.SignalProcessRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 12: confguest.agent.v1.ResizeTTYRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 13: confguest.agent.v1.WriteStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 14: confguest.agent.v1.CloseStdinRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	7,  // 15: confguest.agent.v1.ReadOutputRequest.process:type_name -> confguest.agent.v1.ProcessRef
+	0,  // 16: confguest.agent.v1.ReadOutputRequest.stream:type_name -> confguest.agent.v1.OutputStream
+	38, // 17: confguest.agent.v1.ListContainersResponse.containers:type_name -> confguest.agent.v1.ContainerInfo
+	38, // 18: confguest.agent.v1.StateResponse.container:type_name -> confguest.agent.v1.ContainerInfo
+	43, // 19: confguest.agent.v1.StatsResponse.memory:type_name -> confguest.agent.v1.MemoryStats
+	44, // 20: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
+	45, // 21: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
+	46, // 22: confguest.agent.v1.StatsResponse.agent:type_name -> confguest.agent.v1.AgentStats
+	1,  // 23: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
+	2,  // 24: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
+	4,  // 25: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
+	12, // 26: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
+	19, // 27: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
+	21, // 28: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
+	23, // 29: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
+	25, // 30: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
+	27, // 31: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
+	29, // 32: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
+	31, // 33: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
+	33, // 34: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
+	35, // 35: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
+	37, // 36: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
+	40, // 37: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
+	42, // 38: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
+	48, // 39: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
+	6,  // 40: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
+	3,  // 41: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
+	5,  // 42: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
+	18, // 43: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
+	20, // 44: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
+	22, // 45: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
+	24, // 46: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
+	26, // 47: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
+	28, // 48: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
+	30, // 49: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
+	32, // 50: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
+	34, // 51: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
+	36, // 52: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
+	39, // 53: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
+	41, // 54: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
+	47, // 55: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
+	49, // 56: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
+	40, // [40:57] is the sub-list for method output_type
+	23, // [23:40] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_v1_agent_proto_init() }
@@ -2910,7 +3199,7 @@ func file_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_agent_proto_rawDesc), len(file_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

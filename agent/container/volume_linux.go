@@ -1,0 +1,295 @@
+package container
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	agentv1 "confguest/agent/api/v1"
+)
+
+// Volumes (agentv1.Volume) reach a container without a filesystem shared with the host:
+// the files the host sends are written under the container's directory
+// (<state>/containers/<id>/volumes/<n>), removed with the container; an emptyDir lives in
+// <state>/emptydirs/<sha256 of its name>, shared by the containers that name it and kept
+// until the agent shuts down (the pod's VM ends with it). The agent bind-mounts each at its
+// destination after the spec's mounts; the host names only the destination.
+
+// forbiddenVolumeRoots are the trees no volume may be mounted in: a mount there acts on
+// the kernel's view of the container, not on files.
+var forbiddenVolumeRoots = []string{"/proc", "/sys"}
+
+// checkVolumes checks vs against the bounds (agentv1.MaxVolume*) and against spec's mounts
+// before anything is created.
+func checkVolumes(vs []*agentv1.Volume, spec *specs.Spec) error {
+	if len(vs) > agentv1.MaxVolumes {
+		return fieldErr("volumes", "%d volumes: at most %d", len(vs), agentv1.MaxVolumes)
+	}
+	dests := map[string]string{}
+	for i, m := range spec.Mounts {
+		dests[m.Destination] = fmt.Sprintf("spec.mounts[%d]", i)
+	}
+	var entries, bytes int
+	for i, v := range vs {
+		field := fmt.Sprintf("volumes[%d]", i)
+		d := v.GetDestination()
+		if !strings.HasPrefix(d, "/") || path.Clean(d) != d || d == "/" || strings.ContainsRune(d, 0) {
+			return fieldErr(field+".destination", "%q: want a clean absolute path other than /", d)
+		}
+		for _, r := range forbiddenVolumeRoots {
+			if d == r || strings.HasPrefix(d, r+"/") {
+				return fieldErr(field+".destination", "%q: no volume may be mounted in %s", d, r)
+			}
+		}
+		if prev, ok := dests[d]; ok {
+			return fieldErr(field+".destination", "%q is also the destination of %s", d, prev)
+		}
+		for m := range dests {
+			if strings.HasPrefix(m, d+"/") {
+				return fieldErr(field+".destination", "%q would hide the mount at %q (%s)", d, m, dests[m])
+			}
+		}
+		dests[d] = field
+		switch {
+		case v.GetFiles() != nil && v.GetEmptyDir() == nil:
+			n, b, err := checkFiles(field+".files", v.GetFiles().GetEntries())
+			if err != nil {
+				return err
+			}
+			entries, bytes = entries+n, bytes+b
+		case v.GetEmptyDir() != nil && v.GetFiles() == nil:
+			name := v.GetEmptyDir().GetName()
+			if name == "" || len(name) > agentv1.MaxEmptyDirName || strings.ContainsRune(name, 0) {
+				return fieldErr(field+".empty_dir.name", "want 1 to %d bytes without NUL", agentv1.MaxEmptyDirName)
+			}
+		default:
+			return fieldErr(field, "volume at %q: want exactly one of files and empty_dir", d)
+		}
+		if entries > agentv1.MaxVolumeEntries {
+			return fieldErr(field+".files", "volume at %q: the container's volumes hold more than %d files and directories", d, agentv1.MaxVolumeEntries)
+		}
+		if bytes > agentv1.MaxVolumeBytes {
+			return fieldErr(field+".files", "volume at %q: the container's volume files exceed %d bytes in all", d, agentv1.MaxVolumeBytes)
+		}
+	}
+	return nil
+}
+
+// checkFiles checks the entries of one files volume: either one regular file with an empty
+// path (the destination is that file) or entries at distinct clean relative paths. It
+// returns their count and bytes.
+func checkFiles(field string, es []*agentv1.FileEntry) (n, bytes int, err error) {
+	if len(es) == 1 && es[0].GetPath() == "" {
+		e := es[0]
+		if e.GetDir() {
+			return 0, 0, fieldErr(field+".entries[0]", "a volume that is one file cannot be a directory: give the directory's entries paths")
+		}
+		if err := checkEntry(field+".entries[0]", e); err != nil {
+			return 0, 0, err
+		}
+		return 1, len(e.GetData()), nil
+	}
+	seen := map[string]bool{} // path -> a directory
+	for _, e := range es {
+		seen[e.GetPath()] = e.GetDir()
+	}
+	for i, e := range es {
+		f := fmt.Sprintf("%s.entries[%d]", field, i)
+		for d := path.Dir(e.GetPath()); d != "." && d != "/" && d != "" && fs.ValidPath(e.GetPath()); d = path.Dir(d) {
+			if isDir, ok := seen[d]; ok && !isDir {
+				return 0, 0, fieldErr(f+".path", "%q is below %q, which is a file", e.GetPath(), d)
+			}
+		}
+	}
+	seen = map[string]bool{}
+	for i, e := range es {
+		f := fmt.Sprintf("%s.entries[%d]", field, i)
+		p := e.GetPath()
+		if !fs.ValidPath(p) || p == "." || strings.ContainsRune(p, 0) {
+			return 0, 0, fieldErr(f+".path", "%q: want a clean relative path below the destination, without .. or a leading /", p)
+		}
+		if seen[p] {
+			return 0, 0, fieldErr(f+".path", "%q: listed twice", p)
+		}
+		seen[p] = true
+		if err := checkEntry(f, e); err != nil {
+			return 0, 0, err
+		}
+		bytes += len(e.GetData())
+	}
+	return len(es), bytes, nil
+}
+
+func checkEntry(field string, e *agentv1.FileEntry) error {
+	if e.GetMode()&^0o777 != 0 {
+		return fieldErr(field+".mode", "%#o: only permission bits (0o777) are allowed", e.GetMode())
+	}
+	if e.GetDir() && len(e.GetData()) > 0 {
+		return fieldErr(field+".data", "a directory has no data")
+	}
+	if len(e.GetData()) > agentv1.MaxVolumeFileBytes {
+		return fieldErr(field+".data", "file %q has %d bytes: at most %d a file", e.GetPath(), len(e.GetData()), agentv1.MaxVolumeFileBytes)
+	}
+	return nil
+}
+
+// volumeMounts writes the files volumes under dir/volumes, creates the emptyDirs the
+// container needs, and returns the bind mounts that put them at their destinations.
+func (m *Manager) volumeMounts(dir string, vs []*agentv1.Volume) ([]specs.Mount, error) {
+	var out []specs.Mount
+	for i, v := range vs {
+		var src string
+		if v.GetFiles() != nil {
+			src = filepath.Join(dir, "volumes", strconv.Itoa(i))
+			if err := writeFiles(src, v.GetFiles().GetEntries()); err != nil {
+				return nil, fmt.Errorf("copy the files of the volume at %q: %w", v.GetDestination(), err)
+			}
+		} else {
+			var err error
+			if src, err = m.emptyDir(v.GetEmptyDir()); err != nil {
+				return nil, fmt.Errorf("the emptyDir at %q: %w", v.GetDestination(), err)
+			}
+		}
+		opts := []string{"rbind", "nosuid", "nodev"}
+		if v.GetReadOnly() {
+			opts = append(opts, "ro")
+		}
+		out = append(out, specs.Mount{Destination: v.GetDestination(), Type: "bind", Source: src, Options: opts})
+	}
+	return out, nil
+}
+
+// writeFiles creates dst as the file or the tree es describe (checkFiles checked them).
+// It writes through an os.Root at dst, so no entry lands outside it.
+func writeFiles(dst string, es []*agentv1.FileEntry) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if len(es) == 1 && es[0].GetPath() == "" {
+		return writeFile(dst, es[0])
+	}
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, e := range es {
+		p := e.GetPath()
+		if d := path.Dir(p); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("entry %q: %w", p, err)
+			}
+		}
+		if e.GetDir() {
+			if err := root.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("entry %q: %w", p, err)
+			}
+			if err := root.Chmod(p, fs.FileMode(e.GetMode())); err != nil {
+				return fmt.Errorf("entry %q: %w", p, err)
+			}
+			continue
+		}
+		f, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", p, err)
+		}
+		if err := fillFile(f, e); err != nil {
+			return fmt.Errorf("entry %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func writeFile(name string, e *agentv1.FileEntry) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	return fillFile(f, e)
+}
+
+// fillFile writes e's data and mode to f and closes it.
+func fillFile(f *os.File, e *agentv1.FileEntry) error {
+	_, err := f.Write(e.GetData())
+	if err == nil {
+		err = f.Chmod(fs.FileMode(e.GetMode()))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// emptyDirState is one emptyDir of the pod.
+type emptyDirState struct {
+	dir    string
+	memory bool
+}
+
+// emptyDir returns the directory of the pod's emptyDir e, creating it (world-writable, as
+// the kubelet creates one; on a tmpfs of its own for medium Memory) on first use.
+func (m *Manager) emptyDir(e *agentv1.EmptyDir) (string, error) {
+	m.podMu.Lock()
+	defer m.podMu.Unlock()
+	if d, ok := m.emptyDirs[e.GetName()]; ok {
+		if d.memory != e.GetMemory() {
+			return "", fieldErr("empty_dir.memory", "%t, but the pod's emptyDir %q was created with medium Memory %t", e.GetMemory(), e.GetName(), d.memory)
+		}
+		return d.dir, nil
+	}
+	sum := sha256.Sum256([]byte(e.GetName()))
+	dir := filepath.Join(m.cfg.StateDir, "emptydirs", hex.EncodeToString(sum[:16]))
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		return "", err
+	}
+	if e.GetMemory() {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0777"); err != nil {
+			_ = os.Remove(dir)
+			return "", fmt.Errorf("mount a tmpfs for medium Memory: %w", err)
+		}
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return "", err
+	}
+	if m.emptyDirs == nil {
+		m.emptyDirs = map[string]emptyDirState{}
+	}
+	m.emptyDirs[e.GetName()] = emptyDirState{dir: dir, memory: e.GetMemory()}
+	return dir, nil
+}
+
+// closeEmptyDirs removes the pod's emptyDirs (agent shutdown, after every container).
+func (m *Manager) closeEmptyDirs() error {
+	m.podMu.Lock()
+	defer m.podMu.Unlock()
+	var errs []error
+	for name, d := range m.emptyDirs {
+		if d.memory {
+			if err := unix.Unmount(d.dir, unix.MNT_DETACH); err != nil {
+				errs = append(errs, fmt.Errorf("unmount emptyDir %q: %w", name, err))
+				continue
+			}
+		}
+		if err := os.RemoveAll(d.dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove emptyDir %q: %w", name, err))
+		}
+		delete(m.emptyDirs, name)
+	}
+	return errors.Join(errs...)
+}

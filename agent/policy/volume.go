@@ -1,0 +1,47 @@
+package policy
+
+import (
+	"fmt"
+
+	doc "confguest/agent/api/policy"
+	agentv1 "confguest/agent/api/v1"
+)
+
+// checkVolumes allows the request's volumes when entry c lists each one's
+// destination with its kind (files the host copies in, or an emptyDir).
+// The content itself is bounded and checked by the container manager.
+func checkVolumes(c *Container, vs []*agentv1.Volume) *Denial {
+	rule := "containers[" + c.Name + "].volumes"
+	for i, v := range vs {
+		field := fmt.Sprintf("volumes[%d]", i)
+		var kind string
+		switch {
+		case v.GetFiles() != nil && v.GetEmptyDir() == nil:
+			kind = doc.VolumeFiles
+		case v.GetEmptyDir() != nil && v.GetFiles() == nil:
+			kind = doc.VolumeEmptyDir
+		default:
+			return deny(rule, field, fmt.Sprintf("volume at %q: want exactly one of files and empty_dir", v.GetDestination()))
+		}
+		if !volumeAllowed(c.Volumes, v.GetDestination(), kind) {
+			return deny(rule, field+".destination", fmt.Sprintf("mount destination %q may not take %s: the policy does not list it", v.GetDestination(), kindName(kind)))
+		}
+	}
+	return nil
+}
+
+func volumeAllowed(allowed []doc.Volume, dest, kind string) bool {
+	for _, a := range allowed {
+		if a.Destination == dest && a.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func kindName(kind string) string {
+	if kind == doc.VolumeEmptyDir {
+		return "an emptyDir volume"
+	}
+	return "host-provided files"
+}
