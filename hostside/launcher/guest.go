@@ -99,6 +99,20 @@ const hotplugSettle = 15 * time.Second
 // joins the guest pod's namespaces of types pod instead of its own (the containers of a
 // Kubernetes pod), which spec lists without paths.
 func (g *Guest) CreateContainer(ctx context.Context, id string, d Disk, spec *specs.Spec, stdio Stdio, pod ...specs.LinuxNamespaceType) (uint32, error) {
+	return g.CreatePodContainer(ctx, id, d, spec, stdio, PodContainer{Namespaces: pod})
+}
+
+// PodContainer is what a container of a pod has beyond a container of its own.
+type PodContainer struct {
+	// Namespaces are the pod's namespaces the container joins.
+	Namespaces []specs.LinuxNamespaceType
+	// Volumes are the files copied in and the pod's emptyDirs it mounts.
+	Volumes []*agentv1.Volume
+}
+
+// CreatePodContainer is CreateContainer for a container of a pod.
+func (g *Guest) CreatePodContainer(ctx context.Context, id string, d Disk, spec *specs.Spec, stdio Stdio, pc PodContainer) (uint32, error) {
+	pod := pc.Namespaces
 	sj, err := json.Marshal(spec)
 	if err != nil {
 		return 0, fmt.Errorf("encode the spec of container %s: %w", id, err)
@@ -117,6 +131,7 @@ func (g *Guest) CreateContainer(ctx context.Context, id string, d Disk, spec *sp
 		}}},
 		Stdio:         stdio.message(),
 		PodNamespaces: podNS,
+		Volumes:       pc.Volumes,
 	}
 	for {
 		resp, err := g.agent.CreateContainer(ctx, req)

@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
@@ -95,6 +96,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	defer unmount()
 	var disk launcher.Disk
 	var podNS []specs.LinuxNamespaceType
+	var vols []*agentv1.Volume
 	src := image.Source{Kind: image.Dir, Ref: rootfs}
 	if s.pod == nil {
 		if ctype == containerTypeContainer {
@@ -123,6 +125,9 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		if podNS, err = podNamespaces(r.ID, spec, s.pod.guest.VMMPID()); err != nil {
 			return 0, err
 		}
+		if vols, err = guestVolumes(r.ID, spec); err != nil {
+			return 0, err
+		}
 		if slices.Contains(podNS, specs.UTSNamespace) && gspec.Hostname == "" {
 			gspec.Hostname = s.pod.hostname
 		}
@@ -132,7 +137,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 			return 0, err
 		}
 		if d := s.pod.defaults; d != nil {
-			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != "", podNS))
+			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != "", podNS, vols))
 			if err != nil {
 				return 0, err
 			}
@@ -146,7 +151,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		}
 	}
 	g := s.pod.guest
-	pid, err := g.CreateContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, podNS...)
+	pid, err := g.CreatePodContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, launcher.PodContainer{Namespaces: podNS, Volumes: vols})
 	if err != nil {
 		return 0, fmt.Errorf("in the guest: %w", err)
 	}

@@ -96,7 +96,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 		}
 		for i, id := range ids {
 			got, _ := json.Marshal(p.Containers[i])
-			want, _ := json.Marshal(containerEntry(id, layers[id], g, true, nil))
+			want, _ := json.Marshal(containerEntry(id, layers[id], g, true, nil, nil))
 			if string(got) != string(want) {
 				t.Errorf("pod policy entry %s = %s, want %s", id, got, want)
 			}
@@ -107,7 +107,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 	}
 	create := func(id string) {
 		t.Helper()
-		commit, err := d.admit(ctx, guest, id, containerEntry(id, layers[id], g, true, nil))
+		commit, err := d.admit(ctx, guest, id, containerEntry(id, layers[id], g, true, nil, nil))
 		if err != nil {
 			t.Fatalf("admit %s: %v", id, err)
 		}
@@ -129,7 +129,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 	allow("Stats", agentpolicy.MethodStats, &agentv1.StatsRequest{ContainerId: id2})
 
 	// A create that fails in the guest: the shim reverts to the committed containers.
-	if _, err := d.admit(ctx, guest, id3, containerEntry(id3, layers[id3], g, true, nil)); err != nil {
+	if _, err := d.admit(ctx, guest, id3, containerEntry(id3, layers[id3], g, true, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	d.revert(ctx, guest)

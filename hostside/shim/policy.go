@@ -10,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"confguest/agent/api/policy"
+	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/launcher"
 )
 
@@ -21,10 +22,12 @@ const maxExecArgs = 32
 // its rootfs disk, process, hostname, mounts, paths, sysctls, seccomp); stdin and
 // a TTY as the create asked; stdout and stderr readable. It lets the host exec any command
 // in the container (up to maxExecArgs arguments) as the container's user, in its working
-// directory, with its environment plus any entries, as runc does.
-func containerEntry(name, layer string, g *specs.Spec, stdin bool, pod []specs.LinuxNamespaceType) policy.Container {
+// directory, with its environment plus any entries, as runc does. It lets the container
+// take its emptyDirs and the host files of vols at StandardVolumeDestinations (defaultVolumes).
+func containerEntry(name, layer string, g *specs.Spec, stdin bool, pod []specs.LinuxNamespaceType, vols []*agentv1.Volume) policy.Container {
 	c := launcher.PolicyEntry(name, layer, g)
 	c.Stdin = stdin
+	c.Volumes = defaultVolumes(vols)
 	for _, t := range pod {
 		c.PodNamespaces = append(c.PodNamespaces, string(t))
 	}
@@ -43,7 +46,7 @@ func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
 	return encodePolicy(policy.Policy{
 		Version:    policy.Version,
 		Agent:      policy.AgentRules{Shutdown: true},
-		Containers: []policy.Container{containerEntry("container", layer, g, stdin, nil)},
+		Containers: []policy.Container{containerEntry("container", layer, g, stdin, nil, nil)},
 	})
 }
 

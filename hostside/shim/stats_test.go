@@ -102,7 +102,7 @@ func TestServiceStats(t *testing.T) {
 		{"sandbox", policy.AgentRules{Stats: true}, "pod", codes.NotFound, "the pause container runs nothing in the guest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			doc, err := encodePolicy(policy.Policy{Version: policy.Version, Agent: tc.agent, Containers: []policy.Container{containerEntry("c", layer, g, true, nil)}})
+			doc, err := encodePolicy(policy.Policy{Version: policy.Version, Agent: tc.agent, Containers: []policy.Container{containerEntry("c", layer, g, true, nil, nil)}})
 			if err != nil {
 				t.Fatal(err)
 			}

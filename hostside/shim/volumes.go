@@ -1,0 +1,216 @@
+package shim
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"confguest/agent/api/policy"
+	agentv1 "confguest/agent/api/v1"
+)
+
+// A pod in a confidential VM shares no filesystem with the host. The bind mounts that
+// containerd's CRI puts in a container's bundle spec become agent volumes instead:
+//   - an emptyDir (the kubelet's <root>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>)
+//     becomes an emptyDir of the guest's pod, named by that host path, so the containers
+//     that mount the same source share one guest directory; medium Memory (the kubelet
+//     mounts a tmpfs there) is a tmpfs in the guest;
+//   - the files the kubelet and containerd write for a container (/etc/hosts,
+//     /etc/hostname, /etc/resolv.conf, /dev/termination-log, the service-account token,
+//     ConfigMap, Secret, downwardAPI and projected volumes: sources under the kubelet's
+//     pods/<uid>/ or containerd's CRI sandbox directory) are copied into the guest at
+//     create, within the agent's bounds (agentv1.MaxVolume*);
+//   - the pod's /dev/shm (containerd's sandbox shm) is left out: each container has the
+//     guest's own /dev/shm tmpfs;
+//   - any other bind mount (a hostPath volume, a block device) is refused, naming the
+//     destination: the guest cannot reach the host's files.
+// Copies are taken once, at create: a file the kubelet rewrites later is not updated in
+// the guest, and what the container writes (its termination log) stays in the guest.
+
+var (
+	// emptyDirSource is the kubelet's directory of an emptyDir volume.
+	emptyDirSource = regexp.MustCompile(`/pods/[^/]+/volumes/kubernetes\.io~empty-dir/[^/]+$`)
+	// kubeletSource is a file or directory the kubelet prepares for a container: a volume,
+	// a subPath of one, its /etc/hosts or its termination log.
+	kubeletSource = regexp.MustCompile(`/pods/[^/]+/(volumes|volume-subpaths|etc-hosts|containers)(/|$)`)
+)
+
+// criSandboxDir is the path element of containerd's CRI sandbox directories, which hold
+// the pod's hosts, hostname and resolv.conf files (and its shm).
+const criSandboxDir = "/io.containerd.grpc.v1.cri/sandboxes/"
+
+// StandardVolumeDestinations are the mount destinations where the default pod policy lets
+// a container take files from the host: the ones the kubelet and containerd give every
+// container. Every other destination takes host files only under a pod policy that lists
+// it (policy.Volume).
+var StandardVolumeDestinations = []string{
+	"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/termination-log",
+	"/var/run/secrets/kubernetes.io/serviceaccount",
+}
+
+// guestVolumes translates the bind mounts of container id's bundle spec b into volumes the
+// agent creates in the guest; what fails names the destination and the host path.
+func guestVolumes(id string, b *specs.Spec) ([]*agentv1.Volume, error) {
+	var out []*agentv1.Volume
+	budget := volumeBudget{entries: agentv1.MaxVolumeEntries, bytes: agentv1.MaxVolumeBytes}
+	for _, m := range b.Mounts {
+		if m.Type != "bind" && !slices.Contains(m.Options, "bind") && !slices.Contains(m.Options, "rbind") {
+			continue // proc, sysfs, tmpfs, devpts, mqueue: the guest spec has its own
+		}
+		ro := slices.Contains(m.Options, "ro")
+		src := filepath.Clean(m.Source)
+		switch {
+		case strings.Contains(src, criSandboxDir) && filepath.Base(src) == "shm":
+			continue
+		case emptyDirSource.MatchString(src):
+			var st unix.Statfs_t
+			if err := unix.Statfs(src, &st); err != nil {
+				return nil, fmt.Errorf("container %s: emptyDir at %q: %w: %w", id, m.Destination, err, errInvalid)
+			}
+			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro,
+				EmptyDir: &agentv1.EmptyDir{Name: src, Memory: st.Type == unix.TMPFS_MAGIC}})
+		case kubeletSource.MatchString(src) || strings.Contains(src, criSandboxDir):
+			es, err := budget.read(src)
+			if err != nil {
+				return nil, fmt.Errorf("container %s: mount at %q: copy %s into the guest: %w: %w", id, m.Destination, m.Source, err, errInvalid)
+			}
+			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro, Files: &agentv1.Files{Entries: es}})
+		default:
+			return nil, fmt.Errorf("container %s: mount at %q: %s is a hostPath or block volume: a pod in a confidential VM shares no files with the host, and the guest cannot take this one; use an emptyDir, a ConfigMap or a Secret: %w",
+				id, m.Destination, m.Source, errInvalid)
+		}
+	}
+	return out, nil
+}
+
+// volumeBudget is what is left of the agent's bounds on a container's copied files.
+type volumeBudget struct {
+	entries, bytes int
+}
+
+// read returns src (a regular file, or a directory tree) as file entries. In a directory
+// the kubelet's own entries (names starting with "..": the atomic writer's ..data and its
+// timestamped directories) are skipped and symlinks are followed (the keys of a ConfigMap
+// are symlinks into ..data), but only to a target inside src.
+func (b *volumeBudget) read(src string) ([]*agentv1.FileEntry, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().IsRegular() {
+		e, err := b.file(src, "", fi)
+		if err != nil {
+			return nil, err
+		}
+		return []*agentv1.FileEntry{e}, nil
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is a %s, neither a file nor a directory (a block volume cannot reach the guest)", src, fi.Mode().Type())
+	}
+	root, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return nil, err
+	}
+	var out []*agentv1.FileEntry
+	var walk func(dir, rel string) error
+	walk = func(dir, rel string) error {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, de := range ents {
+			if strings.HasPrefix(de.Name(), "..") {
+				continue
+			}
+			p, r := filepath.Join(dir, de.Name()), filepath.Join(rel, de.Name())
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				return err
+			}
+			if real != root && !strings.HasPrefix(real, root+"/") {
+				return fmt.Errorf("%s is a symlink out of the volume (to %s)", p, real)
+			}
+			fi, err := os.Stat(real)
+			if err != nil {
+				return err
+			}
+			switch {
+			case fi.IsDir():
+				if err := b.take(r, 0); err != nil {
+					return err
+				}
+				out = append(out, &agentv1.FileEntry{Path: r, Mode: uint32(fi.Mode().Perm()), Dir: true})
+				if err := walk(real, r); err != nil {
+					return err
+				}
+			case fi.Mode().IsRegular():
+				e, err := b.file(real, r, fi)
+				if err != nil {
+					return err
+				}
+				out = append(out, e)
+			default:
+				return fmt.Errorf("%s is a %s: only files and directories are copied", p, fi.Mode().Type())
+			}
+		}
+		return nil
+	}
+	if err := walk(root, ""); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// file reads regular file name (entry path rel) within the budget.
+func (b *volumeBudget) file(name, rel string, fi fs.FileInfo) (*agentv1.FileEntry, error) {
+	if fi.Size() > agentv1.MaxVolumeFileBytes {
+		return nil, fmt.Errorf("%s has %d bytes: a file copied into the guest may have at most %d", name, fi.Size(), agentv1.MaxVolumeFileBytes)
+	}
+	if err := b.take(name, int(fi.Size())); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > agentv1.MaxVolumeFileBytes {
+		return nil, fmt.Errorf("%s has grown to %d bytes: a file copied into the guest may have at most %d", name, len(data), agentv1.MaxVolumeFileBytes)
+	}
+	return &agentv1.FileEntry{Path: rel, Mode: uint32(fi.Mode().Perm()), Data: data}, nil
+}
+
+// take counts one entry of size bytes against the budget.
+func (b *volumeBudget) take(name string, size int) error {
+	b.entries--
+	b.bytes -= size
+	if b.entries < 0 {
+		return fmt.Errorf("at %s: the files copied into a container's guest may number at most %d", name, agentv1.MaxVolumeEntries)
+	}
+	if b.bytes < 0 {
+		return fmt.Errorf("at %s: the files copied into a container's guest may have at most %d bytes in all", name, agentv1.MaxVolumeBytes)
+	}
+	return nil
+}
+
+// defaultVolumes are the volumes the default pod policy lets a container with vs take:
+// every emptyDir, and host files at StandardVolumeDestinations. A volume elsewhere is left
+// out, so the agent refuses the create naming its destination.
+func defaultVolumes(vs []*agentv1.Volume) []policy.Volume {
+	var out []policy.Volume
+	for _, v := range vs {
+		switch {
+		case v.GetEmptyDir() != nil:
+			out = append(out, policy.Volume{Destination: v.GetDestination(), Kind: policy.VolumeEmptyDir})
+		case slices.Contains(StandardVolumeDestinations, v.GetDestination()):
+			out = append(out, policy.Volume{Destination: v.GetDestination(), Kind: policy.VolumeFiles})
+		}
+	}
+	return out
+}

@@ -1,0 +1,196 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"confguest/agent/api/policy"
+	agentv1 "confguest/agent/api/v1"
+)
+
+// criTree lays out under root what the kubelet and containerd's CRI prepare for a pod's
+// container, and returns the bundle spec mounts containerd 1.6 writes for it (the order
+// and options of its CRI plugin).
+func criTree(t *testing.T, root string) []specs.Mount {
+	t.Helper()
+	pod := filepath.Join(root, "var/lib/kubelet/pods/0a1b-uid")
+	sandbox := filepath.Join(root, "var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/5f6e")
+	shm := filepath.Join(root, "run/containerd/io.containerd.grpc.v1.cri/sandboxes/5f6e/shm")
+	cm := filepath.Join(pod, "volumes/kubernetes.io~configmap/cfg")
+	token := filepath.Join(pod, "volumes/kubernetes.io~projected/kube-api-access-x")
+	files := map[string]string{
+		filepath.Join(sandbox, "resolv.conf"):                  "nameserver 10.96.0.10\n",
+		filepath.Join(sandbox, "hostname"):                     "web\n",
+		filepath.Join(pod, "etc-hosts"):                        "127.0.0.1 localhost\n",
+		filepath.Join(pod, "containers/app/3c4d"):              "",
+		filepath.Join(cm, "..2026_12_06_04_00_00.1/app.conf"):  "port=80\n",
+		filepath.Join(cm, "..2026_12_06_04_00_00.1/sub/x.txt"): "x\n",
+		filepath.Join(token, "..2026_12_06_04_00_00.2/token"):  "eyJ...\n",
+		filepath.Join(token, "..2026_12_06_04_00_00.2/ca.crt"): "-----BEGIN CERTIFICATE-----\n",
+	}
+	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(pod, "containers/app/3c4d"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet's atomic writer: ..data is a symlink to the current timestamped
+	// directory, and each key a symlink into ..data.
+	for _, l := range [][2]string{
+		{"..2026_12_06_04_00_00.1", filepath.Join(cm, "..data")},
+		{"..data/app.conf", filepath.Join(cm, "app.conf")},
+		{"..data/sub", filepath.Join(cm, "sub")},
+		{"..2026_12_06_04_00_00.2", filepath.Join(token, "..data")},
+		{"..data/token", filepath.Join(token, "token")},
+		{"..data/ca.crt", filepath.Join(token, "ca.crt")},
+	} {
+		if err := os.Symlink(l[0], l[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{shm, filepath.Join(pod, "volumes/kubernetes.io~empty-dir/cache")} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rw, ro := []string{"rbind", "rprivate", "rw"}, []string{"rbind", "rprivate", "ro"}
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/cache", Type: "bind", Source: filepath.Join(pod, "volumes/kubernetes.io~empty-dir/cache"), Options: rw},
+		{Destination: "/etc/config", Type: "bind", Source: cm, Options: ro},
+		{Destination: "/var/run/secrets/kubernetes.io/serviceaccount", Type: "bind", Source: token, Options: ro},
+		{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(pod, "etc-hosts"), Options: rw},
+		{Destination: "/dev/termination-log", Type: "bind", Source: filepath.Join(pod, "containers/app/3c4d"), Options: rw},
+		{Destination: "/etc/hostname", Type: "bind", Source: filepath.Join(sandbox, "hostname"), Options: rw},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(sandbox, "resolv.conf"), Options: rw},
+		{Destination: "/dev/shm", Type: "bind", Source: shm, Options: rw},
+	}
+}
+
+// volumeSummary prints a volume as "dest kind ro [entries]" for comparisons.
+func volumeSummary(v *agentv1.Volume) string {
+	s := fmt.Sprintf("%s ro=%t", v.GetDestination(), v.GetReadOnly())
+	if e := v.GetEmptyDir(); e != nil {
+		return s + fmt.Sprintf(" emptyDir(%s, memory=%t)", filepath.Base(e.GetName()), e.GetMemory())
+	}
+	for _, e := range v.GetFiles().GetEntries() {
+		s += fmt.Sprintf(" %q:%o:dir=%t:%q", e.GetPath(), e.GetMode(), e.GetDir(), e.GetData())
+	}
+	return s
+}
+
+// TestGuestVolumes: the bind mounts of a containerd-CRI bundle spec become volumes: the
+// kubelet's emptyDir an emptyDir named by its host path, the kubelet's and containerd's
+// files copied (a ConfigMap's keys through its ..data symlinks, without the atomic
+// writer's own entries), read-only as the spec says; /dev/shm and non-bind mounts are left
+// to the guest spec.
+func TestGuestVolumes(t *testing.T) {
+	root := t.TempDir()
+	mounts := criTree(t, root)
+	got, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	if err != nil {
+		t.Fatalf("guestVolumes = %v", err)
+	}
+	var sums []string
+	for _, v := range got {
+		sums = append(sums, volumeSummary(v))
+	}
+	want := []string{
+		`/cache ro=false emptyDir(cache, memory=false)`,
+		`/etc/config ro=true "app.conf":644:dir=false:"port=80\n" "sub":755:dir=true:"" "sub/x.txt":644:dir=false:"x\n"`,
+		`/var/run/secrets/kubernetes.io/serviceaccount ro=true "ca.crt":644:dir=false:"-----BEGIN CERTIFICATE-----\n" "token":644:dir=false:"eyJ...\n"`,
+		`/etc/hosts ro=false "":644:dir=false:"127.0.0.1 localhost\n"`,
+		`/dev/termination-log ro=false "":666:dir=false:""`,
+		`/etc/hostname ro=false "":644:dir=false:"web\n"`,
+		`/etc/resolv.conf ro=false "":644:dir=false:"nameserver 10.96.0.10\n"`,
+	}
+	if !reflect.DeepEqual(sums, want) {
+		t.Errorf("guestVolumes =\n%s\nwant\n%s", strings.Join(sums, "\n"), strings.Join(want, "\n"))
+	}
+	if name := got[0].GetEmptyDir().GetName(); name != mounts[2].Source {
+		t.Errorf("emptyDir name %q, want its host path %q (two containers naming it share it)", name, mounts[2].Source)
+	}
+
+	// The default pod policy takes the emptyDir and the standard destinations, not the
+	// ConfigMap at /etc/config.
+	var allowed []string
+	for _, v := range defaultVolumes(got) {
+		allowed = append(allowed, v.Destination+" "+v.Kind)
+	}
+	wantAllowed := []string{"/cache " + policy.VolumeEmptyDir, "/var/run/secrets/kubernetes.io/serviceaccount files", "/etc/hosts files",
+		"/dev/termination-log files", "/etc/hostname files", "/etc/resolv.conf files"}
+	if !reflect.DeepEqual(allowed, wantAllowed) {
+		t.Errorf("defaultVolumes = %q, want %q", allowed, wantAllowed)
+	}
+}
+
+// TestGuestVolumesRefused: a hostPath or device bind mount, a symlink out of a volume, and
+// files over the agent's bounds fail the create with an InvalidArgument naming the
+// destination, the host path and the bound.
+func TestGuestVolumesRefused(t *testing.T) {
+	root := t.TempDir()
+	vol := func(name string) string {
+		d := filepath.Join(root, "var/lib/kubelet/pods/u/volumes/kubernetes.io~secret", name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	write := func(name string, n int) {
+		if err := os.WriteFile(name, make([]byte, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	escape := vol("escape")
+	if err := os.Symlink("/etc/passwd", filepath.Join(escape, "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	huge := vol("huge")
+	write(filepath.Join(huge, "big"), agentv1.MaxVolumeFileBytes+1)
+	many := vol("many")
+	for i := 0; i <= agentv1.MaxVolumeEntries; i++ {
+		write(filepath.Join(many, fmt.Sprint(i)), 0)
+	}
+	total := vol("total")
+	for i := 0; i < 3; i++ {
+		write(filepath.Join(total, fmt.Sprint(i)), agentv1.MaxVolumeFileBytes)
+	}
+	for _, tc := range []struct {
+		name  string
+		mount specs.Mount
+		want  []string
+	}{
+		{"a hostPath directory", specs.Mount{Destination: "/data", Type: "bind", Source: root, Options: []string{"rbind"}}, []string{`mount at "/data"`, root, "hostPath or block volume"}},
+		{"a device", specs.Mount{Destination: "/dev/xvda", Type: "bind", Source: "/dev/null", Options: []string{"rbind"}}, []string{`mount at "/dev/xvda"`, "/dev/null", "hostPath or block volume"}},
+		{"a symlink out of the volume", specs.Mount{Destination: "/s", Source: escape, Options: []string{"rbind"}}, []string{`mount at "/s"`, "symlink out of the volume"}},
+		{"a huge file", specs.Mount{Destination: "/s", Source: huge, Options: []string{"rbind"}}, []string{`mount at "/s"`, filepath.Join(huge, "big"), fmt.Sprintf("at most %d", agentv1.MaxVolumeFileBytes)}},
+		{"too many files", specs.Mount{Destination: "/s", Source: many, Options: []string{"rbind"}}, []string{`mount at "/s"`, fmt.Sprintf("at most %d", agentv1.MaxVolumeEntries)}},
+		{"too many bytes", specs.Mount{Destination: "/s", Source: total, Options: []string{"rbind"}}, []string{`mount at "/s"`, fmt.Sprintf("at most %d bytes in all", agentv1.MaxVolumeBytes)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}})
+			if !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("guestVolumes(%s) = %v, want InvalidArgument", tc.mount.Source, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("guestVolumes(%s) = %v, want it to name %q", tc.mount.Source, err, w)
+				}
+			}
+		})
+	}
+}
