@@ -317,12 +317,17 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 	if prev, _ := e.container(id); prev != nil {
 		return deny("containers["+prev.Name+"]", "container_id", fmt.Sprintf("container %q was admitted under this entry and exists: delete it before reusing its ID", id))
 	}
-	var first *Denial
+	// The denial returned is the first entry's, unless an entry admits the spec and
+	// denies only a volume: that entry is the container's, and its denial names the
+	// destination.
+	var first, volume *Denial
 	for _, i := range cands {
 		c := &e.p.Containers[i]
 		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin(), r.GetPodNamespaces().Types())
 		if d == nil {
-			d = checkVolumes(c, r.GetVolumes())
+			if d = checkVolumes(c, r.GetVolumes()); d != nil && volume == nil {
+				volume = d
+			}
 		}
 		if d == nil {
 			r.Admit = func() error { return e.admit(id, c) }
@@ -332,6 +337,9 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 		if first == nil {
 			first = d
 		}
+	}
+	if volume != nil {
+		return volume
 	}
 	return first
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -73,4 +74,25 @@ func TestVolumesParse(t *testing.T) {
 			t.Errorf("Parse(volumes %s) = %v, want %q", tc.value, err, tc.wantErr)
 		}
 	}
+}
+
+// TestVolumesDenialOfTheContainersEntry: among entries on the same rootfs, the denial
+// reported is that of the entry that admits the spec but not a volume (the container's
+// own, in a pod policy with an entry per container), naming the destination, not the
+// first entry's unrelated one.
+func TestVolumesDenialOfTheContainersEntry(t *testing.T) {
+	p, err := Parse(readTestdata(t, "web.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := p.Containers[0]
+	other.Name = "other"
+	other.Args = append(other.Args, Match{Exact: "--other"})
+	p.Containers = append([]Container{other}, p.Containers...)
+	doc, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCreate(t, doc, withVolumes(filesAt("/etc/config")), `containers[web].volumes: volumes[0].destination: mount destination "/etc/config"`)
+	checkCreate(t, doc, createWeb("b", nil), "")
 }
