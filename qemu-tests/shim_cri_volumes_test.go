@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // containerConfigMounts is containerConfig with CRI mounts (container path -> host path).
@@ -70,6 +71,42 @@ func TestShimCRIVolumes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(emptyDir, "f")); err == nil {
 		t.Errorf("the guest's emptyDir reached the host directory %s", emptyDir)
+	}
+
+	// The service-account token, rotated by the kubelet's atomic writer (a new generation
+	// directory, then ..data swapped to it), is seen rotated in the guest.
+	token := filepath.Join(kubelet, "kubernetes.io~projected", "kube-api-access")
+	writeGeneration := func(gen, tok string) {
+		t.Helper()
+		dir := filepath.Join(token, gen)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "token"), []byte(tok), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(gen, filepath.Join(token, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(token, "..data_tmp"), filepath.Join(token, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeGeneration("..1", "token-1")
+	if err := os.Symlink("..data/token", filepath.Join(token, "token")); err != nil {
+		t.Fatal(err)
+	}
+	const sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+	c := e.mustCrictl(crictl, "create", pod, containerConfigMounts(t, "c", image, map[string]string{sa: token},
+		"sh", "-c", `echo "first $(cat `+sa+`/token)"; i=0; while ! grep -q token-2 `+sa+`/token && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo "then $(cat `+sa+`/token)"; exec sleep 1000`), podCfg)
+	e.mustCrictl(crictl, "start", c)
+	e.waitLogs(crictl, c, "first token-1")
+	rotated := time.Now()
+	writeGeneration("..2", "token-2")
+	if out := e.waitLogs(crictl, c, "then "); !strings.Contains(out, "then token-2") {
+		t.Errorf("the container's token after the kubelet rotated it: %q, want token-2", out)
+	} else {
+		t.Logf("rotated token seen in the guest after %v", time.Since(rotated).Round(100*time.Millisecond))
 	}
 
 	// A ConfigMap at /etc/config is not among the destinations the default pod policy

@@ -89,7 +89,8 @@ type Container struct {
 	init    *Process
 	execs   map[string]*Process
 	started bool
-	undo    cleanups // rootfs teardown
+	undo    cleanups                // rootfs teardown
+	volumes map[string]*filesVolume // the copies of host files, by destination (volume_linux.go)
 }
 
 // NewManager prepares the state directory.
@@ -193,7 +194,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 		return 0, err
 	}
 
-	vmounts, err := m.volumeMounts(dir, req.Volumes)
+	vmounts, copies, err := m.volumeMounts(dir, req.Volumes)
 	if err != nil {
 		return 0, err
 	}
@@ -247,7 +248,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	}
 	c := &Container{
 		id: req.ID, dir: dir, created: time.Now(),
-		lc: lc, init: p, execs: map[string]*Process{},
+		lc: lc, init: p, execs: map[string]*Process{}, volumes: copies,
 	}
 	// The container now owns the rootfs teardown; the rest of the undo
 	// stack is replaced by Delete's own sequence.

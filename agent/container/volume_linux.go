@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -118,6 +120,9 @@ func checkFiles(field string, es []*agentv1.FileEntry) (n, bytes int, err error)
 		if !fs.ValidPath(p) || p == "." || strings.ContainsRune(p, 0) {
 			return 0, 0, fieldErr(f+".path", "%q: want a clean relative path below the destination, without .. or a leading /", p)
 		}
+		if strings.HasPrefix(p, "..") {
+			return 0, 0, fieldErr(f+".path", "%q: names starting with .. are the agent's (..data)", p)
+		}
 		if seen[p] {
 			return 0, 0, fieldErr(f+".path", "%q: listed twice", p)
 		}
@@ -145,19 +150,22 @@ func checkEntry(field string, e *agentv1.FileEntry) error {
 
 // volumeMounts writes the files volumes under dir/volumes, creates the emptyDirs the
 // container needs, and returns the bind mounts that put them at their destinations.
-func (m *Manager) volumeMounts(dir string, vs []*agentv1.Volume) ([]specs.Mount, error) {
+func (m *Manager) volumeMounts(dir string, vs []*agentv1.Volume) ([]specs.Mount, map[string]*filesVolume, error) {
 	var out []specs.Mount
+	copies := map[string]*filesVolume{}
 	for i, v := range vs {
 		var src string
 		if v.GetFiles() != nil {
 			src = filepath.Join(dir, "volumes", strconv.Itoa(i))
-			if err := writeFiles(src, v.GetFiles().GetEntries()); err != nil {
-				return nil, fmt.Errorf("copy the files of the volume at %q: %w", v.GetDestination(), err)
+			fv, err := writeFiles(src, v.GetFiles().GetEntries())
+			if err != nil {
+				return nil, nil, fmt.Errorf("copy the files of the volume at %q: %w", v.GetDestination(), err)
 			}
+			copies[v.GetDestination()] = fv
 		} else {
 			var err error
 			if src, err = m.emptyDir(v.GetEmptyDir()); err != nil {
-				return nil, fmt.Errorf("the emptyDir at %q: %w", v.GetDestination(), err)
+				return nil, nil, fmt.Errorf("the emptyDir at %q: %w", v.GetDestination(), err)
 			}
 		}
 		opts := []string{"rbind", "nosuid", "nodev"}
@@ -166,18 +174,81 @@ func (m *Manager) volumeMounts(dir string, vs []*agentv1.Volume) ([]specs.Mount,
 		}
 		out = append(out, specs.Mount{Destination: v.GetDestination(), Type: "bind", Source: src, Options: opts})
 	}
-	return out, nil
+	return out, copies, nil
+}
+
+// filesVolume is the guest copy of a files volume: one file, or a directory laid out as
+// the kubelet's atomic writer lays one out: the entries in a generation directory
+// (..<n>), a symlink ..data naming the current one, and each top-level entry a symlink
+// into ..data. An update writes the next generation and swaps ..data.
+type filesVolume struct {
+	dir    string // the volume's directory ("" for a volume that is one file)
+	gen    int    // the current generation
+	update sync.Mutex
 }
 
 // writeFiles creates dst as the file or the tree es describe (checkFiles checked them).
-// It writes through an os.Root at dst, so no entry lands outside it.
-func writeFiles(dst string, es []*agentv1.FileEntry) error {
+func writeFiles(dst string, es []*agentv1.FileEntry) (*filesVolume, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	if len(es) == 1 && es[0].GetPath() == "" {
-		return writeFile(dst, es[0])
+		return &filesVolume{}, writeFile(dst, es[0])
 	}
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return nil, err
+	}
+	fv := &filesVolume{dir: dst}
+	return fv, fv.swap(es)
+}
+
+// swap writes es as the volume's next generation and makes it the current one.
+func (fv *filesVolume) swap(es []*agentv1.FileEntry) error {
+	gen := fmt.Sprintf("..%d", fv.gen+1)
+	if err := writeTree(filepath.Join(fv.dir, gen), es); err != nil {
+		_ = os.RemoveAll(filepath.Join(fv.dir, gen))
+		return err
+	}
+	tops := map[string]bool{}
+	for _, e := range es {
+		top, _, _ := strings.Cut(e.GetPath(), "/")
+		tops[top] = true
+	}
+	for top := range tops {
+		link := filepath.Join(fv.dir, top)
+		if t, err := os.Readlink(link); err == nil && t == "..data/"+top {
+			continue
+		}
+		if err := os.Symlink("..data/"+top, link); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(fv.dir, "..data_tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(gen, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(fv.dir, "..data")); err != nil {
+		return err
+	}
+	fv.gen++
+	ents, err := os.ReadDir(fv.dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, de := range ents {
+		name := de.Name()
+		if (strings.HasPrefix(name, "..") && name != "..data" && name != gen) || (!strings.HasPrefix(name, "..") && !tops[name]) {
+			errs = append(errs, os.RemoveAll(filepath.Join(fv.dir, name)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeTree creates directory dst holding es, through an os.Root at dst, so no entry
+// lands outside it.
+func writeTree(dst string, es []*agentv1.FileEntry) error {
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return err
 	}
@@ -209,6 +280,38 @@ func writeFiles(dst string, es []*agentv1.FileEntry) error {
 		if err := fillFile(f, e); err != nil {
 			return fmt.Errorf("entry %q: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// UpdateVolume replaces the content of container id's directory volume of host files at
+// dest with es (agentv1 UpdateVolume).
+func (m *Manager) UpdateVolume(ctx context.Context, id, dest string, es []*agentv1.FileEntry) error {
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	fv, ok := c.volumes[dest]
+	if !ok {
+		return fmt.Errorf("container %s has no volume of host files at %q: %w", id, dest, ErrNotFound)
+	}
+	if fv.dir == "" {
+		return fieldErr("destination", "%q is one file: a file mount is not updated (nor is it by the kubelet)", dest)
+	}
+	n, bytes, err := checkFiles("files", es)
+	if err != nil {
+		return err
+	}
+	if n > agentv1.MaxVolumeEntries || bytes > agentv1.MaxVolumeBytes {
+		return fieldErr("files", "%d entries, %d bytes: at most %d and %d", n, bytes, agentv1.MaxVolumeEntries, agentv1.MaxVolumeBytes)
+	}
+	if len(es) == 1 && es[0].GetPath() == "" {
+		return fieldErr("files.entries[0].path", "empty: the volume at %q is a directory", dest)
+	}
+	fv.update.Lock()
+	defer fv.update.Unlock()
+	if err := fv.swap(es); err != nil {
+		return fmt.Errorf("update the volume at %q of container %s: %w", dest, id, err)
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ const (
 	MethodState           = prefix + "State"
 	MethodStats           = prefix + "Stats"
 	MethodShutdown        = prefix + "Shutdown"
+	MethodUpdateVolume    = prefix + "UpdateVolume"
 )
 
 // sigKill is SIGKILL's number on Linux, the one signal the policy lets
@@ -196,6 +197,14 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 			}
 			_, _, d := e.process(r.GetProcess())
 			return d
+		}
+	case *agentv1.UpdateVolumeRequest:
+		if method == MethodUpdateVolume {
+			c, d := e.container(r.GetContainerId())
+			if d != nil {
+				return d
+			}
+			return volumeDenial(c, "destination", r.GetDestination(), volumeFiles)
 		}
 	case *agentv1.ResizeTTYRequest:
 		if method == MethodResizeTTY {

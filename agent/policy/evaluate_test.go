@@ -175,6 +175,12 @@ func rpcCases() []rpcCase {
 	}
 	noStats := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": false`) }
 	reports := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": true, "get_report": true`) }
+	volumes := func(t *testing.T) *Gate {
+		return admitted(t, `"name": "web",`, `"name": "web", "volumes": [{"destination": "/etc/config", "kind": "files"}, {"destination": "/cache", "kind": "empty_dir"}],`)
+	}
+	update := func(id, dest string) *agentv1.UpdateVolumeRequest {
+		return &agentv1.UpdateVolumeRequest{ContainerId: id, Destination: dest, Files: &agentv1.Files{Entries: []*agentv1.FileEntry{{Path: "k", Data: []byte(secret)}}}}
+	}
 	return []rpcCase{
 		{"version", MethodVersion, &agentv1.VersionRequest{}, nil, ""},
 		{"version before policy", MethodVersion, &agentv1.VersionRequest{}, noPolicy, ""},
@@ -305,6 +311,10 @@ func rpcCases() []rpcCase {
 		{"stats of the agent", MethodStats, &agentv1.StatsRequest{}, nil, ""},
 		{"stats of the agent switched off", MethodStats, &agentv1.StatsRequest{}, noStats, "agent.stats"},
 		{"stats of a hostile id", MethodStats, &agentv1.StatsRequest{ContainerId: "../w"}, nil, "was not admitted"},
+		{"update a listed files volume", MethodUpdateVolume, update("w", "/etc/config"), volumes, ""},
+		{"update an unlisted volume", MethodUpdateVolume, update("w", "/etc/other"), volumes, `containers[web].volumes: destination: mount destination "/etc/other"`},
+		{"update an emptyDir", MethodUpdateVolume, update("w", "/cache"), volumes, `mount destination "/cache" may not take host-provided files`},
+		{"update a volume of an unadmitted container", MethodUpdateVolume, update("x", "/etc/config"), volumes, "was not admitted"},
 		{"shutdown", MethodShutdown, &agentv1.ShutdownRequest{}, replaceable, ""},
 		{"shutdown switched off", MethodShutdown, &agentv1.ShutdownRequest{}, nil, "agent.shutdown"},
 		{"unknown method", prefix + "Debug", &agentv1.VersionRequest{}, nil, "default"},

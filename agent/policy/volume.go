@@ -11,7 +11,6 @@ import (
 // destination with its kind (files the host copies in, or an emptyDir).
 // The content itself is bounded and checked by the container manager.
 func checkVolumes(c *Container, vs []*agentv1.Volume) *Denial {
-	rule := "containers[" + c.Name + "].volumes"
 	for i, v := range vs {
 		field := fmt.Sprintf("volumes[%d]", i)
 		var kind string
@@ -21,13 +20,25 @@ func checkVolumes(c *Container, vs []*agentv1.Volume) *Denial {
 		case v.GetEmptyDir() != nil && v.GetFiles() == nil:
 			kind = doc.VolumeEmptyDir
 		default:
-			return deny(rule, field, fmt.Sprintf("volume at %q: want exactly one of files and empty_dir", v.GetDestination()))
+			return deny("containers["+c.Name+"].volumes", field, fmt.Sprintf("volume at %q: want exactly one of files and empty_dir", v.GetDestination()))
 		}
-		if !volumeAllowed(c.Volumes, v.GetDestination(), kind) {
-			return deny(rule, field+".destination", fmt.Sprintf("mount destination %q may not take %s: the policy does not list it", v.GetDestination(), kindName(kind)))
+		if d := volumeDenial(c, field+".destination", v.GetDestination(), kind); d != nil {
+			return d
 		}
 	}
 	return nil
+}
+
+// volumeFiles is the kind of a volume of host-provided files.
+const volumeFiles = doc.VolumeFiles
+
+// volumeDenial denies a volume of kind at dest (request field field) unless entry c lists
+// it.
+func volumeDenial(c *Container, field, dest, kind string) *Denial {
+	if volumeAllowed(c.Volumes, dest, kind) {
+		return nil
+	}
+	return deny("containers["+c.Name+"].volumes", field, fmt.Sprintf("mount destination %q may not take %s: the policy does not list it", dest, kindName(kind)))
 }
 
 func volumeAllowed(allowed []doc.Volume, dest, kind string) bool {

@@ -148,6 +148,7 @@ func TestPolicyEveryRPC(t *testing.T) {
 	ex.Hostname = "confguest-test" // as the spec helper sends it
 	web := entryFor("web", ta.image, ex, []policy.Match{{Exact: "sleep"}, {Pattern: "[0-9]+"}})
 	web.Stdout = true
+	web.Volumes = []apipolicy.Volume{{Destination: "/etc/config", Kind: apipolicy.VolumeFiles}}
 	web.Exec = []policy.Exec{
 		{Args: policy.Exactly("cat"), Stdin: true},
 		{Args: policy.Exactly("sh"), Stdin: true, TTY: true},
@@ -292,6 +293,18 @@ func TestPolicyEveryRPC(t *testing.T) {
 			return err
 		}, true, ""},
 		{"stats of a hostile id", "Stats", func() error { _, err := c.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: "../w"}); return err }, false, "was not admitted"},
+		{"update a listed volume", "UpdateVolume", func() error {
+			// Allowed; web was created without it, so the agent has no such volume.
+			_, err := c.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "w", Destination: "/etc/config", Files: &agentv1.Files{}})
+			if code(err) != codes.NotFound {
+				t.Errorf("UpdateVolume(a volume web does not have) = %v, want NotFound", err)
+			}
+			return err
+		}, true, ""},
+		{"update an unlisted volume", "UpdateVolume", func() error {
+			_, err := c.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "w", Destination: "/etc", Files: &agentv1.Files{}})
+			return err
+		}, false, `mount destination "/etc" may not take host-provided files`},
 		{"signal web", "SignalProcess", func() error {
 			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("w", ""), Signal: 9, All: true})
 			return err

@@ -126,6 +126,13 @@ func (s *service) SignalProcess(ctx context.Context, r *agentv1.SignalProcessReq
 	return &agentv1.SignalProcessResponse{}, nil
 }
 
+func (s *service) UpdateVolume(ctx context.Context, r *agentv1.UpdateVolumeRequest) (*agentv1.UpdateVolumeResponse, error) {
+	if err := s.m.UpdateVolume(ctx, r.GetContainerId(), r.GetDestination(), r.GetFiles().GetEntries()); err != nil {
+		return nil, err
+	}
+	return &agentv1.UpdateVolumeResponse{}, nil
+}
+
 func (s *service) ResizeTTY(ctx context.Context, r *agentv1.ResizeTTYRequest) (*agentv1.ResizeTTYResponse, error) {
 	if err := s.m.ResizeTTY(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId(), r.GetWidth(), r.GetHeight()); err != nil {
 		return nil, err

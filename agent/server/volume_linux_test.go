@@ -48,7 +48,7 @@ func TestVolumes(t *testing.T) {
 	ta = startAgent(t, nil, container.Config{})
 	const disk, mem = "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache", "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/mem"
 	writer := ta.runPodContainer(t, "writer", nil, podSpec(t, "", `cat /etc/hosts; cat /etc/config/a /etc/config/sub/b
-stat -c '%a %n' /etc/config/sub/b /etc/config/sub
+stat -L -c '%a %n' /etc/config/sub/b /etc/config/sub
 (echo x >> /etc/hosts) 2>/dev/null && echo hosts writable || echo hosts read-only
 (echo x >> /dev/termination-log) 2>/dev/null && echo log writable || echo log read-only
 echo from-writer > /cache/f && echo from-memory > /mem/f
@@ -85,8 +85,38 @@ grep ' /mem ' /proc/mounts | cut -d' ' -f3`),
 		t.Errorf("%s left after the container was deleted", copies)
 	}
 
+	// A directory of host files is updated as the kubelet's atomic writer updates one:
+	// the container sees the whole new set (a changed, sub gone, c new) at once.
+	cfg := treeVolume("/etc/config", &agentv1.FileEntry{Path: "a", Mode: 0o644, Data: []byte("v1\n")}, &agentv1.FileEntry{Path: "sub/b", Mode: 0o644, Data: []byte("b\n")})
+	watcher := ta.runPodContainer(t, "watcher", nil, podSpec(t, "", `i=0; while ! grep -q v2 /etc/config/a && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+cat /etc/config/a /etc/config/c; ls /etc/config; ls -a /etc/config | grep -c '^\.\.[0-9]'`), cfg, fileVolume("/etc/hosts", true, "h\n"))
+	_, err := ta.client.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "watcher", Destination: "/etc/config", Files: &agentv1.Files{Entries: []*agentv1.FileEntry{
+		{Path: "a", Mode: 0o644, Data: []byte("v2\n")}, {Path: "c", Mode: 0o644, Data: []byte("new-c\n")}}}})
+	if err != nil {
+		t.Fatalf("UpdateVolume(watcher, /etc/config) = %v", err)
+	}
+	if got, want := watcher(), "v2\nnew-c\na\nc\n1\n"; got != want {
+		t.Errorf("the container after UpdateVolume printed %q, want %q (a updated, c new, sub gone, one generation left)", got, want)
+	}
+	for _, tc := range []struct {
+		name, dest string
+		es         []*agentv1.FileEntry
+		want       codes.Code
+	}{
+		{"a volume that is one file", "/etc/hosts", []*agentv1.FileEntry{{Mode: 0o644, Data: []byte("x")}}, codes.InvalidArgument},
+		{"no such volume", "/etc/other", []*agentv1.FileEntry{{Path: "a"}}, codes.NotFound},
+		{"the agent's ..data", "/etc/config", []*agentv1.FileEntry{{Path: "..data"}}, codes.InvalidArgument},
+		{"a traversal", "/etc/config", []*agentv1.FileEntry{{Path: "../../x"}}, codes.InvalidArgument},
+		{"a huge file", "/etc/config", []*agentv1.FileEntry{{Path: "a", Data: make([]byte, agentv1.MaxVolumeFileBytes+1)}}, codes.InvalidArgument},
+	} {
+		_, err := ta.client.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "watcher", Destination: tc.dest, Files: &agentv1.Files{Entries: tc.es}})
+		if code(err) != tc.want {
+			t.Errorf("UpdateVolume(%s) = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
 	// An emptyDir keeps the medium it was created with.
-	_, err := ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
+	_, err = ta.client.CreateContainer(ctx(t), &agentv1.CreateContainerRequest{
 		ContainerId: "medium", SpecJson: podSpec(t, "", "true"), Volumes: []*agentv1.Volume{emptyDirVolume("/cache", disk, true)},
 		Rootfs: &agentv1.Rootfs{Source: &agentv1.Rootfs_GuestDirectory{GuestDirectory: ta.image}},
 	})
@@ -120,6 +150,7 @@ func TestVolumesHostile(t *testing.T) {
 		{"a traversal in an entry", "volumes[0].files.entries[0].path", []*agentv1.Volume{treeVolume("/etc/config", entry("../../../etc/passwd", 0o644, 1))}},
 		{"a traversal inside an entry", "volumes[0].files.entries[0].path", []*agentv1.Volume{treeVolume("/etc/config", entry("a/../../b", 0o644, 1))}},
 		{"an absolute entry", "volumes[0].files.entries[0].path", []*agentv1.Volume{treeVolume("/etc/config", entry("/etc/passwd", 0o644, 1))}},
+		{"an entry named as the agent's ..data", "volumes[0].files.entries[0].path", []*agentv1.Volume{treeVolume("/etc/config", entry("..data", 0o644, 1))}},
 		{"an entry listed twice", "volumes[0].files.entries[1].path", []*agentv1.Volume{treeVolume("/etc/config", entry("a", 0o644, 1), entry("a", 0o644, 1))}},
 		{"a file below a file", "volumes[0].files.entries[1].path", []*agentv1.Volume{treeVolume("/etc/config", entry("a", 0o644, 1), entry("a/b", 0o644, 1))}},
 		{"a setuid mode", "volumes[0].files.entries[0].mode", []*agentv1.Volume{treeVolume("/etc/config", entry("a", 0o4755, 1))}},

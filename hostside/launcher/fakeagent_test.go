@@ -233,6 +233,10 @@ func (a *fakeAgent) SignalProcess(context.Context, *agentv1.SignalProcessRequest
 	return &agentv1.SignalProcessResponse{}, nil
 }
 
+func (a *fakeAgent) UpdateVolume(context.Context, *agentv1.UpdateVolumeRequest) (*agentv1.UpdateVolumeResponse, error) {
+	return &agentv1.UpdateVolumeResponse{}, nil
+}
+
 func (a *fakeAgent) ResizeTTY(context.Context, *agentv1.ResizeTTYRequest) (*agentv1.ResizeTTYResponse, error) {
 	return &agentv1.ResizeTTYResponse{}, nil
 }

@@ -150,6 +150,14 @@ func (g *Guest) CreatePodContainer(ctx context.Context, id string, d Disk, spec 
 	}
 }
 
+// UpdateVolume replaces the content of container id's directory of host files at dest.
+func (g *Guest) UpdateVolume(ctx context.Context, id, dest string, files *agentv1.Files) error {
+	if _, err := g.agent.UpdateVolume(ctx, &agentv1.UpdateVolumeRequest{ContainerId: id, Destination: dest, Files: files}); err != nil {
+		return fmt.Errorf("update the volume at %q of container %s: %w", dest, id, err)
+	}
+	return nil
+}
+
 // Start starts the init process of created container id.
 func (g *Guest) Start(ctx context.Context, id string) error {
 	if _, err := g.agent.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: id}); err != nil {

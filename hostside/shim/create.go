@@ -97,6 +97,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	var disk launcher.Disk
 	var podNS []specs.LinuxNamespaceType
 	var vols []*agentv1.Volume
+	var refreshed []hostFiles
 	src := image.Source{Kind: image.Dir, Ref: rootfs}
 	if s.pod == nil {
 		if ctype == containerTypeContainer {
@@ -125,7 +126,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		if podNS, err = podNamespaces(r.ID, spec, s.pod.guest.VMMPID()); err != nil {
 			return 0, err
 		}
-		if vols, err = guestVolumes(r.ID, spec); err != nil {
+		if vols, refreshed, err = guestVolumes(r.ID, spec); err != nil {
 			return 0, err
 		}
 		if slices.Contains(podNS, specs.UTSNamespace) && gspec.Hostname == "" {
@@ -163,6 +164,12 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		return 0, err
 	}
 	c.init.streams = st
+	if len(refreshed) > 0 {
+		rctx, cancel := context.WithCancel(s.ctx)
+		t := time.NewTicker(volumeRefreshInterval)
+		c.stopRefresh = func() { cancel(); t.Stop() }
+		go refreshVolumes(rctx, g, r.ID, refreshed, t.C)
+	}
 	return pid, nil
 }
 

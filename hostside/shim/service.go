@@ -90,6 +90,9 @@ type container struct {
 	sandbox bool
 	init    *process
 	execs   map[string]*process
+	// stopRefresh ends the refresh of the container's directories of host files
+	// (refreshVolumes); nil when it has none.
+	stopRefresh func()
 }
 
 var _ cshim.Shim = (*Service)(nil)
@@ -394,6 +397,9 @@ func (s *Service) delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
+	if c.stopRefresh != nil {
+		c.stopRefresh()
+	}
 	if !c.sandbox && s.pod != nil {
 		g := s.pod.guest
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)

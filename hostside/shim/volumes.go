@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -8,9 +9,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
@@ -31,8 +35,11 @@ import (
 //     guest's own /dev/shm tmpfs;
 //   - any other bind mount (a hostPath volume, a block device) is refused, naming the
 //     destination: the guest cannot reach the host's files.
-// Copies are taken once, at create: a file the kubelet rewrites later is not updated in
-// the guest, and what the container writes (its termination log) stays in the guest.
+// A directory of host files (a ConfigMap, Secret, projected or downwardAPI volume) is read
+// again every volumeRefreshInterval and, when it changed (the kubelet's atomic ..data
+// swaps, token rotation), sent again (UpdateVolume): the guest swaps it in atomically. A
+// volume that is one file is copied once, as the kubelet updates no file mount either;
+// what the container writes (its termination log) stays in the guest.
 
 var (
 	// emptyDirSource is the kubelet's directory of an emptyDir volume.
@@ -57,7 +64,9 @@ var StandardVolumeDestinations = []string{
 
 // guestVolumes translates the bind mounts of container id's bundle spec b into volumes the
 // agent creates in the guest; what fails names the destination and the host path.
-func guestVolumes(id string, b *specs.Spec) ([]*agentv1.Volume, error) {
+// refreshed lists the directories of host files among them, which refreshVolumes keeps
+// current.
+func guestVolumes(id string, b *specs.Spec) (_ []*agentv1.Volume, refreshed []hostFiles, _ error) {
 	var out []*agentv1.Volume
 	budget := volumeBudget{entries: agentv1.MaxVolumeEntries, bytes: agentv1.MaxVolumeBytes}
 	for _, m := range b.Mounts {
@@ -72,22 +81,72 @@ func guestVolumes(id string, b *specs.Spec) ([]*agentv1.Volume, error) {
 		case emptyDirSource.MatchString(src):
 			var st unix.Statfs_t
 			if err := unix.Statfs(src, &st); err != nil {
-				return nil, fmt.Errorf("container %s: emptyDir at %q: %w: %w", id, m.Destination, err, errInvalid)
+				return nil, nil, fmt.Errorf("container %s: emptyDir at %q: %w: %w", id, m.Destination, err, errInvalid)
 			}
 			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro,
 				EmptyDir: &agentv1.EmptyDir{Name: src, Memory: st.Type == unix.TMPFS_MAGIC}})
 		case kubeletSource.MatchString(src) || strings.Contains(src, criSandboxDir):
 			es, err := budget.read(src)
 			if err != nil {
-				return nil, fmt.Errorf("container %s: mount at %q: copy %s into the guest: %w: %w", id, m.Destination, m.Source, err, errInvalid)
+				return nil, nil, fmt.Errorf("container %s: mount at %q: copy %s into the guest: %w: %w", id, m.Destination, m.Source, err, errInvalid)
 			}
-			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro, Files: &agentv1.Files{Entries: es}})
+			files := &agentv1.Files{Entries: es}
+			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro, Files: files})
+			if len(es) != 1 || es[0].GetPath() != "" {
+				refreshed = append(refreshed, hostFiles{dest: m.Destination, src: src, sent: files})
+			}
 		default:
-			return nil, fmt.Errorf("container %s: mount at %q: %s is a hostPath or block volume: a pod in a confidential VM shares no files with the host, and the guest cannot take this one; use an emptyDir, a ConfigMap or a Secret: %w",
+			return nil, nil, fmt.Errorf("container %s: mount at %q: %s is a hostPath or block volume: a pod in a confidential VM shares no files with the host, and the guest cannot take this one; use an emptyDir, a ConfigMap or a Secret: %w",
 				id, m.Destination, m.Source, errInvalid)
 		}
 	}
-	return out, nil
+	return out, refreshed, nil
+}
+
+// volumeRefreshInterval is how often refreshVolumes reads a container's directories of
+// host files again.
+const volumeRefreshInterval = 2 * time.Second
+
+// hostFiles is a directory of host files copied into a container, and what was sent last.
+type hostFiles struct {
+	dest, src string
+	sent      *agentv1.Files
+}
+
+// volumeUpdater is the guest call refreshVolumes makes (launcher.Guest.UpdateVolume).
+type volumeUpdater interface {
+	UpdateVolume(ctx context.Context, id, dest string, files *agentv1.Files) error
+}
+
+// refreshVolumes sends the directories vs of container id again whenever their content
+// changed on the host, until ctx ends. A directory that cannot be read or sent is logged
+// and tried again at the next tick.
+func refreshVolumes(ctx context.Context, g volumeUpdater, id string, vs []hostFiles, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		for i := range vs {
+			v := &vs[i]
+			budget := volumeBudget{entries: agentv1.MaxVolumeEntries, bytes: agentv1.MaxVolumeBytes}
+			es, err := budget.read(v.src)
+			if err != nil {
+				log.G(ctx).WithError(err).WithField("id", id).Warnf("read the volume at %q again", v.dest)
+				continue
+			}
+			files := &agentv1.Files{Entries: es}
+			if proto.Equal(files, v.sent) {
+				continue
+			}
+			if err := g.UpdateVolume(ctx, id, v.dest, files); err != nil {
+				log.G(ctx).WithError(err).WithField("id", id).Warnf("update the volume at %q in the guest", v.dest)
+				continue
+			}
+			v.sent = files
+		}
+	}
 }
 
 // volumeBudget is what is left of the agent's bounds on a container's copied files.

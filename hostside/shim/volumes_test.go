@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -101,9 +103,16 @@ func volumeSummary(v *agentv1.Volume) string {
 func TestGuestVolumes(t *testing.T) {
 	root := t.TempDir()
 	mounts := criTree(t, root)
-	got, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	got, refreshed, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
 	if err != nil {
 		t.Fatalf("guestVolumes = %v", err)
+	}
+	var dirs []string
+	for _, r := range refreshed {
+		dirs = append(dirs, r.dest)
+	}
+	if want := []string{"/etc/config", "/var/run/secrets/kubernetes.io/serviceaccount"}; !reflect.DeepEqual(dirs, want) {
+		t.Errorf("guestVolumes refreshes %q, want the directories of host files %q", dirs, want)
 	}
 	var sums []string
 	for _, v := range got {
@@ -182,7 +191,7 @@ func TestGuestVolumesRefused(t *testing.T) {
 		{"too many bytes", specs.Mount{Destination: "/s", Source: total, Options: []string{"rbind"}}, []string{`mount at "/s"`, fmt.Sprintf("at most %d bytes in all", agentv1.MaxVolumeBytes)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}})
+			_, _, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}})
 			if !errors.Is(err, errdefs.ErrInvalidArgument) {
 				t.Fatalf("guestVolumes(%s) = %v, want InvalidArgument", tc.mount.Source, err)
 			}
@@ -192,5 +201,65 @@ func TestGuestVolumesRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// updates records the UpdateVolume calls refreshVolumes makes.
+type updates chan string
+
+func (u updates) UpdateVolume(_ context.Context, id, dest string, files *agentv1.Files) error {
+	var keys []string
+	for _, e := range files.GetEntries() {
+		keys = append(keys, fmt.Sprintf("%s=%q", e.GetPath(), e.GetData()))
+	}
+	u <- id + " " + dest + " " + strings.Join(keys, " ")
+	return nil
+}
+
+// TestRefreshVolumes: a ConfigMap the kubelet rewrites (a new ..data generation swapped
+// in) is sent to the guest again at the next tick, once; an unchanged one is not.
+func TestRefreshVolumes(t *testing.T) {
+	root := t.TempDir()
+	mounts := criTree(t, root)
+	_, refreshed, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tick, got := make(chan time.Time), make(updates, 10)
+	done := make(chan struct{})
+	go func() { refreshVolumes(ctx, got, "app", refreshed, tick); close(done) }()
+
+	tick <- time.Now()
+	// The atomic writer's update: the new generation, then ..data swapped to it.
+	cm := mounts[3].Source
+	gen := filepath.Join(cm, "..2026_12_06_05_00_00.3")
+	if err := os.MkdirAll(filepath.Join(gen, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"app.conf": "port=8080\n", "sub/x.txt": "x\n"} {
+		if err := os.WriteFile(filepath.Join(gen, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("..2026_12_06_05_00_00.3", filepath.Join(cm, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(cm, "..data_tmp"), filepath.Join(cm, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	tick <- time.Now()
+	tick <- time.Now()
+	cancel()
+	<-done
+	close(got)
+	var calls []string
+	for c := range got {
+		calls = append(calls, c)
+	}
+	want := []string{`app /etc/config app.conf="port=8080\n" sub="" sub/x.txt="x\n"`}
+	if !reflect.DeepEqual(calls, want) {
+		t.Errorf("UpdateVolume calls = %q, want %q", calls, want)
 	}
 }

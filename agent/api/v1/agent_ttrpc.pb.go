@@ -21,6 +21,7 @@ type AgentService interface {
 	WriteStdin(context.Context, *WriteStdinRequest) (*WriteStdinResponse, error)
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
 	ReadOutput(context.Context, Agent_ReadOutputServer) error
+	UpdateVolume(context.Context, *UpdateVolumeRequest) (*UpdateVolumeResponse, error)
 	DeleteContainer(context.Context, *DeleteContainerRequest) (*DeleteContainerResponse, error)
 	ListContainers(context.Context, *ListContainersRequest) (*ListContainersResponse, error)
 	State(context.Context, *StateRequest) (*StateResponse, error)
@@ -130,6 +131,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.CloseStdin(ctx, &req)
 			},
+			"UpdateVolume": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateVolumeRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.UpdateVolume(ctx, &req)
+			},
 			"DeleteContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req DeleteContainerRequest
 				if err := unmarshal(&req); err != nil {
@@ -191,6 +199,7 @@ type AgentClient interface {
 	WriteStdin(context.Context, *WriteStdinRequest) (*WriteStdinResponse, error)
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
 	ReadOutput(context.Context) (Agent_ReadOutputClient, error)
+	UpdateVolume(context.Context, *UpdateVolumeRequest) (*UpdateVolumeResponse, error)
 	DeleteContainer(context.Context, *DeleteContainerRequest) (*DeleteContainerResponse, error)
 	ListContainers(context.Context, *ListContainersRequest) (*ListContainersResponse, error)
 	State(context.Context, *StateRequest) (*StateResponse, error)
@@ -328,6 +337,14 @@ func (x *agentReadOutputClient) Recv() (*OutputChunk, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+func (c *agentClient) UpdateVolume(ctx context.Context, req *UpdateVolumeRequest) (*UpdateVolumeResponse, error) {
+	var resp UpdateVolumeResponse
+	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "UpdateVolume", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 func (c *agentClient) DeleteContainer(ctx context.Context, req *DeleteContainerRequest) (*DeleteContainerResponse, error) {
