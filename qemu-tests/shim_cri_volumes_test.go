@@ -109,6 +109,31 @@ func TestShimCRIVolumes(t *testing.T) {
 		t.Logf("rotated token seen in the guest after %v", time.Since(rotated).Round(100*time.Millisecond))
 	}
 
+	// The termination message the container writes reaches the kubelet's file once the
+	// container exited.
+	termLog := filepath.Join(filepath.Dir(kubelet), "containers", "d", "0001")
+	if err := os.MkdirAll(filepath.Dir(termLog), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(termLog, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	d := e.mustCrictl(crictl, "create", pod, containerConfigMounts(t, "d", image, map[string]string{"/dev/termination-log": termLog},
+		"sh", "-c", `echo "config missing: exiting" > /dev/termination-log; exit 3`), podCfg)
+	e.mustCrictl(crictl, "start", d)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got, _ := os.ReadFile(termLog)
+		if string(got) == "config missing: exiting\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the kubelet's termination log after the container exited: %q, want the message it wrote", got)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// A ConfigMap at /etc/config is not among the destinations the default pod policy
 	// allows; a hostPath never reaches the guest. Each fails naming the destination.
 	for _, tc := range []struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -182,6 +183,7 @@ func (m *Manager) volumeMounts(dir string, vs []*agentv1.Volume) ([]specs.Mount,
 // (..<n>), a symlink ..data naming the current one, and each top-level entry a symlink
 // into ..data. An update writes the next generation and swaps ..data.
 type filesVolume struct {
+	file   string // the volume that is one file, writable ("" otherwise)
 	dir    string // the volume's directory ("" for a volume that is one file)
 	gen    int    // the current generation
 	update sync.Mutex
@@ -193,7 +195,7 @@ func writeFiles(dst string, es []*agentv1.FileEntry) (*filesVolume, error) {
 		return nil, err
 	}
 	if len(es) == 1 && es[0].GetPath() == "" {
-		return &filesVolume{}, writeFile(dst, es[0])
+		return &filesVolume{file: dst}, writeFile(dst, es[0])
 	}
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return nil, err
@@ -282,6 +284,36 @@ func writeTree(dst string, es []*agentv1.FileEntry) error {
 		}
 	}
 	return nil
+}
+
+// ReadVolume returns the first agentv1.MaxReadVolumeBytes of container id's one-file
+// volume at dest, and whether the file is longer.
+func (m *Manager) ReadVolume(ctx context.Context, id, dest string) ([]byte, bool, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return nil, false, err
+	}
+	fv, ok := c.volumes[dest]
+	if !ok {
+		return nil, false, fmt.Errorf("container %s has no volume of host files at %q: %w", id, dest, ErrNotFound)
+	}
+	if fv.file == "" {
+		return nil, false, fieldErr("destination", "%q is a directory: only a volume that is one file is read back", dest)
+	}
+	f, err := os.OpenFile(fv.file, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("read back %q of container %s: %w", dest, id, err)
+	}
+	defer f.Close()
+	buf := make([]byte, agentv1.MaxReadVolumeBytes+1)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, false, fmt.Errorf("read back %q of container %s: %w", dest, id, err)
+	}
+	if n > agentv1.MaxReadVolumeBytes {
+		return buf[:agentv1.MaxReadVolumeBytes], true, nil
+	}
+	return buf[:n], false, nil
 }
 
 // UpdateVolume replaces the content of container id's directory volume of host files at

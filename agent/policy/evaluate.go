@@ -33,6 +33,7 @@ const (
 	MethodStats           = prefix + "Stats"
 	MethodShutdown        = prefix + "Shutdown"
 	MethodUpdateVolume    = prefix + "UpdateVolume"
+	MethodReadVolume      = prefix + "ReadVolume"
 )
 
 // sigKill is SIGKILL's number on Linux, the one signal the policy lets
@@ -205,6 +206,14 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 				return d
 			}
 			return volumeDenial(c, "destination", r.GetDestination(), volumeFiles)
+		}
+	case *agentv1.ReadVolumeRequest:
+		if method == MethodReadVolume {
+			c, d := e.container(r.GetContainerId())
+			if d != nil {
+				return d
+			}
+			return readBackDenial(c, r.GetDestination())
 		}
 	case *agentv1.ResizeTTYRequest:
 		if method == MethodResizeTTY {

@@ -176,7 +176,7 @@ func rpcCases() []rpcCase {
 	noStats := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": false`) }
 	reports := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": true, "get_report": true`) }
 	volumes := func(t *testing.T) *Gate {
-		return admitted(t, `"name": "web",`, `"name": "web", "volumes": [{"destination": "/etc/config", "kind": "files"}, {"destination": "/cache", "kind": "empty_dir"}],`)
+		return admitted(t, `"name": "web",`, `"name": "web", "volumes": [{"destination": "/etc/config", "kind": "files"}, {"destination": "/cache", "kind": "empty_dir"}, {"destination": "/dev/termination-log", "kind": "files", "read_back": true}],`)
 	}
 	update := func(id, dest string) *agentv1.UpdateVolumeRequest {
 		return &agentv1.UpdateVolumeRequest{ContainerId: id, Destination: dest, Files: &agentv1.Files{Entries: []*agentv1.FileEntry{{Path: "k", Data: []byte(secret)}}}}
@@ -315,6 +315,9 @@ func rpcCases() []rpcCase {
 		{"update an unlisted volume", MethodUpdateVolume, update("w", "/etc/other"), volumes, `containers[web].volumes: destination: mount destination "/etc/other"`},
 		{"update an emptyDir", MethodUpdateVolume, update("w", "/cache"), volumes, `mount destination "/cache" may not take host-provided files`},
 		{"update a volume of an unadmitted container", MethodUpdateVolume, update("x", "/etc/config"), volumes, "was not admitted"},
+		{"read back a listed file", MethodReadVolume, &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/dev/termination-log"}, volumes, ""},
+		{"read back a file without read_back", MethodReadVolume, &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/etc/config"}, volumes, `containers[web].volumes: destination: the policy does not let the host read back the file at "/etc/config"`},
+		{"read back of an unadmitted container", MethodReadVolume, &agentv1.ReadVolumeRequest{ContainerId: "x", Destination: "/dev/termination-log"}, volumes, "was not admitted"},
 		{"shutdown", MethodShutdown, &agentv1.ShutdownRequest{}, replaceable, ""},
 		{"shutdown switched off", MethodShutdown, &agentv1.ShutdownRequest{}, nil, "agent.shutdown"},
 		{"unknown method", prefix + "Debug", &agentv1.VersionRequest{}, nil, "default"},

@@ -56,3 +56,14 @@ func kindName(kind string) string {
 	}
 	return "host-provided files"
 }
+
+// readBackDenial denies reading back the file at dest unless entry c lists it as files
+// with read_back.
+func readBackDenial(c *Container, dest string) *Denial {
+	for _, a := range c.Volumes {
+		if a.Destination == dest && a.Kind == doc.VolumeFiles && a.ReadBack {
+			return nil
+		}
+	}
+	return deny("containers["+c.Name+"].volumes", "destination", fmt.Sprintf("the policy does not let the host read back the file at %q (read_back)", dest))
+}

@@ -67,6 +67,8 @@ func TestVolumesParse(t *testing.T) {
 		{`[{"destination": "/a/../b", "kind": "files"}]`, `volumes[0].destination "/a/../b"`},
 		{`[{"destination": "/a", "kind": "hostPath"}]`, `volumes[0].kind "hostPath"`},
 		{`[{"destination": "/a", "kind": "files"}, {"destination": "/a", "kind": "empty_dir"}]`, `volumes[1].destination "/a": listed twice`},
+		{`[{"destination": "/dev/termination-log", "kind": "files", "read_back": true}]`, ""},
+		{`[{"destination": "/a", "kind": "empty_dir", "read_back": true}]`, `volumes[0].read_back: only a files volume`},
 	} {
 		doc := edit(t, readTestdata(t, "web.json"), `"name": "web",`, `"name": "web", "volumes": `+tc.value+`,`)
 		_, err := Parse(doc)

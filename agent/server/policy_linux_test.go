@@ -148,7 +148,7 @@ func TestPolicyEveryRPC(t *testing.T) {
 	ex.Hostname = "confguest-test" // as the spec helper sends it
 	web := entryFor("web", ta.image, ex, []policy.Match{{Exact: "sleep"}, {Pattern: "[0-9]+"}})
 	web.Stdout = true
-	web.Volumes = []apipolicy.Volume{{Destination: "/etc/config", Kind: apipolicy.VolumeFiles}}
+	web.Volumes = []apipolicy.Volume{{Destination: "/etc/config", Kind: apipolicy.VolumeFiles}, {Destination: "/dev/termination-log", Kind: apipolicy.VolumeFiles, ReadBack: true}}
 	web.Exec = []policy.Exec{
 		{Args: policy.Exactly("cat"), Stdin: true},
 		{Args: policy.Exactly("sh"), Stdin: true, TTY: true},
@@ -305,6 +305,17 @@ func TestPolicyEveryRPC(t *testing.T) {
 			_, err := c.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "w", Destination: "/etc", Files: &agentv1.Files{}})
 			return err
 		}, false, `mount destination "/etc" may not take host-provided files`},
+		{"read back a listed file", "ReadVolume", func() error {
+			_, err := c.ReadVolume(ctx(t), &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/dev/termination-log"})
+			if code(err) != codes.NotFound {
+				t.Errorf("ReadVolume(a volume web does not have) = %v, want NotFound", err)
+			}
+			return err
+		}, true, ""},
+		{"read back a file without read_back", "ReadVolume", func() error {
+			_, err := c.ReadVolume(ctx(t), &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/etc/config"})
+			return err
+		}, false, `read back the file at "/etc/config"`},
 		{"signal web", "SignalProcess", func() error {
 			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("w", ""), Signal: 9, All: true})
 			return err

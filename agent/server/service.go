@@ -133,6 +133,14 @@ func (s *service) UpdateVolume(ctx context.Context, r *agentv1.UpdateVolumeReque
 	return &agentv1.UpdateVolumeResponse{}, nil
 }
 
+func (s *service) ReadVolume(ctx context.Context, r *agentv1.ReadVolumeRequest) (*agentv1.ReadVolumeResponse, error) {
+	data, truncated, err := s.m.ReadVolume(ctx, r.GetContainerId(), r.GetDestination())
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.ReadVolumeResponse{Data: data, Truncated: truncated}, nil
+}
+
 func (s *service) ResizeTTY(ctx context.Context, r *agentv1.ResizeTTYRequest) (*agentv1.ResizeTTYResponse, error) {
 	if err := s.m.ResizeTTY(ctx, r.GetProcess().GetContainerId(), r.GetProcess().GetExecId(), r.GetWidth(), r.GetHeight()); err != nil {
 		return nil, err

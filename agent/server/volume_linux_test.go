@@ -50,7 +50,7 @@ func TestVolumes(t *testing.T) {
 	writer := ta.runPodContainer(t, "writer", nil, podSpec(t, "", `cat /etc/hosts; cat /etc/config/a /etc/config/sub/b
 stat -L -c '%a %n' /etc/config/sub/b /etc/config/sub
 (echo x >> /etc/hosts) 2>/dev/null && echo hosts writable || echo hosts read-only
-(echo x >> /dev/termination-log) 2>/dev/null && echo log writable || echo log read-only
+(echo terminated-because >> /dev/termination-log) 2>/dev/null && echo log writable || echo log read-only
 echo from-writer > /cache/f && echo from-memory > /mem/f
 stat -c '%a' /cache
 grep ' /mem ' /proc/mounts | cut -d' ' -f3`),
@@ -74,6 +74,18 @@ grep ' /mem ' /proc/mounts | cut -d' ' -f3`),
 	if got := reader(); got != "from-writer\nfrom-memory\n" {
 		t.Errorf("reader of the emptyDirs printed %q, want from-writer and from-memory", got)
 	}
+	// The termination log the container wrote is read back once it exited; a directory
+	// and a file it does not have are not.
+	rb, err := ta.client.ReadVolume(ctx(t), &agentv1.ReadVolumeRequest{ContainerId: "writer", Destination: "/dev/termination-log"})
+	if err != nil || string(rb.GetData()) != "terminated-because\n" || rb.GetTruncated() {
+		t.Errorf("ReadVolume(writer, /dev/termination-log) = %v, %v; want terminated-because", rb, err)
+	}
+	if _, err := ta.client.ReadVolume(ctx(t), &agentv1.ReadVolumeRequest{ContainerId: "writer", Destination: "/etc/config"}); code(err) != codes.InvalidArgument {
+		t.Errorf("ReadVolume(a directory) = %v, want InvalidArgument", err)
+	}
+	if _, err := ta.client.ReadVolume(ctx(t), &agentv1.ReadVolumeRequest{ContainerId: "writer", Destination: "/cache"}); code(err) != codes.NotFound {
+		t.Errorf("ReadVolume(an emptyDir) = %v, want NotFound", err)
+	}
 	copies := filepath.Join(ta.stateDir, "containers", "writer", "volumes")
 	if _, err := os.Stat(copies); err != nil {
 		t.Errorf("the writer's copied files: %v", err)
@@ -90,7 +102,7 @@ grep ' /mem ' /proc/mounts | cut -d' ' -f3`),
 	cfg := treeVolume("/etc/config", &agentv1.FileEntry{Path: "a", Mode: 0o644, Data: []byte("v1\n")}, &agentv1.FileEntry{Path: "sub/b", Mode: 0o644, Data: []byte("b\n")})
 	watcher := ta.runPodContainer(t, "watcher", nil, podSpec(t, "", `i=0; while ! grep -q v2 /etc/config/a && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
 cat /etc/config/a /etc/config/c; ls /etc/config; ls -a /etc/config | grep -c '^\.\.[0-9]'`), cfg, fileVolume("/etc/hosts", true, "h\n"))
-	_, err := ta.client.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "watcher", Destination: "/etc/config", Files: &agentv1.Files{Entries: []*agentv1.FileEntry{
+	_, err = ta.client.UpdateVolume(ctx(t), &agentv1.UpdateVolumeRequest{ContainerId: "watcher", Destination: "/etc/config", Files: &agentv1.Files{Entries: []*agentv1.FileEntry{
 		{Path: "a", Mode: 0o644, Data: []byte("v2\n")}, {Path: "c", Mode: 0o644, Data: []byte("new-c\n")}}}})
 	if err != nil {
 		t.Fatalf("UpdateVolume(watcher, /etc/config) = %v", err)

@@ -237,6 +237,10 @@ func (a *fakeAgent) UpdateVolume(context.Context, *agentv1.UpdateVolumeRequest) 
 	return &agentv1.UpdateVolumeResponse{}, nil
 }
 
+func (a *fakeAgent) ReadVolume(context.Context, *agentv1.ReadVolumeRequest) (*agentv1.ReadVolumeResponse, error) {
+	return &agentv1.ReadVolumeResponse{}, nil
+}
+
 func (a *fakeAgent) ResizeTTY(context.Context, *agentv1.ResizeTTYRequest) (*agentv1.ResizeTTYResponse, error) {
 	return &agentv1.ResizeTTYResponse{}, nil
 }

@@ -158,6 +158,15 @@ func (g *Guest) UpdateVolume(ctx context.Context, id, dest string, files *agentv
 	return nil
 }
 
+// ReadVolume returns what container id wrote into its one-file volume at dest.
+func (g *Guest) ReadVolume(ctx context.Context, id, dest string) ([]byte, error) {
+	r, err := g.agent.ReadVolume(ctx, &agentv1.ReadVolumeRequest{ContainerId: id, Destination: dest})
+	if err != nil {
+		return nil, fmt.Errorf("read back the volume at %q of container %s: %w", dest, id, err)
+	}
+	return r.GetData(), nil
+}
+
 // Start starts the init process of created container id.
 func (g *Guest) Start(ctx context.Context, id string) error {
 	if _, err := g.agent.StartContainer(ctx, &agentv1.StartContainerRequest{ContainerId: id}); err != nil {

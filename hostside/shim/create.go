@@ -18,7 +18,6 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
@@ -96,8 +95,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	defer unmount()
 	var disk launcher.Disk
 	var podNS []specs.LinuxNamespaceType
-	var vols []*agentv1.Volume
-	var refreshed []hostFiles
+	vols := &containerVolumes{}
 	src := image.Source{Kind: image.Dir, Ref: rootfs}
 	if s.pod == nil {
 		if ctype == containerTypeContainer {
@@ -126,7 +124,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		if podNS, err = podNamespaces(r.ID, spec, s.pod.guest.VMMPID()); err != nil {
 			return 0, err
 		}
-		if vols, refreshed, err = guestVolumes(r.ID, spec); err != nil {
+		if vols, err = guestVolumes(r.ID, spec); err != nil {
 			return 0, err
 		}
 		if slices.Contains(podNS, specs.UTSNamespace) && gspec.Hostname == "" {
@@ -138,7 +136,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 			return 0, err
 		}
 		if d := s.pod.defaults; d != nil {
-			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != "", podNS, vols))
+			commit, err := d.admit(ctx, s.pod.guest, r.ID, containerEntry(r.ID, disk.Verity.RootHash, gspec, r.Stdin != "", podNS, vols.volumes))
 			if err != nil {
 				return 0, err
 			}
@@ -152,7 +150,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		}
 	}
 	g := s.pod.guest
-	pid, err := g.CreatePodContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, launcher.PodContainer{Namespaces: podNS, Volumes: vols})
+	pid, err := g.CreatePodContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, launcher.PodContainer{Namespaces: podNS, Volumes: vols.volumes})
 	if err != nil {
 		return 0, fmt.Errorf("in the guest: %w", err)
 	}
@@ -164,11 +162,18 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		return 0, err
 	}
 	c.init.streams = st
-	if len(refreshed) > 0 {
+	if len(vols.refreshed) > 0 {
 		rctx, cancel := context.WithCancel(s.ctx)
 		t := time.NewTicker(volumeRefreshInterval)
 		c.stopRefresh = func() { cancel(); t.Stop() }
-		go refreshVolumes(rctx, g, r.ID, refreshed, t.C)
+		go refreshVolumes(rctx, g, r.ID, vols.refreshed, t.C)
+	}
+	if len(vols.readBack) > 0 {
+		c.init.readBack = func() {
+			rctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			defer cancel()
+			readBack(rctx, g, r.ID, vols.readBack)
+		}
 	}
 	return pid, nil
 }

@@ -24,6 +24,9 @@ type process struct {
 	exitedAt   time.Time
 	exited     chan struct{}
 	streams    *streams
+	// readBack, for an init process, copies what the container wrote to its termination
+	// log back to the host once it exited and before its exit is reported (nil: none).
+	readBack func()
 }
 
 func newProcess(containerID, execID string, paths stdioPaths) *process {

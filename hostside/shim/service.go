@@ -237,6 +237,9 @@ func (s *Service) wait(g *launcher.Guest, p *process) {
 	e, err := g.Wait(s.ctx, p.ref())
 	switch {
 	case err == nil:
+		if p.readBack != nil {
+			p.readBack()
+		}
 	case goneInGuest(g, err):
 		e = launcher.Exit{Code: 128 + int(syscall.SIGKILL), At: time.Now()}
 	default:

@@ -38,8 +38,9 @@ import (
 // A directory of host files (a ConfigMap, Secret, projected or downwardAPI volume) is read
 // again every volumeRefreshInterval and, when it changed (the kubelet's atomic ..data
 // swaps, token rotation), sent again (UpdateVolume): the guest swaps it in atomically. A
-// volume that is one file is copied once, as the kubelet updates no file mount either;
-// what the container writes (its termination log) stays in the guest.
+// volume that is one file is copied once, as the kubelet updates no file mount either.
+// What the container writes into its termination log (the kubelet's
+// pods/<uid>/containers/<name>/<n>) is copied back to that host file when it exits.
 
 var (
 	// emptyDirSource is the kubelet's directory of an emptyDir volume.
@@ -47,6 +48,8 @@ var (
 	// kubeletSource is a file or directory the kubelet prepares for a container: a volume,
 	// a subPath of one, its /etc/hosts or its termination log.
 	kubeletSource = regexp.MustCompile(`/pods/[^/]+/(volumes|volume-subpaths|etc-hosts|containers)(/|$)`)
+	// terminationLogSource is the kubelet's file for a container's termination message.
+	terminationLogSource = regexp.MustCompile(`/pods/[^/]+/containers/[^/]+/[^/]+$`)
 )
 
 // criSandboxDir is the path element of containerd's CRI sandbox directories, which hold
@@ -62,12 +65,15 @@ var StandardVolumeDestinations = []string{
 	"/var/run/secrets/kubernetes.io/serviceaccount",
 }
 
+// TerminationLog is Kubernetes' default terminationMessagePath: the default pod policy
+// lets the host read it back (policy.Volume.ReadBack).
+const TerminationLog = "/dev/termination-log"
+
 // guestVolumes translates the bind mounts of container id's bundle spec b into volumes the
 // agent creates in the guest; what fails names the destination and the host path.
-// refreshed lists the directories of host files among them, which refreshVolumes keeps
-// current.
-func guestVolumes(id string, b *specs.Spec) (_ []*agentv1.Volume, refreshed []hostFiles, _ error) {
+func guestVolumes(id string, b *specs.Spec) (*containerVolumes, error) {
 	var out []*agentv1.Volume
+	var refreshed, readBack []hostFiles
 	budget := volumeBudget{entries: agentv1.MaxVolumeEntries, bytes: agentv1.MaxVolumeBytes}
 	for _, m := range b.Mounts {
 		if m.Type != "bind" && !slices.Contains(m.Options, "bind") && !slices.Contains(m.Options, "rbind") {
@@ -81,26 +87,57 @@ func guestVolumes(id string, b *specs.Spec) (_ []*agentv1.Volume, refreshed []ho
 		case emptyDirSource.MatchString(src):
 			var st unix.Statfs_t
 			if err := unix.Statfs(src, &st); err != nil {
-				return nil, nil, fmt.Errorf("container %s: emptyDir at %q: %w: %w", id, m.Destination, err, errInvalid)
+				return nil, fmt.Errorf("container %s: emptyDir at %q: %w: %w", id, m.Destination, err, errInvalid)
 			}
 			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro,
 				EmptyDir: &agentv1.EmptyDir{Name: src, Memory: st.Type == unix.TMPFS_MAGIC}})
 		case kubeletSource.MatchString(src) || strings.Contains(src, criSandboxDir):
 			es, err := budget.read(src)
 			if err != nil {
-				return nil, nil, fmt.Errorf("container %s: mount at %q: copy %s into the guest: %w: %w", id, m.Destination, m.Source, err, errInvalid)
+				return nil, fmt.Errorf("container %s: mount at %q: copy %s into the guest: %w: %w", id, m.Destination, m.Source, err, errInvalid)
 			}
 			files := &agentv1.Files{Entries: es}
 			out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro, Files: files})
-			if len(es) != 1 || es[0].GetPath() != "" {
+			switch {
+			case len(es) != 1 || es[0].GetPath() != "":
 				refreshed = append(refreshed, hostFiles{dest: m.Destination, src: src, sent: files})
+			case terminationLogSource.MatchString(src) && !ro:
+				readBack = append(readBack, hostFiles{dest: m.Destination, src: src})
 			}
 		default:
-			return nil, nil, fmt.Errorf("container %s: mount at %q: %s is a hostPath or block volume: a pod in a confidential VM shares no files with the host, and the guest cannot take this one; use an emptyDir, a ConfigMap or a Secret: %w",
+			return nil, fmt.Errorf("container %s: mount at %q: %s is a hostPath or block volume: a pod in a confidential VM shares no files with the host, and the guest cannot take this one; use an emptyDir, a ConfigMap or a Secret: %w",
 				id, m.Destination, m.Source, errInvalid)
 		}
 	}
-	return out, refreshed, nil
+	return &containerVolumes{volumes: out, refreshed: refreshed, readBack: readBack}, nil
+}
+
+// containerVolumes are the volumes of a container (guestVolumes): what the agent creates,
+// the directories of host files refreshVolumes keeps current, and the termination log
+// readBack copies back.
+type containerVolumes struct {
+	volumes   []*agentv1.Volume
+	refreshed []hostFiles
+	readBack  []hostFiles
+}
+
+// volumeReader is the guest call readBack makes (launcher.Guest.ReadVolume).
+type volumeReader interface {
+	ReadVolume(ctx context.Context, id, dest string) ([]byte, error)
+}
+
+// readBack copies what container id wrote into its files vs back to their host files (its
+// termination log, which the kubelet reads once the container exited).
+func readBack(ctx context.Context, g volumeReader, id string, vs []hostFiles) {
+	for _, v := range vs {
+		data, err := g.ReadVolume(ctx, id, v.dest)
+		if err == nil {
+			err = os.WriteFile(v.src, data, 0o666)
+		}
+		if err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warnf("copy %q back to %s", v.dest, v.src)
+		}
+	}
 }
 
 // volumeRefreshInterval is how often refreshVolumes reads a container's directories of
@@ -268,7 +305,7 @@ func defaultVolumes(vs []*agentv1.Volume) []policy.Volume {
 		case v.GetEmptyDir() != nil:
 			out = append(out, policy.Volume{Destination: v.GetDestination(), Kind: policy.VolumeEmptyDir})
 		case slices.Contains(StandardVolumeDestinations, v.GetDestination()):
-			out = append(out, policy.Volume{Destination: v.GetDestination(), Kind: policy.VolumeFiles})
+			out = append(out, policy.Volume{Destination: v.GetDestination(), Kind: policy.VolumeFiles, ReadBack: v.GetDestination() == TerminationLog})
 		}
 	}
 	return out

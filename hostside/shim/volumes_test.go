@@ -103,16 +103,23 @@ func volumeSummary(v *agentv1.Volume) string {
 func TestGuestVolumes(t *testing.T) {
 	root := t.TempDir()
 	mounts := criTree(t, root)
-	got, refreshed, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
 	if err != nil {
 		t.Fatalf("guestVolumes = %v", err)
 	}
-	var dirs []string
-	for _, r := range refreshed {
+	got := cv.volumes
+	var dirs, back []string
+	for _, r := range cv.refreshed {
 		dirs = append(dirs, r.dest)
+	}
+	for _, r := range cv.readBack {
+		back = append(back, r.dest+" "+r.src)
 	}
 	if want := []string{"/etc/config", "/var/run/secrets/kubernetes.io/serviceaccount"}; !reflect.DeepEqual(dirs, want) {
 		t.Errorf("guestVolumes refreshes %q, want the directories of host files %q", dirs, want)
+	}
+	if want := []string{"/dev/termination-log " + mounts[6].Source}; !reflect.DeepEqual(back, want) {
+		t.Errorf("guestVolumes reads back %q, want the termination log %q", back, want)
 	}
 	var sums []string
 	for _, v := range got {
@@ -138,10 +145,10 @@ func TestGuestVolumes(t *testing.T) {
 	// ConfigMap at /etc/config.
 	var allowed []string
 	for _, v := range defaultVolumes(got) {
-		allowed = append(allowed, v.Destination+" "+v.Kind)
+		allowed = append(allowed, fmt.Sprintf("%s %s%s", v.Destination, v.Kind, map[bool]string{true: " read_back"}[v.ReadBack]))
 	}
 	wantAllowed := []string{"/cache " + policy.VolumeEmptyDir, "/var/run/secrets/kubernetes.io/serviceaccount files", "/etc/hosts files",
-		"/dev/termination-log files", "/etc/hostname files", "/etc/resolv.conf files"}
+		"/dev/termination-log files read_back", "/etc/hostname files", "/etc/resolv.conf files"}
 	if !reflect.DeepEqual(allowed, wantAllowed) {
 		t.Errorf("defaultVolumes = %q, want %q", allowed, wantAllowed)
 	}
@@ -191,7 +198,7 @@ func TestGuestVolumesRefused(t *testing.T) {
 		{"too many bytes", specs.Mount{Destination: "/s", Source: total, Options: []string{"rbind"}}, []string{`mount at "/s"`, fmt.Sprintf("at most %d bytes in all", agentv1.MaxVolumeBytes)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}})
+			_, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}})
 			if !errors.Is(err, errdefs.ErrInvalidArgument) {
 				t.Fatalf("guestVolumes(%s) = %v, want InvalidArgument", tc.mount.Source, err)
 			}
@@ -221,10 +228,11 @@ func (u updates) UpdateVolume(_ context.Context, id, dest string, files *agentv1
 func TestRefreshVolumes(t *testing.T) {
 	root := t.TempDir()
 	mounts := criTree(t, root)
-	_, refreshed, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
 	if err != nil {
 		t.Fatal(err)
 	}
+	refreshed := cv.refreshed
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tick, got := make(chan time.Time), make(updates, 10)
@@ -261,5 +269,26 @@ func TestRefreshVolumes(t *testing.T) {
 	want := []string{`app /etc/config app.conf="port=8080\n" sub="" sub/x.txt="x\n"`}
 	if !reflect.DeepEqual(calls, want) {
 		t.Errorf("UpdateVolume calls = %q, want %q", calls, want)
+	}
+}
+
+type termLog string
+
+func (l termLog) ReadVolume(_ context.Context, id, dest string) ([]byte, error) {
+	return []byte(string(l) + " from " + id + " " + dest), nil
+}
+
+// TestReadBack: what the container wrote to its termination log in the guest replaces the
+// kubelet's host file.
+func TestReadBack(t *testing.T) {
+	mounts := criTree(t, t.TempDir())
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBack(context.Background(), termLog("oom"), "app", cv.readBack)
+	got, err := os.ReadFile(mounts[6].Source)
+	if want := "oom from app /dev/termination-log"; err != nil || string(got) != want {
+		t.Errorf("host termination log after readBack = %q, %v; want %q", got, err, want)
 	}
 }

@@ -400,6 +400,9 @@ type Volume struct {
 	Destination string `json:"destination"`
 	// Kind is VolumeFiles or VolumeEmptyDir.
 	Kind string `json:"kind"`
+	// ReadBack lets the host read what the container wrote into a files volume that
+	// is one file (ReadVolume: its termination log).
+	ReadBack bool `json:"read_back,omitempty"`
 }
 
 func checkVolumes(vs []Volume) error {
@@ -410,6 +413,9 @@ func checkVolumes(vs []Volume) error {
 		}
 		if v.Kind != VolumeFiles && v.Kind != VolumeEmptyDir {
 			return fmt.Errorf("volumes[%d].kind %q: want %q or %q", i, v.Kind, VolumeFiles, VolumeEmptyDir)
+		}
+		if v.ReadBack && v.Kind != VolumeFiles {
+			return fmt.Errorf("volumes[%d].read_back: only a files volume is read back", i)
 		}
 		if seen[v.Destination] {
 			return fmt.Errorf("volumes[%d].destination %q: listed twice", i, v.Destination)

@@ -22,6 +22,7 @@ type AgentService interface {
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
 	ReadOutput(context.Context, Agent_ReadOutputServer) error
 	UpdateVolume(context.Context, *UpdateVolumeRequest) (*UpdateVolumeResponse, error)
+	ReadVolume(context.Context, *ReadVolumeRequest) (*ReadVolumeResponse, error)
 	DeleteContainer(context.Context, *DeleteContainerRequest) (*DeleteContainerResponse, error)
 	ListContainers(context.Context, *ListContainersRequest) (*ListContainersResponse, error)
 	State(context.Context, *StateRequest) (*StateResponse, error)
@@ -138,6 +139,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.UpdateVolume(ctx, &req)
 			},
+			"ReadVolume": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ReadVolumeRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ReadVolume(ctx, &req)
+			},
 			"DeleteContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req DeleteContainerRequest
 				if err := unmarshal(&req); err != nil {
@@ -200,6 +208,7 @@ type AgentClient interface {
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
 	ReadOutput(context.Context) (Agent_ReadOutputClient, error)
 	UpdateVolume(context.Context, *UpdateVolumeRequest) (*UpdateVolumeResponse, error)
+	ReadVolume(context.Context, *ReadVolumeRequest) (*ReadVolumeResponse, error)
 	DeleteContainer(context.Context, *DeleteContainerRequest) (*DeleteContainerResponse, error)
 	ListContainers(context.Context, *ListContainersRequest) (*ListContainersResponse, error)
 	State(context.Context, *StateRequest) (*StateResponse, error)
@@ -342,6 +351,14 @@ func (x *agentReadOutputClient) Recv() (*OutputChunk, error) {
 func (c *agentClient) UpdateVolume(ctx context.Context, req *UpdateVolumeRequest) (*UpdateVolumeResponse, error) {
 	var resp UpdateVolumeResponse
 	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "UpdateVolume", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ReadVolume(ctx context.Context, req *ReadVolumeRequest) (*ReadVolumeResponse, error) {
+	var resp ReadVolumeResponse
+	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "ReadVolume", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -12,6 +12,9 @@ const (
 	MaxVolumeEntries = 1024
 	// MaxVolumes bounds the volumes of a container.
 	MaxVolumes = 64
+	// MaxReadVolumeBytes bounds what ReadVolume returns: the kubelet keeps 4 KiB of a
+	// termination message.
+	MaxReadVolumeBytes = 4096
 	// MaxEmptyDirName bounds an emptyDir's name.
 	MaxEmptyDirName = 4096
 )
