@@ -51,9 +51,13 @@ func podPolicy(t *testing.T, root string, exec []policy.Exec) string {
 			// A CRI container joins its pod's network, IPC and UTS namespaces, and its
 			// PID namespace too: crictl's container config asks for none of its own.
 			PodNamespaces: []string{"network", "ipc", "uts", "pid"},
-			Stdout:        true,
-			Stderr:        true,
-			Exec:          exec,
+			// containerd's CRI gives every container of a pod its hostname, hosts and
+			// resolv.conf files, which the host copies in.
+			Volumes: []policy.Volume{{Destination: "/etc/hostname", Kind: policy.VolumeFiles},
+				{Destination: "/etc/hosts", Kind: policy.VolumeFiles}, {Destination: "/etc/resolv.conf", Kind: policy.VolumeFiles}},
+			Stdout: true,
+			Stderr: true,
+			Exec:   exec,
 		}},
 	})
 	if err != nil {
