@@ -80,7 +80,7 @@ func StartCloudHypervisor(ctx context.Context, cfg Config, opts ...CHOption) (VM
 		return nil, fmt.Errorf("start cloud-hypervisor: %w", err)
 	}
 	vm.procs, vm.main = []*proc{p}, p
-	if err := waitForFile(ctx, api, p, 5*time.Second); err != nil {
+	if err := waitForFile(ctx, api, p, socketWait); err != nil {
 		return nil, fmt.Errorf("cloud-hypervisor: %w%s", err, logTail(p.log))
 	}
 	c := NewCHClient(api)

@@ -216,7 +216,7 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 		return nil, fmt.Errorf("start vhost-device-vsock: %w", err)
 	}
 	vm.procs = append(vm.procs, vp)
-	if err := waitForFile(ctx, filepath.Join(cfg.RunDir, vhostSocket), vp, 5*time.Second); err != nil {
+	if err := waitForFile(ctx, filepath.Join(cfg.RunDir, vhostSocket), vp, socketWait); err != nil {
 		return nil, fmt.Errorf("vhost-device-vsock: %w%s", err, logTail(filepath.Join(cfg.RunDir, vhostLog)))
 	}
 	vm.vhost = &vhostWatch{pid: vp.cmd.Process.Pid, threadNames: taskNames}
@@ -231,7 +231,7 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 	}
 	vm.procs = append(vm.procs, qp)
 	vm.main = qp
-	if err := waitForFile(ctx, filepath.Join(cfg.RunDir, QMPSocket), qp, 5*time.Second); err != nil {
+	if err := waitForFile(ctx, filepath.Join(cfg.RunDir, QMPSocket), qp, socketWait); err != nil {
 		return nil, fmt.Errorf("qemu: %w%s", err, logTail(filepath.Join(cfg.RunDir, qemuLog)))
 	}
 	go vm.supervise()
@@ -280,6 +280,12 @@ func startProc(bin string, args []string, logPath string, detach bool, env strin
 }
 
 // waitForFile waits until path exists, p exits, or the timeout or ctx ends.
+// socketWait bounds the wait for a just-started VMM or backend to create its socket. It
+// takes milliseconds on an idle host; on a loaded one (critest's pods on a 2-core machine at
+// load 20) 5 s was too short and pods failed to boot. The wait ends at once if the process
+// exits, so a long bound costs nothing when something is wrong.
+const socketWait = 30 * time.Second
+
 func waitForFile(ctx context.Context, path string, p *proc, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
