@@ -7,7 +7,6 @@ package guestimage
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -235,17 +234,12 @@ func stageRoot(dir, agent string) error {
 // the agent reads the digest its Version call reports (agent/server.DigestSuffix) instead
 // of hashing its own binary through dm-verity in the guest.
 func recordDigest(exe string) error {
-	f, err := os.Open(exe)
+	_, sum, err := fileSHA256(exe)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("hash %s: %w", exe, err)
-	}
 	record := exe + ".sha256"
-	line := fmt.Sprintf("%x  %s\n", h.Sum(nil), filepath.Base(exe))
+	line := fmt.Sprintf("%s  %s\n", sum, filepath.Base(exe))
 	if err := os.WriteFile(record, []byte(line), 0o600); err != nil {
 		return err
 	}
