@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke conformance conformance-ci clean
+.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke conformance conformance-ci k8s-node k8s-build clean
 
 all: build image
 
@@ -54,8 +54,9 @@ vet:
 	$(GO) vet ./...
 
 # Every test: unit tests, root-only tests (libcontainer, loop devices), and the tests that
-# boot the real image under QEMU (qemu-tests/).
-test: image build vet
+# boot the real image under QEMU (qemu-tests/; TestK8sNode runs the Kubernetes binaries of
+# k8s-build, cached outside the clone).
+test: image build vet k8s-build
 	CONFGUEST_IMAGE=$(abspath $(OUT)) $(GO) test -timeout 40m ./...
 
 # SOAK_CYCLES container lifecycles in one guest under QEMU; fails when the agent's or the
@@ -98,6 +99,17 @@ conformance: image build
 CONFORMANCE_CI_FOCUS := Runtime info|Image Manager|PodSandbox runtime should support basic operations|runtime should support (creating|starting|removing created|removing running) container \[|runtime should support execSync \[|exec with tty|runtime should support attach|MaskedPaths|Multiple Containers.*container exec
 conformance-ci:
 	$(MAKE) conformance FOCUS='$(CONFORMANCE_CI_FOCUS)' CONFORMANCE_FLAGS=-strict
+
+# A single-node Kubernetes cluster on this machine (etcd and kube-apiserver on 127.0.0.1, the
+# kubelet, the private containerd with the confguest handler and a CNI bridge of its own);
+# it runs until Ctrl-C, then removes everything it made. See deploy/README.md.
+k8s-node: image build k8s-build
+	$(GO) run ./build/cmd/k8s-node -image $(OUT) -shim bin/containerd-shim-confguest-v2
+
+# kube-apiserver, kubelet and kubectl of the pinned Kubernetes release, built from the Go
+# module proxy into $(CONFGUEST_CACHE)/k8s/<version>/ (cached).
+k8s-build: setup
+	bash deploy/build-k8s.sh
 
 clean:
 	rm -rf bin $(OUT)

@@ -259,7 +259,13 @@ func (e *ctrdEnv) importDir(tag, dir string) string {
 // shimSocket is where containerd's shim library puts the socket of the shim serving group
 // (a container or pod ID).
 func (e *ctrdEnv) shimSocket(group string) string {
-	d := sha256.Sum256([]byte(filepath.Join(e.sock, e.ns, group)))
+	return shimSocketPath(e.sock, e.ns, group)
+}
+
+// shimSocketPath is the socket of the shim of group for the containerd listening on sock,
+// in namespace ns.
+func shimSocketPath(sock, ns, group string) string {
+	d := sha256.Sum256([]byte(filepath.Join(sock, ns, group)))
 	return filepath.Join("/run/containerd/s", hex.EncodeToString(d[:]))
 }
 

@@ -21,45 +21,61 @@ import (
 // creates it, with readable output and the given exec rules.
 func podPolicy(t *testing.T, root string, exec []policy.Exec) string {
 	t.Helper()
-	// The layer the shim will build from the container's rootfs: the build is
-	// reproducible, so building the same tree gives the same verity root hash.
+	app := criEntry("app", layerHash(t, root), []policy.Match{{Exact: "sh"}, {Exact: "-c"}, anything}, exec)
+	return encodeTestPolicy(t, policy.Policy{Version: 1, Agent: policy.AgentRules{Shutdown: true}, Containers: []policy.Container{app}})
+}
+
+// layerHash is the verity root hash of the layer the shim will build from the
+// container's rootfs, the one-layer image of root: the build is reproducible, so
+// building the same tree gives the same root hash.
+func layerHash(t *testing.T, root string) string {
+	t.Helper()
 	params, err := rootfs.Build(context.Background(), root, filepath.Join(t.TempDir(), "layer.img"), rootfs.WithPreservedOwnership())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return params.RootHash
+}
+
+// criEntry is the policy entry named name that admits a container containerd's CRI
+// creates from the layer with args (any environment, as root in /), with readable output,
+// the given exec rules and the files CRI gives every container of a pod.
+func criEntry(name, layer string, args []policy.Match, exec []policy.Exec) policy.Container {
 	var mounts []policy.Mount
 	for _, m := range launcher.ContainerSpec(launcher.Process{}, "").Mounts {
 		mounts = append(mounts, policy.Mount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
 	}
-	doc, err := json.Marshal(policy.Policy{
-		Version: 1,
-		Agent:   policy.AgentRules{Shutdown: true},
-		Containers: []policy.Container{{
-			Name:   "app",
-			Rootfs: policy.Rootfs{Layers: []string{params.RootHash}},
-			Args:   []policy.Match{{Exact: "sh"}, {Exact: "-c"}, anything},
-			Env:    []policy.Match{anything},
-			Cwd:    "/",
-			// containerd's CRI lists the primary group among the supplementary ones.
-			User: policy.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0}},
-			// containerd's CRI default: the same list in bounding, effective and permitted.
-			Capabilities: policy.Capabilities{Bounding: criCaps, Effective: criCaps, Permitted: criCaps},
-			// CRI turns no_new_privileges off unless the pod asks for it (checked with
-			// containerd 1.6.20); the hostname is the pod's, or none.
-			Hostname: anything,
-			Mounts:   mounts,
-			// A CRI container joins its pod's network, IPC and UTS namespaces, and its
-			// PID namespace too: crictl's container config asks for none of its own.
-			PodNamespaces: []string{"network", "ipc", "uts", "pid"},
-			// containerd's CRI gives every container of a pod its hostname, hosts and
-			// resolv.conf files, which the host copies in.
-			Volumes: []policy.Volume{{Destination: "/etc/hostname", Kind: policy.VolumeFiles},
-				{Destination: "/etc/hosts", Kind: policy.VolumeFiles}, {Destination: "/etc/resolv.conf", Kind: policy.VolumeFiles}},
-			Stdout: true,
-			Stderr: true,
-			Exec:   exec,
-		}},
-	})
+	return policy.Container{
+		Name:   name,
+		Rootfs: policy.Rootfs{Layers: []string{layer}},
+		Args:   args,
+		Env:    []policy.Match{anything},
+		Cwd:    "/",
+		// containerd's CRI lists the primary group among the supplementary ones.
+		User: policy.User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0}},
+		// containerd's CRI default: the same list in bounding, effective and permitted.
+		Capabilities: policy.Capabilities{Bounding: criCaps, Effective: criCaps, Permitted: criCaps},
+		// CRI turns no_new_privileges off unless the pod asks for it (checked with
+		// containerd 1.6.20); the hostname is the pod's, or none.
+		Hostname: anything,
+		Mounts:   mounts,
+		// A CRI container joins its pod's network, IPC and UTS namespaces, and its
+		// PID namespace too: crictl's container config asks for none of its own.
+		PodNamespaces: []string{"network", "ipc", "uts", "pid"},
+		// containerd's CRI gives every container of a pod its hostname, hosts and
+		// resolv.conf files, which the host copies in.
+		Volumes: []policy.Volume{{Destination: "/etc/hostname", Kind: policy.VolumeFiles},
+			{Destination: "/etc/hosts", Kind: policy.VolumeFiles}, {Destination: "/etc/resolv.conf", Kind: policy.VolumeFiles}},
+		Stdout: true,
+		Stderr: true,
+		Exec:   exec,
+	}
+}
+
+// encodeTestPolicy is p as the base64 of its JSON document, checked to parse.
+func encodeTestPolicy(t *testing.T, p policy.Policy) string {
+	t.Helper()
+	doc, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
 	}

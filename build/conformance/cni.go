@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -65,6 +66,33 @@ func (n cniNetwork) checkFree() error {
 		}
 	}
 	return nil
+}
+
+// create makes the bridge with the subnet's first address (the gateway the bridge plugin
+// gives the pods) and brings it up, after checkFree. The address is this machine's from then
+// on, so a node can name it as its own before the first pod exists.
+func (n cniNetwork) create() (net.IP, error) {
+	if err := n.checkFree(); err != nil {
+		return nil, err
+	}
+	_, subnet, err := net.ParseCIDR(n.subnet)
+	if err != nil || subnet.IP.To4() == nil {
+		return nil, fmt.Errorf("-subnet %q: want an IPv4 CIDR such as 10.88.77.0/24", n.subnet)
+	}
+	gw := slices.Clone(subnet.IP.To4())
+	gw[3]++
+	ones, _ := subnet.Mask.Size()
+	for _, args := range [][]string{
+		{"link", "add", n.bridge, "type", "bridge"},
+		{"addr", "add", fmt.Sprintf("%s/%d", gw, ones), "dev", n.bridge},
+		{"link", "set", n.bridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			n.remove()
+			return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return gw, nil
 }
 
 // sysctl reads /proc/sys/<key> (dots as slashes).

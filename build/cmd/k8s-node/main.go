@@ -1,0 +1,67 @@
+// Command k8s-node runs a single-node Kubernetes cluster on this machine whose containerd
+// has the confguest runtime handler (see build/k8snode), prints how to reach it, and tears
+// it down on SIGINT or SIGTERM. `make k8s-node` runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"confguest/build/k8snode"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "k8s-node:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o k8snode.Options
+	flag.StringVar(&o.ImageDir, "image", "out", "the guest image (make image)")
+	flag.StringVar(&o.Shim, "shim", "bin/containerd-shim-confguest-v2", "the containerd shim (make build)")
+	flag.StringVar(&o.BinDir, "bin", "", "folder with kube-apiserver, kubelet and kubectl (default: built by deploy/build-k8s.sh)")
+	flag.StringVar(&o.Name, "name", "confguest-node", "node name")
+	flag.StringVar(&o.Bridge, "bridge", "cgk8s0", "name of the pod network bridge (created, and removed at the end)")
+	flag.StringVar(&o.Subnet, "subnet", "10.88.76.0/24", "pod subnet; its first address is the node's")
+	flag.StringVar(&o.Accel, "accel", "auto", "QEMU accelerator of the pod VMs: auto, tcg or kvm")
+	flag.DurationVar(&o.Sync, "sync", 10*time.Second, "the kubelet's pod sync period")
+	flag.Parse()
+	if flag.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	o.Repo = repo
+	for _, p := range []*string{&o.ImageDir, &o.Shim} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	o.Log = os.Stdout
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := k8snode.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf(`k8s-node: up. In another shell:
+  export KUBECONFIG=%s
+  %s apply -f deploy/runtimeclass.yaml
+  %s apply -f deploy/examples/hello.yaml
+Pods name their node (spec.nodeName: %s): there is no scheduler.
+Logs: %s. Ctrl-C stops the node and removes everything it made.
+`, n.Kubeconfig, n.KubectlBin, n.KubectlBin, n.Name, n.Logs())
+	<-ctx.Done()
+	fmt.Println("k8s-node: stopping")
+	return n.Stop()
+}
