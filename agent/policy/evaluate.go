@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -34,6 +35,7 @@ const (
 	MethodShutdown        = prefix + "Shutdown"
 	MethodUpdateVolume    = prefix + "UpdateVolume"
 	MethodReadVolume      = prefix + "ReadVolume"
+	MethodUpdateContainer = prefix + "UpdateContainer"
 )
 
 // sigKill is SIGKILL's number on Linux, the one signal the policy lets
@@ -207,6 +209,14 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 			}
 			return volumeDenial(c, "destination", r.GetDestination(), volumeFiles)
 		}
+	case *agentv1.UpdateContainerRequest:
+		if method == MethodUpdateContainer {
+			c, d := e.container(r.GetContainerId())
+			if d != nil {
+				return d
+			}
+			return updateDenial(c, r)
+		}
 	case *agentv1.ReadVolumeRequest:
 		if method == MethodReadVolume {
 			c, d := e.container(r.GetContainerId())
@@ -241,6 +251,21 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 		}
 	}
 	return deny("default", method, "no policy rule allows this call")
+}
+
+// updateDenial refuses an UpdateContainer request that sets a group of
+// limits (memory, cpu, pids: a present message) entry c does not list in
+// update_resources.
+func updateDenial(c *Container, r *agentv1.UpdateContainerRequest) *Denial {
+	for _, g := range []struct {
+		name string
+		set  bool
+	}{{"memory", r.GetMemory() != nil}, {"cpu", r.GetCpu() != nil}, {"pids", r.GetPids() != nil}} {
+		if g.set && !slices.Contains(c.UpdateResources, g.name) {
+			return deny("containers["+c.Name+"].update_resources", g.name, "the policy does not allow changing this container's "+g.name+" limits")
+		}
+	}
+	return nil
 }
 
 func stdinAllowed(c *Container, x *Exec) bool {

@@ -181,7 +181,16 @@ func rpcCases() []rpcCase {
 	update := func(id, dest string) *agentv1.UpdateVolumeRequest {
 		return &agentv1.UpdateVolumeRequest{ContainerId: id, Destination: dest, Files: &agentv1.Files{Entries: []*agentv1.FileEntry{{Path: "k", Data: []byte(secret)}}}}
 	}
+	updatable := func(t *testing.T) *Gate {
+		return admitted(t, `"name": "web",`, `"name": "web", "update_resources": ["memory", "cpu"],`)
+	}
+	memory := &agentv1.UpdateContainerRequest{ContainerId: "w", Memory: &agentv1.MemoryResources{Limit: 64 << 20}}
 	return []rpcCase{
+		{"update memory", MethodUpdateContainer, memory, updatable, ""},
+		{"update cpu and memory", MethodUpdateContainer, &agentv1.UpdateContainerRequest{ContainerId: "w", Memory: &agentv1.MemoryResources{Limit: -1}, Cpu: &agentv1.CPUResources{Quota: 50000}}, updatable, ""},
+		{"update pids where only memory and cpu may change", MethodUpdateContainer, &agentv1.UpdateContainerRequest{ContainerId: "w", Pids: &agentv1.PidsResources{Limit: 10}}, updatable, "containers[web].update_resources: pids"},
+		{"update memory without update_resources", MethodUpdateContainer, memory, nil, "containers[web].update_resources: memory"},
+		{"update unadmitted", MethodUpdateContainer, &agentv1.UpdateContainerRequest{ContainerId: "x", Memory: &agentv1.MemoryResources{Limit: 64 << 20}}, updatable, `container "x" was not admitted`},
 		{"version", MethodVersion, &agentv1.VersionRequest{}, nil, ""},
 		{"version before policy", MethodVersion, &agentv1.VersionRequest{}, noPolicy, ""},
 		{"create before policy", MethodCreateContainer, createWeb("x", nil), noPolicy, "no policy installed"},

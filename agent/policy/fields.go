@@ -201,6 +201,28 @@ var createFields = map[string]fieldRule{
 	"volumes.empty_dir.memory":   {fixed, "tmpfs instead of the guest's scratch"},
 }
 
+// updateFields classifies every field of the UpdateContainerRequest
+// message, as createFields does for CreateContainerRequest
+// (TestRequestFieldsClassified walks both). Each limit is allowed by its
+// group in the entry's update_resources and bounded by a fixed range
+// (container.CheckUpdate); a field this agent does not know is refused
+// when the request is decoded (request.Decode).
+var updateFields = map[string]fieldRule{
+	"container_id":       {fixed, "an admitted container"},
+	"memory":             {object, "its presence needs update_resources memory"},
+	"memory.limit":       {limit, "-1 or 1 MiB to 1 PiB"},
+	"memory.reservation": {limit, "-1 or 1 MiB to 1 PiB"},
+	"memory.swap":        {limit, "-1 or 1 MiB to 1 PiB"},
+	"cpu":                {object, "its presence needs update_resources cpu"},
+	"cpu.shares":         {limit, "2 to 262144"},
+	"cpu.quota":          {limit, "-1 or 1000 µs to 2^40 µs"},
+	"cpu.period":         {limit, "1000 µs to 1 s"},
+	"cpu.cpus":           {limit, "a cpuset list; the guest's kernel refuses CPUs it does not have"},
+	"cpu.mems":           {limit, "a cpuset list; the guest's kernel refuses nodes it does not have"},
+	"pids":               {object, "its presence needs update_resources pids"},
+	"pids.limit":         {limit, "-1 or 1 to 2^22"},
+}
+
 // jsonName is the JSON name of a struct field ("" for an embedded struct
 // whose fields are inlined, "-" for a field encoding/json skips).
 func jsonName(f reflect.StructField) string {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	agentv1 "confguest/agent/api/v1"
@@ -216,32 +217,41 @@ func setNonZero(v reflect.Value) bool {
 }
 
 // TestRequestFieldsClassified fails when a field of CreateContainerRequest
-// has no row in createFields (a new request field: decide whether the
-// policy pins it, a fixed rule checks it, or it is refused), or a row
-// names no field.
+// or UpdateContainerRequest has no row in createFields or updateFields (a
+// new request field: decide whether the policy pins it, a fixed rule
+// checks it, or it is refused), or a row names no field.
 func TestRequestFieldsClassified(t *testing.T) {
-	seen := map[string]bool{}
-	var walk func(md protoreflect.MessageDescriptor, prefix string)
-	walk = func(md protoreflect.MessageDescriptor, prefix string) {
-		fs := md.Fields()
-		for i := 0; i < fs.Len(); i++ {
-			f := fs.Get(i)
-			path := join(prefix, string(f.Name()))
-			seen[path] = true
-			r, ok := createFields[path]
-			if !ok {
-				t.Errorf("CreateContainerRequest field %s has no row in createFields: classify it", path)
-				continue
-			}
-			if r.class == object && f.Message() != nil {
-				walk(f.Message(), path)
+	for _, tc := range []struct {
+		msg  proto.Message
+		rows map[string]fieldRule
+	}{
+		{&agentv1.CreateContainerRequest{}, createFields},
+		{&agentv1.UpdateContainerRequest{}, updateFields},
+	} {
+		md := tc.msg.ProtoReflect().Descriptor()
+		seen := map[string]bool{}
+		var walk func(md protoreflect.MessageDescriptor, prefix string)
+		walk = func(md protoreflect.MessageDescriptor, prefix string) {
+			fs := md.Fields()
+			for i := 0; i < fs.Len(); i++ {
+				f := fs.Get(i)
+				path := join(prefix, string(f.Name()))
+				seen[path] = true
+				r, ok := tc.rows[path]
+				if !ok {
+					t.Errorf("%s field %s has no row: classify it", md.Name(), path)
+					continue
+				}
+				if r.class == object && f.Message() != nil {
+					walk(f.Message(), path)
+				}
 			}
 		}
-	}
-	walk((&agentv1.CreateContainerRequest{}).ProtoReflect().Descriptor(), "")
-	for path := range createFields {
-		if !seen[path] {
-			t.Errorf("createFields[%q] names no field of CreateContainerRequest", path)
+		walk(md, "")
+		for path := range tc.rows {
+			if !seen[path] {
+				t.Errorf("row %q names no field of %s", path, md.Name())
+			}
 		}
 	}
 }

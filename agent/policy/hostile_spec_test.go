@@ -246,6 +246,7 @@ func TestHostileSpec(t *testing.T) {
 
 		// Kata genpolicy's categories: sysctls, env, user/groups, mounts and volumes, exec, capabilities, namespaces.
 		{"sysctl not in the policy", 0, hostileCreate("a", func(s *specs.Spec) { s.Linux.Sysctl["kernel.shm_rmid_forced"] = "0" }, nil), nil, "containers[h].sysctls"},
+		{"sysctl of the whole guest", 0, hostileCreate("a", func(s *specs.Spec) { s.Linux.Sysctl["kernel.core_pattern"] = "|/data/x" }, nil), nil, "containers[h].sysctls"},
 		{"sysctl with another value", 0, hostileCreate("a", func(s *specs.Spec) { s.Linux.Sysctl["net.ipv4.ping_group_range"] = "0 2147483647" }, nil), nil, "containers[h].sysctls"},
 		{"LD_PRELOAD in env", 0, hostileCreate("a", func(s *specs.Spec) { s.Process.Env = append(s.Process.Env, "LD_PRELOAD=/data/x.so") }, nil), nil, "containers[h].env: spec.process.env[1]"},
 		{"root user", 0, hostileCreate("a", func(s *specs.Spec) { s.Process.User.UID, s.Process.User.GID = 0, 0 }, nil), nil, "containers[h].user: spec.process.user"},

@@ -67,6 +67,15 @@ func checkLinux(c *Container, rule string, l *specs.Linux, pod []specs.LinuxName
 		}
 	}
 	for k, v := range l.Sysctl {
+		// A fixed rule before the entry's: only a sysctl of a namespace
+		// the container has (its own or its pod's) stays in it.
+		ns, ok := doc.NamespacedSysctl(k)
+		if !ok {
+			return deny(rule+".sysctls", "spec.linux.sysctl", fmt.Sprintf("sysctl %q: %v", k, doc.ErrSysctlNotNamespaced))
+		}
+		if !slices.ContainsFunc(l.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == ns }) {
+			return deny(rule+".sysctls", "spec.linux.sysctl", fmt.Sprintf("sysctl %q needs the container's own or its pod's %s namespace, and it runs in the guest's", k, ns))
+		}
 		if want, ok := c.Sysctls[k]; !ok || want != v {
 			return deny(rule+".sysctls", "spec.linux.sysctl", fmt.Sprintf("sysctl %q is not allowed with this value", k))
 		}

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
 	agentv1 "confguest/agent/api/v1"
 )
 
@@ -91,5 +94,53 @@ func TestEscapedDuplicateKey(t *testing.T) {
 	}
 	if _, err := Spec([]byte(`{"a":"\"process\":1","process":{},"b":["process","process"]}`)); err != nil {
 		t.Errorf("Spec(keys only in string values) = %v, want decoded", err)
+	}
+}
+
+// TestDecodeUpdateUnknownFields: an UpdateContainer request with a field
+// the API does not define, at the top or in a group, is refused naming
+// where; one without is passed on as it is.
+func TestDecodeUpdateUnknownFields(t *testing.T) {
+	withUnknown := func(m proto.Message, num protowire.Number) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = protowire.AppendTag(b, num, protowire.VarintType)
+		return protowire.AppendVarint(b, 1)
+	}
+	mem := withUnknown(&agentv1.MemoryResources{Limit: 1 << 30}, 9)
+	nested := protowire.AppendTag([]byte{}, 2, protowire.BytesType)
+	nested = protowire.AppendBytes(nested, mem)
+	known, err := proto.Marshal(&agentv1.UpdateContainerRequest{ContainerId: "a", Memory: &agentv1.MemoryResources{Limit: 1 << 30}, Pids: &agentv1.PidsResources{Limit: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		wire    []byte
+		wantErr string // "" = decodes
+	}{
+		{"known fields only", known, ""},
+		{"unknown top-level field", withUnknown(&agentv1.UpdateContainerRequest{ContainerId: "a"}, 7), "field 7: "},
+		{"unknown field in memory", nested, "memory field 9: "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &agentv1.UpdateContainerRequest{}
+			if err := proto.Unmarshal(tc.wire, r); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Decode(r)
+			if tc.wantErr == "" {
+				if err != nil || got != any(r) {
+					t.Fatalf("Decode(%v) = %v, %v, want the request itself", r, got, err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrMalformed) || !strings.HasPrefix(err.Error(), tc.wantErr) {
+				t.Fatalf("Decode(%v) = %v, want an ErrMalformed starting %q", r, err, tc.wantErr)
+			}
+		})
 	}
 }

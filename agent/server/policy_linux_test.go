@@ -149,6 +149,7 @@ func TestPolicyEveryRPC(t *testing.T) {
 	web := entryFor("web", ta.image, ex, []policy.Match{{Exact: "sleep"}, {Pattern: "[0-9]+"}})
 	web.Stdout = true
 	web.Volumes = []apipolicy.Volume{{Destination: "/etc/config", Kind: apipolicy.VolumeFiles}, {Destination: "/dev/termination-log", Kind: apipolicy.VolumeFiles, ReadBack: true}}
+	web.UpdateResources = []string{"memory"}
 	web.Exec = []policy.Exec{
 		{Args: policy.Exactly("cat"), Stdin: true},
 		{Args: policy.Exactly("sh"), Stdin: true, TTY: true},
@@ -316,6 +317,14 @@ func TestPolicyEveryRPC(t *testing.T) {
 			_, err := c.ReadVolume(ctx(t), &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/etc/config"})
 			return err
 		}, false, `read back the file at "/etc/config"`},
+		{"update web's memory", "UpdateContainer", func() error {
+			_, err := c.UpdateContainer(ctx(t), &agentv1.UpdateContainerRequest{ContainerId: "w", Memory: &agentv1.MemoryResources{Limit: 256 << 20}})
+			return err
+		}, true, ""},
+		{"update web's pids", "UpdateContainer", func() error {
+			_, err := c.UpdateContainer(ctx(t), &agentv1.UpdateContainerRequest{ContainerId: "w", Pids: &agentv1.PidsResources{Limit: 10}})
+			return err
+		}, false, "containers[web].update_resources: pids"},
 		{"signal web", "SignalProcess", func() error {
 			_, err := c.SignalProcess(ctx(t), &agentv1.SignalProcessRequest{Process: ref("w", ""), Signal: 9, All: true})
 			return err

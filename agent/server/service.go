@@ -133,6 +133,15 @@ func (s *service) UpdateVolume(ctx context.Context, r *agentv1.UpdateVolumeReque
 	return &agentv1.UpdateVolumeResponse{}, nil
 }
 
+// UpdateContainer changes a container's cgroup limits (the policy allowed
+// each group the request sets; container.CheckUpdate bounds the values).
+func (s *service) UpdateContainer(ctx context.Context, r *agentv1.UpdateContainerRequest) (*agentv1.UpdateContainerResponse, error) {
+	if err := s.m.Update(ctx, r); err != nil {
+		return nil, err
+	}
+	return &agentv1.UpdateContainerResponse{}, nil
+}
+
 func (s *service) ReadVolume(ctx context.Context, r *agentv1.ReadVolumeRequest) (*agentv1.ReadVolumeResponse, error) {
 	data, truncated, err := s.m.ReadVolume(ctx, r.GetContainerId(), r.GetDestination())
 	if err != nil {
@@ -330,8 +339,11 @@ func (s *service) Stats(ctx context.Context, r *agentv1.StatsRequest) (*agentv1.
 	return statsToProto(st), nil
 }
 
+// limit is a cgroup limit as the API reports it: 0 for none. cgroup v2
+// reads "max" (libcontainer: MaxUint64); cgroup v1 reads an unlimited
+// memory limit as MaxInt64 rounded down to a page.
 func limit(v uint64) uint64 {
-	if v >= math.MaxInt64 {
+	if v >= math.MaxInt64&^0xfff {
 		return 0 // unlimited
 	}
 	return v
@@ -344,7 +356,10 @@ func statsToProto(st *libcontainer.Stats) *agentv1.StatsResponse {
 		return resp
 	}
 	mu := cg.MemoryStats.Usage
-	resp.Memory = &agentv1.MemoryStats{UsageBytes: mu.Usage, LimitBytes: limit(mu.Limit), MaxUsageBytes: mu.MaxUsage}
+	resp.Memory = &agentv1.MemoryStats{
+		UsageBytes: mu.Usage, LimitBytes: limit(mu.Limit), MaxUsageBytes: mu.MaxUsage,
+		InactiveFileBytes: cg.MemoryStats.Stats["inactive_file"],
+	}
 	cu := cg.CpuStats
 	resp.Cpu = &agentv1.CPUStats{
 		UsageNanos: cu.CpuUsage.TotalUsage, UserNanos: cu.CpuUsage.UsageInUsermode, SystemNanos: cu.CpuUsage.UsageInKernelmode,

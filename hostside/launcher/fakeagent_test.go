@@ -237,6 +237,10 @@ func (a *fakeAgent) UpdateVolume(context.Context, *agentv1.UpdateVolumeRequest) 
 	return &agentv1.UpdateVolumeResponse{}, nil
 }
 
+func (a *fakeAgent) UpdateContainer(context.Context, *agentv1.UpdateContainerRequest) (*agentv1.UpdateContainerResponse, error) {
+	return &agentv1.UpdateContainerResponse{}, nil
+}
+
 func (a *fakeAgent) ReadVolume(context.Context, *agentv1.ReadVolumeRequest) (*agentv1.ReadVolumeResponse, error) {
 	return &agentv1.ReadVolumeResponse{}, nil
 }

@@ -260,6 +260,16 @@ func (g *Guest) Stats(ctx context.Context, id string) (*agentv1.StatsResponse, e
 	return st, nil
 }
 
+// Update changes the cgroup limits of container id in the guest (the agent's
+// UpdateContainer: the policy must list each group the request sets in the container's
+// update_resources).
+func (g *Guest) Update(ctx context.Context, r *agentv1.UpdateContainerRequest) error {
+	if _, err := g.agent.UpdateContainer(ctx, r); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", r.GetContainerId(), err)
+	}
+	return nil
+}
+
 // Detach releases the launcher's hold on a detached guest: the agent connection is closed,
 // the VM keeps running and its run directory stays for Attach.
 func (g *Guest) Detach() {

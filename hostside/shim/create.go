@@ -130,6 +130,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		if slices.Contains(podNS, specs.UTSNamespace) && gspec.Hostname == "" {
 			gspec.Hostname = s.pod.hostname
 		}
+		withPodSysctls(gspec, s.pod.sysctls, podNS)
 		// A rootfs identical to an earlier container's reuses that disk (Guest.AddDisk).
 		disk, err = s.pod.guest.AddDisk(ctx, src)
 		if err != nil {
@@ -232,6 +233,10 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		return err
 	}
 	named := doc != nil
+	sysctls, err := podSysctls(owner, spec)
+	if err != nil {
+		return err
+	}
 	var defaults *podDefault
 	if doc == nil && prepare == nil {
 		// A CRI pod naming no policy: the base, replaced as its containers are created.
@@ -261,7 +266,7 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		}
 		return fmt.Errorf("boot the pod VM: %w", err)
 	}
-	s.pod = &pod{guest: g, owner: owner, defaults: defaults, hostname: spec.Hostname}
+	s.pod = &pod{guest: g, owner: owner, defaults: defaults, hostname: spec.Hostname, sysctls: sysctls}
 	go s.watchVM(g)
 	return nil
 }

@@ -24,10 +24,13 @@ const maxExecArgs = 32
 // in the container (up to maxExecArgs arguments) as the container's user, in its working
 // directory, with its environment plus any entries, as runc does. It lets the container
 // take its emptyDirs and the host files of vols at StandardVolumeDestinations (defaultVolumes).
+// The host may change its memory and CPU limits (UpdateContainer), as the kubelet does
+// when a pod is resized: they take resources from this container only, within the VM.
 func containerEntry(name, layer string, g *specs.Spec, stdin bool, pod []specs.LinuxNamespaceType, vols []*agentv1.Volume) policy.Container {
 	c := launcher.PolicyEntry(name, layer, g)
 	c.Stdin = stdin
 	c.Volumes = defaultVolumes(vols)
+	c.UpdateResources = []string{"memory", "cpu"}
 	for _, t := range pod {
 		c.PodNamespaces = append(c.PodNamespaces, string(t))
 	}

@@ -80,6 +80,9 @@ type pod struct {
 	// hostname is the pod's (its sandbox's), which its containers set in the pod's UTS
 	// namespace in the guest.
 	hostname string
+	// sysctls are the pod's (its sandbox's, podSysctls), which its containers set in the
+	// pod's namespaces in the guest.
+	sysctls map[string]string
 }
 
 // container is one task: a sandbox (pause) container is the VM itself and runs nothing in
@@ -555,12 +558,6 @@ func (s *Service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptyp
 // Checkpoint is not supported: a confidential guest's memory is not the host's to save.
 func (s *Service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, errdefs.ToGRPC(fmt.Errorf("checkpoint: %w", errNotImpl))
-}
-
-// Update is not supported: the agent's API has no call that changes a running
-// container's resources, so they stay what the container was created with.
-func (s *Service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, errdefs.ToGRPC(fmt.Errorf("update resources of %s: the guest's agent cannot change a running container's resources; re-create the container with the new limits: %w", r.ID, errNotImpl))
 }
 
 // Connect reports the shim's and the VMM's PIDs.

@@ -2,11 +2,13 @@ package shim
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"confguest/agent/api/policy"
 	"confguest/hostside/launcher"
 )
 
@@ -111,4 +113,37 @@ func podNamespaces(id string, b *specs.Spec, sandboxPID int) ([]specs.LinuxNames
 		}
 	}
 	return out, nil
+}
+
+// podSysctls are the sysctls of the pod whose sandbox spec is b (the pod's
+// securityContext.sysctls; containerd's CRI puts them in the sandbox's spec only, as runc
+// applies them to the namespaces its containers then join). Each must be a sysctl of a
+// namespace the pod's containers share in the guest (IPC or network; UTS names are the
+// pod's hostname): any other would change the whole guest, and is refused naming it.
+func podSysctls(id string, b *specs.Spec) (map[string]string, error) {
+	if b.Linux == nil || len(b.Linux.Sysctl) == 0 {
+		return nil, nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(b.Linux.Sysctl)) {
+		if _, ok := policy.NamespacedSysctl(k); !ok {
+			return nil, fmt.Errorf("pod %s: sysctl %s: %w: remove it from the pod's securityContext.sysctls: %w", id, k, policy.ErrSysctlNotNamespaced, errInvalid)
+		}
+	}
+	return b.Linux.Sysctl, nil
+}
+
+// withPodSysctls adds to guest spec g the pod's sysctls of the namespaces in podNS, the
+// pod namespaces the container joins; a sysctl the container's own spec sets stays as it
+// is.
+func withPodSysctls(g *specs.Spec, sysctls map[string]string, podNS []specs.LinuxNamespaceType) {
+	for k, v := range sysctls {
+		ns, _ := policy.NamespacedSysctl(k)
+		if _, set := g.Linux.Sysctl[k]; set || !slices.Contains(podNS, ns) {
+			continue
+		}
+		if g.Linux.Sysctl == nil {
+			g.Linux.Sysctl = map[string]string{}
+		}
+		g.Linux.Sysctl[k] = v
+	}
 }

@@ -50,8 +50,9 @@ func (s *Service) stats(ctx context.Context, id string) (*taskapi.StatsResponse,
 }
 
 // metrics converts the agent's counters to cgroup v2 metrics. The agent reads memory
-// usage, limit and peak, CPU time and throttling, and pids; the peak and the number of
-// CPU periods have no field here and are left out. An unlimited memory limit is
+// usage, limit, peak and inactive file pages (containerd's CRI reports usage less them as
+// the working set the kubelet evicts by), CPU time and throttling, and pids; the number
+// of CPU periods has no field here and is left out. An unlimited memory limit is
 // math.MaxUint64, as cgroup v2 reads "max"; an unlimited pids limit stays 0.
 func metrics(st *agentv1.StatsResponse) *stats.Metrics {
 	m, c, p := st.GetMemory(), st.GetCpu(), st.GetPids()
@@ -60,7 +61,7 @@ func metrics(st *agentv1.StatsResponse) *stats.Metrics {
 		limit = math.MaxUint64
 	}
 	return &stats.Metrics{
-		Memory: &stats.MemoryStat{Usage: m.GetUsageBytes(), UsageLimit: limit},
+		Memory: &stats.MemoryStat{Usage: m.GetUsageBytes(), UsageLimit: limit, InactiveFile: m.GetInactiveFileBytes()},
 		CPU: &stats.CPUStat{
 			UsageUsec: c.GetUsageNanos() / 1000, UserUsec: c.GetUserNanos() / 1000, SystemUsec: c.GetSystemNanos() / 1000,
 			NrThrottled: c.GetThrottledPeriods(), ThrottledUsec: c.GetThrottledNanos() / 1000,

@@ -30,12 +30,12 @@ func TestMetrics(t *testing.T) {
 		{
 			"limited",
 			&agentv1.StatsResponse{
-				Memory: &agentv1.MemoryStats{UsageBytes: 3 << 20, LimitBytes: 64 << 20, MaxUsageBytes: 4 << 20},
+				Memory: &agentv1.MemoryStats{UsageBytes: 3 << 20, LimitBytes: 64 << 20, MaxUsageBytes: 4 << 20, InactiveFileBytes: 1 << 20},
 				Cpu:    &agentv1.CPUStats{UsageNanos: 5_000_999, UserNanos: 3_000_000, SystemNanos: 2_000_000, ThrottledPeriods: 7, ThrottledNanos: 9_000},
 				Pids:   &agentv1.PidsStats{Current: 2, Limit: 100},
 			},
 			&stats.Metrics{
-				Memory: &stats.MemoryStat{Usage: 3 << 20, UsageLimit: 64 << 20},
+				Memory: &stats.MemoryStat{Usage: 3 << 20, UsageLimit: 64 << 20, InactiveFile: 1 << 20},
 				CPU:    &stats.CPUStat{UsageUsec: 5000, UserUsec: 3000, SystemUsec: 2000, NrThrottled: 7, ThrottledUsec: 9},
 				Pids:   &stats.PidsStat{Current: 2, Limit: 100},
 			},

@@ -97,7 +97,10 @@ type Container struct {
 	// namespace or ID mappings is refused.
 	UIDMappings []IDMapping `json:"uid_mappings,omitempty"`
 	GIDMappings []IDMapping `json:"gid_mappings,omitempty"`
-	// Sysctls lists the sysctls the spec may set, with their values.
+	// Sysctls lists the sysctls the spec may set, with their values. Only
+	// sysctls of a namespace the container has of its own or shares with
+	// its pod (NamespacedSysctl) can be listed: any other would change
+	// the whole guest.
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// GuestNetwork allows running in the guest's network namespace.
 	// Every other namespace is private to the container or, with
@@ -128,6 +131,10 @@ type Container struct {
 	Exec []Exec `json:"exec"`
 	// Attestation gives the container the workload evidence endpoint.
 	Attestation bool `json:"attestation"`
+	// UpdateResources lists the groups of cgroup limits the host may
+	// change while the container runs (UpdateContainer): any of
+	// UpdateResourceGroups, each once. None when empty.
+	UpdateResources []string `json:"update_resources,omitempty"`
 }
 
 // Rootfs is where a container's root filesystem comes from: exactly one
@@ -346,6 +353,12 @@ func (c *Container) check() error {
 		if k == "" || strings.ContainsAny(k, "/ \x00") {
 			return fmt.Errorf("sysctls %q: want a dotted name such as net.ipv4.ip_forward", k)
 		}
+		if _, ok := NamespacedSysctl(k); !ok {
+			return fmt.Errorf("sysctls %q: %w", k, ErrSysctlNotNamespaced)
+		}
+	}
+	if err := checkUpdateResources(c.UpdateResources); err != nil {
+		return err
 	}
 	for i, e := range c.Exec {
 		if len(e.Args) == 0 {

@@ -2597,8 +2597,11 @@ type MemoryStats struct {
 	UsageBytes    uint64                 `protobuf:"varint,1,opt,name=usage_bytes,json=usageBytes,proto3" json:"usage_bytes,omitempty"`
 	LimitBytes    uint64                 `protobuf:"varint,2,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"` // 0: unlimited
 	MaxUsageBytes uint64                 `protobuf:"varint,3,opt,name=max_usage_bytes,json=maxUsageBytes,proto3" json:"max_usage_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// inactive_file_bytes is page cache the kernel reclaims first; the
+	// working set the kubelet reads is usage_bytes less it.
+	InactiveFileBytes uint64 `protobuf:"varint,4,opt,name=inactive_file_bytes,json=inactiveFileBytes,proto3" json:"inactive_file_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *MemoryStats) Reset() {
@@ -2648,6 +2651,13 @@ func (x *MemoryStats) GetLimitBytes() uint64 {
 func (x *MemoryStats) GetMaxUsageBytes() uint64 {
 	if x != nil {
 		return x.MaxUsageBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetInactiveFileBytes() uint64 {
+	if x != nil {
+		return x.InactiveFileBytes
 	}
 	return 0
 }
@@ -3049,6 +3059,294 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 	return file_v1_agent_proto_rawDescGZIP(), []int{52}
 }
 
+type UpdateContainerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Memory        *MemoryResources       `protobuf:"bytes,2,opt,name=memory,proto3" json:"memory,omitempty"`
+	Cpu           *CPUResources          `protobuf:"bytes,3,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Pids          *PidsResources         `protobuf:"bytes,4,opt,name=pids,proto3" json:"pids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateContainerRequest) Reset() {
+	*x = UpdateContainerRequest{}
+	mi := &file_v1_agent_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateContainerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateContainerRequest) ProtoMessage() {}
+
+func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
+func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *UpdateContainerRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *UpdateContainerRequest) GetMemory() *MemoryResources {
+	if x != nil {
+		return x.Memory
+	}
+	return nil
+}
+
+func (x *UpdateContainerRequest) GetCpu() *CPUResources {
+	if x != nil {
+		return x.Cpu
+	}
+	return nil
+}
+
+func (x *UpdateContainerRequest) GetPids() *PidsResources {
+	if x != nil {
+		return x.Pids
+	}
+	return nil
+}
+
+// MemoryResources are cgroup memory limits in bytes (0: unchanged, -1:
+// unlimited).
+type MemoryResources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int64                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`             // memory.max
+	Reservation   int64                  `protobuf:"varint,2,opt,name=reservation,proto3" json:"reservation,omitempty"` // memory.low
+	Swap          int64                  `protobuf:"varint,3,opt,name=swap,proto3" json:"swap,omitempty"`               // memory and swap together, as the OCI spec counts it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryResources) Reset() {
+	*x = MemoryResources{}
+	mi := &file_v1_agent_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryResources) ProtoMessage() {}
+
+func (x *MemoryResources) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryResources.ProtoReflect.Descriptor instead.
+func (*MemoryResources) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *MemoryResources) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *MemoryResources) GetReservation() int64 {
+	if x != nil {
+		return x.Reservation
+	}
+	return 0
+}
+
+func (x *MemoryResources) GetSwap() int64 {
+	if x != nil {
+		return x.Swap
+	}
+	return 0
+}
+
+// CPUResources are cgroup CPU limits (0 or "": unchanged).
+type CPUResources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shares        uint64                 `protobuf:"varint,1,opt,name=shares,proto3" json:"shares,omitempty"` // relative weight, 2 to 262144 (cpu.weight is derived from it)
+	Quota         int64                  `protobuf:"varint,2,opt,name=quota,proto3" json:"quota,omitempty"`   // microseconds per period; -1: unlimited
+	Period        uint64                 `protobuf:"varint,3,opt,name=period,proto3" json:"period,omitempty"` // microseconds
+	Cpus          string                 `protobuf:"bytes,4,opt,name=cpus,proto3" json:"cpus,omitempty"`      // cpuset.cpus, a list such as "0-1,3"
+	Mems          string                 `protobuf:"bytes,5,opt,name=mems,proto3" json:"mems,omitempty"`      // cpuset.mems
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CPUResources) Reset() {
+	*x = CPUResources{}
+	mi := &file_v1_agent_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CPUResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CPUResources) ProtoMessage() {}
+
+func (x *CPUResources) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CPUResources.ProtoReflect.Descriptor instead.
+func (*CPUResources) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *CPUResources) GetShares() uint64 {
+	if x != nil {
+		return x.Shares
+	}
+	return 0
+}
+
+func (x *CPUResources) GetQuota() int64 {
+	if x != nil {
+		return x.Quota
+	}
+	return 0
+}
+
+func (x *CPUResources) GetPeriod() uint64 {
+	if x != nil {
+		return x.Period
+	}
+	return 0
+}
+
+func (x *CPUResources) GetCpus() string {
+	if x != nil {
+		return x.Cpus
+	}
+	return ""
+}
+
+func (x *CPUResources) GetMems() string {
+	if x != nil {
+		return x.Mems
+	}
+	return ""
+}
+
+// PidsResources bound the container's tasks (0: unchanged, -1: unlimited).
+type PidsResources struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int64                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PidsResources) Reset() {
+	*x = PidsResources{}
+	mi := &file_v1_agent_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PidsResources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PidsResources) ProtoMessage() {}
+
+func (x *PidsResources) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PidsResources.ProtoReflect.Descriptor instead.
+func (*PidsResources) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *PidsResources) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type UpdateContainerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateContainerResponse) Reset() {
+	*x = UpdateContainerResponse{}
+	mi := &file_v1_agent_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateContainerResponse) ProtoMessage() {}
+
+func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateContainerResponse.ProtoReflect.Descriptor instead.
+func (*UpdateContainerResponse) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{57}
+}
+
 var File_v1_agent_proto protoreflect.FileDescriptor
 
 const file_v1_agent_proto_rawDesc = "" +
@@ -3202,13 +3500,14 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\rStateResponse\x12?\n" +
 	"\tcontainer\x18\x01 \x01(\v2!.confguest.agent.v1.ContainerInfoR\tcontainer\"1\n" +
 	"\fStatsRequest\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"w\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\xa7\x01\n" +
 	"\vMemoryStats\x12\x1f\n" +
 	"\vusage_bytes\x18\x01 \x01(\x04R\n" +
 	"usageBytes\x12\x1f\n" +
 	"\vlimit_bytes\x18\x02 \x01(\x04R\n" +
 	"limitBytes\x12&\n" +
-	"\x0fmax_usage_bytes\x18\x03 \x01(\x04R\rmaxUsageBytes\"\xc3\x01\n" +
+	"\x0fmax_usage_bytes\x18\x03 \x01(\x04R\rmaxUsageBytes\x12.\n" +
+	"\x13inactive_file_bytes\x18\x04 \x01(\x04R\x11inactiveFileBytes\"\xc3\x01\n" +
 	"\bCPUStats\x12\x1f\n" +
 	"\vusage_nanos\x18\x01 \x01(\x04R\n" +
 	"usageNanos\x12\x1d\n" +
@@ -3243,10 +3542,28 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x04pids\x18\x03 \x01(\v2\x1d.confguest.agent.v1.PidsStatsR\x04pids\x124\n" +
 	"\x05agent\x18\x04 \x01(\v2\x1e.confguest.agent.v1.AgentStatsR\x05agent\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse*B\n" +
+	"\x10ShutdownResponse\"\xe3\x01\n" +
+	"\x16UpdateContainerRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12;\n" +
+	"\x06memory\x18\x02 \x01(\v2#.confguest.agent.v1.MemoryResourcesR\x06memory\x122\n" +
+	"\x03cpu\x18\x03 \x01(\v2 .confguest.agent.v1.CPUResourcesR\x03cpu\x125\n" +
+	"\x04pids\x18\x04 \x01(\v2!.confguest.agent.v1.PidsResourcesR\x04pids\"]\n" +
+	"\x0fMemoryResources\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x03R\x05limit\x12 \n" +
+	"\vreservation\x18\x02 \x01(\x03R\vreservation\x12\x12\n" +
+	"\x04swap\x18\x03 \x01(\x03R\x04swap\"|\n" +
+	"\fCPUResources\x12\x16\n" +
+	"\x06shares\x18\x01 \x01(\x04R\x06shares\x12\x14\n" +
+	"\x05quota\x18\x02 \x01(\x03R\x05quota\x12\x16\n" +
+	"\x06period\x18\x03 \x01(\x04R\x06period\x12\x12\n" +
+	"\x04cpus\x18\x04 \x01(\tR\x04cpus\x12\x12\n" +
+	"\x04mems\x18\x05 \x01(\tR\x04mems\"%\n" +
+	"\rPidsResources\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x03R\x05limit\"\x19\n" +
+	"\x17UpdateContainerResponse*B\n" +
 	"\fOutputStream\x12\x18\n" +
 	"\x14OUTPUT_STREAM_STDOUT\x10\x00\x12\x18\n" +
-	"\x14OUTPUT_STREAM_STDERR\x10\x012\x80\x0e\n" +
+	"\x14OUTPUT_STREAM_STDERR\x10\x012\xec\x0e\n" +
 	"\x05Agent\x12R\n" +
 	"\aVersion\x12\".confguest.agent.v1.VersionRequest\x1a#.confguest.agent.v1.VersionResponse\x12X\n" +
 	"\tSetPolicy\x12$.confguest.agent.v1.SetPolicyRequest\x1a%.confguest.agent.v1.SetPolicyResponse\x12X\n" +
@@ -3270,7 +3587,8 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x0eListContainers\x12).confguest.agent.v1.ListContainersRequest\x1a*.confguest.agent.v1.ListContainersResponse\x12L\n" +
 	"\x05State\x12 .confguest.agent.v1.StateRequest\x1a!.confguest.agent.v1.StateResponse\x12L\n" +
 	"\x05Stats\x12 .confguest.agent.v1.StatsRequest\x1a!.confguest.agent.v1.StatsResponse\x12U\n" +
-	"\bShutdown\x12#.confguest.agent.v1.ShutdownRequest\x1a$.confguest.agent.v1.ShutdownResponseB Z\x1econfguest/agent/api/v1;agentv1b\x06proto3"
+	"\bShutdown\x12#.confguest.agent.v1.ShutdownRequest\x1a$.confguest.agent.v1.ShutdownResponse\x12j\n" +
+	"\x0fUpdateContainer\x12*.confguest.agent.v1.UpdateContainerRequest\x1a+.confguest.agent.v1.UpdateContainerResponseB Z\x1econfguest/agent/api/v1;agentv1b\x06proto3"
 
 var (
 	file_v1_agent_proto_rawDescOnce sync.Once
@@ -3285,7 +3603,7 @@ func file_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_v1_agent_proto_goTypes = []any{
 	(OutputStream)(0),               // 0: confguest.agent.v1.OutputStream
 	(*VersionRequest)(nil),          // 1: confguest.agent.v1.VersionRequest
@@ -3341,6 +3659,11 @@ var file_v1_agent_proto_goTypes = []any{
 	(*StatsResponse)(nil),           // 51: confguest.agent.v1.StatsResponse
 	(*ShutdownRequest)(nil),         // 52: confguest.agent.v1.ShutdownRequest
 	(*ShutdownResponse)(nil),        // 53: confguest.agent.v1.ShutdownResponse
+	(*UpdateContainerRequest)(nil),  // 54: confguest.agent.v1.UpdateContainerRequest
+	(*MemoryResources)(nil),         // 55: confguest.agent.v1.MemoryResources
+	(*CPUResources)(nil),            // 56: confguest.agent.v1.CPUResources
+	(*PidsResources)(nil),           // 57: confguest.agent.v1.PidsResources
+	(*UpdateContainerResponse)(nil), // 58: confguest.agent.v1.UpdateContainerResponse
 }
 var file_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
@@ -3367,49 +3690,54 @@ var file_v1_agent_proto_depIdxs = []int32{
 	48, // 21: confguest.agent.v1.StatsResponse.cpu:type_name -> confguest.agent.v1.CPUStats
 	49, // 22: confguest.agent.v1.StatsResponse.pids:type_name -> confguest.agent.v1.PidsStats
 	50, // 23: confguest.agent.v1.StatsResponse.agent:type_name -> confguest.agent.v1.AgentStats
-	1,  // 24: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
-	2,  // 25: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
-	4,  // 26: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
-	12, // 27: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
-	23, // 28: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
-	25, // 29: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
-	27, // 30: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
-	29, // 31: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
-	31, // 32: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
-	33, // 33: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
-	35, // 34: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
-	37, // 35: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
-	19, // 36: confguest.agent.v1.Agent.UpdateVolume:input_type -> confguest.agent.v1.UpdateVolumeRequest
-	21, // 37: confguest.agent.v1.Agent.ReadVolume:input_type -> confguest.agent.v1.ReadVolumeRequest
-	39, // 38: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
-	41, // 39: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
-	44, // 40: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
-	46, // 41: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
-	52, // 42: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
-	6,  // 43: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
-	3,  // 44: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
-	5,  // 45: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
-	18, // 46: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
-	24, // 47: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
-	26, // 48: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
-	28, // 49: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
-	30, // 50: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
-	32, // 51: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
-	34, // 52: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
-	36, // 53: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
-	38, // 54: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
-	20, // 55: confguest.agent.v1.Agent.UpdateVolume:output_type -> confguest.agent.v1.UpdateVolumeResponse
-	22, // 56: confguest.agent.v1.Agent.ReadVolume:output_type -> confguest.agent.v1.ReadVolumeResponse
-	40, // 57: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
-	43, // 58: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
-	45, // 59: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
-	51, // 60: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
-	53, // 61: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
-	43, // [43:62] is the sub-list for method output_type
-	24, // [24:43] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	55, // 24: confguest.agent.v1.UpdateContainerRequest.memory:type_name -> confguest.agent.v1.MemoryResources
+	56, // 25: confguest.agent.v1.UpdateContainerRequest.cpu:type_name -> confguest.agent.v1.CPUResources
+	57, // 26: confguest.agent.v1.UpdateContainerRequest.pids:type_name -> confguest.agent.v1.PidsResources
+	1,  // 27: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
+	2,  // 28: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
+	4,  // 29: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
+	12, // 30: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
+	23, // 31: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
+	25, // 32: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
+	27, // 33: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
+	29, // 34: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
+	31, // 35: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
+	33, // 36: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
+	35, // 37: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
+	37, // 38: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
+	19, // 39: confguest.agent.v1.Agent.UpdateVolume:input_type -> confguest.agent.v1.UpdateVolumeRequest
+	21, // 40: confguest.agent.v1.Agent.ReadVolume:input_type -> confguest.agent.v1.ReadVolumeRequest
+	39, // 41: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
+	41, // 42: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
+	44, // 43: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
+	46, // 44: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
+	52, // 45: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
+	54, // 46: confguest.agent.v1.Agent.UpdateContainer:input_type -> confguest.agent.v1.UpdateContainerRequest
+	6,  // 47: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
+	3,  // 48: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
+	5,  // 49: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
+	18, // 50: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
+	24, // 51: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
+	26, // 52: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
+	28, // 53: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
+	30, // 54: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
+	32, // 55: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
+	34, // 56: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
+	36, // 57: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
+	38, // 58: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
+	20, // 59: confguest.agent.v1.Agent.UpdateVolume:output_type -> confguest.agent.v1.UpdateVolumeResponse
+	22, // 60: confguest.agent.v1.Agent.ReadVolume:output_type -> confguest.agent.v1.ReadVolumeResponse
+	40, // 61: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
+	43, // 62: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
+	45, // 63: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
+	51, // 64: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
+	53, // 65: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
+	58, // 66: confguest.agent.v1.Agent.UpdateContainer:output_type -> confguest.agent.v1.UpdateContainerResponse
+	47, // [47:67] is the sub-list for method output_type
+	27, // [27:47] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_v1_agent_proto_init() }
@@ -3427,7 +3755,7 @@ func file_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_agent_proto_rawDesc), len(file_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ type AgentService interface {
 	State(context.Context, *StateRequest) (*StateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	UpdateContainer(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
 }
 
 type Agent_ReadOutputServer interface {
@@ -181,6 +182,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.Shutdown(ctx, &req)
 			},
+			"UpdateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.UpdateContainer(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"ReadOutput": {
@@ -214,6 +222,7 @@ type AgentClient interface {
 	State(context.Context, *StateRequest) (*StateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	UpdateContainer(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
 }
 
 type agentClient struct {
@@ -399,6 +408,14 @@ func (c *agentClient) Stats(ctx context.Context, req *StatsRequest) (*StatsRespo
 func (c *agentClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*ShutdownResponse, error) {
 	var resp ShutdownResponse
 	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "Shutdown", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) UpdateContainer(ctx context.Context, req *UpdateContainerRequest) (*UpdateContainerResponse, error) {
+	var resp UpdateContainerResponse
+	if err := c.client.Call(ctx, "confguest.agent.v1.Agent", "UpdateContainer", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
