@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +32,14 @@ type Config struct {
 	// Accel is QEMU's accelerator: "auto" (default: KVM only if a probe guest runs), "kvm"
 	// or "tcg".
 	Accel string `json:"accel"`
-	// CPUs and MemoryMiB size each pod's VM (defaults 1 and 512).
+	// CPUs and MemoryMiB size each pod's VM (defaults 1 and 512): a pod without limits
+	// gets this size, a pod with limits this much more than they add up to (podSize).
 	CPUs      int `json:"cpus"`
 	MemoryMiB int `json:"memory_mib"`
+	// MaxCPUs and MaxMemoryMiB bound the size of a pod's VM however large its limits
+	// (defaults DefaultMaxCPUs and DefaultMaxMemoryMiB).
+	MaxCPUs      int `json:"max_cpus"`
+	MaxMemoryMiB int `json:"max_memory_mib"`
 	// RunDir holds one folder per VM: sockets, console log, container disks, state
 	// (default /run/confguest-shim).
 	RunDir string `json:"run_dir"`
@@ -105,8 +111,16 @@ func ParseConfig(r io.Reader) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("accel %q: want auto, kvm or tcg", c.Accel)
 	}
-	if c.CPUs < 0 || c.MemoryMiB < 0 || c.BootTimeoutSeconds < 0 {
-		return Config{}, fmt.Errorf("cpus, memory_mib and boot_timeout_seconds must not be negative")
+	if c.CPUs < 0 || c.MemoryMiB < 0 || c.MaxCPUs < 0 || c.MaxMemoryMiB < 0 || c.BootTimeoutSeconds < 0 {
+		return Config{}, fmt.Errorf("cpus, memory_mib, max_cpus, max_memory_mib and boot_timeout_seconds must not be negative")
+	}
+	c.MaxCPUs = cmp.Or(c.MaxCPUs, max(DefaultMaxCPUs, c.CPUs))
+	c.MaxMemoryMiB = cmp.Or(c.MaxMemoryMiB, max(DefaultMaxMemoryMiB, c.MemoryMiB))
+	switch {
+	case c.MaxCPUs < cmp.Or(c.CPUs, vmm.DefaultCPUs) || c.MaxCPUs > vmm.MaxCPUs:
+		return Config{}, fmt.Errorf("max_cpus %d: want cpus (%d) to %d", c.MaxCPUs, cmp.Or(c.CPUs, vmm.DefaultCPUs), vmm.MaxCPUs)
+	case c.MaxMemoryMiB < cmp.Or(c.MemoryMiB, vmm.DefaultMemoryMiB):
+		return Config{}, fmt.Errorf("max_memory_mib %d: want at least memory_mib (%d)", c.MaxMemoryMiB, cmp.Or(c.MemoryMiB, vmm.DefaultMemoryMiB))
 	}
 	return c, nil
 }

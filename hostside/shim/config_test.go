@@ -15,16 +15,22 @@ func TestParseConfig(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{"defaults", `{}`, Config{ImageDir: DefaultImageDir, RunDir: DefaultRunDir, Accel: "auto"}, ""},
+		{"defaults", `{}`, Config{ImageDir: DefaultImageDir, RunDir: DefaultRunDir, Accel: "auto", MaxCPUs: DefaultMaxCPUs, MaxMemoryMiB: DefaultMaxMemoryMiB}, ""},
 		{"all fields", `{"image_dir": "/img", "vmm": "cloud-hypervisor", "accel": "tcg", "cpus": 2, "memory_mib": 1024,
 			"run_dir": "/r", "boot_timeout_seconds": 9, "sev_snp": true, "qemu": "/q", "vhost_device_vsock": "/v",
-			"cloud_hypervisor": "/ch", "cache_dir": "/c"}`,
-			Config{ImageDir: "/img", VMM: "cloud-hypervisor", Accel: "tcg", CPUs: 2, MemoryMiB: 1024, RunDir: "/r",
+			"cloud_hypervisor": "/ch", "cache_dir": "/c", "max_cpus": 3, "max_memory_mib": 2048}`,
+			Config{ImageDir: "/img", VMM: "cloud-hypervisor", Accel: "tcg", CPUs: 2, MemoryMiB: 1024, MaxCPUs: 3, MaxMemoryMiB: 2048, RunDir: "/r",
 				BootTimeoutSeconds: 9, SEVSNP: true, QEMU: "/q", VhostDeviceVsock: "/v", CloudHypervisor: "/ch", CacheDir: "/c"}, ""},
 		{"unknown field", `{"image": "/img"}`, Config{}, `unknown field "image"`},
 		{"unknown vmm", `{"vmm": "firecracker"}`, Config{}, "unknown VMM"},
 		{"bad accel", `{"accel": "hvf"}`, Config{}, `accel "hvf"`},
 		{"negative", `{"cpus": -1}`, Config{}, "must not be negative"},
+		{"negative max", `{"max_memory_mib": -1}`, Config{}, "must not be negative"},
+		{"max below the size", `{"cpus": 2, "max_cpus": 1}`, Config{}, "max_cpus 1: want cpus (2) to 255"},
+		{"max above the VMM's", `{"max_cpus": 300}`, Config{}, "max_cpus 300"},
+		{"max memory below the default size", `{"max_memory_mib": 256}`, Config{}, "max_memory_mib 256: want at least memory_mib (512)"},
+		{"defaults of max follow a larger size", `{"cpus": 6, "memory_mib": 10000}`,
+			Config{ImageDir: DefaultImageDir, RunDir: DefaultRunDir, Accel: "auto", CPUs: 6, MemoryMiB: 10000, MaxCPUs: 6, MaxMemoryMiB: 10000}, ""},
 		{"trailing data", `{} {}`, Config{}, "data after"},
 		{"not json", `image_dir = "/x"`, Config{}, "decode"},
 	} {

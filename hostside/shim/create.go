@@ -221,7 +221,8 @@ func mountRootfs(r *taskapi.CreateTaskRequest) (string, func(), error) {
 	return dir, func() { mount.UnmountAll(dir, 0) }, nil
 }
 
-// bootPod boots the pod's VM, owned by container owner, whose spec is spec. prepare runs
+// bootPod boots the pod's VM, owned by container owner, whose spec is spec, sized from
+// the pod's limits (Config.podSize). prepare runs
 // between creating the sandbox and booting it (to build disks attached at boot) and
 // returns the default policy of a single container; it is nil for a CRI pod sandbox. The
 // pod's policy (its annotation, else that default, else for a CRI pod podBasePolicy) is
@@ -242,8 +243,15 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		// A CRI pod naming no policy: the base, replaced as its containers are created.
 		doc, defaults = []byte(podBasePolicy), &podDefault{}
 	}
+	limits, err := limitsOf(spec, prepare == nil)
+	if err != nil {
+		return err
+	}
 	o := s.cfg.launcherOptions(VMName(bundle), "")
 	o.Progress = logWriter{ctx}
+	var how string
+	o.CPUs, o.MemoryMiB, how = s.cfg.podSize(limits)
+	log.G(ctx).WithField("id", owner).Info(how)
 	sb, err := launcher.New(ctx, o)
 	if err != nil {
 		return fmt.Errorf("prepare the pod VM: %w", err)

@@ -42,19 +42,27 @@ type Config struct {
 // MinMemoryMiB is the least memory the guest boots with.
 const MinMemoryMiB = 128
 
+// DefaultCPUs and DefaultMemoryMiB size a guest whose Config leaves CPUs or MemoryMiB 0.
+const (
+	DefaultCPUs      = 1
+	DefaultMemoryMiB = 512
+	// MaxCPUs is the most vCPUs a guest gets.
+	MaxCPUs = 255
+)
+
 func (c *Config) validate() error {
 	if c.CPUs == 0 {
-		c.CPUs = 1
+		c.CPUs = DefaultCPUs
 	}
 	if c.MemoryMiB == 0 {
-		c.MemoryMiB = 512
+		c.MemoryMiB = DefaultMemoryMiB
 	}
 	if c.GuestCID == 0 {
 		c.GuestCID = 3
 	}
 	switch {
-	case c.CPUs < 1 || c.CPUs > 255:
-		return fmt.Errorf("cpus %d: want 1 to 255", c.CPUs)
+	case c.CPUs < 1 || c.CPUs > MaxCPUs:
+		return fmt.Errorf("cpus %d: want 1 to %d", c.CPUs, MaxCPUs)
 	case c.MemoryMiB < MinMemoryMiB:
 		return fmt.Errorf("memory %d MiB is too small: the guest needs at least %d MiB", c.MemoryMiB, MinMemoryMiB)
 	case c.GuestCID < 3:
