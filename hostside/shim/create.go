@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
 )
@@ -124,9 +125,13 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		if podNS, err = podNamespaces(r.ID, spec, s.pod.guest.VMMPID()); err != nil {
 			return 0, err
 		}
-		if vols, err = guestVolumes(r.ID, spec); err != nil {
+		if vols, err = guestVolumes(r.ID, spec, s.pod.defaults != nil); err != nil {
 			return 0, err
 		}
+		// A volume in place of a mount of the guest spec (the pod's shared /dev/shm).
+		gspec.Mounts = slices.DeleteFunc(gspec.Mounts, func(m specs.Mount) bool {
+			return slices.ContainsFunc(vols.volumes, func(v *agentv1.Volume) bool { return v.GetDestination() == m.Destination })
+		})
 		if slices.Contains(podNS, specs.UTSNamespace) && gspec.Hostname == "" {
 			gspec.Hostname = s.pod.hostname
 		}

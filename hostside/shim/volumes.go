@@ -31,8 +31,11 @@ import (
 //     ConfigMap, Secret, downwardAPI and projected volumes: sources under the kubelet's
 //     pods/<uid>/ or containerd's CRI sandbox directory) are copied into the guest at
 //     create, within the agent's bounds (agentv1.MaxVolume*);
-//   - the pod's /dev/shm (containerd's sandbox shm) is left out: each container has the
-//     guest's own /dev/shm tmpfs;
+//   - the pod's /dev/shm (containerd's sandbox shm, which runc bind-mounts into each of
+//     the pod's containers) becomes a memory emptyDir of the guest's pod named by that
+//     host path, so the pod's containers share one /dev/shm as under runc (shareShm: a pod
+//     under the default policy, which admits every emptyDir); under a pod's own policy
+//     each container keeps the guest spec's /dev/shm tmpfs;
 //   - any other bind mount (a hostPath volume, a block device) is refused, naming the
 //     destination: the guest cannot reach the host's files.
 // A directory of host files (a ConfigMap, Secret, projected or downwardAPI volume) is read
@@ -70,8 +73,9 @@ var StandardVolumeDestinations = []string{
 const TerminationLog = "/dev/termination-log"
 
 // guestVolumes translates the bind mounts of container id's bundle spec b into volumes the
-// agent creates in the guest; what fails names the destination and the host path.
-func guestVolumes(id string, b *specs.Spec) (*containerVolumes, error) {
+// agent creates in the guest (the pod's shm too with shareShm); what fails names the
+// destination and the host path.
+func guestVolumes(id string, b *specs.Spec, shareShm bool) (*containerVolumes, error) {
 	var out []*agentv1.Volume
 	var refreshed, readBack []hostFiles
 	budget := volumeBudget{entries: agentv1.MaxVolumeEntries, bytes: agentv1.MaxVolumeBytes}
@@ -83,7 +87,9 @@ func guestVolumes(id string, b *specs.Spec) (*containerVolumes, error) {
 		src := filepath.Clean(m.Source)
 		switch {
 		case strings.Contains(src, criSandboxDir) && filepath.Base(src) == "shm":
-			continue
+			if shareShm {
+				out = append(out, &agentv1.Volume{Destination: m.Destination, ReadOnly: ro, EmptyDir: &agentv1.EmptyDir{Name: src, Memory: true}})
+			}
 		case emptyDirSource.MatchString(src):
 			var st unix.Statfs_t
 			if err := unix.Statfs(src, &st); err != nil {

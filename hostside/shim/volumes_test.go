@@ -95,6 +95,34 @@ func volumeSummary(v *agentv1.Volume) string {
 	return s
 }
 
+// TestGuestVolumesSharedShm: with shareShm (a pod under the default policy) the pod's
+// /dev/shm is a memory emptyDir named by containerd's sandbox shm path, which every
+// container of the pod mounts, so they share it as runc's do; without, it is left out.
+func TestGuestVolumesSharedShm(t *testing.T) {
+	mounts := criTree(t, t.TempDir())
+	shm := mounts[len(mounts)-1]
+	for _, share := range []bool{true, false} {
+		cv, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{shm}}, share)
+		if err != nil {
+			t.Fatalf("guestVolumes(shareShm %t) = %v", share, err)
+		}
+		var sums []string
+		for _, v := range cv.volumes {
+			sums = append(sums, volumeSummary(v))
+		}
+		want := []string(nil)
+		if share {
+			want = []string{"/dev/shm ro=false emptyDir(shm, memory=true)"}
+		}
+		if !reflect.DeepEqual(sums, want) {
+			t.Errorf("guestVolumes(the pod's shm, shareShm %t) = %q, want %q", share, sums, want)
+		}
+		if share && cv.volumes[0].GetEmptyDir().GetName() != shm.Source {
+			t.Errorf("shared shm named %q, want the sandbox's shm path %q", cv.volumes[0].GetEmptyDir().GetName(), shm.Source)
+		}
+	}
+}
+
 // TestGuestVolumes: the bind mounts of a containerd-CRI bundle spec become volumes: the
 // kubelet's emptyDir an emptyDir named by its host path, the kubelet's and containerd's
 // files copied (a ConfigMap's keys through its ..data symlinks, without the atomic
@@ -103,7 +131,7 @@ func volumeSummary(v *agentv1.Volume) string {
 func TestGuestVolumes(t *testing.T) {
 	root := t.TempDir()
 	mounts := criTree(t, root)
-	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
 	if err != nil {
 		t.Fatalf("guestVolumes = %v", err)
 	}
@@ -198,7 +226,7 @@ func TestGuestVolumesRefused(t *testing.T) {
 		{"too many bytes", specs.Mount{Destination: "/s", Source: total, Options: []string{"rbind"}}, []string{`mount at "/s"`, fmt.Sprintf("at most %d bytes in all", agentv1.MaxVolumeBytes)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}})
+			_, err := guestVolumes("app", &specs.Spec{Mounts: []specs.Mount{tc.mount}}, false)
 			if !errors.Is(err, errdefs.ErrInvalidArgument) {
 				t.Fatalf("guestVolumes(%s) = %v, want InvalidArgument", tc.mount.Source, err)
 			}
@@ -228,7 +256,7 @@ func (u updates) UpdateVolume(_ context.Context, id, dest string, files *agentv1
 func TestRefreshVolumes(t *testing.T) {
 	root := t.TempDir()
 	mounts := criTree(t, root)
-	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +310,7 @@ func (l termLog) ReadVolume(_ context.Context, id, dest string) ([]byte, error) 
 // kubelet's host file.
 func TestReadBack(t *testing.T) {
 	mounts := criTree(t, t.TempDir())
-	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts})
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
