@@ -195,6 +195,17 @@ func (ta *testAgent) create(t *testing.T, id string, specJSON []byte, stdio *age
 	}
 }
 
+// createStarted creates container id from specJSON and starts it; it is removed when the
+// test ends.
+func (ta *testAgent) createStarted(t *testing.T, id string, specJSON []byte) {
+	t.Helper()
+	ta.create(t, id, specJSON, nil)
+	ta.removeOnCleanup(t, id)
+	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer(%q) = %v", id, err)
+	}
+}
+
 func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)

@@ -101,11 +101,7 @@ func TestExecKeepsNoNewPrivileges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.create(t, id, b, nil)
-	ta.removeOnCleanup(t, id)
-	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
-		t.Fatalf("StartContainer = %v", err)
-	}
+	ta.createStarted(t, id, b)
 	p, err := json.Marshal(specs.Process{Args: []string{"cat", "/proc/self/status"}, Env: []string{"PATH=/bin"}, Cwd: "/", NoNewPrivileges: false})
 	if err != nil {
 		t.Fatal(err)

@@ -29,11 +29,7 @@ func TestUpdateContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta.create(t, id, b, nil)
-	ta.removeOnCleanup(t, id)
-	if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: id}); err != nil {
-		t.Fatalf("StartContainer = %v", err)
-	}
+	ta.createStarted(t, id, b)
 	limits := func() (uint64, uint64) {
 		t.Helper()
 		st, err := ta.client.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: id})
