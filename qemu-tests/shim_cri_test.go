@@ -6,6 +6,7 @@ package qemutests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,16 @@ func crictlBinary(t *testing.T) string {
 // crictl runs crictl against the private containerd's CRI.
 func (e *ctrdEnv) crictl(bin string, args ...string) cliResult {
 	e.t.Helper()
+	r, err := e.tryCrictl(bin, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// tryCrictl is crictl for goroutines other than the test's: it returns the error of a
+// crictl that could not run instead of failing the test.
+func (e *ctrdEnv) tryCrictl(bin string, args ...string) (cliResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ep := "unix://" + e.sock
@@ -48,9 +59,9 @@ func (e *ctrdEnv) crictl(bin string, args ...string) cliResult {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		e.t.Fatalf("crictl %q: %v", args, err)
+		return cliResult{}, fmt.Errorf("crictl %q: %w", args, err)
 	}
-	return cliResult{out.String(), errOut.String(), code}
+	return cliResult{out.String(), errOut.String(), code}, nil
 }
 
 func (e *ctrdEnv) mustCrictl(bin string, args ...string) string {
