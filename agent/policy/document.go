@@ -12,6 +12,7 @@ type (
 	AgentRules   = doc.AgentRules
 	Container    = doc.Container
 	Rootfs       = doc.Rootfs
+	Signed       = doc.Signed
 	User         = doc.User
 	Mount        = doc.Mount
 	Exec         = doc.Exec

@@ -93,11 +93,17 @@ func NewEvaluator(p *Policy) *Evaluator {
 func (e *Evaluator) Policy() *Policy { return e.p }
 
 func rootfsKey(r Rootfs) string {
-	if r.GuestDirectory != "" {
+	switch {
+	case r.GuestDirectory != "":
 		return "dir:" + r.GuestDirectory
+	case r.Signed != nil:
+		return signedKey
 	}
 	return "layers:" + strings.Join(r.Layers, ",")
 }
+
+// signedKey groups the entries that admit block rootfs by signer.
+const signedKey = "signed"
 
 // Forget drops what the evaluator remembers about a deleted container.
 func (e *Evaluator) Forget(containerID string) {
@@ -338,7 +344,8 @@ func (e *Evaluator) readOutput(r *agentv1.ReadOutputRequest) *Denial {
 }
 
 func (e *Evaluator) create(r *request.CreateContainer) *Denial {
-	var key, what string
+	var cands []int
+	var what string
 	rf := r.GetRootfs()
 	switch {
 	case rf.GetBlock() != nil:
@@ -346,13 +353,14 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 			return deny("rootfs.layers", field, why)
 		}
 		h := strings.ToLower(rf.GetBlock().GetVerity().GetRootHash())
-		key, what = "layers:"+h, "layer root hash "+h
+		// Entries that pin this root hash first, then those that trust a signer.
+		cands = append(slices.Clone(e.rootfs["layers:"+h]), e.rootfs[signedKey]...)
+		what = "layer root hash " + h
 	case rf.GetGuestDirectory() != "":
-		key, what = "dir:"+rf.GetGuestDirectory(), "guest directory "+rf.GetGuestDirectory()
+		cands, what = e.rootfs["dir:"+rf.GetGuestDirectory()], "guest directory "+rf.GetGuestDirectory()
 	default:
 		return deny("containers", "rootfs", "missing")
 	}
-	cands := e.rootfs[key]
 	if len(cands) == 0 {
 		return deny("containers", "rootfs", what+" is in no container of the policy")
 	}
@@ -366,7 +374,10 @@ func (e *Evaluator) create(r *request.CreateContainer) *Denial {
 	var first, volume *Denial
 	for _, i := range cands {
 		c := &e.p.Containers[i]
-		d := checkSpec(c, r.Spec, r.GetStdio().GetStdin(), r.GetPodNamespaces().Types())
+		d := checkSigned(c, r.GetRootfs().GetBlock(), r.GetRootfsAttestation())
+		if d == nil {
+			d = checkSpec(c, r.Spec, r.GetStdio().GetStdin(), r.GetPodNamespaces().Types())
+		}
 		if d == nil {
 			if d = checkVolumes(c, r.GetVolumes()); d != nil && volume == nil {
 				volume = d

@@ -199,6 +199,7 @@ var createFields = map[string]fieldRule{
 	"volumes.empty_dir":          {object, "its presence is the kind the policy pins (volumes)"},
 	"volumes.empty_dir.name":     {fixed, "names the pod's emptyDir; bounded, any text"},
 	"volumes.empty_dir.memory":   {fixed, "tmpfs instead of the guest's scratch"},
+	"rootfs_attestation":         {pinned, "rootfs.signed (verified against the entry's keys, then it must sign exactly rootfs.block; unread by other entries)"},
 }
 
 // updateFields classifies every field of the UpdateContainerRequest

@@ -9,6 +9,7 @@ package policy
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +20,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"confguest/agent/api/imagesig"
 )
 
 // Version is the only policy format version this agent reads.
@@ -138,11 +141,55 @@ type Container struct {
 }
 
 // Rootfs is where a container's root filesystem comes from: exactly one
-// of Layers (dm-verity root hashes of the layer images, hex) or
-// GuestDirectory (a directory on the guest's own verity root).
+// of Layers (dm-verity root hashes of the layer images, hex),
+// GuestDirectory (a directory on the guest's own verity root) or Signed
+// (any image disk a trusted key signed).
 type Rootfs struct {
 	Layers         []string `json:"layers,omitempty"`
 	GuestDirectory string   `json:"guest_directory,omitempty"`
+	Signed         *Signed  `json:"signed,omitempty"`
+}
+
+// MaxSignerKeys bounds the keys of one signed rootfs.
+const MaxSignerKeys = 16
+
+// Signed admits the disk of any image whose statement one of Keys signed:
+// the create request carries a DSSE envelope (rootfs_attestation) of the
+// confguest disk predicate (confguest/agent/api/imagesig) whose subject
+// Image matches and whose signed verity parameters and filesystem are
+// exactly the request's block rootfs. A new image version signed by the
+// same key runs under the same policy.
+type Signed struct {
+	// Keys are the trusted public keys, PEM (PKIX "PUBLIC KEY", as
+	// cosign.pub): ECDSA P-256, Ed25519 or RSA.
+	Keys []string `json:"keys"`
+	// Image matches the statement subject's name: the image repository as
+	// cosign names it (registry host and path, e.g.
+	// "registry.example/team/app"), exactly or by {"pattern": "RE2"}.
+	Image Match `json:"image"`
+
+	keys []crypto.PublicKey // Keys, parsed by Parse
+}
+
+// PublicKeys returns the parsed Keys of a policy that Parse returned.
+func (s *Signed) PublicKeys() []crypto.PublicKey { return s.keys }
+
+func (s *Signed) check() error {
+	if len(s.Keys) == 0 || len(s.Keys) > MaxSignerKeys {
+		return fmt.Errorf("rootfs.signed.keys: %d keys, want 1 to %d", len(s.Keys), MaxSignerKeys)
+	}
+	s.keys = make([]crypto.PublicKey, len(s.Keys))
+	for i, k := range s.Keys {
+		pk, err := imagesig.ParsePublicKey([]byte(k))
+		if err != nil {
+			return fmt.Errorf("rootfs.signed.keys[%d]: %w", i, err)
+		}
+		s.keys[i] = pk
+	}
+	if s.Image.Exact == "" && s.Image.Pattern == "" {
+		return errors.New(`rootfs.signed.image: empty: name the image repository, or {"pattern": "..."}`)
+	}
+	return nil
 }
 
 // User is the identity processes run as.
@@ -303,12 +350,23 @@ func (p *Policy) check() error {
 
 func (c *Container) check() error {
 	r := c.Rootfs
+	n := 0
+	for _, given := range []bool{len(r.Layers) > 0, r.GuestDirectory != "", r.Signed != nil} {
+		if given {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("rootfs: give exactly one of layers, guest_directory and signed")
+	}
 	switch {
-	case len(r.Layers) > 0 && r.GuestDirectory != "", len(r.Layers) == 0 && r.GuestDirectory == "":
-		return errors.New("rootfs: give exactly one of layers and guest_directory")
 	case r.GuestDirectory != "":
 		if !absClean(r.GuestDirectory) {
 			return fmt.Errorf("rootfs.guest_directory %q: want a clean absolute path", r.GuestDirectory)
+		}
+	case r.Signed != nil:
+		if err := r.Signed.check(); err != nil {
+			return err
 		}
 	}
 	for i, l := range r.Layers {

@@ -773,9 +773,17 @@ type CreateContainerRequest struct {
 	// the pod's containers share. The agent chooses where in the guest
 	// they live; the host names only the destination in the container.
 	// Each destination must be allowed by the policy entry (volumes).
-	Volumes       []*Volume `protobuf:"bytes,6,rep,name=volumes,proto3" json:"volumes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Volumes []*Volume `protobuf:"bytes,6,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// A DSSE envelope vouching for the block rootfs, required when the
+	// policy entry pins the rootfs by signer (rootfs.signed): an in-toto
+	// statement of the confguest disk predicate (confguest/agent/api/imagesig),
+	// as cosign attest signs it. The agent verifies its signature against
+	// the entry's keys before it reads anything else of it, then requires
+	// the signed disk parameters to be exactly those of rootfs.block. At
+	// most imagesig.MaxEnvelopeBytes.
+	RootfsAttestation []byte `protobuf:"bytes,7,opt,name=rootfs_attestation,json=rootfsAttestation,proto3" json:"rootfs_attestation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateContainerRequest) Reset() {
@@ -846,6 +854,13 @@ func (x *CreateContainerRequest) GetPodNamespaces() *PodNamespaces {
 func (x *CreateContainerRequest) GetVolumes() []*Volume {
 	if x != nil {
 		return x.Volumes
+	}
+	return nil
+}
+
+func (x *CreateContainerRequest) GetRootfsAttestation() []byte {
+	if x != nil {
+		return x.RootfsAttestation
 	}
 	return nil
 }
@@ -3397,14 +3412,15 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x05stdin\x18\x01 \x01(\bR\x05stdin\x12\x1b\n" +
 	"\ttty_width\x18\x02 \x01(\rR\bttyWidth\x12\x1d\n" +
 	"\n" +
-	"tty_height\x18\x03 \x01(\rR\tttyHeight\"\xc4\x02\n" +
+	"tty_height\x18\x03 \x01(\rR\tttyHeight\"\xf3\x02\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1b\n" +
 	"\tspec_json\x18\x02 \x01(\fR\bspecJson\x122\n" +
 	"\x06rootfs\x18\x03 \x01(\v2\x1a.confguest.agent.v1.RootfsR\x06rootfs\x126\n" +
 	"\x05stdio\x18\x04 \x01(\v2 .confguest.agent.v1.StdioOptionsR\x05stdio\x12H\n" +
 	"\x0epod_namespaces\x18\x05 \x01(\v2!.confguest.agent.v1.PodNamespacesR\rpodNamespaces\x124\n" +
-	"\avolumes\x18\x06 \x03(\v2\x1a.confguest.agent.v1.VolumeR\avolumes\"\xb3\x01\n" +
+	"\avolumes\x18\x06 \x03(\v2\x1a.confguest.agent.v1.VolumeR\avolumes\x12-\n" +
+	"\x12rootfs_attestation\x18\a \x01(\fR\x11rootfsAttestation\"\xb3\x01\n" +
 	"\x06Volume\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1b\n" +
 	"\tread_only\x18\x02 \x01(\bR\breadOnly\x12/\n" +

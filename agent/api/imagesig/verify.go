@@ -1,0 +1,179 @@
+package imagesig
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+)
+
+// Errors of Verify, by what failed; each wraps ErrUnverified, so nothing of the envelope
+// may be used.
+var (
+	// ErrUnverified marks an envelope Verify refused.
+	ErrUnverified = errors.New("attestation refused")
+	// ErrMalformed: not a DSSE envelope within the bounds.
+	ErrMalformed = fmt.Errorf("%w: malformed envelope", ErrUnverified)
+	// ErrSignature: no signature verifies with any trusted key.
+	ErrSignature = fmt.Errorf("%w: no signature verifies with a trusted key", ErrUnverified)
+	// ErrStatement: signed, but not an in-toto statement of PredicateType about one image.
+	ErrStatement = fmt.Errorf("%w: not a confguest disk statement", ErrUnverified)
+)
+
+// MinRSABits is the smallest RSA key a policy may trust.
+const MinRSABits = 2048
+
+// ParsePublicKey reads a PEM public key (PKIX "PUBLIC KEY", as cosign.pub): ECDSA P-256
+// (cosign's default), Ed25519, or RSA of at least MinRSABits.
+func ParsePublicKey(pemText []byte) (crypto.PublicKey, error) {
+	blk, rest := pem.Decode(pemText)
+	if blk == nil {
+		return nil, errors.New("not a PEM block: want -----BEGIN PUBLIC KEY-----, as cosign.pub")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("data after the PEM block: give one key per entry of keys")
+	}
+	if blk.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("PEM block %q: want PUBLIC KEY (PKIX)", blk.Type)
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	switch k := k.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("ECDSA key on %s: only P-256 (cosign's default) is trusted", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+	case *rsa.PublicKey:
+		if k.N.BitLen() < MinRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits: want at least %d", k.N.BitLen(), MinRSABits)
+		}
+	default:
+		return nil, fmt.Errorf("public key of type %T: want ECDSA P-256, Ed25519 or RSA", k)
+	}
+	return k, nil
+}
+
+// verifySig checks sig over the pre-authentication encoding pae with key, the way sigstore
+// signs a DSSE envelope: ECDSA (ASN.1) and RSA PKCS #1 v1.5 over SHA-256 of pae, Ed25519
+// over pae itself.
+func verifySig(key crypto.PublicKey, pae []byte, sig []byte) bool {
+	switch k := key.(type) {
+	case *ecdsa.PublicKey:
+		d := sha256.Sum256(pae)
+		return ecdsa.VerifyASN1(k, d[:], sig)
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, pae, sig)
+	case *rsa.PublicKey:
+		d := sha256.Sum256(pae)
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig) == nil
+	}
+	return false
+}
+
+// Verified is what Verify returns of an envelope: its statement about one image, signed by
+// a trusted key.
+type Verified struct {
+	// Subject is the image: its repository name and manifest digest ("sha256:<hex>").
+	Name, Digest string
+	Predicate    *Predicate
+	// Key is the index in the trusted keys of the key whose signature verified.
+	Key int
+}
+
+// Verify checks envelope, a DSSE envelope as JSON, against the trusted keys and returns its
+// statement. It first bounds and decodes the envelope, then checks each signature over
+// PAE(payloadType, payload) against each key and reads nothing more unless one verifies;
+// then it requires the in-toto payload type, an in-toto statement with exactly one subject
+// with a sha256 digest, PredicateType, and a predicate that decodes strictly and names the
+// subject's digest. Every refusal wraps ErrUnverified (ErrMalformed, ErrSignature or
+// ErrStatement) and names what failed, never a value of the envelope.
+func Verify(envelope []byte, keys []crypto.PublicKey) (*Verified, error) {
+	if len(envelope) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	if len(envelope) > MaxEnvelopeBytes {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(envelope), MaxEnvelopeBytes)
+	}
+	var env Envelope
+	if err := decodeStrict(envelope, &env); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if n := len(env.Signatures); n == 0 || n > MaxSignatures {
+		return nil, fmt.Errorf("%w: %d signatures, want 1 to %d", ErrMalformed, n, MaxSignatures)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil || len(payload) == 0 {
+		return nil, fmt.Errorf("%w: payload: want non-empty standard base64", ErrMalformed)
+	}
+	sigs := make([][]byte, len(env.Signatures))
+	for i, s := range env.Signatures {
+		if sigs[i], err = base64.StdEncoding.DecodeString(s.Sig); err != nil || len(sigs[i]) == 0 {
+			return nil, fmt.Errorf("%w: signatures[%d].sig: want non-empty standard base64", ErrMalformed, i)
+		}
+	}
+	pae := PAE(env.PayloadType, payload)
+	signer := -1
+	for ki, k := range keys {
+		for _, sig := range sigs {
+			if verifySig(k, pae, sig) {
+				signer = ki
+				break
+			}
+		}
+		if signer >= 0 {
+			break
+		}
+	}
+	if signer < 0 {
+		return nil, fmt.Errorf("%w (%d signatures, %d keys): signed by another key, or changed after signing", ErrSignature, len(sigs), len(keys))
+	}
+	// From here on the bytes are the signer's.
+	if env.PayloadType != PayloadType {
+		return nil, fmt.Errorf("%w: payloadType is not %s", ErrStatement, PayloadType)
+	}
+	var st Statement
+	if err := decodeStrict(payload, &st); err != nil {
+		return nil, fmt.Errorf("%w: in-toto statement: %w", ErrStatement, err)
+	}
+	if st.Type != StatementV01 && st.Type != StatementV1 {
+		return nil, fmt.Errorf("%w: _type is not an in-toto statement (%s or %s)", ErrStatement, StatementV01, StatementV1)
+	}
+	if st.PredicateType != PredicateType {
+		return nil, fmt.Errorf("%w: predicateType is not %s (signed with cosign attest --type %s?)", ErrStatement, PredicateType, PredicateType)
+	}
+	if len(st.Subject) != 1 {
+		return nil, fmt.Errorf("%w: %d subjects, want exactly one image", ErrStatement, len(st.Subject))
+	}
+	sub := st.Subject[0]
+	hexDigest := sub.Digest["sha256"]
+	if b, err := hex.DecodeString(hexDigest); err != nil || len(b) != sha256.Size || hex.EncodeToString(b) != hexDigest {
+		return nil, fmt.Errorf("%w: subject digest: want sha256 as 64 lower-case hex digits", ErrStatement)
+	}
+	if sub.Name == "" {
+		return nil, fmt.Errorf("%w: subject name: empty: want the image's repository", ErrStatement)
+	}
+	p, err := DecodePredicate(st.Predicate)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStatement, err)
+	}
+	digest := "sha256:" + hexDigest
+	if p.Image != digest {
+		return nil, fmt.Errorf("%w: predicate.image is not the subject's digest: the predicate was written for another image", ErrStatement)
+	}
+	if p.Rootfs.Verity.UUID != "" {
+		return nil, fmt.Errorf("%w: predicate.rootfs.verity.uuid: set, and no disk parameter the agent can check", ErrStatement)
+	}
+	return &Verified{Name: sub.Name, Digest: digest, Predicate: p, Key: signer}, nil
+}
