@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"confguest/agent/api/imagesig"
 	"confguest/agent/api/policy"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
@@ -95,6 +97,8 @@ func runPolicyHash(args []string, stdio Stdio) error {
 type generateFlags struct {
 	rootfsDir, oci, pull, name, output string
 	env, exec                          stringList
+	signers                            stringList
+	signedImage                        string
 	tty, stdin, attestation, stats     bool
 	shutdown, replace, getReport       bool
 }
@@ -116,30 +120,46 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 	fs.BoolVar(&f.shutdown, "shutdown", true, "allow the host to shut the agent down (confguest run and stop need it)")
 	fs.BoolVar(&f.replace, "replace-policy", false, "allow a later policy to replace this one")
 	fs.BoolVar(&f.getReport, "get-report", true, "allow the host to ask for attestation reports (confguest verify --guest needs it; they are labelled host reports)")
+	fs.Var(&f.signers, "signer", "pin the rootfs by signer instead of root hash: a public key (PEM, as cosign.pub) whose signed attestations the entry trusts (repeatable; needs --image)")
+	fs.StringVar(&f.signedImage, "image", "", "with --signer: the image repository the signed statements must be about (registry/repository, as cosign names the subject)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	src, err := rootfsSource(f.rootfsDir, f.oci, f.pull)
+	rootfs, err := f.signedRootfs()
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "confguest-policy-")
-	if err != nil {
-		return fmt.Errorf("create work directory: %w", err)
+	var cfg v1.Config
+	var layer string
+	if rootfs == nil || f.rootfsDir != "" || f.oci != "" || f.pull != "" {
+		src, err := rootfsSource(f.rootfsDir, f.oci, f.pull)
+		if err != nil {
+			return err
+		}
+		work, err := os.MkdirTemp("", "confguest-policy-")
+		if err != nil {
+			return fmt.Errorf("create work directory: %w", err)
+		}
+		defer os.RemoveAll(work)
+		// The same disk confguest run builds: its verity root hash pins the rootfs (with
+		// --signer only its image configuration is used).
+		disk, err := image.BuildDisk(ctx, src, work, filepath.Join(work, "rootfs.img"))
+		if err != nil {
+			return err
+		}
+		cfg, layer = disk.Config, disk.Verity.RootHash
 	}
-	defer os.RemoveAll(work)
-	// The same disk confguest run builds: its verity root hash pins the rootfs.
-	disk, err := image.BuildDisk(ctx, src, work, filepath.Join(work, "rootfs.img"))
-	if err != nil {
-		return err
-	}
-	p, err := launcher.ProcessFromImage(disk.Config, fs.Args(), f.env)
+	p, err := launcher.ProcessFromImage(cfg, fs.Args(), f.env)
 	if err != nil {
 		return usagef("%v", err)
 	}
 	p.TTY, p.Stdin = f.tty, f.stdin
 	// The spec confguest run and start send: its hostname is the container's ID.
-	doc, err := generatePolicy(f, disk.Verity.RootHash, launcher.ContainerSpec(p, containerID))
+	c := launcher.PolicyEntry(f.name, layer, launcher.ContainerSpec(p, containerID))
+	if rootfs != nil {
+		c.Rootfs = policy.Rootfs{Signed: rootfs}
+	}
+	doc, err := generatePolicy(f, c)
 	if err != nil {
 		return err
 	}
@@ -154,11 +174,38 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 	return nil
 }
 
-// generatePolicy writes a policy admitting exactly the container with
-// spec s on the layer with root hash layer (plus the exec commands of
-// f.exec), checked by the agent's own parser.
-func generatePolicy(f generateFlags, layer string, s *specs.Spec) ([]byte, error) {
-	c := launcher.PolicyEntry(f.name, layer, s)
+// signedRootfs is the rootfs of --signer and --image, or nil without --signer.
+func (f generateFlags) signedRootfs() (*policy.Signed, error) {
+	if len(f.signers) == 0 {
+		if f.signedImage != "" {
+			return nil, usagef("--image names what --signer signs: give --signer KEY.pub")
+		}
+		return nil, nil
+	}
+	if f.signedImage == "" {
+		return nil, usagef("--signer needs --image REPOSITORY: the image its statements must be about")
+	}
+	repo, err := name.NewRepository(f.signedImage)
+	if err != nil {
+		return nil, usagef("--image %q: not an image repository: %v", f.signedImage, err)
+	}
+	s := &policy.Signed{Image: policy.Match{Exact: repo.String()}}
+	for _, k := range f.signers {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return nil, fmt.Errorf("read --signer: %w", err)
+		}
+		if _, err := imagesig.ParsePublicKey(b); err != nil {
+			return nil, fmt.Errorf("--signer %s: %w", k, err)
+		}
+		s.Keys = append(s.Keys, strings.TrimSpace(string(b))+"\n")
+	}
+	return s, nil
+}
+
+// generatePolicy writes a policy admitting exactly the container of entry c
+// (plus the exec commands of f.exec), checked by the agent's own parser.
+func generatePolicy(f generateFlags, c policy.Container) ([]byte, error) {
 	c.Stdin, c.TTY, c.Attestation = f.stdin, f.tty, f.attestation
 	for _, e := range f.exec {
 		args, err := execArgs(e)

@@ -39,6 +39,7 @@ type launchFlags struct {
 	env, exec                                                  stringList
 	bootTimeout                                                time.Duration
 	vhost, hostData, policyFile, ovmf                          string
+	signed                                                     string
 	snp                                                        bool
 	policyDoc                                                  []byte // --policy's document
 }
@@ -61,6 +62,7 @@ func (f *launchFlags) register(fs *flag.FlagSet, withName bool) {
 	fs.BoolVar(&f.snp, "snp", false, "boot as an AMD SEV-SNP guest: QEMU with OVMF measuring kernel, initramfs and cmdline, or Cloud Hypervisor with guest.igvm (KVM on an SNP host only)")
 	fs.StringVar(&f.hostData, "host-data", "", "SEV-SNP HOST_DATA: 64 hex digits copied into every attestation report; it must be the SHA-256 of the policy sent (the default)")
 	fs.StringVar(&f.policyFile, "policy", "", "agent policy file, sent to the agent before anything else; with --snp its SHA-256 becomes HOST_DATA (default: the policy confguest policy generate writes for this rootfs, command and flags)")
+	fs.StringVar(&f.signed, "signed", "", "DSSE envelope (cosign attest's, or confguest image attest --key's) vouching for the container's disk, for a policy entry that pins the rootfs by signer (default with --pull: the image's cosign attestation in its registry, if any)")
 	fs.StringVar(&f.ovmf, "ovmf", "", "firmware for --snp --vmm qemu (default: the pinned ovmf-amdsev from build/debpin.sh)")
 	if withName {
 		fs.StringVar(&f.name, "name", "", "name of the guest (required)")
@@ -94,6 +96,43 @@ func rootfsSource(dir, oci, pull string) (image.Source, error) {
 		return image.Source{}, usagef("give exactly one of --rootfs DIR, --oci PATH, --pull REF")
 	}
 	return srcs[0], srcs[0].Check()
+}
+
+// buildDisk builds the container disk of src in sb with the envelope that vouches for it:
+// --signed's file, or else for --pull the newest confguest attestation cosign attached to the
+// image in its registry (none: the disk goes without one, and only an entry that pins its
+// root hash admits it). A pulled image is pinned to its digest first, so the disk and the
+// attestation are of the same image.
+func (f *launchFlags) buildDisk(ctx context.Context, sb *launcher.Sandbox, src image.Source, stdio Stdio) (launcher.Disk, error) {
+	var env []byte
+	if f.signed != "" {
+		b, err := os.ReadFile(f.signed)
+		if err != nil {
+			return launcher.Disk{}, fmt.Errorf("read --signed: %w", err)
+		}
+		env = b
+	}
+	if src.Kind == image.Registry {
+		d, err := image.Resolve(ctx, src.Ref)
+		if err != nil {
+			return launcher.Disk{}, err
+		}
+		src.Ref = d.String()
+		if env == nil {
+			if env, err = image.FindAttestation(ctx, d); err != nil {
+				return launcher.Disk{}, err
+			}
+			if env != nil && !f.quiet {
+				fmt.Fprintf(stdio.Err, "confguest: found the image's attestation (%s)\n", d.DigestStr())
+			}
+		}
+	}
+	disk, err := sb.BuildDisk(ctx, src)
+	if err != nil {
+		return launcher.Disk{}, err
+	}
+	disk.Attestation = env
+	return disk, nil
 }
 
 // options turns the flags into launcher options.
@@ -167,7 +206,7 @@ func (f *launchFlags) policy(disk launcher.Disk, proc launcher.Process) ([]byte,
 // on disk, with these flags.
 func (f *launchFlags) generatedPolicy(disk image.Disk, proc launcher.Process) ([]byte, error) {
 	gf := generateFlags{name: "main", env: f.env, exec: f.exec, tty: proc.TTY, stdin: proc.Stdin, shutdown: true, getReport: true}
-	return generatePolicy(gf, disk.Verity.RootHash, launcher.ContainerSpec(proc, containerID))
+	return generatePolicy(gf, launcher.PolicyEntry(gf.name, disk.Verity.RootHash, launcher.ContainerSpec(proc, containerID)))
 }
 
 // parseMemory reads sizes like 512M, 1G, 2048 (MiB) and returns MiB.
@@ -227,7 +266,7 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 			err = ExitError{Code: 130}
 		}
 	}()
-	disk, err := sb.BuildDisk(ctx, src)
+	disk, err := f.buildDisk(ctx, sb, src, stdio)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func runStart(ctx context.Context, args []string, stdio Stdio) (err error) {
 			o.Timings.Print(stdio.Err)
 		}
 	}()
-	disk, err := sb.BuildDisk(ctx, src)
+	disk, err := f.buildDisk(ctx, sb, src, stdio)
 	if err != nil {
 		return err
 	}

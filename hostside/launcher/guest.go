@@ -132,6 +132,8 @@ func (g *Guest) CreatePodContainer(ctx context.Context, id string, d Disk, spec 
 		Stdio:         stdio.message(),
 		PodNamespaces: podNS,
 		Volumes:       pc.Volumes,
+
+		RootfsAttestation: d.Attestation,
 	}
 	for {
 		resp, err := g.agent.CreateContainer(ctx, req)

@@ -96,6 +96,9 @@ type Sandbox struct {
 type Disk struct {
 	image.Disk
 	Serial string
+	// Attestation is the DSSE envelope that vouches for the disk (confguest/agent/api/imagesig),
+	// sent with CreateContainer for a policy entry that pins the rootfs by signer; nil: none.
+	Attestation []byte
 }
 
 // Dir is the sandbox's run directory.

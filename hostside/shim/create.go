@@ -155,6 +155,9 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 			}()
 		}
 	}
+	if disk.Attestation, err = rootfsAttestation(spec, disk.Verity.RootHash); err != nil {
+		return 0, err
+	}
 	g := s.pod.guest
 	pid, err := g.CreatePodContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, launcher.PodContainer{Namespaces: podNS, Volumes: vols.volumes})
 	if err != nil {
@@ -182,6 +185,31 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 		}
 	}
 	return pid, nil
+}
+
+// AnnotationRootfsAttestation is the annotation (of the pod or the container) that carries
+// the DSSE envelopes vouching for containers' disks, for policy entries that pin the rootfs
+// by signer: base64 (standard encoding) of each envelope, separated by commas. A container
+// gets the one whose statement signs its disk's root hash (the shim builds the disk from the
+// image as confguest image attest does); the agent verifies it.
+const AnnotationRootfsAttestation = "confguest.io/rootfs-attestation"
+
+// rootfsAttestation is the envelope of spec's AnnotationRootfsAttestation that signs the
+// disk with root hash rootHash, or nil.
+func rootfsAttestation(spec *specs.Spec, rootHash string) ([]byte, error) {
+	v, ok := spec.Annotations[AnnotationRootfsAttestation]
+	if !ok {
+		return nil, nil
+	}
+	var envs [][]byte
+	for i, part := range strings.Split(v, ",") {
+		env, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: envelope %d: not base64 (encode each envelope with base64 -w0): %w: %w", AnnotationRootfsAttestation, i, err, errInvalid)
+		}
+		envs = append(envs, env)
+	}
+	return image.SelectAttestation(envs, rootHash), nil
 }
 
 // AnnotationPolicy is the pod annotation that carries the agent policy: base64 (standard
