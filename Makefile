@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke conformance conformance-ci k8s-node k8s-build clean
+.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke conformance conformance-ci k8s-node k8s-build cosign clean
 
 all: build image
 
@@ -55,9 +55,13 @@ vet:
 
 # Every test: unit tests, root-only tests (libcontainer, loop devices), and the tests that
 # boot the real image under QEMU (qemu-tests/; TestK8sNode runs the Kubernetes binaries of
-# k8s-build, cached outside the clone).
-test: image build vet k8s-build
+# k8s-build, cached outside the clone; TestSignedImages signs with the cosign of make cosign).
+test: image build vet k8s-build cosign
 	CONFGUEST_IMAGE=$(abspath $(OUT)) $(GO) test -timeout 40m ./...
+
+# cosign at a pinned version, cached (the signed-image tests sign and verify with it).
+cosign:
+	@bash build/cosign.sh >/dev/null
 
 # SOAK_CYCLES container lifecycles in one guest under QEMU; fails when the agent's or the
 # host's open files, goroutines, mounts, device-mapper devices, cgroups, processes, memory
