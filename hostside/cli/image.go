@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"confguest/agent/api/imagesig"
 	"confguest/hostside/image"
@@ -70,12 +69,7 @@ func runImageAttest(ctx context.Context, args []string, stdio Stdio) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "confguest-attest-")
-	if err != nil {
-		return fmt.Errorf("create work directory: %w", err)
-	}
-	defer os.RemoveAll(work)
-	disk, err := image.BuildDisk(ctx, image.Source{Kind: image.Registry, Ref: d.String()}, work, filepath.Join(work, "rootfs.img"))
+	disk, err := buildTempDisk(ctx, image.Source{Kind: image.Registry, Ref: d.String()})
 	if err != nil {
 		return err
 	}

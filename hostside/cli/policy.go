@@ -136,14 +136,9 @@ func runPolicyGenerate(ctx context.Context, args []string, stdio Stdio) error {
 		if err != nil {
 			return err
 		}
-		work, err := os.MkdirTemp("", "confguest-policy-")
-		if err != nil {
-			return fmt.Errorf("create work directory: %w", err)
-		}
-		defer os.RemoveAll(work)
 		// The same disk confguest run builds: its verity root hash pins the rootfs (with
 		// --signer only its image configuration is used).
-		disk, err := image.BuildDisk(ctx, src, work, filepath.Join(work, "rootfs.img"))
+		disk, err := buildTempDisk(ctx, src)
 		if err != nil {
 			return err
 		}
@@ -253,4 +248,15 @@ func execArgs(e string) ([]string, error) {
 		return nil, usagef("--exec %q: give a command line", e)
 	}
 	return args, nil
+}
+
+// buildTempDisk builds the disk of src as confguest run does, in a temporary directory
+// removed before it returns: the disk's parameters and image configuration remain.
+func buildTempDisk(ctx context.Context, src image.Source) (image.Disk, error) {
+	work, err := os.MkdirTemp("", "confguest-disk-")
+	if err != nil {
+		return image.Disk{}, fmt.Errorf("create work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	return image.BuildDisk(ctx, src, work, filepath.Join(work, "rootfs.img"))
 }
