@@ -8,12 +8,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 )
 
 // Errors of Verify, by what failed; each wraps ErrUnverified, so nothing of the envelope
@@ -32,8 +33,27 @@ var (
 // MinRSABits is the smallest RSA key a policy may trust.
 const MinRSABits = 2048
 
+// Object identifiers of the public keys ParsePublicKey reads (RFC 5480, RFC 8410, RFC 8017).
+var (
+	oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+	oidP256        = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
+	oidEd25519     = asn1.ObjectIdentifier{1, 3, 101, 112}
+	oidRSA         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+)
+
+// subjectPublicKeyInfo is the PKIX structure of a "PUBLIC KEY" PEM block (RFC 5280 4.1).
+type subjectPublicKeyInfo struct {
+	Algorithm struct {
+		Algorithm  asn1.ObjectIdentifier
+		Parameters asn1.RawValue `asn1:"optional"`
+	}
+	PublicKey asn1.BitString
+}
+
 // ParsePublicKey reads a PEM public key (PKIX "PUBLIC KEY", as cosign.pub): ECDSA P-256
-// (cosign's default), Ed25519, or RSA of at least MinRSABits.
+// (cosign's default), Ed25519, or RSA of at least MinRSABits. It decodes the PKIX structure
+// itself with encoding/asn1 rather than with crypto/x509, which would add ~0.3 MB of
+// certificate code to the agent for three key types.
 func ParsePublicKey(pemText []byte) (crypto.PublicKey, error) {
 	blk, rest := pem.Decode(pemText)
 	if blk == nil {
@@ -45,24 +65,41 @@ func ParsePublicKey(pemText []byte) (crypto.PublicKey, error) {
 	if blk.Type != "PUBLIC KEY" {
 		return nil, fmt.Errorf("PEM block %q: want PUBLIC KEY (PKIX)", blk.Type)
 	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
+	var spki subjectPublicKeyInfo
+	if rest, err := asn1.Unmarshal(blk.Bytes, &spki); err != nil || len(rest) != 0 || spki.PublicKey.BitLength%8 != 0 {
+		return nil, errors.New("public key: not a PKIX SubjectPublicKeyInfo")
 	}
-	switch k := k.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("ECDSA key on %s: only P-256 (cosign's default) is trusted", k.Curve.Params().Name)
+	alg, params, key := spki.Algorithm.Algorithm, spki.Algorithm.Parameters.FullBytes, spki.PublicKey.Bytes
+	switch {
+	case alg.Equal(oidECPublicKey):
+		var curve asn1.ObjectIdentifier
+		if rest, err := asn1.Unmarshal(params, &curve); err != nil || len(rest) != 0 || !curve.Equal(oidP256) {
+			return nil, errors.New("ECDSA key not on P-256: only P-256 (cosign's default) is trusted")
 		}
-	case ed25519.PublicKey:
-	case *rsa.PublicKey:
+		k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), key)
+		if err != nil {
+			return nil, fmt.Errorf("ECDSA P-256 key: %w", err)
+		}
+		return k, nil
+	case alg.Equal(oidEd25519):
+		if len(params) != 0 || len(key) != ed25519.PublicKeySize {
+			return nil, errors.New("Ed25519 key: want 32 bytes and no parameters")
+		}
+		return ed25519.PublicKey(key), nil
+	case alg.Equal(oidRSA):
+		var k struct {
+			N *big.Int
+			E int
+		}
+		if rest, err := asn1.Unmarshal(key, &k); err != nil || len(rest) != 0 || k.N.Sign() <= 0 || k.E < 3 || k.E%2 == 0 {
+			return nil, errors.New("RSA key: not a valid PKCS #1 public key")
+		}
 		if k.N.BitLen() < MinRSABits {
 			return nil, fmt.Errorf("RSA key of %d bits: want at least %d", k.N.BitLen(), MinRSABits)
 		}
-	default:
-		return nil, fmt.Errorf("public key of type %T: want ECDSA P-256, Ed25519 or RSA", k)
+		return &rsa.PublicKey{N: k.N, E: k.E}, nil
 	}
-	return k, nil
+	return nil, fmt.Errorf("public key of algorithm %s: want ECDSA P-256, Ed25519 or RSA", alg)
 }
 
 // verifySig checks sig over the pre-authentication encoding pae with key, the way sigstore

@@ -246,6 +246,7 @@ func TestParsePublicKey(t *testing.T) {
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
 	priv, _ := x509.MarshalPKCS8PrivateKey(p256)
 	cases := []struct {
 		name    string
@@ -255,6 +256,7 @@ func TestParsePublicKey(t *testing.T) {
 		{"P-256", pkix(t, p256.Public()), ""},
 		{"P-256 with a trailing newline", append(pkix(t, p256.Public()), '\n'), ""},
 		{"Ed25519", pkix(t, edPub), ""},
+		{"RSA 2048", pkix(t, rsa2048.Public()), ""},
 		{"P-384", pkix(t, p384.Public()), "only P-256"},
 		{"RSA 1024", pkix(t, rsa1024.Public()), "at least 2048"},
 		{"a private key", pemOf(t, "PRIVATE KEY", priv), "want PUBLIC KEY"},
@@ -264,9 +266,18 @@ func TestParsePublicKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParsePublicKey(tc.pem)
+			k, err := ParsePublicKey(tc.pem)
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("ParsePublicKey(%s) = %v, want %q", tc.name, err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			// The hand-written PKIX decoding agrees with crypto/x509's.
+			blk, _ := pem.Decode(tc.pem)
+			want, err := x509.ParsePKIXPublicKey(blk.Bytes)
+			if err != nil || !want.(interface{ Equal(crypto.PublicKey) bool }).Equal(k) {
+				t.Errorf("ParsePublicKey(%s) = %v, crypto/x509 reads %v (%v)", tc.name, k, want, err)
 			}
 		})
 	}
