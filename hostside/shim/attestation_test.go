@@ -63,4 +63,3 @@ func TestRootfsAttestation(t *testing.T) {
 		})
 	}
 }
-
