@@ -84,6 +84,11 @@ func (m *Manager) openLayer(ctx context.Context, key, dev, fstype string, b *Blo
 		if cerr := l.undo.run(); cerr != nil {
 			m.log.Error("close layer after a failed mount", "layer", l.name, "err", cerr)
 		}
+		if errors.Is(err, unix.EIO) {
+			// dm-verity answers a block whose hash is not in the tree with EIO.
+			err = fmt.Errorf("%w: dm-verity refused a block of %s: the disk does not match root hash %s (changed after it was built or signed)",
+				err, dev, b.Verity.RootHash)
+		}
 		return nil, err
 	}
 	m.log.Info("layer opened", "layer", l.name, "device", dev, "root_hash", b.Verity.RootHash)
