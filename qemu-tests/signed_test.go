@@ -174,6 +174,13 @@ func TestSignedImages(t *testing.T) {
 	}
 
 	v1Env := e.envelope(v1)
+	// The same statement signed by confguest itself with cosign's (encrypted) key.
+	ownEnvFile := filepath.Join(e.dir, "v1.confguest.dsse.json")
+	e.cmd(e.cg, "image", "attest", "-o", filepath.Join(e.dir, "v1.predicate.json"), "--key", "cosign.key", "--envelope", ownEnvFile, v1.String())
+	ownEnv, err := os.ReadFile(ownEnvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name     string
 		disk     launcher.Disk
@@ -182,6 +189,7 @@ func TestSignedImages(t *testing.T) {
 		wantErr  []string
 	}{
 		{name: "signed image", disk: disks[v1], envelope: v1Env, wantOut: "hello v1\n"},
+		{name: "signed by confguest image attest --key", disk: disks[v1], envelope: ownEnv, wantOut: "hello v1\n"},
 		{name: "second version, same key, same policy", disk: disks[v2], envelope: e.envelope(v2), wantOut: "hello v2\n"},
 		{name: "unsigned image", disk: disks[unsigned], envelope: e.envelope(unsigned),
 			wantErr: []string{"containers[main].rootfs.signed", "rootfs_attestation: missing"}},
@@ -194,7 +202,7 @@ func TestSignedImages(t *testing.T) {
 		{name: "a changed byte in the envelope", disk: disks[v1], envelope: changeByte(t, v1Env),
 			wantErr: []string{"containers[main].rootfs.signed", "no signature verifies with a trusted key"}},
 		{name: "disk changed after signing", disk: disks[tampered], envelope: e.envelope(tampered),
-			wantErr: []string{"dm-verity"}},
+			wantErr: []string{"dm-verity refused a block", "does not match root hash"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
