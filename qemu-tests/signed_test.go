@@ -234,6 +234,18 @@ func TestSignedImages(t *testing.T) {
 			t.Logf("%s: %v", tc.name, err)
 		})
 	}
+	t.Run("confguest run --pull", func(t *testing.T) { signedCLIRun(t, polFile, v2, "hello v2\n") })
+}
+
+// TestSignedImages' user path, with the CLI: confguest run --pull finds the image's cosign
+// attestation in the registry and sends it; the policy admits the second version.
+func signedCLIRun(t *testing.T, polFile string, d name.Digest, want string) {
+	ce := newCLIEnv(t)
+	r := ce.run("", append(append([]string{"run"}, ce.launchFlags()...), "--policy", polFile, "--pull", d.String())...)
+	if r.code != 0 || r.stdout != want || !strings.Contains(r.stderr, "found the image's attestation") {
+		t.Errorf("confguest run --policy (signer) --pull %s = exit %d, stdout %q; want 0, %q, the attestation found\nstderr:\n%s", d, r.code, r.stdout, want, r.stderr)
+	}
+	ce.checkNoLeftovers()
 }
 
 // changeByte changes one byte of an envelope's signed statement (a digit of the root hash),
