@@ -202,7 +202,7 @@ func TestSignedImages(t *testing.T) {
 		{name: "a changed byte in the envelope", disk: disks[v1], envelope: changeByte(t, v1Env),
 			wantErr: []string{"containers[main].rootfs.signed", "no signature verifies with a trusted key"}},
 		{name: "disk changed after signing", disk: disks[tampered], envelope: e.envelope(tampered),
-			wantErr: []string{"dm-verity refused a block", "does not match root hash"}},
+			wantErr: []string{"code = DataLoss", "dm-verity refused a block", "does not match root hash"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

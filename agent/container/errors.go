@@ -22,6 +22,9 @@ var (
 	// ErrNoDeviceMapper reports a block rootfs on a system without
 	// device-mapper support.
 	ErrNoDeviceMapper = errors.New("device-mapper not available")
+	// ErrIntegrity reports a disk whose content dm-verity refused: it does not
+	// match the root hash it was opened with.
+	ErrIntegrity = errors.New("integrity check failed")
 )
 
 // FieldError names the request or spec field that is invalid and why.

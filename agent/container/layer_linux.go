@@ -86,8 +86,8 @@ func (m *Manager) openLayer(ctx context.Context, key, dev, fstype string, b *Blo
 		}
 		if errors.Is(err, unix.EIO) {
 			// dm-verity answers a block whose hash is not in the tree with EIO.
-			err = fmt.Errorf("%w: dm-verity refused a block of %s: the disk does not match root hash %s (changed after it was built or signed)",
-				err, dev, b.Verity.RootHash)
+			err = fmt.Errorf("%w: %w: dm-verity refused a block of %s: the disk does not match root hash %s (changed after it was built or signed)",
+				err, ErrIntegrity, dev, b.Verity.RootHash)
 		}
 		return nil, err
 	}

@@ -38,6 +38,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, container.ErrLimit):
 		code = codes.ResourceExhausted
+	case errors.Is(err, container.ErrIntegrity):
+		code = codes.DataLoss
 	case errors.Is(err, container.ErrNoDeviceMapper):
 		code = codes.Unimplemented
 	case errors.Is(err, ErrNotDecoded):
