@@ -60,11 +60,7 @@ func diskOf(b *agentv1.BlockRootfs) imagesig.Disk {
 // attest signs a statement that image repo@digest has disk d.
 func attest(t testing.TB, key crypto.Signer, repo, digest string, d imagesig.Disk) []byte {
 	t.Helper()
-	st, err := imagesig.NewStatement(repo, digest, &imagesig.Predicate{Image: digest, Rootfs: d, Converter: imagesig.Converter{Name: "confguest", Version: "test", Format: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := imagesig.Sign(st, key)
+	env, err := imagesig.Attest(repo, digest, &imagesig.Predicate{Image: digest, Rootfs: d, Converter: imagesig.Converter{Name: "confguest", Version: "test", Format: 1}}, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,13 +48,13 @@ func runImageAttest(ctx context.Context, args []string, stdio Stdio) error {
 	if (*keyFile == "") != (*envFile == "") {
 		return usagef("--key and --envelope go together: the envelope is what the key signs")
 	}
-	var signer func(statement []byte) ([]byte, error)
+	var key crypto.Signer
 	if *keyFile != "" {
 		pemKey, err := os.ReadFile(*keyFile)
 		if err != nil {
 			return fmt.Errorf("read --key: %w", err)
 		}
-		key, err := image.LoadSigningKey(pemKey, func() ([]byte, error) {
+		key, err = image.LoadSigningKey(pemKey, func() ([]byte, error) {
 			pw, ok := os.LookupEnv("COSIGN_PASSWORD")
 			if !ok {
 				return nil, errors.New("--key is encrypted: set COSIGN_PASSWORD to its password")
@@ -63,7 +64,6 @@ func runImageAttest(ctx context.Context, args []string, stdio Stdio) error {
 		if err != nil {
 			return fmt.Errorf("--key %s: %w", *keyFile, err)
 		}
-		signer = func(st []byte) ([]byte, error) { return imagesig.Sign(st, key) }
 	}
 	d, err := image.Resolve(ctx, fs.Arg(0))
 	if err != nil {
@@ -87,14 +87,10 @@ func runImageAttest(ctx context.Context, args []string, stdio Stdio) error {
 		return fmt.Errorf("write predicate: %w", err)
 	}
 	fmt.Fprintf(stdio.Err, "%s: disk root hash %s\n", d, disk.Verity.RootHash)
-	if signer == nil {
+	if key == nil {
 		return nil
 	}
-	st, err := imagesig.NewStatement(d.Context().String(), d.DigestStr(), pred)
-	if err != nil {
-		return err
-	}
-	env, err := signer(st)
+	env, err := imagesig.Attest(d.Context().String(), d.DigestStr(), pred, key)
 	if err != nil {
 		return err
 	}

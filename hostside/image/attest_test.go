@@ -32,11 +32,7 @@ import (
 
 func signedEnvelope(t *testing.T, key *ecdsa.PrivateKey, repo, digest, rootHash string) []byte {
 	t.Helper()
-	st, err := imagesig.NewStatement(repo, digest, &imagesig.Predicate{Image: digest, Rootfs: imagesig.Disk{FSType: "erofs", Verity: verity.Params{RootHash: rootHash}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := imagesig.Sign(st, key)
+	env, err := imagesig.Attest(repo, digest, &imagesig.Predicate{Image: digest, Rootfs: imagesig.Disk{FSType: "erofs", Verity: verity.Params{RootHash: rootHash}}}, key)
 	if err != nil {
 		t.Fatal(err)
 	}

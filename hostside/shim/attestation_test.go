@@ -24,11 +24,7 @@ func TestRootfsAttestation(t *testing.T) {
 	}
 	envelope := func(rootHash string) []byte {
 		digest := "sha256:" + strings.Repeat("a", 64)
-		st, err := imagesig.NewStatement("registry.example/app", digest, &imagesig.Predicate{Image: digest, Rootfs: imagesig.Disk{FSType: "erofs", Verity: verity.Params{RootHash: rootHash}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		env, err := imagesig.Sign(st, key)
+		env, err := imagesig.Attest("registry.example/app", digest, &imagesig.Predicate{Image: digest, Rootfs: imagesig.Disk{FSType: "erofs", Verity: verity.Params{RootHash: rootHash}}}, key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -67,3 +67,13 @@ func Sign(statement []byte, key crypto.Signer) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Attest signs the statement that image repo@digest has the disk of predicate p: NewStatement
+// then Sign, what confguest image attest --key writes.
+func Attest(repo, digest string, p *Predicate, key crypto.Signer) ([]byte, error) {
+	st, err := NewStatement(repo, digest, p)
+	if err != nil {
+		return nil, err
+	}
+	return Sign(st, key)
+}
