@@ -305,3 +305,22 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// FuzzVerify: no input panics Verify, and whatever it accepts is the statement the trusted
+// key signed (a forgery would have to break ECDSA).
+func FuzzVerify(f *testing.F) {
+	key := newECDSA(f)
+	good := mustSign(f, mustStatement(f, testRepo, testDigest, testPredicate()), key)
+	f.Add(good)
+	f.Add([]byte(`{"payloadType":"","payload":"","signatures":[]}`))
+	keys := []crypto.PublicKey{key.Public()}
+	f.Fuzz(func(t *testing.T, env []byte) {
+		v, err := Verify(env, keys)
+		if err != nil {
+			return
+		}
+		if v.Name != testRepo || v.Digest != testDigest || *v.Predicate != *testPredicate() {
+			t.Fatalf("Verify accepted %q as %+v: not the signed statement", env, v)
+		}
+	})
+}
