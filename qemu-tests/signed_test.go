@@ -86,13 +86,15 @@ func (e *signingEnv) push(repoTag, hello string) name.Digest {
 }
 
 // attest writes the image's predicate with confguest image attest and has cosign sign it
-// with the key pair of keyPrefix and attach it to the image in the registry.
-func (e *signingEnv) attest(d name.Digest, keyPrefix string) {
+// with the key pair of keyPrefix and attach it to the image in the registry (with more
+// cosign attest flags, if any).
+func (e *signingEnv) attest(d name.Digest, keyPrefix string, flags ...string) {
 	e.t.Helper()
 	pred := filepath.Join(e.dir, strings.ReplaceAll(d.DigestStr(), ":", "-")+".json")
 	e.cmd(e.cg, "image", "attest", "-o", pred, d.String())
-	e.cmd(e.cosign, "attest", "--key", keyPrefix+".key", "--type", imagesig.PredicateType, "--predicate", pred,
-		"--tlog-upload=false", "--allow-http-registry", "--allow-insecure-registry", "--yes", d.String())
+	args := append([]string{"attest", "--key", keyPrefix + ".key", "--type", imagesig.PredicateType, "--predicate", pred,
+		"--tlog-upload=false", "--allow-http-registry", "--allow-insecure-registry", "--yes"}, flags...)
+	e.cmd(e.cosign, append(args, d.String())...)
 }
 
 // envelope reads image d's attestation back from the registry, as confguest run --pull does.
@@ -131,10 +133,13 @@ func TestSignedImages(t *testing.T) {
 	otherKey := e.push("team/app:other-key", "hello other key")
 	otherImage := e.push("team/other:v1", "hello other image")
 	tampered := e.push("team/app:tampered", "hello tampered")
+	bundled := e.push("team/app:bundle", "hello bundle")
 	for _, d := range []name.Digest{v1, v2, otherImage, tampered} {
 		e.attest(d, "cosign")
 	}
 	e.attest(otherKey, "other")
+	// A Sigstore bundle among the image's OCI 1.1 referrers instead of the .att tag.
+	e.attest(bundled, "cosign", "--new-bundle-format")
 	// The statement is standard: cosign itself accepts what confguest image attest + cosign made.
 	out := e.cmd(e.cosign, "verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog", "--type", imagesig.PredicateType,
 		"--allow-http-registry", "--allow-insecure-registry", v1.String())
@@ -158,7 +163,7 @@ func TestSignedImages(t *testing.T) {
 
 	sb := newSandbox(ctx, t, img, 512)
 	disks := map[name.Digest]launcher.Disk{}
-	for _, d := range []name.Digest{v1, v2, unsigned, otherKey, otherImage, tampered} {
+	for _, d := range []name.Digest{v1, v2, unsigned, otherKey, otherImage, tampered, bundled} {
 		disk, err := sb.BuildDisk(ctx, image.Source{Kind: image.Registry, Ref: d.String()})
 		if err != nil {
 			t.Fatalf("BuildDisk(%s) = %v", d, err)
@@ -191,6 +196,7 @@ func TestSignedImages(t *testing.T) {
 		{name: "signed image", disk: disks[v1], envelope: v1Env, wantOut: "hello v1\n"},
 		{name: "signed by confguest image attest --key", disk: disks[v1], envelope: ownEnv, wantOut: "hello v1\n"},
 		{name: "second version, same key, same policy", disk: disks[v2], envelope: e.envelope(v2), wantOut: "hello v2\n"},
+		{name: "cosign bundle, OCI 1.1 referrers", disk: disks[bundled], envelope: e.envelope(bundled), wantOut: "hello bundle\n"},
 		{name: "unsigned image", disk: disks[unsigned], envelope: e.envelope(unsigned),
 			wantErr: []string{"containers[main].rootfs.signed", "rootfs_attestation: missing"}},
 		{name: "signed by another key", disk: disks[otherKey], envelope: e.envelope(otherKey),

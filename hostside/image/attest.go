@@ -75,15 +75,25 @@ const (
 )
 
 // FindAttestation returns the newest DSSE envelope of the confguest predicate type that
-// cosign attest attached to image d in its registry (the tag sha256-<hex>.att of d's
-// repository), or nil when d has none. The envelope is not verified here: the agent does
-// that against its policy's keys.
+// cosign attest attached to image d in its registry, or nil when d has none: from the tag
+// sha256-<hex>.att of d's repository (cosign's default), else from a Sigstore bundle among
+// d's OCI 1.1 referrers (cosign attest --new-bundle-format). The envelope is not verified
+// here: the agent does that against its policy's keys.
 func FindAttestation(ctx context.Context, d name.Digest, opts ...Option) ([]byte, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
 	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.remote...)
+	env, err := findAttestationTag(d, ropts)
+	if env != nil || err != nil {
+		return env, err
+	}
+	return findAttestationBundle(d, ropts)
+}
+
+// findAttestationTag reads cosign's attestation tag sha256-<hex>.att of image d.
+func findAttestationTag(d name.Digest, ropts []remote.Option) ([]byte, error) {
 	h, err := v1.NewHash(d.DigestStr())
 	if err != nil {
 		return nil, err
@@ -109,20 +119,74 @@ func FindAttestation(ctx context.Context, d name.Digest, opts ...Option) ([]byte
 		if l.Size > imagesig.MaxEnvelopeBytes {
 			return nil, fmt.Errorf("attestation %s of %s: %d bytes, the agent reads at most %d", l.Digest, d, l.Size, imagesig.MaxEnvelopeBytes)
 		}
-		layer, err := img.LayerByDigest(l.Digest)
+		return readBlob(img, l, d)
+	}
+	return nil, nil
+}
+
+// readBlob reads the layer l of img, an attestation of d, as stored (cosign's layers are
+// not compressed).
+func readBlob(img v1.Image, l v1.Descriptor, d name.Digest) ([]byte, error) {
+	layer, err := img.LayerByDigest(l.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("attestation %s of %s: %w", l.Digest, d, err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("attestation %s of %s: %w", l.Digest, d, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, imagesig.MaxEnvelopeBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read attestation %s of %s: %w", l.Digest, d, err)
+	}
+	return b, nil
+}
+
+// Sigstore bundles among an image's OCI 1.1 referrers, as cosign attest --new-bundle-format
+// writes them: an artifact manifest of this type, annotated with the predicate type, whose
+// one layer is the bundle JSON holding the DSSE envelope.
+const (
+	bundleArtifactType      = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	bundlePredicateTypeAnno = "dev.sigstore.bundle.predicateType"
+)
+
+// findAttestationBundle returns the DSSE envelope of the newest confguest Sigstore bundle
+// among d's referrers (the registry's referrers API, or the sha256-<hex> tag of registries
+// without it), or nil.
+func findAttestationBundle(d name.Digest, ropts []remote.Option) ([]byte, error) {
+	idx, err := remote.Referrers(d, ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s: %w", d, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s: %w", d, err)
+	}
+	for i := len(m.Manifests) - 1; i >= 0; i-- {
+		desc := m.Manifests[i]
+		img, err := remote.Image(d.Context().Digest(desc.Digest.String()), ropts...)
 		if err != nil {
-			return nil, fmt.Errorf("attestation %s of %s: %w", l.Digest, d, err)
+			return nil, fmt.Errorf("referrer %s of %s: %w", desc.Digest, d, err)
 		}
-		rc, err := layer.Compressed() // the blob as stored: cosign's layers are not compressed
+		man, err := img.Manifest()
 		if err != nil {
-			return nil, fmt.Errorf("attestation %s of %s: %w", l.Digest, d, err)
+			return nil, fmt.Errorf("referrer %s of %s: %w", desc.Digest, d, err)
 		}
-		env, err := io.ReadAll(io.LimitReader(rc, imagesig.MaxEnvelopeBytes+1))
-		rc.Close()
+		if man.Annotations[bundlePredicateTypeAnno] != imagesig.PredicateType || len(man.Layers) != 1 || man.Layers[0].MediaType != bundleArtifactType {
+			continue
+		}
+		b, err := readBlob(img, man.Layers[0], d)
 		if err != nil {
-			return nil, fmt.Errorf("read attestation %s of %s: %w", l.Digest, d, err)
+			return nil, err
 		}
-		return env, nil
+		var bundle struct {
+			DSSEEnvelope *imagesig.Envelope `json:"dsseEnvelope"`
+		}
+		if err := json.Unmarshal(b, &bundle); err != nil || bundle.DSSEEnvelope == nil {
+			return nil, fmt.Errorf("referrer %s of %s: not a Sigstore bundle with a DSSE envelope", desc.Digest, d)
+		}
+		return json.Marshal(bundle.DSSEEnvelope)
 	}
 	return nil, nil
 }
