@@ -63,13 +63,16 @@ test: image build vet k8s-build cosign
 cosign:
 	@bash build/cosign.sh >/dev/null
 
-# SOAK_CYCLES container lifecycles in one guest under QEMU; fails when the agent's or the
-# host's open files, goroutines, mounts, device-mapper devices, cgroups, processes, memory
-# or run-directory files grow beyond the bounds in qemu-tests/soak_test.go, and prints them.
+# SOAK_CYCLES container lifecycles in one guest under QEMU, then SOAK_PODS pod lifecycles
+# through containerd's CRI and the shim; fails when the agent's or the host's open files,
+# goroutines, mounts, device-mapper devices, cgroups, processes, memory, sockets or
+# run-directory files grow beyond the bounds in qemu-tests/soak_test.go and
+# qemu-tests/soak_pods_test.go, and prints them.
 SOAK_CYCLES ?= 1000
-soak: image
-	CONFGUEST_SOAK=1 CONFGUEST_SOAK_CYCLES=$(SOAK_CYCLES) CONFGUEST_IMAGE=$(abspath $(OUT)) \
-		$(GO) test -v -count=1 -timeout 0 -run '^TestSoak$$' ./qemu-tests
+SOAK_PODS ?= 100
+soak: image build
+	CONFGUEST_SOAK=1 CONFGUEST_SOAK_CYCLES=$(SOAK_CYCLES) CONFGUEST_SOAK_PODS=$(SOAK_PODS) CONFGUEST_IMAGE=$(abspath $(OUT)) \
+		$(GO) test -v -count=1 -timeout 0 -run '^TestSoak(Pods)?$$' ./qemu-tests
 
 # Build the image twice from two clones at different paths and compare every artifact;
 # REPRO_KERNEL=1 also builds the kernel twice, each in a cold cache of its own.

@@ -263,13 +263,7 @@ type soakSnapshot struct {
 // vmm.LogKeep bytes every few seconds, so the storage it holds may grow
 // by that and what a few seconds of cycles print (64 KiB), however many
 // cycles run. It is left out of the other bytes under the run base.
-var soakCounters = []struct {
-	name     string
-	get      func(soakSnapshot) int64
-	bound    int64
-	perCycle int64 // growth allowed per cycle after the checkpoint, on top of bound
-	baseline bool
-}{
+var soakCounters = []soakCounter[soakSnapshot]{
 	{"agent open fds", func(s soakSnapshot) int64 { return int64(s.agent.GetOpenFds()) }, 0, 0, false},
 	{"agent goroutines", func(s soakSnapshot) int64 { return int64(s.agent.GetGoroutines()) }, 0, 0, false},
 	{"agent RSS KiB", func(s soakSnapshot) int64 { return int64(s.agent.GetRssBytes() >> 10) }, 4 << 10, 0, false},
@@ -289,12 +283,28 @@ var soakCounters = []struct {
 	{"host console log bytes", func(s soakSnapshot) int64 { return s.consoleBytes }, vmm.LogKeep + 64<<10, 0, false},
 }
 
+// soakCounter is one figure a soak reads from its snapshots of type S: the growth allowed
+// from the checkpoint to the end, and whether it must be back at its value before the
+// first cycle.
+type soakCounter[S any] struct {
+	name     string
+	get      func(S) int64
+	bound    int64
+	perCycle int64 // growth allowed per cycle after the checkpoint, on top of bound
+	baseline bool
+}
+
 // soakVerdict compares the counters read before the first cycle, at the checkpoint and
 // after the last of cycles with soakCounters' bounds. It returns a table (a header and a
 // row per counter) and one line for each bound passed.
 func soakVerdict(before, atCheckpoint, after soakSnapshot, checkpoint, cycles int) (rows, leaks []string) {
+	return verdictOf(soakCounters, before, atCheckpoint, after, checkpoint, cycles)
+}
+
+// verdictOf is soakVerdict for any soak's counters.
+func verdictOf[S any](counters []soakCounter[S], before, atCheckpoint, after S, checkpoint, cycles int) (rows, leaks []string) {
 	rows = append(rows, fmt.Sprintf("%-26s %12s %12s %12s %8s %8s", "counter", "before", "cycle "+strconv.Itoa(checkpoint), "cycle "+strconv.Itoa(cycles), "growth", "bound"))
-	for _, c := range soakCounters {
+	for _, c := range counters {
 		b, m, a := c.get(before), c.get(atCheckpoint), c.get(after)
 		growth, bound := a-m, c.bound+c.perCycle*int64(cycles-checkpoint)
 		rows = append(rows, fmt.Sprintf("%-26s %12d %12d %12d %+8d %8d", c.name, b, m, a, growth, bound))
