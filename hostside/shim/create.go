@@ -158,6 +158,10 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	if disk.Attestation, err = rootfsAttestation(spec, disk.Verity.RootHash); err != nil {
 		return 0, err
 	}
+	if _, ok := spec.Annotations[AnnotationRootfsAttestation]; ok && disk.Attestation == nil {
+		log.G(ctx).WithField("id", r.ID).WithField("root_hash", disk.Verity.RootHash).
+			Warn("no envelope of " + AnnotationRootfsAttestation + " signs this container's disk")
+	}
 	g := s.pod.guest
 	pid, err := g.CreatePodContainer(ctx, r.ID, disk, gspec, launcher.Stdio{Stdin: r.Stdin != ""}, launcher.PodContainer{Namespaces: podNS, Volumes: vols.volumes})
 	if err != nil {
