@@ -89,13 +89,22 @@ func writeJSONFile(t *testing.T, name string, v any) string {
 
 // podConfig is a host-network pod (no CNI needed) with the given annotations.
 func podConfig(t *testing.T, name string, annotations map[string]string) string {
-	return writeJSONFile(t, name+"-pod.json", map[string]any{
+	return podConfigOn(t, name, annotations, true)
+}
+
+// podConfigOn is a pod on the host's network or, with hostNetwork false, on the CRI
+// network (namespace_options.network = POD; containerd runs CNI for it).
+func podConfigOn(t *testing.T, name string, annotations map[string]string, hostNetwork bool) string {
+	cfg := map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": "uid-" + name},
 		"hostname":      name,
 		"log_directory": filepath.Join(t.TempDir(), "logs"),
 		"annotations":   annotations,
-		"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
-	})
+	}
+	if hostNetwork {
+		cfg["linux"] = map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}}
+	}
+	return writeJSONFile(t, name+"-pod.json", cfg)
 }
 
 func containerConfig(t *testing.T, name, image string, cmd ...string) string {

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +43,7 @@ type ctrdEnv struct {
 	exited  chan struct{}
 	ctrPath string
 	ns      string // containerd namespace of ctr commands: "test", or "k8s.io" with CRI
+	cni     *cniBridge
 }
 
 // ctrdOptions add to containerd's config.
@@ -49,6 +51,56 @@ type ctrdOptions struct {
 	cri     bool   // enable the CRI plugin (restrict_oom_score_adj = true)
 	extra   string // more TOML
 	shimCfg string // extra JSON fields for the shim config, e.g. `"cpus": 1`
+	// cni gives the CRI plugin a CNI bridge network of its own (Debian's
+	// containernetworking-plugins): a new bridge on a private subnet, no masquerade,
+	// removed with containerd. Without it pods must use the host's network.
+	cni *cniBridge
+}
+
+// cniBridge is a CNI bridge network for the tests' pods.
+type cniBridge struct {
+	bridge string // a name no interface of this machine has
+	subnet string // a private /24 no route of this machine covers
+}
+
+// setUp writes the network's CNI configuration into dir's cni-conf and links the plugins it
+// uses into cni-bin; the bridge appears with the first pod.
+func (n *cniBridge) setUp(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := net.InterfaceByName(n.bridge); err == nil {
+		t.Fatalf("network interface %s exists already: remove it (ip link del %s)", n.bridge, n.bridge)
+	}
+	if out, _ := exec.Command("ip", "-o", "route", "show", "table", "all").Output(); strings.Contains(string(out), strings.TrimSuffix(n.subnet, "0/24")) {
+		t.Fatalf("subnet %s is in use on this machine: %s", n.subnet, out)
+	}
+	for _, d := range []string{"cni-bin", "cni-conf"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback"} {
+		src := filepath.Join("/usr/lib/cni", p)
+		if _, err := os.Stat(src); err != nil {
+			missing(t, "CNI plugin %s not found: apt-get install containernetworking-plugins", src)
+		}
+		if err := os.Symlink(src, filepath.Join(dir, "cni-bin", p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := fmt.Sprintf(`{"cniVersion": "0.4.0", "name": "confguest-test", "plugins": [
+  {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}}]}
+`, n.bridge, filepath.Join(dir, "cni-ipam"), n.subnet)
+	if err := os.WriteFile(filepath.Join(dir, "cni-conf", "10-confguest-test.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// remove deletes the bridge (CNI's DEL leaves it).
+func (n *cniBridge) remove() {
+	if _, err := net.InterfaceByName(n.bridge); err == nil {
+		exec.Command("ip", "link", "del", n.bridge).Run()
+	}
 }
 
 // startContainerd starts Debian's containerd as root with a private configuration.
@@ -111,6 +163,10 @@ disabled_plugins = %s
 %s
 %s
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), disabled, e.sock, e.sock+".ttrpc", cri, o.extra)
+	if o.cni != nil {
+		o.cni.setUp(t, dir)
+		e.cni = o.cni
+	}
 	shimCfg := fmt.Sprintf(`{"image_dir": %q, "accel": "tcg", "memory_mib": 256, "run_dir": %q, "vhost_device_vsock": %q, "boot_timeout_seconds": 150%s}`,
 		img.Dir, e.runDir, vhost, map[bool]string{true: ", " + o.shimCfg, false: ""}[o.shimCfg != ""])
 	// crictl reads its own config file; an empty one keeps it from looking elsewhere.
@@ -176,6 +232,9 @@ func (e *ctrdEnv) stop() {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
+	if e.cni != nil {
+		e.cni.remove()
+	}
 	exec.Command("umount", "-R", filepath.Join(e.dir, "root")).Run()
 	// Mounts under state (bundle rootfs) would make RemoveAll fail; unmount what is left.
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {

@@ -294,3 +294,13 @@ func podNamespaceIndexes(spec *specs.Spec, types []specs.LinuxNamespaceType) (ma
 	}
 	return idx, nil
 }
+
+// PodNetNamespace returns the path of the pod's network namespace (ConfigureNetwork moves
+// the pod's interface there), creating the pod's namespaces if no container did yet.
+func (m *Manager) PodNetNamespace() (string, error) {
+	paths, err := m.podNamespaces([]specs.LinuxNamespaceType{specs.NetworkNamespace})
+	if err != nil {
+		return "", err
+	}
+	return paths[specs.NetworkNamespace], nil
+}

@@ -15,27 +15,28 @@ import (
 
 // Full method names of the agent API, as the authorization point sees them.
 const (
-	prefix                = "/" + agentv1.ServiceName + "/"
-	MethodVersion         = prefix + "Version"
-	MethodSetPolicy       = prefix + "SetPolicy"
-	MethodGetReport       = prefix + "GetReport"
-	MethodCreateContainer = prefix + "CreateContainer"
-	MethodStartContainer  = prefix + "StartContainer"
-	MethodExecProcess     = prefix + "ExecProcess"
-	MethodWaitProcess     = prefix + "WaitProcess"
-	MethodSignalProcess   = prefix + "SignalProcess"
-	MethodResizeTTY       = prefix + "ResizeTTY"
-	MethodWriteStdin      = prefix + "WriteStdin"
-	MethodCloseStdin      = prefix + "CloseStdin"
-	MethodReadOutput      = prefix + "ReadOutput"
-	MethodDeleteContainer = prefix + "DeleteContainer"
-	MethodListContainers  = prefix + "ListContainers"
-	MethodState           = prefix + "State"
-	MethodStats           = prefix + "Stats"
-	MethodShutdown        = prefix + "Shutdown"
-	MethodUpdateVolume    = prefix + "UpdateVolume"
-	MethodReadVolume      = prefix + "ReadVolume"
-	MethodUpdateContainer = prefix + "UpdateContainer"
+	prefix                 = "/" + agentv1.ServiceName + "/"
+	MethodVersion          = prefix + "Version"
+	MethodSetPolicy        = prefix + "SetPolicy"
+	MethodGetReport        = prefix + "GetReport"
+	MethodCreateContainer  = prefix + "CreateContainer"
+	MethodStartContainer   = prefix + "StartContainer"
+	MethodExecProcess      = prefix + "ExecProcess"
+	MethodWaitProcess      = prefix + "WaitProcess"
+	MethodSignalProcess    = prefix + "SignalProcess"
+	MethodResizeTTY        = prefix + "ResizeTTY"
+	MethodWriteStdin       = prefix + "WriteStdin"
+	MethodCloseStdin       = prefix + "CloseStdin"
+	MethodReadOutput       = prefix + "ReadOutput"
+	MethodDeleteContainer  = prefix + "DeleteContainer"
+	MethodListContainers   = prefix + "ListContainers"
+	MethodState            = prefix + "State"
+	MethodStats            = prefix + "Stats"
+	MethodShutdown         = prefix + "Shutdown"
+	MethodUpdateVolume     = prefix + "UpdateVolume"
+	MethodReadVolume       = prefix + "ReadVolume"
+	MethodUpdateContainer  = prefix + "UpdateContainer"
+	MethodConfigureNetwork = prefix + "ConfigureNetwork"
 )
 
 // sigKill is SIGKILL's number on Linux, the one signal the policy lets
@@ -159,6 +160,11 @@ func (e *Evaluator) evaluate(ctx context.Context, method string, req any) *Denia
 		if r, ok := req.(*agentv1.StatsRequest); ok && r.GetContainerId() != "" {
 			_, d := e.container(r.GetContainerId())
 			return d
+		}
+		return nil
+	case MethodConfigureNetwork:
+		if !e.p.Agent.PodNetwork {
+			return deny("agent.pod_network", "ConfigureNetwork", "the policy does not allow the pod a network interface")
 		}
 		return nil
 	case MethodShutdown:

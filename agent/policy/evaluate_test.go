@@ -178,6 +178,11 @@ func rpcCases() []rpcCase {
 	volumes := func(t *testing.T) *Gate {
 		return admitted(t, `"name": "web",`, `"name": "web", "volumes": [{"destination": "/etc/config", "kind": "files"}, {"destination": "/cache", "kind": "empty_dir"}, {"destination": "/dev/termination-log", "kind": "files", "read_back": true}],`)
 	}
+	podNetwork := func(t *testing.T) *Gate { return admitted(t, `"stats": true`, `"stats": true, "pod_network": true`) }
+	network := &agentv1.ConfigureNetworkRequest{
+		Interface: &agentv1.NetworkInterface{Mac: "02:42:0a:58:4d:05", Name: "eth0", Mtu: 1500, Addresses: []string{"10.88.77.5/24"}},
+		Routes:    []*agentv1.NetworkRoute{{Gateway: "10.88.77.1"}},
+	}
 	update := func(id, dest string) *agentv1.UpdateVolumeRequest {
 		return &agentv1.UpdateVolumeRequest{ContainerId: id, Destination: dest, Files: &agentv1.Files{Entries: []*agentv1.FileEntry{{Path: "k", Data: []byte(secret)}}}}
 	}
@@ -327,6 +332,9 @@ func rpcCases() []rpcCase {
 		{"read back a listed file", MethodReadVolume, &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/dev/termination-log"}, volumes, ""},
 		{"read back a file without read_back", MethodReadVolume, &agentv1.ReadVolumeRequest{ContainerId: "w", Destination: "/etc/config"}, volumes, `containers[web].volumes: destination: the policy does not let the host read back the file at "/etc/config"`},
 		{"read back of an unadmitted container", MethodReadVolume, &agentv1.ReadVolumeRequest{ContainerId: "x", Destination: "/dev/termination-log"}, volumes, "was not admitted"},
+		{"configure the pod network", MethodConfigureNetwork, network, podNetwork, ""},
+		{"configure the pod network switched off", MethodConfigureNetwork, network, nil, "agent.pod_network"},
+		{"configure the pod network before policy", MethodConfigureNetwork, network, noPolicy, "no policy installed"},
 		{"shutdown", MethodShutdown, &agentv1.ShutdownRequest{}, replaceable, ""},
 		{"shutdown switched off", MethodShutdown, &agentv1.ShutdownRequest{}, nil, "agent.shutdown"},
 		{"unknown method", prefix + "Debug", &agentv1.VersionRequest{}, nil, "default"},

@@ -224,6 +224,21 @@ var updateFields = map[string]fieldRule{
 	"pids.limit":         {limit, "-1 or 1 to 2^22"},
 }
 
+// networkFields classifies every field of the ConfigureNetworkRequest
+// message, as createFields does for CreateContainerRequest. The call as a
+// whole is allowed by agent.pod_network; each field is then checked by a
+// fixed rule or bounded (agent/podnet.Parse) before anything is touched.
+var networkFields = map[string]fieldRule{
+	"interface":           {object, ""},
+	"interface.mac":       {fixed, "unicast; must name a virtio-net device of the guest, which moves into the pod's network namespace, never the agent's"},
+	"interface.name":      {fixed, "[A-Za-z0-9_.-]{1,15}, not lo"},
+	"interface.mtu":       {fixed, "68 to 65535"},
+	"interface.addresses": {limit, "at most 16, CIDR, unicast, not loopback, link-local or multicast"},
+	"routes":              {object, "at most 64 (agent/podnet)"},
+	"routes.destination":  {fixed, "canonical CIDR, none covering loopback or multicast"},
+	"routes.gateway":      {fixed, "an address of the destination's family, not loopback or multicast"},
+}
+
 // jsonName is the JSON name of a struct field ("" for an embedded struct
 // whose fields are inlined, "-" for a field encoding/json skips).
 func jsonName(f reflect.StructField) string {

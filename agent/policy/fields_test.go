@@ -217,7 +217,8 @@ func setNonZero(v reflect.Value) bool {
 }
 
 // TestRequestFieldsClassified fails when a field of CreateContainerRequest
-// or UpdateContainerRequest has no row in createFields or updateFields (a
+// UpdateContainerRequest or ConfigureNetworkRequest has no row in
+// createFields, updateFields or networkFields (a
 // new request field: decide whether the policy pins it, a fixed rule
 // checks it, or it is refused), or a row names no field.
 func TestRequestFieldsClassified(t *testing.T) {
@@ -227,6 +228,7 @@ func TestRequestFieldsClassified(t *testing.T) {
 	}{
 		{&agentv1.CreateContainerRequest{}, createFields},
 		{&agentv1.UpdateContainerRequest{}, updateFields},
+		{&agentv1.ConfigureNetworkRequest{}, networkFields},
 	} {
 		md := tc.msg.ProtoReflect().Descriptor()
 		seen := map[string]bool{}

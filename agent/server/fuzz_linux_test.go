@@ -82,6 +82,13 @@ func FuzzHandlers(f *testing.F) {
 		SpecJson: []byte(`{"process":{"args":["x"],"cwd":"/"},"linux":{"namespaces":[{"type":"mount"}]}}`)})
 	seedGated("CreateContainer", &agentv1.CreateContainerRequest{ContainerId: "gzp", SpecJson: sleep, Rootfs: dir,
 		PodNamespaces: &agentv1.PodNamespaces{Network: true}})
+	// A MAC no device has (the ungated agent runs on the test's host: never one it has).
+	network := &agentv1.ConfigureNetworkRequest{
+		Interface: &agentv1.NetworkInterface{Mac: "02:00:5e:10:00:01", Name: "eth0", Mtu: 1500, Addresses: []string{"10.88.77.5/24"}},
+		Routes:    []*agentv1.NetworkRoute{{Gateway: "10.88.77.1"}},
+	}
+	seed("ConfigureNetwork", network)
+	seedGated("ConfigureNetwork", network)
 	seed("StartContainer", &agentv1.StartContainerRequest{ContainerId: "fz"})
 	seed("ExecProcess", &agentv1.ExecProcessRequest{ContainerId: "fz", ExecId: "e", ProcessJson: process(f, true, "true"), Stdio: &agentv1.StdioOptions{Stdin: true, TtyWidth: 1 << 20}})
 	seed("WaitProcess", &agentv1.WaitProcessRequest{Process: ref})

@@ -13,6 +13,7 @@ import (
 	"confguest/agent/authz"
 	"confguest/agent/container"
 	"confguest/agent/output"
+	"confguest/agent/podnet"
 	"confguest/agent/policy"
 	"confguest/agent/request"
 )
@@ -28,15 +29,15 @@ func toStatus(err error) error {
 	}
 	code := codes.Unknown
 	switch {
-	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy), errors.Is(err, request.ErrMalformed):
+	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy), errors.Is(err, request.ErrMalformed), errors.Is(err, podnet.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, container.ErrNotFound):
+	case errors.Is(err, container.ErrNotFound), errors.Is(err, podnet.ErrNoDevice):
 		code = codes.NotFound
 	case errors.Is(err, container.ErrExists):
 		code = codes.AlreadyExists
 	case errors.Is(err, container.ErrWrongState), errors.Is(err, output.ErrReaderAttached), errors.Is(err, attest.ErrNoDevice), errors.Is(err, ErrNoPolicyGate):
 		code = codes.FailedPrecondition
-	case errors.Is(err, container.ErrLimit):
+	case errors.Is(err, container.ErrLimit), errors.Is(err, podnet.ErrTooMany):
 		code = codes.ResourceExhausted
 	case errors.Is(err, container.ErrIntegrity):
 		code = codes.DataLoss

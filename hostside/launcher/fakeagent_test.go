@@ -245,6 +245,10 @@ func (a *fakeAgent) ReadVolume(context.Context, *agentv1.ReadVolumeRequest) (*ag
 	return &agentv1.ReadVolumeResponse{}, nil
 }
 
+func (a *fakeAgent) ConfigureNetwork(context.Context, *agentv1.ConfigureNetworkRequest) (*agentv1.ConfigureNetworkResponse, error) {
+	return &agentv1.ConfigureNetworkResponse{}, nil
+}
+
 func (a *fakeAgent) ResizeTTY(context.Context, *agentv1.ResizeTTYRequest) (*agentv1.ResizeTTYResponse, error) {
 	return &agentv1.ResizeTTYResponse{}, nil
 }

@@ -272,6 +272,16 @@ func (g *Guest) Update(ctx context.Context, r *agentv1.UpdateContainerRequest) e
 	return nil
 }
 
+// ConfigureNetwork has the agent move the guest's network device with the request's MAC
+// (one of Options.NICs) into the pod's network namespace and configure it as the request
+// says (agent/podnet); the policy must allow it (agent.pod_network).
+func (g *Guest) ConfigureNetwork(ctx context.Context, r *agentv1.ConfigureNetworkRequest) error {
+	if _, err := g.agent.ConfigureNetwork(ctx, r); err != nil {
+		return fmt.Errorf("configure the pod's network interface %s (%s) in the guest: %w", r.GetInterface().GetName(), r.GetInterface().GetMac(), err)
+	}
+	return nil
+}
+
 // Detach releases the launcher's hold on a detached guest: the agent connection is closed,
 // the VM keeps running and its run directory stays for Attach.
 func (g *Guest) Detach() {

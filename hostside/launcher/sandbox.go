@@ -53,6 +53,10 @@ type Options struct {
 	BootTimeout time.Duration
 	QEMU        []vmm.QEMUOption
 	CH          []vmm.CHOption
+	// NICs are the guest's network devices (a pod's tap, hostside/podnet); the caller
+	// keeps the taps open until the sandbox is closed. Guest.ConfigureNetwork then has
+	// the agent configure each.
+	NICs []vmm.NIC
 	// SEVSNP boots an SEV-SNP guest: under QEMU, bzImage + initramfs + cmdline measured by
 	// OVMF (kernel hashes); under Cloud Hypervisor, guest.igvm. HostData (64 hex digits) is
 	// copied into every attestation report; by default it is HostDataFor the policy Boot is
@@ -298,6 +302,7 @@ func (s *Sandbox) boot(ctx context.Context) error {
 		MemoryMiB: s.opts.MemoryMiB,
 		RunDir:    s.dir,
 		Disks:     []vmm.Disk{{Path: s.image.Path("rootfs.img"), Serial: "rootfs", ReadOnly: true}},
+		NICs:      s.opts.NICs,
 	}
 	if s.opts.SEVSNP {
 		cfg.HostData, cfg.SEVSNP = s.opts.HostData, true

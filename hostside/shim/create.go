@@ -21,6 +21,8 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
+	"confguest/hostside/podnet"
+	"confguest/hostside/vmm"
 )
 
 // Create creates a container: for the first container of a pod it boots the VM.
@@ -289,14 +291,31 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 	var how string
 	o.CPUs, o.MemoryMiB, how = s.cfg.podSize(limits)
 	log.G(ctx).WithField("id", owner).Info(how)
+	var tap *podnet.Tap
+	if ns := podNetNamespace(spec); ns != "" && prepare == nil {
+		// A CRI pod with a network of its own: its CNI interface goes into the VM.
+		if tap, err = podnet.Attach(ns); err != nil {
+			return fmt.Errorf("pod sandbox %s: carry the pod's network into its VM: %w", owner, err)
+		}
+		o.NICs = []vmm.NIC{{Tap: tap.File, MAC: tap.Interface.MAC.String()}}
+	}
+	closeTap := func() {
+		if tap != nil {
+			if err := tap.Close(); err != nil {
+				log.G(ctx).WithError(err).Warn("remove the pod's tap")
+			}
+		}
+	}
 	sb, err := launcher.New(ctx, o)
 	if err != nil {
+		closeTap()
 		return fmt.Errorf("prepare the pod VM: %w", err)
 	}
 	if prepare != nil {
 		def, err := prepare(sb)
 		if err != nil {
 			sb.Close(context.WithoutCancel(ctx))
+			closeTap()
 			return err
 		}
 		if doc == nil {
@@ -304,14 +323,19 @@ func (s *Service) bootPod(ctx context.Context, owner, bundle string, spec *specs
 		}
 	}
 	g, err := sb.Boot(ctx, doc) // HOST_DATA of an SEV-SNP launch is the policy's SHA-256
+	if err == nil && tap != nil {
+		// The policy decides whether the pod may have a network (agent.pod_network).
+		err = g.ConfigureNetwork(ctx, tap.Request())
+	}
 	if err != nil {
 		sb.Close(context.WithoutCancel(ctx))
+		closeTap()
 		if named {
 			return fmt.Errorf("boot the pod VM under its policy (%s): %w", AnnotationPolicy, err)
 		}
 		return fmt.Errorf("boot the pod VM: %w", err)
 	}
-	s.pod = &pod{guest: g, owner: owner, defaults: defaults, hostname: spec.Hostname, sysctls: sysctls}
+	s.pod = &pod{guest: g, owner: owner, defaults: defaults, hostname: spec.Hostname, sysctls: sysctls, tap: tap}
 	go s.watchVM(g)
 	return nil
 }
@@ -351,6 +375,12 @@ func (s *Service) closePod(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer cancel()
 	err := s.pod.guest.Close(cctx)
+	if s.pod.tap != nil {
+		// After the VMM, which held the tap too.
+		if terr := s.pod.tap.Close(); terr != nil {
+			log.G(ctx).WithError(terr).Warn("remove the pod's tap")
+		}
+	}
 	s.pod = nil
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("stop the pod VM")

@@ -84,7 +84,7 @@ func TestPodDefaultPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the pod policy does not parse: %v\n%s", err, doc)
 		}
-		if want := (policy.AgentRules{Stats: true, Shutdown: true, ReplacePolicy: true}); p.Agent != want {
+		if want := (policy.AgentRules{Stats: true, Shutdown: true, ReplacePolicy: true, PodNetwork: true}); p.Agent != want {
 			t.Errorf("pod policy agent rules = %+v, want %+v", p.Agent, want)
 		}
 		var names []string
@@ -175,7 +175,7 @@ func TestPodBasePolicyDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the pod base policy does not parse: %v", err)
 	}
-	if want := (policy.AgentRules{Stats: true, Shutdown: true, ReplacePolicy: true}); p.Agent != want || len(p.Containers) != 0 {
+	if want := (policy.AgentRules{Stats: true, Shutdown: true, ReplacePolicy: true, PodNetwork: true}); p.Agent != want || len(p.Containers) != 0 {
 		t.Errorf("pod base policy = agent %+v, %d containers; want %+v and none", p.Agent, len(p.Containers), want)
 	}
 	root := filepath.Join("..", "..")

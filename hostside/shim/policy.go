@@ -54,7 +54,8 @@ func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
 }
 
 // podBasePolicy is the policy a CRI pod that names none (no AnnotationPolicy) boots with:
-// no containers; Stats, Shutdown and replacing the policy allowed. Its SHA-256 is the
+// no containers; Stats, Shutdown, replacing the policy and the pod's network interface
+// (ConfigureNetwork) allowed. Its SHA-256 is the
 // HOST_DATA of such a pod under SEV-SNP. deploy/pod-default-policy.json holds the same
 // bytes, and the README prints its SHA-256.
 //
@@ -63,7 +64,7 @@ func defaultPolicy(layer string, g *specs.Spec, stdin bool) ([]byte, error) {
 // is then held to what it was created with.
 const podBasePolicy = `{
   "version": 1,
-  "agent": {"stats": true, "shutdown": true, "replace_policy": true},
+  "agent": {"stats": true, "shutdown": true, "replace_policy": true, "pod_network": true},
   "containers": []
 }
 `

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"confguest/hostside/launcher"
+	"confguest/hostside/podnet"
 )
 
 // RuntimeName is the runtime type containerd knows this shim by.
@@ -83,6 +84,8 @@ type pod struct {
 	// sysctls are the pod's (its sandbox's, podSysctls), which its containers set in the
 	// pod's namespaces in the guest.
 	sysctls map[string]string
+	// tap joins the pod's CNI interface to the VM; nil for a pod on the host's network.
+	tap *podnet.Tap
 }
 
 // container is one task: a sandbox (pause) container is the VM itself and runs nothing in

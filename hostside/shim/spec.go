@@ -85,6 +85,21 @@ func checkSandboxNamespaces(id string, b *specs.Spec) error {
 	return nil
 }
 
+// podNetNamespace is the path of the network namespace containerd's CRI plugin made for the
+// pod whose sandbox spec is b (CNI configured its interface there); "" for a pod on the
+// host's network, which gets no network device in its VM.
+func podNetNamespace(b *specs.Spec) string {
+	if b.Linux == nil {
+		return ""
+	}
+	for _, ns := range b.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
+}
+
 // podNamespaces are the namespaces of its pod that a CRI container (bundle spec b) joins:
 // containerd's CRI gives it the sandbox's network, IPC and UTS namespaces, and the
 // sandbox's PID namespace when the pod shares its processes (shareProcessNamespace), each

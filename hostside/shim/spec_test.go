@@ -223,3 +223,22 @@ func TestPodNamespaces(t *testing.T) {
 		})
 	}
 }
+
+func TestPodNetNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec *specs.Spec
+		want string
+	}{
+		{"no linux section", &specs.Spec{}, ""},
+		{"host network (no network namespace)", &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}}, ""},
+		{"a namespace of its own without CNI", &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}, ""},
+		{"CRI's namespace", &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1234"},
+		}}}, "/var/run/netns/cni-1234"},
+	} {
+		if got := podNetNamespace(tc.spec); got != tc.want {
+			t.Errorf("podNetNamespace(%s) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -193,22 +193,12 @@ func (c *CHClient) do(ctx context.Context, method, endpoint string, in, out any)
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return fmt.Errorf("cloud-hypervisor %s: no VMM listens on %s: %w", endpoint, c.socket, ErrNotRunning)
-		}
-		return fmt.Errorf("cloud-hypervisor %s: %w", endpoint, err)
+		return c.dialErr(endpoint, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := readAnswer(endpoint, resp)
 	if err != nil {
-		return fmt.Errorf("cloud-hypervisor %s: read answer: %w", endpoint, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		msg := strings.TrimSpace(string(data))
-		if msg == "" {
-			msg = "(no details)"
-		}
-		return fmt.Errorf("cloud-hypervisor %s: %s: %s: %w", endpoint, resp.Status, msg, ErrAPI)
+		return err
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -216,4 +206,28 @@ func (c *CHClient) do(ctx context.Context, method, endpoint string, in, out any)
 		}
 	}
 	return nil
+}
+
+// dialErr is the error of a request that reached no VMM.
+func (c *CHClient) dialErr(endpoint string, err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("cloud-hypervisor %s: no VMM listens on %s: %w", endpoint, c.socket, ErrNotRunning)
+	}
+	return fmt.Errorf("cloud-hypervisor %s: %w", endpoint, err)
+}
+
+// readAnswer returns the body of a 2xx answer, or an ErrAPI error quoting the VMM's.
+func readAnswer(endpoint string, resp *http.Response) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("cloud-hypervisor %s: read answer: %w", endpoint, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		msg := strings.TrimSpace(string(data))
+		if msg == "" {
+			msg = "(no details)"
+		}
+		return nil, fmt.Errorf("cloud-hypervisor %s: %s: %s: %w", endpoint, resp.Status, msg, ErrAPI)
+	}
+	return data, nil
 }

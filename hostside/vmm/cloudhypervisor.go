@@ -75,7 +75,7 @@ func StartCloudHypervisor(ctx context.Context, cfg Config, opts ...CHOption) (VM
 			os.Remove(api)
 		}
 	}()
-	p, err := startProc(bin, []string{"--api-socket", "path=" + api}, filepath.Join(cfg.RunDir, chLog), o.detach, "")
+	p, err := startProc(bin, []string{"--api-socket", "path=" + api}, filepath.Join(cfg.RunDir, chLog), o.detach, "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("start cloud-hypervisor: %w", err)
 	}
@@ -89,6 +89,13 @@ func StartCloudHypervisor(ctx context.Context, cfg Config, opts ...CHOption) (VM
 	}
 	if err := c.Create(ctx, vmConfig(cfg, vm.VsockPath(), vm.ConsolePath())); err != nil {
 		return nil, fmt.Errorf("%w%s", err, logTail(p.log))
+	}
+	// Cloud Hypervisor takes a tap's descriptor only with vm.add-net (vm.create ignores
+	// descriptors); added before boot, the device is part of the VM's configuration.
+	for i, n := range cfg.NICs {
+		if err := c.AddNet(ctx, netConfig(i, n), n.Tap); err != nil {
+			return nil, fmt.Errorf("%w%s", err, logTail(p.log))
+		}
 	}
 	if err := c.Boot(ctx); err != nil {
 		return nil, fmt.Errorf("%w%s", err, logTail(p.log))

@@ -28,6 +28,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"golang.org/x/sys/unix"
 )
 
 const specPath = "testdata/cloud-hypervisor-v53.0-openapi.yaml"
@@ -69,7 +70,53 @@ type fakeCH struct {
 	violations []string
 	failCreate string // if set, vm.create answers 500 with this text
 	vmmDown    chan struct{}
+	nets       []string // vm.add-net bodies, each with the descriptor that came with it
 }
+
+// rightsConn is a connection of the contract server that keeps the descriptors a client
+// sends with its request (SCM_RIGHTS), as Cloud Hypervisor's HTTP server does.
+type rightsConn struct {
+	*net.UnixConn
+	mu  sync.Mutex
+	fds []int
+}
+
+func (c *rightsConn) Read(b []byte) (int, error) {
+	oob := make([]byte, unix.CmsgSpace(8*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(b, oob)
+	if oobn > 0 {
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := unix.ParseUnixRights(&m); err == nil {
+				c.mu.Lock()
+				c.fds = append(c.fds, fds...)
+				c.mu.Unlock()
+			}
+		}
+	}
+	return n, err
+}
+
+// taken returns the descriptors received so far and forgets them.
+func (c *rightsConn) taken() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fds := c.fds
+	c.fds = nil
+	return fds
+}
+
+type rightsListener struct{ net.Listener }
+
+func (l rightsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &rightsConn{UnixConn: c.(*net.UnixConn)}, nil
+}
+
+type connKey struct{}
 
 func (f *fakeCH) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
@@ -90,6 +137,25 @@ func (f *fakeCH) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	endpoint := strings.TrimPrefix(r.URL.Path, "/api/v1/")
 	f.calls = append(f.calls, endpoint)
+	var fds []int
+	if c, ok := r.Context().Value(connKey{}).(*rightsConn); ok {
+		fds = c.taken()
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	if endpoint == "vm.add-net" {
+		// With no descriptor Cloud Hypervisor would create a tap of its own, in its
+		// own network namespace: never what the launcher means.
+		var st unix.Stat_t
+		if len(fds) != 1 || unix.Fstat(fds[0], &st) != nil {
+			f.violations = append(f.violations, fmt.Sprintf("vm.add-net with %d descriptors, want one open tap", len(fds)))
+		} else {
+			f.nets = append(f.nets, fmt.Sprintf("%s fds=1", body))
+		}
+	}
 	rec := httptest.NewRecorder()
 	f.answer(rec, endpoint, body)
 	// The fake must answer as documented, too.
@@ -121,6 +187,15 @@ func (f *fakeCH) answer(w http.ResponseWriter, endpoint string, body []byte) {
 		}
 		f.state, f.config = "Created", body
 		w.WriteHeader(http.StatusNoContent)
+	case "vm.add-net":
+		switch f.state {
+		case "":
+			http.Error(w, "VM not created", http.StatusInternalServerError)
+		case "Created":
+			w.WriteHeader(http.StatusNoContent) // cold-added: part of the VM at boot
+		default:
+			writeJSON(w, map[string]any{"id": "net0", "bdf": "0000:00:06.0"})
+		}
 	case "vm.boot":
 		if f.state == "" {
 			http.Error(w, "VM not created", http.StatusNotFound)
@@ -179,8 +254,10 @@ func serveFakeCH(path string) (*fakeCH, func(), error) {
 		return nil, nil, err
 	}
 	f := &fakeCH{router: router, vmmDown: make(chan struct{})}
-	srv := &http.Server{Handler: f}
-	go srv.Serve(ln)
+	srv := &http.Server{Handler: f, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}}
+	go srv.Serve(rightsListener{ln})
 	go func() { <-f.vmmDown; time.Sleep(10 * time.Millisecond); srv.Close() }()
 	return f, func() { srv.Close() }, nil
 }
@@ -350,6 +427,9 @@ func runFakeCH(args []string) int {
 		return 3
 	}
 	fmt.Fprintf(os.Stderr, "calls: %s\n", strings.Join(f.calls, " "))
+	if len(f.nets) > 0 {
+		fmt.Fprintf(os.Stderr, "nets: %s\n", strings.Join(f.nets, "; "))
+	}
 	return 0
 }
 
@@ -388,4 +468,69 @@ func TestStartCloudHypervisor(t *testing.T) {
 	if slices.Contains(left, APISocket) {
 		t.Errorf("run dir after Stop = %q, want no %s", left, APISocket)
 	}
+}
+
+// TestCHAddNetContract: the pod's tap reaches Cloud Hypervisor as a descriptor sent with
+// vm.add-net (SCM_RIGHTS; the spec's NetConfig has no descriptor field, and vm.create
+// ignores descriptors), cold-added between vm.create and vm.boot, with a body the v53
+// spec accepts and the veth's MAC. Cloud Hypervisor itself is not on this machine: the
+// fake validates every request against its OpenAPI spec.
+func TestCHAddNetContract(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(fakeCHEnv, "1")
+	dir := t.TempDir()
+	tap, err := os.Open(os.DevNull) // stands in for the tap: the fake checks it arrives open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tap.Close()
+	cfg := testConfig(dir)
+	cfg.NICs = []NIC{{Tap: tap, MAC: "02:42:0a:58:4d:05"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	vm, err := StartCloudHypervisor(ctx, cfg, WithCloudHypervisor(self))
+	if err != nil {
+		t.Fatalf("StartCloudHypervisor(fake, one NIC) = %v", err)
+	}
+	if err := vm.Stop(ctx); err != nil {
+		t.Errorf("Stop() = %v, want nil", err)
+	}
+	if err := vm.Wait(ctx); err != nil {
+		t.Errorf("Wait() = %v, want nil (the fake exits non-zero on a contract violation)", err)
+	}
+	logData, _ := os.ReadFile(filepath.Join(dir, chLog))
+	for _, want := range []string{
+		"calls: vmm.ping vm.create vm.add-net vm.boot",
+		`nets: {"id":"net0","mac":"02:42:0a:58:4d:05","num_queues":2} fds=1`,
+	} {
+		if !strings.Contains(string(logData), want) {
+			t.Errorf("fake VMM log = %q, want %q", logData, want)
+		}
+	}
+
+	t.Run("a request without the tap is a violation", func(t *testing.T) {
+		sock := filepath.Join(t.TempDir(), "api.sock")
+		f, stop, err := serveFakeCH(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		c := NewCHClient(sock)
+		plain := testConfig(dir)
+		plain.validate()
+		if err := c.Create(ctx, vmConfig(plain, "/r/vm.vsock", "/r/c.log")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.do(ctx, http.MethodPut, "vm.add-net", netConfig(0, cfg.NICs[0]), nil); err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.violations) != 1 || !strings.Contains(f.violations[0], "0 descriptors") {
+			t.Errorf("violations after vm.add-net without a descriptor = %q, want one naming it", f.violations)
+		}
+	})
 }

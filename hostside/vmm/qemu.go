@@ -124,6 +124,13 @@ func qemuDevices(cfg Config, devOpts string) []string {
 		}
 		args = append(args, "-drive", drive, "-device", dev+devOpts)
 	}
+	// The taps are QEMU's inherited files: the first is fd 3 (startProc's extra files).
+	// No option ROM: the guest boots its kernel directly.
+	for i, n := range cfg.NICs {
+		args = append(args,
+			"-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, 3+i),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d,mac=%s,romfile=", i, n.MAC)+devOpts)
+	}
 	return append(args,
 		"-serial", "file:"+filepath.Join(cfg.RunDir, ConsoleLog),
 		"-qmp", "unix:"+run(QMPSocket)+",server=on,wait=off",
@@ -211,7 +218,7 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 		os.Remove(filepath.Join(cfg.RunDir, name)) // stale files from a crashed launcher
 	}
 	// Its warnings (none by default) go to its log beside the console log.
-	vp, err := startProc(vhost, vhostArgs(cfg), filepath.Join(cfg.RunDir, vhostLog), o.detach, "RUST_LOG=warn")
+	vp, err := startProc(vhost, vhostArgs(cfg), filepath.Join(cfg.RunDir, vhostLog), o.detach, "RUST_LOG=warn", nil)
 	if err != nil {
 		return nil, fmt.Errorf("start vhost-device-vsock: %w", err)
 	}
@@ -225,7 +232,7 @@ func StartQEMU(ctx context.Context, cfg Config, opts ...QEMUOption) (VM, error) 
 	if cfg.SEVSNP {
 		args = snpArgs
 	}
-	qp, err := startProc(qemu, args, filepath.Join(cfg.RunDir, qemuLog), o.detach, "")
+	qp, err := startProc(qemu, args, filepath.Join(cfg.RunDir, qemuLog), o.detach, "", nicFiles(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
 	}
@@ -248,9 +255,19 @@ type proc struct {
 	err    error
 }
 
+// nicFiles are the taps of cfg's network devices, in order.
+func nicFiles(cfg Config) []*os.File {
+	var fs []*os.File
+	for _, n := range cfg.NICs {
+		fs = append(fs, n.Tap)
+	}
+	return fs
+}
+
 // startProc starts bin with args, its output to logPath, with env (KEY=VALUE, "" for none)
-// added to the environment unless the environment sets KEY already.
-func startProc(bin string, args []string, logPath string, detach bool, env string) (*proc, error) {
+// added to the environment unless the environment sets KEY already, and files as its
+// descriptors 3, 4, ...
+func startProc(bin string, args []string, logPath string, detach bool, env string, files []*os.File) (*proc, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", logPath, err)
@@ -258,6 +275,7 @@ func startProc(bin string, args []string, logPath string, detach bool, env strin
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = files
 	if k, _, ok := strings.Cut(env, "="); ok && os.Getenv(k) == "" {
 		cmd.Env = append(os.Environ(), env)
 	}

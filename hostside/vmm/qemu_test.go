@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -100,6 +101,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no kernel", func(c *Config) { c.Kernel = "" }, "no kernel"},
 		{"long serial", func(c *Config) { c.Disks = []Disk{{Path: "/d", Serial: strings.Repeat("s", 21)}} }, "longer than 20"},
 		{"comma in serial", func(c *Config) { c.Disks = []Disk{{Path: "/d", Serial: "a,b"}} }, "must not contain"},
+		{"network device without a tap", func(c *Config) { c.NICs = []NIC{{MAC: "02:42:0a:58:4d:05"}} }, "no tap file"},
+		{"network device with a multicast MAC", func(c *Config) { c.NICs = []NIC{{Tap: os.Stdin, MAC: "01:42:0a:58:4d:05"}} }, "want a unicast"},
+		{"network device with a MAC that injects an option", func(c *Config) { c.NICs = []NIC{{Tap: os.Stdin, MAC: "02:42:0a:58:4d:05,romfile=/x"}} }, "want a unicast"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,5 +123,35 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("validate(%+v) = %v, want error containing %q", c, err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestQEMUNetArgs: a pod's tap reaches QEMU as an inherited descriptor (fd 3 onwards, the
+// order of startProc's extra files) with the veth's MAC on the guest's device; a VM
+// without network devices gets none.
+func TestQEMUNetArgs(t *testing.T) {
+	cfg := Config{Kernel: "/k", RunDir: "/r", NICs: []NIC{{Tap: os.Stdin, MAC: "02:42:0a:58:4d:05"}, {Tap: os.Stdout, MAC: "02:42:0a:58:4d:06"}}}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	args := qemuArgs(cfg, AccelTCG)
+	for _, w := range [][]string{
+		{"-netdev", "tap,id=net0,fd=3", "-device", "virtio-net-pci,netdev=net0,mac=02:42:0a:58:4d:05,romfile="},
+		{"-netdev", "tap,id=net1,fd=4", "-device", "virtio-net-pci,netdev=net1,mac=02:42:0a:58:4d:06,romfile="},
+	} {
+		if !containsRun(args, w) {
+			t.Errorf("qemuArgs(two NICs) = %q, want it to contain %q", args, w)
+		}
+	}
+	if got := nicFiles(cfg); len(got) != 2 || got[0] != os.Stdin || got[1] != os.Stdout {
+		t.Errorf("nicFiles(two NICs) = %v, want the two taps in order", got)
+	}
+	// An SEV-SNP guest's devices, the network's too, go through the DMA API.
+	if snp := qemuDevices(cfg, ",iommu_platform=on"); !slices.Contains(snp, "virtio-net-pci,netdev=net0,mac=02:42:0a:58:4d:05,romfile=,iommu_platform=on") {
+		t.Errorf("qemuDevices(two NICs, iommu_platform) = %q, want the NIC with iommu_platform=on", snp)
+	}
+	cfg.NICs = nil
+	if args := qemuArgs(cfg, AccelTCG); slices.Contains(args, "-netdev") {
+		t.Errorf("qemuArgs(no NICs) = %q, want no -netdev", args)
 	}
 }

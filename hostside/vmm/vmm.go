@@ -7,6 +7,7 @@ package vmm
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +19,15 @@ type Disk struct {
 	Path     string
 	Serial   string
 	ReadOnly bool
+}
+
+// NIC is a virtio-net device backed by a tap device the caller opened (the pod's, joined
+// to its CNI interface): the VMM gets the open tap, not its name, so the tap may live in
+// another network namespace than the VMM. MAC is the guest device's address, the pod
+// veth's, so the CNI bridge's view of the pod stays valid.
+type NIC struct {
+	Tap *os.File
+	MAC string // aa:bb:cc:dd:ee:ff
 }
 
 // Config describes one VM. Paths are absolute.
@@ -33,6 +43,7 @@ type Config struct {
 	CPUs      int
 	MemoryMiB int
 	Disks     []Disk
+	NICs      []NIC
 	// GuestCID is the guest's vsock CID (default 3).
 	GuestCID uint32
 	// RunDir holds the VMM's sockets and the console log; it must exist.
@@ -73,6 +84,14 @@ func (c *Config) validate() error {
 		return fmt.Errorf("run directory %s: must not contain ','", c.RunDir)
 	case c.Kernel == "" && c.IGVM == "":
 		return fmt.Errorf("no kernel or IGVM file given")
+	}
+	for i, n := range c.NICs {
+		if n.Tap == nil {
+			return fmt.Errorf("network device %d: no tap file given", i)
+		}
+		if mac, err := net.ParseMAC(n.MAC); err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			return fmt.Errorf("network device %d: MAC %q: want a unicast aa:bb:cc:dd:ee:ff", i, n.MAC)
+		}
 	}
 	for _, d := range c.Disks {
 		if len(d.Serial) > 20 {

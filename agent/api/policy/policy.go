@@ -53,6 +53,12 @@ type AgentRules struct {
 	// so they can never pass for workload evidence. Before any policy is
 	// installed GetReport is always allowed.
 	GetReport bool `json:"get_report,omitempty"`
+	// PodNetwork allows ConfigureNetwork: the host may give the guest's pod
+	// a network interface (a virtio-net device the agent moves into the
+	// pod's network namespace and configures as CNI did on the host). The
+	// network is the host's like every device: workloads protect their
+	// traffic themselves (TLS).
+	PodNetwork bool `json:"pod_network,omitempty"`
 }
 
 // Container is one kind of container the host may create. A

@@ -3364,6 +3364,226 @@ func (*UpdateContainerResponse) Descriptor() ([]byte, []int) {
 	return file_v1_agent_proto_rawDescGZIP(), []int{57}
 }
 
+type ConfigureNetworkRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Interface *NetworkInterface      `protobuf:"bytes,1,opt,name=interface,proto3" json:"interface,omitempty"`
+	// Routes through the interface: at most 64 (agent/podnet).
+	Routes        []*NetworkRoute `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureNetworkRequest) Reset() {
+	*x = ConfigureNetworkRequest{}
+	mi := &file_v1_agent_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureNetworkRequest) ProtoMessage() {}
+
+func (x *ConfigureNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureNetworkRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ConfigureNetworkRequest) GetInterface() *NetworkInterface {
+	if x != nil {
+		return x.Interface
+	}
+	return nil
+}
+
+func (x *ConfigureNetworkRequest) GetRoutes() []*NetworkRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+// NetworkInterface is the pod's interface as CNI configured it on the host.
+type NetworkInterface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The MAC address of the guest's virtio-net device (and of the pod's
+	// veth on the host), "aa:bb:cc:dd:ee:ff": a unicast address.
+	Mac string `protobuf:"bytes,1,opt,name=mac,proto3" json:"mac,omitempty"`
+	// The interface's name in the pod (CNI's, e.g. eth0): 1 to 15 bytes of
+	// [A-Za-z0-9_.-], not lo.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// 68 to 65535.
+	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// Addresses in CIDR form ("10.88.77.5/24", "fd00::5/64"): at most 16.
+	Addresses     []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkInterface) Reset() {
+	*x = NetworkInterface{}
+	mi := &file_v1_agent_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkInterface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkInterface) ProtoMessage() {}
+
+func (x *NetworkInterface) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkInterface.ProtoReflect.Descriptor instead.
+func (*NetworkInterface) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *NetworkInterface) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *NetworkInterface) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NetworkInterface) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+func (x *NetworkInterface) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// NetworkRoute is one route through the pod's interface.
+type NetworkRoute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The destination in CIDR form, canonical (no host bits set); empty:
+	// the default route of the gateway's family.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// The next hop; empty: the destination is on the link.
+	Gateway       string `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkRoute) Reset() {
+	*x = NetworkRoute{}
+	mi := &file_v1_agent_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkRoute) ProtoMessage() {}
+
+func (x *NetworkRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkRoute.ProtoReflect.Descriptor instead.
+func (*NetworkRoute) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *NetworkRoute) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *NetworkRoute) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+type ConfigureNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureNetworkResponse) Reset() {
+	*x = ConfigureNetworkResponse{}
+	mi := &file_v1_agent_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureNetworkResponse) ProtoMessage() {}
+
+func (x *ConfigureNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_v1_agent_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureNetworkResponse.ProtoReflect.Descriptor instead.
+func (*ConfigureNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_v1_agent_proto_rawDescGZIP(), []int{61}
+}
+
 var File_v1_agent_proto protoreflect.FileDescriptor
 
 const file_v1_agent_proto_rawDesc = "" +
@@ -3578,10 +3798,22 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x04mems\x18\x05 \x01(\tR\x04mems\"%\n" +
 	"\rPidsResources\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x03R\x05limit\"\x19\n" +
-	"\x17UpdateContainerResponse*B\n" +
+	"\x17UpdateContainerResponse\"\x97\x01\n" +
+	"\x17ConfigureNetworkRequest\x12B\n" +
+	"\tinterface\x18\x01 \x01(\v2$.confguest.agent.v1.NetworkInterfaceR\tinterface\x128\n" +
+	"\x06routes\x18\x02 \x03(\v2 .confguest.agent.v1.NetworkRouteR\x06routes\"h\n" +
+	"\x10NetworkInterface\x12\x10\n" +
+	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03mtu\x18\x03 \x01(\rR\x03mtu\x12\x1c\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\"J\n" +
+	"\fNetworkRoute\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\"\x1a\n" +
+	"\x18ConfigureNetworkResponse*B\n" +
 	"\fOutputStream\x12\x18\n" +
 	"\x14OUTPUT_STREAM_STDOUT\x10\x00\x12\x18\n" +
-	"\x14OUTPUT_STREAM_STDERR\x10\x012\xec\x0e\n" +
+	"\x14OUTPUT_STREAM_STDERR\x10\x012\xdb\x0f\n" +
 	"\x05Agent\x12R\n" +
 	"\aVersion\x12\".confguest.agent.v1.VersionRequest\x1a#.confguest.agent.v1.VersionResponse\x12X\n" +
 	"\tSetPolicy\x12$.confguest.agent.v1.SetPolicyRequest\x1a%.confguest.agent.v1.SetPolicyResponse\x12X\n" +
@@ -3606,7 +3838,8 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\x05State\x12 .confguest.agent.v1.StateRequest\x1a!.confguest.agent.v1.StateResponse\x12L\n" +
 	"\x05Stats\x12 .confguest.agent.v1.StatsRequest\x1a!.confguest.agent.v1.StatsResponse\x12U\n" +
 	"\bShutdown\x12#.confguest.agent.v1.ShutdownRequest\x1a$.confguest.agent.v1.ShutdownResponse\x12j\n" +
-	"\x0fUpdateContainer\x12*.confguest.agent.v1.UpdateContainerRequest\x1a+.confguest.agent.v1.UpdateContainerResponseB Z\x1econfguest/agent/api/v1;agentv1b\x06proto3"
+	"\x0fUpdateContainer\x12*.confguest.agent.v1.UpdateContainerRequest\x1a+.confguest.agent.v1.UpdateContainerResponse\x12m\n" +
+	"\x10ConfigureNetwork\x12+.confguest.agent.v1.ConfigureNetworkRequest\x1a,.confguest.agent.v1.ConfigureNetworkResponseB Z\x1econfguest/agent/api/v1;agentv1b\x06proto3"
 
 var (
 	file_v1_agent_proto_rawDescOnce sync.Once
@@ -3621,67 +3854,71 @@ func file_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_v1_agent_proto_goTypes = []any{
-	(OutputStream)(0),               // 0: confguest.agent.v1.OutputStream
-	(*VersionRequest)(nil),          // 1: confguest.agent.v1.VersionRequest
-	(*SetPolicyRequest)(nil),        // 2: confguest.agent.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),       // 3: confguest.agent.v1.SetPolicyResponse
-	(*GetReportRequest)(nil),        // 4: confguest.agent.v1.GetReportRequest
-	(*GetReportResponse)(nil),       // 5: confguest.agent.v1.GetReportResponse
-	(*VersionResponse)(nil),         // 6: confguest.agent.v1.VersionResponse
-	(*ProcessRef)(nil),              // 7: confguest.agent.v1.ProcessRef
-	(*Verity)(nil),                  // 8: confguest.agent.v1.Verity
-	(*BlockRootfs)(nil),             // 9: confguest.agent.v1.BlockRootfs
-	(*Rootfs)(nil),                  // 10: confguest.agent.v1.Rootfs
-	(*StdioOptions)(nil),            // 11: confguest.agent.v1.StdioOptions
-	(*CreateContainerRequest)(nil),  // 12: confguest.agent.v1.CreateContainerRequest
-	(*Volume)(nil),                  // 13: confguest.agent.v1.Volume
-	(*Files)(nil),                   // 14: confguest.agent.v1.Files
-	(*FileEntry)(nil),               // 15: confguest.agent.v1.FileEntry
-	(*EmptyDir)(nil),                // 16: confguest.agent.v1.EmptyDir
-	(*PodNamespaces)(nil),           // 17: confguest.agent.v1.PodNamespaces
-	(*CreateContainerResponse)(nil), // 18: confguest.agent.v1.CreateContainerResponse
-	(*UpdateVolumeRequest)(nil),     // 19: confguest.agent.v1.UpdateVolumeRequest
-	(*UpdateVolumeResponse)(nil),    // 20: confguest.agent.v1.UpdateVolumeResponse
-	(*ReadVolumeRequest)(nil),       // 21: confguest.agent.v1.ReadVolumeRequest
-	(*ReadVolumeResponse)(nil),      // 22: confguest.agent.v1.ReadVolumeResponse
-	(*StartContainerRequest)(nil),   // 23: confguest.agent.v1.StartContainerRequest
-	(*StartContainerResponse)(nil),  // 24: confguest.agent.v1.StartContainerResponse
-	(*ExecProcessRequest)(nil),      // 25: confguest.agent.v1.ExecProcessRequest
-	(*ExecProcessResponse)(nil),     // 26: confguest.agent.v1.ExecProcessResponse
-	(*WaitProcessRequest)(nil),      // 27: confguest.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),     // 28: confguest.agent.v1.WaitProcessResponse
-	(*SignalProcessRequest)(nil),    // 29: confguest.agent.v1.SignalProcessRequest
-	(*SignalProcessResponse)(nil),   // 30: confguest.agent.v1.SignalProcessResponse
-	(*ResizeTTYRequest)(nil),        // 31: confguest.agent.v1.ResizeTTYRequest
-	(*ResizeTTYResponse)(nil),       // 32: confguest.agent.v1.ResizeTTYResponse
-	(*WriteStdinRequest)(nil),       // 33: confguest.agent.v1.WriteStdinRequest
-	(*WriteStdinResponse)(nil),      // 34: confguest.agent.v1.WriteStdinResponse
-	(*CloseStdinRequest)(nil),       // 35: confguest.agent.v1.CloseStdinRequest
-	(*CloseStdinResponse)(nil),      // 36: confguest.agent.v1.CloseStdinResponse
-	(*ReadOutputRequest)(nil),       // 37: confguest.agent.v1.ReadOutputRequest
-	(*OutputChunk)(nil),             // 38: confguest.agent.v1.OutputChunk
-	(*DeleteContainerRequest)(nil),  // 39: confguest.agent.v1.DeleteContainerRequest
-	(*DeleteContainerResponse)(nil), // 40: confguest.agent.v1.DeleteContainerResponse
-	(*ListContainersRequest)(nil),   // 41: confguest.agent.v1.ListContainersRequest
-	(*ContainerInfo)(nil),           // 42: confguest.agent.v1.ContainerInfo
-	(*ListContainersResponse)(nil),  // 43: confguest.agent.v1.ListContainersResponse
-	(*StateRequest)(nil),            // 44: confguest.agent.v1.StateRequest
-	(*StateResponse)(nil),           // 45: confguest.agent.v1.StateResponse
-	(*StatsRequest)(nil),            // 46: confguest.agent.v1.StatsRequest
-	(*MemoryStats)(nil),             // 47: confguest.agent.v1.MemoryStats
-	(*CPUStats)(nil),                // 48: confguest.agent.v1.CPUStats
-	(*PidsStats)(nil),               // 49: confguest.agent.v1.PidsStats
-	(*AgentStats)(nil),              // 50: confguest.agent.v1.AgentStats
-	(*StatsResponse)(nil),           // 51: confguest.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),         // 52: confguest.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),        // 53: confguest.agent.v1.ShutdownResponse
-	(*UpdateContainerRequest)(nil),  // 54: confguest.agent.v1.UpdateContainerRequest
-	(*MemoryResources)(nil),         // 55: confguest.agent.v1.MemoryResources
-	(*CPUResources)(nil),            // 56: confguest.agent.v1.CPUResources
-	(*PidsResources)(nil),           // 57: confguest.agent.v1.PidsResources
-	(*UpdateContainerResponse)(nil), // 58: confguest.agent.v1.UpdateContainerResponse
+	(OutputStream)(0),                // 0: confguest.agent.v1.OutputStream
+	(*VersionRequest)(nil),           // 1: confguest.agent.v1.VersionRequest
+	(*SetPolicyRequest)(nil),         // 2: confguest.agent.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),        // 3: confguest.agent.v1.SetPolicyResponse
+	(*GetReportRequest)(nil),         // 4: confguest.agent.v1.GetReportRequest
+	(*GetReportResponse)(nil),        // 5: confguest.agent.v1.GetReportResponse
+	(*VersionResponse)(nil),          // 6: confguest.agent.v1.VersionResponse
+	(*ProcessRef)(nil),               // 7: confguest.agent.v1.ProcessRef
+	(*Verity)(nil),                   // 8: confguest.agent.v1.Verity
+	(*BlockRootfs)(nil),              // 9: confguest.agent.v1.BlockRootfs
+	(*Rootfs)(nil),                   // 10: confguest.agent.v1.Rootfs
+	(*StdioOptions)(nil),             // 11: confguest.agent.v1.StdioOptions
+	(*CreateContainerRequest)(nil),   // 12: confguest.agent.v1.CreateContainerRequest
+	(*Volume)(nil),                   // 13: confguest.agent.v1.Volume
+	(*Files)(nil),                    // 14: confguest.agent.v1.Files
+	(*FileEntry)(nil),                // 15: confguest.agent.v1.FileEntry
+	(*EmptyDir)(nil),                 // 16: confguest.agent.v1.EmptyDir
+	(*PodNamespaces)(nil),            // 17: confguest.agent.v1.PodNamespaces
+	(*CreateContainerResponse)(nil),  // 18: confguest.agent.v1.CreateContainerResponse
+	(*UpdateVolumeRequest)(nil),      // 19: confguest.agent.v1.UpdateVolumeRequest
+	(*UpdateVolumeResponse)(nil),     // 20: confguest.agent.v1.UpdateVolumeResponse
+	(*ReadVolumeRequest)(nil),        // 21: confguest.agent.v1.ReadVolumeRequest
+	(*ReadVolumeResponse)(nil),       // 22: confguest.agent.v1.ReadVolumeResponse
+	(*StartContainerRequest)(nil),    // 23: confguest.agent.v1.StartContainerRequest
+	(*StartContainerResponse)(nil),   // 24: confguest.agent.v1.StartContainerResponse
+	(*ExecProcessRequest)(nil),       // 25: confguest.agent.v1.ExecProcessRequest
+	(*ExecProcessResponse)(nil),      // 26: confguest.agent.v1.ExecProcessResponse
+	(*WaitProcessRequest)(nil),       // 27: confguest.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),      // 28: confguest.agent.v1.WaitProcessResponse
+	(*SignalProcessRequest)(nil),     // 29: confguest.agent.v1.SignalProcessRequest
+	(*SignalProcessResponse)(nil),    // 30: confguest.agent.v1.SignalProcessResponse
+	(*ResizeTTYRequest)(nil),         // 31: confguest.agent.v1.ResizeTTYRequest
+	(*ResizeTTYResponse)(nil),        // 32: confguest.agent.v1.ResizeTTYResponse
+	(*WriteStdinRequest)(nil),        // 33: confguest.agent.v1.WriteStdinRequest
+	(*WriteStdinResponse)(nil),       // 34: confguest.agent.v1.WriteStdinResponse
+	(*CloseStdinRequest)(nil),        // 35: confguest.agent.v1.CloseStdinRequest
+	(*CloseStdinResponse)(nil),       // 36: confguest.agent.v1.CloseStdinResponse
+	(*ReadOutputRequest)(nil),        // 37: confguest.agent.v1.ReadOutputRequest
+	(*OutputChunk)(nil),              // 38: confguest.agent.v1.OutputChunk
+	(*DeleteContainerRequest)(nil),   // 39: confguest.agent.v1.DeleteContainerRequest
+	(*DeleteContainerResponse)(nil),  // 40: confguest.agent.v1.DeleteContainerResponse
+	(*ListContainersRequest)(nil),    // 41: confguest.agent.v1.ListContainersRequest
+	(*ContainerInfo)(nil),            // 42: confguest.agent.v1.ContainerInfo
+	(*ListContainersResponse)(nil),   // 43: confguest.agent.v1.ListContainersResponse
+	(*StateRequest)(nil),             // 44: confguest.agent.v1.StateRequest
+	(*StateResponse)(nil),            // 45: confguest.agent.v1.StateResponse
+	(*StatsRequest)(nil),             // 46: confguest.agent.v1.StatsRequest
+	(*MemoryStats)(nil),              // 47: confguest.agent.v1.MemoryStats
+	(*CPUStats)(nil),                 // 48: confguest.agent.v1.CPUStats
+	(*PidsStats)(nil),                // 49: confguest.agent.v1.PidsStats
+	(*AgentStats)(nil),               // 50: confguest.agent.v1.AgentStats
+	(*StatsResponse)(nil),            // 51: confguest.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),          // 52: confguest.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),         // 53: confguest.agent.v1.ShutdownResponse
+	(*UpdateContainerRequest)(nil),   // 54: confguest.agent.v1.UpdateContainerRequest
+	(*MemoryResources)(nil),          // 55: confguest.agent.v1.MemoryResources
+	(*CPUResources)(nil),             // 56: confguest.agent.v1.CPUResources
+	(*PidsResources)(nil),            // 57: confguest.agent.v1.PidsResources
+	(*UpdateContainerResponse)(nil),  // 58: confguest.agent.v1.UpdateContainerResponse
+	(*ConfigureNetworkRequest)(nil),  // 59: confguest.agent.v1.ConfigureNetworkRequest
+	(*NetworkInterface)(nil),         // 60: confguest.agent.v1.NetworkInterface
+	(*NetworkRoute)(nil),             // 61: confguest.agent.v1.NetworkRoute
+	(*ConfigureNetworkResponse)(nil), // 62: confguest.agent.v1.ConfigureNetworkResponse
 }
 var file_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: confguest.agent.v1.BlockRootfs.verity:type_name -> confguest.agent.v1.Verity
@@ -3711,51 +3948,55 @@ var file_v1_agent_proto_depIdxs = []int32{
 	55, // 24: confguest.agent.v1.UpdateContainerRequest.memory:type_name -> confguest.agent.v1.MemoryResources
 	56, // 25: confguest.agent.v1.UpdateContainerRequest.cpu:type_name -> confguest.agent.v1.CPUResources
 	57, // 26: confguest.agent.v1.UpdateContainerRequest.pids:type_name -> confguest.agent.v1.PidsResources
-	1,  // 27: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
-	2,  // 28: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
-	4,  // 29: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
-	12, // 30: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
-	23, // 31: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
-	25, // 32: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
-	27, // 33: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
-	29, // 34: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
-	31, // 35: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
-	33, // 36: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
-	35, // 37: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
-	37, // 38: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
-	19, // 39: confguest.agent.v1.Agent.UpdateVolume:input_type -> confguest.agent.v1.UpdateVolumeRequest
-	21, // 40: confguest.agent.v1.Agent.ReadVolume:input_type -> confguest.agent.v1.ReadVolumeRequest
-	39, // 41: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
-	41, // 42: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
-	44, // 43: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
-	46, // 44: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
-	52, // 45: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
-	54, // 46: confguest.agent.v1.Agent.UpdateContainer:input_type -> confguest.agent.v1.UpdateContainerRequest
-	6,  // 47: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
-	3,  // 48: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
-	5,  // 49: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
-	18, // 50: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
-	24, // 51: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
-	26, // 52: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
-	28, // 53: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
-	30, // 54: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
-	32, // 55: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
-	34, // 56: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
-	36, // 57: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
-	38, // 58: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
-	20, // 59: confguest.agent.v1.Agent.UpdateVolume:output_type -> confguest.agent.v1.UpdateVolumeResponse
-	22, // 60: confguest.agent.v1.Agent.ReadVolume:output_type -> confguest.agent.v1.ReadVolumeResponse
-	40, // 61: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
-	43, // 62: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
-	45, // 63: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
-	51, // 64: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
-	53, // 65: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
-	58, // 66: confguest.agent.v1.Agent.UpdateContainer:output_type -> confguest.agent.v1.UpdateContainerResponse
-	47, // [47:67] is the sub-list for method output_type
-	27, // [27:47] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	60, // 27: confguest.agent.v1.ConfigureNetworkRequest.interface:type_name -> confguest.agent.v1.NetworkInterface
+	61, // 28: confguest.agent.v1.ConfigureNetworkRequest.routes:type_name -> confguest.agent.v1.NetworkRoute
+	1,  // 29: confguest.agent.v1.Agent.Version:input_type -> confguest.agent.v1.VersionRequest
+	2,  // 30: confguest.agent.v1.Agent.SetPolicy:input_type -> confguest.agent.v1.SetPolicyRequest
+	4,  // 31: confguest.agent.v1.Agent.GetReport:input_type -> confguest.agent.v1.GetReportRequest
+	12, // 32: confguest.agent.v1.Agent.CreateContainer:input_type -> confguest.agent.v1.CreateContainerRequest
+	23, // 33: confguest.agent.v1.Agent.StartContainer:input_type -> confguest.agent.v1.StartContainerRequest
+	25, // 34: confguest.agent.v1.Agent.ExecProcess:input_type -> confguest.agent.v1.ExecProcessRequest
+	27, // 35: confguest.agent.v1.Agent.WaitProcess:input_type -> confguest.agent.v1.WaitProcessRequest
+	29, // 36: confguest.agent.v1.Agent.SignalProcess:input_type -> confguest.agent.v1.SignalProcessRequest
+	31, // 37: confguest.agent.v1.Agent.ResizeTTY:input_type -> confguest.agent.v1.ResizeTTYRequest
+	33, // 38: confguest.agent.v1.Agent.WriteStdin:input_type -> confguest.agent.v1.WriteStdinRequest
+	35, // 39: confguest.agent.v1.Agent.CloseStdin:input_type -> confguest.agent.v1.CloseStdinRequest
+	37, // 40: confguest.agent.v1.Agent.ReadOutput:input_type -> confguest.agent.v1.ReadOutputRequest
+	19, // 41: confguest.agent.v1.Agent.UpdateVolume:input_type -> confguest.agent.v1.UpdateVolumeRequest
+	21, // 42: confguest.agent.v1.Agent.ReadVolume:input_type -> confguest.agent.v1.ReadVolumeRequest
+	39, // 43: confguest.agent.v1.Agent.DeleteContainer:input_type -> confguest.agent.v1.DeleteContainerRequest
+	41, // 44: confguest.agent.v1.Agent.ListContainers:input_type -> confguest.agent.v1.ListContainersRequest
+	44, // 45: confguest.agent.v1.Agent.State:input_type -> confguest.agent.v1.StateRequest
+	46, // 46: confguest.agent.v1.Agent.Stats:input_type -> confguest.agent.v1.StatsRequest
+	52, // 47: confguest.agent.v1.Agent.Shutdown:input_type -> confguest.agent.v1.ShutdownRequest
+	54, // 48: confguest.agent.v1.Agent.UpdateContainer:input_type -> confguest.agent.v1.UpdateContainerRequest
+	59, // 49: confguest.agent.v1.Agent.ConfigureNetwork:input_type -> confguest.agent.v1.ConfigureNetworkRequest
+	6,  // 50: confguest.agent.v1.Agent.Version:output_type -> confguest.agent.v1.VersionResponse
+	3,  // 51: confguest.agent.v1.Agent.SetPolicy:output_type -> confguest.agent.v1.SetPolicyResponse
+	5,  // 52: confguest.agent.v1.Agent.GetReport:output_type -> confguest.agent.v1.GetReportResponse
+	18, // 53: confguest.agent.v1.Agent.CreateContainer:output_type -> confguest.agent.v1.CreateContainerResponse
+	24, // 54: confguest.agent.v1.Agent.StartContainer:output_type -> confguest.agent.v1.StartContainerResponse
+	26, // 55: confguest.agent.v1.Agent.ExecProcess:output_type -> confguest.agent.v1.ExecProcessResponse
+	28, // 56: confguest.agent.v1.Agent.WaitProcess:output_type -> confguest.agent.v1.WaitProcessResponse
+	30, // 57: confguest.agent.v1.Agent.SignalProcess:output_type -> confguest.agent.v1.SignalProcessResponse
+	32, // 58: confguest.agent.v1.Agent.ResizeTTY:output_type -> confguest.agent.v1.ResizeTTYResponse
+	34, // 59: confguest.agent.v1.Agent.WriteStdin:output_type -> confguest.agent.v1.WriteStdinResponse
+	36, // 60: confguest.agent.v1.Agent.CloseStdin:output_type -> confguest.agent.v1.CloseStdinResponse
+	38, // 61: confguest.agent.v1.Agent.ReadOutput:output_type -> confguest.agent.v1.OutputChunk
+	20, // 62: confguest.agent.v1.Agent.UpdateVolume:output_type -> confguest.agent.v1.UpdateVolumeResponse
+	22, // 63: confguest.agent.v1.Agent.ReadVolume:output_type -> confguest.agent.v1.ReadVolumeResponse
+	40, // 64: confguest.agent.v1.Agent.DeleteContainer:output_type -> confguest.agent.v1.DeleteContainerResponse
+	43, // 65: confguest.agent.v1.Agent.ListContainers:output_type -> confguest.agent.v1.ListContainersResponse
+	45, // 66: confguest.agent.v1.Agent.State:output_type -> confguest.agent.v1.StateResponse
+	51, // 67: confguest.agent.v1.Agent.Stats:output_type -> confguest.agent.v1.StatsResponse
+	53, // 68: confguest.agent.v1.Agent.Shutdown:output_type -> confguest.agent.v1.ShutdownResponse
+	58, // 69: confguest.agent.v1.Agent.UpdateContainer:output_type -> confguest.agent.v1.UpdateContainerResponse
+	62, // 70: confguest.agent.v1.Agent.ConfigureNetwork:output_type -> confguest.agent.v1.ConfigureNetworkResponse
+	50, // [50:71] is the sub-list for method output_type
+	29, // [29:50] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_v1_agent_proto_init() }
@@ -3773,7 +4014,7 @@ func file_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_v1_agent_proto_rawDesc), len(file_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   58,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
