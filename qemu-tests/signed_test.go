@@ -17,6 +17,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"confguest/agent/api/imagesig"
@@ -241,6 +244,36 @@ func TestSignedImages(t *testing.T) {
 		})
 	}
 	t.Run("confguest run --pull", func(t *testing.T) { signedCLIRun(t, polFile, v2, "hello v2\n") })
+}
+
+// TestImageDiskIsDirDisk: the disk of an image (what confguest image attest describes and
+// confguest run --pull builds) is the disk of its unpacked tree (what the shim builds from
+// containerd's snapshot), so a statement signed for the image holds in a pod. No VM.
+func TestImageDiskIsDirDisk(t *testing.T) {
+	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
+		missing(t, "mkfs.erofs not found: install erofs-utils (build/setup.sh)")
+	}
+	root, w := busyboxRoot(t), t.TempDir()
+	ctx := context.Background()
+	fromDir, err := image.BuildDisk(ctx, image.Source{Kind: image.Dir, Ref: root}, w, filepath.Join(w, "dir.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lay := filepath.Join(w, "layout")
+	p, err := layout.Write(lay, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(dirImage(t, root), layout.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"})); err != nil {
+		t.Fatal(err)
+	}
+	fromImage, err := image.BuildDisk(ctx, image.Source{Kind: image.OCILayout, Ref: lay}, w, filepath.Join(w, "image.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromDir.Verity != fromImage.Verity {
+		t.Errorf("disk of the tree: root hash %s; of its image: %s; want the same disk", fromDir.Verity.RootHash, fromImage.Verity.RootHash)
+	}
 }
 
 // TestSignedImages' user path, with the CLI: confguest run --pull finds the image's cosign

@@ -197,6 +197,10 @@ func TestLoadAndUnpack(t *testing.T) {
 				t.Fatalf("Unpack(%v) = %v", src, err)
 			}
 			checkTree(t, dir)
+			// t.TempDir is 0700: an image's root is 0755, as containerd unpacks it.
+			if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o755 {
+				t.Errorf("Unpack(%v): root mode %v (%v), want 0755", src, st.Mode(), err)
+			}
 		})
 	}
 }

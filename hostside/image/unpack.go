@@ -19,8 +19,14 @@ import (
 // honoured) into dir, which must exist and be empty. Every write goes through an os.Root
 // on dir, so an entry named "../x" or reached through a symlink pointing outside is refused
 // rather than written. Device nodes and fifos are skipped: the container runtime provides
-// /dev. Ownership is applied when running as root.
+// /dev. Ownership is applied when running as root. The root of the tree gets mode 0755,
+// as the roots containerd and Docker unpack have (a layer's entry for "/" is ignored): the
+// disk of an image is then the one the shim builds from containerd's snapshot of it, so a
+// statement signed for one holds for the other, and a non-root process can reach its files.
 func Unpack(ctx context.Context, img v1.Image, dir string) error {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("unpack into %s: %w", dir, err)
+	}
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	return unpackTar(ctx, rc, dir)
