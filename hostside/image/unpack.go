@@ -22,7 +22,7 @@ import (
 // /dev. Ownership is applied when running as root. The root of the tree gets mode 0755,
 // as the roots containerd and Docker unpack have (a layer's entry for "/" is ignored): the
 // disk of an image is then the one the shim builds from containerd's snapshot of it, so a
-// statement signed for one holds for the other, and a non-root process can reach its files.
+// statement signed for one holds for the other.
 func Unpack(ctx context.Context, img v1.Image, dir string) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return fmt.Errorf("unpack into %s: %w", dir, err)
