@@ -129,13 +129,25 @@ func (e *k8sEnv) checkPod(ctx context.Context, ns, rc string) {
 	if err != nil || strings.Count(tok, ".") != 2 {
 		t.Errorf("exec in app: the projected service-account token = %q, %v; want a JWT", tok, err)
 	}
-	out, err := execIn("sidecar", "echo should not run")
-	if rc == "confguest" {
-		if err == nil || strings.Contains(out, "should not run") || !strings.Contains(err.Error(), "denied by policy rule containers[sidecar].exec") {
-			t.Errorf("exec in sidecar under confguest = %q, %v; want the policy's denial (containers[sidecar].exec)", out, err)
+	// What the policy does not list: anything in sidecar, and in app a command other than
+	// sh -c and the probe's. runc runs them.
+	for _, tc := range []struct {
+		container string
+		cmd       []string
+		want      string
+	}{
+		{"sidecar", []string{"sh", "-c", "echo should not run"}, "should not run"},
+		{"app", []string{"echo", "should not run"}, "should not run"},
+	} {
+		out, err := e.node.Kubectl(ctx, "", append([]string{"-n", ns, "exec", pod, "-c", tc.container, "--"}, tc.cmd...)...)
+		rule := "denied by policy rule containers[" + tc.container + "].exec"
+		if rc == "confguest" {
+			if err == nil || strings.Contains(out, tc.want) || !strings.Contains(err.Error(), rule) {
+				t.Errorf("exec %q in %s under confguest = %q, %v; want the policy's denial (%s)", tc.cmd, tc.container, out, err, rule)
+			}
+		} else if err != nil || strings.TrimSpace(out) != tc.want {
+			t.Errorf("exec %q in %s under runc = %q, %v; want it to run", tc.cmd, tc.container, out, err)
 		}
-	} else if err != nil || strings.TrimSpace(out) != "should not run" {
-		t.Errorf("exec in sidecar under runc = %q, %v; want it to run", out, err)
 	}
 
 	// A ConfigMap update reaches the container within the kubelet's sync period (plus the
@@ -327,7 +339,7 @@ func k8sPodPolicy(t *testing.T, layer string) string {
 		// A pod that does not share its process namespace.
 		c.PodNamespaces = []string{"network", "ipc", "uts"}
 	}
-	return encodeTestPolicy(t, policy.Policy{Version: 1, Agent: policy.AgentRules{Stats: true, Shutdown: true},
+	return encodeTestPolicy(t, policy.Policy{Version: 1, Agent: policy.AgentRules{Stats: true, Shutdown: true, PodNetwork: true},
 		Containers: []policy.Container{app, sidecar}})
 }
 
