@@ -54,6 +54,7 @@ type options struct {
 	remote []remote.Option
 	rootfs []rootfs.Option
 	note   func(string)
+	cache  *Cache
 }
 
 // Option configures Load and BuildDisk.
@@ -74,6 +75,14 @@ func WithNote(note func(line string)) Option {
 	return func(o *options) { o.note = note }
 }
 
+// WithCache has BuildDisk take the disk from c, or build it into c, instead of building it
+// at the image path each time; the image path is then a hard link to the cache entry (a
+// copy across filesystems). Ignored with WithRootfsOptions, whose options the cache key
+// cannot name.
+func WithCache(c *Cache) Option {
+	return func(o *options) { o.cache = c }
+}
+
 // Load opens the image of a non-directory source and checks that its layers are all there
 // and match their digests.
 func Load(ctx context.Context, src Source, opts ...Option) (v1.Image, error) {
@@ -81,6 +90,18 @@ func Load(ctx context.Context, src Source, opts ...Option) (v1.Image, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	img, err := open(ctx, src, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLayers(ctx, src, img); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// open opens the image of a non-directory source without reading its layers.
+func open(ctx context.Context, src Source, o options) (v1.Image, error) {
 	var img v1.Image
 	var err error
 	switch src.Kind {
@@ -96,9 +117,6 @@ func Load(ctx context.Context, src Source, opts ...Option) (v1.Image, error) {
 		return nil, fmt.Errorf("source kind %q: want dir, oci, docker-archive or registry: %w", src.Kind, ErrSource)
 	}
 	if err != nil {
-		return nil, err
-	}
-	if err := checkLayers(ctx, src, img); err != nil {
 		return nil, err
 	}
 	return img, nil
@@ -226,13 +244,18 @@ type Disk struct {
 }
 
 // BuildDisk turns src into an erofs + dm-verity image at imagePath, unpacking images in a
-// temporary directory under workDir that is removed afterwards.
+// temporary directory under workDir that is removed afterwards. WithCache takes the disk
+// from a cache of disks keyed by the source's content (an image's layer digests, a
+// directory's tree digest) when it has it.
 func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts ...Option) (Disk, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
 	ropts := append([]rootfs.Option{rootfs.WithPreservedOwnership()}, o.rootfs...)
+	if o.rootfs != nil {
+		o.cache = nil
+	}
 	if src.Kind == Dir {
 		st, err := os.Stat(src.Ref)
 		if err != nil {
@@ -249,33 +272,74 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 					len(paths), src.Ref, abbreviate(paths, 3)))
 			}
 		}))
-		p, err := rootfs.Build(ctx, src.Ref, imagePath, ropts...)
+		build := func(ctx context.Context, path string) (rootfs.Params, error) {
+			p, err := rootfs.Build(ctx, src.Ref, path, ropts...)
+			if err != nil {
+				return p, fmt.Errorf("build disk from %s: %w", src.Ref, err)
+			}
+			return p, nil
+		}
+		p, err := o.cached(ctx, func() (string, error) { return dirKey(src.Ref) }, imagePath, build)
 		if err != nil {
-			return Disk{}, fmt.Errorf("build disk from %s: %w", src.Ref, err)
+			return Disk{}, err
 		}
 		return Disk{Path: imagePath, Verity: p}, nil
 	}
-	img, err := Load(ctx, src, opts...)
+	img, err := open(ctx, src, o)
 	if err != nil {
 		return Disk{}, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return Disk{}, fmt.Errorf("%s: image config: %w", src, err)
+		return Disk{}, fmt.Errorf("%s: image config: %w: %w", src, ErrSource, err)
 	}
-	tmp, err := os.MkdirTemp(workDir, "rootfs-")
+	build := func(ctx context.Context, path string) (rootfs.Params, error) {
+		if err := checkLayers(ctx, src, img); err != nil {
+			return rootfs.Params{}, err
+		}
+		tmp, err := os.MkdirTemp(workDir, "rootfs-")
+		if err != nil {
+			return rootfs.Params{}, fmt.Errorf("unpack %s: %w", src, err)
+		}
+		defer os.RemoveAll(tmp)
+		if err := Unpack(ctx, img, tmp); err != nil {
+			return rootfs.Params{}, fmt.Errorf("unpack %s: %w", src, err)
+		}
+		p, err := rootfs.Build(ctx, tmp, path, ropts...)
+		if err != nil {
+			return rootfs.Params{}, fmt.Errorf("build disk from %s: %w", src, err)
+		}
+		return p, nil
+	}
+	p, err := o.cached(ctx, func() (string, error) { return imageKey(img) }, imagePath, build)
 	if err != nil {
-		return Disk{}, fmt.Errorf("unpack %s: %w", src, err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := Unpack(ctx, img, tmp); err != nil {
-		return Disk{}, fmt.Errorf("unpack %s: %w", src, err)
-	}
-	p, err := rootfs.Build(ctx, tmp, imagePath, ropts...)
-	if err != nil {
-		return Disk{}, fmt.Errorf("build disk from %s: %w", src, err)
+		return Disk{}, err
 	}
 	return Disk{Path: imagePath, Verity: p, Config: cf.Config}, nil
+}
+
+// cached runs build at imagePath, or without a cache; with one, it takes the disk of the
+// source's key from the cache, building it there on a miss.
+func (o options) cached(ctx context.Context, key func() (string, error), imagePath string, build func(context.Context, string) (rootfs.Params, error)) (rootfs.Params, error) {
+	if o.cache == nil {
+		return build(ctx, imagePath)
+	}
+	k, err := key()
+	if err != nil {
+		return rootfs.Params{}, fmt.Errorf("disk cache key: %w", err)
+	}
+	p, hit, err := o.cache.use(ctx, k, imagePath, build, o.note)
+	if err != nil {
+		return rootfs.Params{}, err
+	}
+	if o.note != nil {
+		what := "built into the disk cache"
+		if hit {
+			what = "taken from the disk cache"
+		}
+		o.note(fmt.Sprintf("disk %s %s (key %s)", what, o.cache.Dir(), k[:16]))
+	}
+	return p, nil
 }
 
 // Check reports a local source that does not exist before any slow work starts.
