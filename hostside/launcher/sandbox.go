@@ -73,6 +73,9 @@ type Options struct {
 	// CacheDir remembers host facts (a KVM that hangs guests); default
 	// ${CONFGUEST_CACHE:-$HOME/.cache/confguest}.
 	CacheDir string
+	// DiskCacheBytes bounds the cache of container disks in CacheDir/disks (0: the
+	// default, image.DefaultCacheBytes; negative: no cache, every disk is built).
+	DiskCacheBytes int64
 }
 
 // Sandbox is one guest VM: its run directory, its container disks and, once booted, its
@@ -93,6 +96,7 @@ type Sandbox struct {
 	disks         []image.Disk         // disk i has serial ctr<i>
 	attached      map[string]time.Time // serials the running VM has, and when they were hot-added
 	state         State
+	diskCache     *image.Cache // opened by the first BuildDisk; nil without one
 }
 
 // Disk is a container rootfs disk of a sandbox: the verity image and the serial the guest
@@ -200,6 +204,7 @@ func (s *Sandbox) progress(format string, args ...any) {
 
 // BuildDisk turns a container rootfs source into a verity disk in the run directory with
 // serial ctr<N>, attached at Boot.
+// The disk comes from the disk cache when it has the source's content (openDiskCache).
 // Rootfs images are reproducible, so a source whose image is identical to one built before
 // (the same dm-verity parameters, root hash included) gets that disk's path and serial
 // back and the new copy is removed: containers of one image share one disk (the agent
@@ -210,6 +215,9 @@ func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image
 	s.progress("building container disk from %s", src)
 	done := s.opts.Timings.Start(PhaseDiskBuild)
 	opts = append([]image.Option{image.WithNote(func(line string) { s.progress("%s", line) })}, opts...)
+	if c := s.openDiskCache(); c != nil {
+		opts = append([]image.Option{image.WithCache(c)}, opts...)
+	}
 	d, err := image.BuildDisk(ctx, src, s.dir, filepath.Join(s.dir, serial+".img"), opts...)
 	done()
 	if err != nil {
@@ -227,6 +235,23 @@ func (s *Sandbox) BuildDisk(ctx context.Context, src image.Source, opts ...image
 	}
 	s.disks = append(s.disks, d)
 	return Disk{Disk: d, Serial: serial}, nil
+}
+
+// openDiskCache opens the cache of container disks, CacheDir/disks: an image's disk is
+// built once and hard-linked into each run directory that uses it (copied where the run
+// directory is on another filesystem). Without a usable cache every disk is built.
+func (s *Sandbox) openDiskCache() *image.Cache {
+	if s.diskCache != nil || s.opts.DiskCacheBytes < 0 || s.cacheDir() == "" {
+		return s.diskCache
+	}
+	c, err := image.OpenCache(filepath.Join(s.cacheDir(), "disks"), s.opts.DiskCacheBytes)
+	if err != nil {
+		s.progress("no disk cache, building every disk: %v", err)
+		s.opts.DiskCacheBytes = -1
+		return nil
+	}
+	s.diskCache = c
+	return c
 }
 
 func serialOf(i int) string { return "ctr" + strconv.Itoa(i) }
