@@ -53,6 +53,11 @@ type Config struct {
 	CloudHypervisor  string `json:"cloud_hypervisor"`
 	// CacheDir remembers host facts such as a KVM that hangs guests.
 	CacheDir string `json:"cache_dir"`
+
+	// DiskCacheBytes bounds the cache of container disks in CacheDir/disks (0: 8 GiB;
+	// negative: none). Its disks are hard-linked into run_dir when both are on one
+	// filesystem, else copied.
+	DiskCacheBytes int64 `json:"disk_cache_bytes"`
 }
 
 // Default values of Config.
@@ -140,6 +145,7 @@ func (c Config) launcherOptions(name, hostData string) launcher.Options {
 		HostData:    hostData,
 		CacheDir:    c.CacheDir,
 	}
+	o.DiskCacheBytes = c.DiskCacheBytes
 	if c.QEMU != "" {
 		o.QEMU = append(o.QEMU, vmm.WithQEMU(c.QEMU))
 	}
