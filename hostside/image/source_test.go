@@ -141,7 +141,7 @@ func checkTree(t *testing.T, dir string) {
 	}
 }
 
-func writeLayout(t *testing.T, img v1.Image) string {
+func writeLayout(t testing.TB, img v1.Image) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "layout")
 	p, err := layout.Write(dir, empty.Index)
