@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +66,25 @@ func VMName(bundle string) string {
 	return "pod-" + hex.EncodeToString(h[:12])
 }
 
+// shimDialTimeout bounds how long StartShim waits to connect to the shim of a pod.
+const shimDialTimeout = 5 * time.Second
+
+// shimListening reports whether a process listens on the unix socket of a shim address.
+// Only a refused connection (or no socket file) proves the socket stale. containerd's
+// CanConnect gives up after 100 ms, which a loaded machine exceeds: StartShim then took
+// the live shim of a pod for a crashed one, removed its socket and started a second shim
+// without the pod's VM, so the pod's containers failed ("does not run in this shim") and
+// its VM was orphaned. A dial that neither connects nor is refused within the timeout
+// counts as listening: a wrong "listening" fails one create, a wrong "stale" loses a pod.
+func shimListening(address string, timeout time.Duration) bool {
+	conn, err := cshim.AnonDialer(address, timeout)
+	if err == nil {
+		conn.Close()
+		return true
+	}
+	return !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, fs.ErrNotExist)
+}
+
 // StartShim is the shim's start subcommand: it starts the long-running shim for the pod of
 // this container, or returns the address of the one already serving that pod.
 func (s *Service) StartShim(ctx context.Context, opts cshim.StartOpts) (_ string, retErr error) {
@@ -89,7 +110,7 @@ func (s *Service) StartShim(ctx context.Context, opts cshim.StartOpts) (_ string
 			return "", fmt.Errorf("create shim socket: %w", err)
 		}
 		// Another container of this pod: its shim serves this one too.
-		if cshim.CanConnect(address) {
+		if shimListening(address, shimDialTimeout) {
 			if err := cshim.WriteAddress("address", address); err != nil {
 				return "", fmt.Errorf("write shim address: %w", err)
 			}
