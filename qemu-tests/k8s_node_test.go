@@ -73,6 +73,16 @@ func TestK8sNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.policy = k8sPodPolicy(t, layerHash(t, root))
+	// The node is labelled and tainted as an SEV-SNP node; the RuntimeClass selects and
+	// tolerates that.
+	for _, tc := range []struct{ path, want string }{
+		{`{.metadata.labels.confguest\.io/sev-snp}`, "true"},
+		{`{.spec.taints[?(@.key=="confguest.io/sev-snp")].effect}`, "NoSchedule"},
+	} {
+		if got, err := node.Kubectl(ctx, "", "get", "node", node.Name, "-o", "jsonpath="+tc.path); err != nil || got != tc.want {
+			t.Errorf("node %s: %s = %q, %v; want %q", node.Name, tc.path, got, err, tc.want)
+		}
+	}
 	if _, err := node.Kubectl(ctx, "", "apply", "-f", filepath.Join(repoRoot(), "deploy", "runtimeclass.yaml")); err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +115,17 @@ func (e *k8sEnv) checkPod(ctx context.Context, ns, rc string) {
 	}
 	e.waitReady(ctx, ns, pod)
 	if rc == "confguest" {
+		// The RuntimeClass admission added the class's overhead and scheduling.
 		if out := e.kubectl(ctx, "-n", ns, "get", "pod", pod, "-o", "jsonpath={.spec.overhead.memory}"); out == "" {
 			t.Errorf("pod %s has no overhead: the RuntimeClass admission did not apply deploy/runtimeclass.yaml", pod)
+		}
+		for _, tc := range []struct{ path, want string }{
+			{`{.spec.nodeSelector.confguest\.io/sev-snp}`, "true"},
+			{`{.spec.tolerations[?(@.key=="confguest.io/sev-snp")].effect}`, "NoSchedule"},
+		} {
+			if got := e.kubectl(ctx, "-n", ns, "get", "pod", pod, "-o", "jsonpath="+tc.path); got != tc.want {
+				t.Errorf("pod %s: %s = %q, want %q from deploy/runtimeclass.yaml", pod, tc.path, got, tc.want)
+			}
 		}
 	}
 
