@@ -67,14 +67,30 @@ func (c *Cache) use(ctx context.Context, key, dst string, build func(ctx context
 	if !isCacheKey(key) {
 		return rootfs.Params{}, false, fmt.Errorf("disk cache key %q: want 64 lowercase hex digits", key)
 	}
-	unlock, err := c.lockKey(key, true)
+	// Users of a good entry share its lock; a builder, or the remover of a bad entry,
+	// holds it alone.
+	unlock, err := c.lockKey(key, unix.LOCK_SH)
 	if err != nil {
 		return rootfs.Params{}, false, err
 	}
-	p, hit, err := c.useLocked(ctx, key, dst, build, note)
+	p, err := c.take(ctx, key, dst)
 	unlock()
-	if err != nil {
-		return rootfs.Params{}, false, err
+	hit := err == nil
+	if hit {
+		c.touch(key)
+	} else {
+		os.Remove(dst)
+		if ctx.Err() != nil {
+			return rootfs.Params{}, false, ctx.Err()
+		}
+		if unlock, err = c.lockKey(key, unix.LOCK_EX); err != nil {
+			return rootfs.Params{}, false, err
+		}
+		p, hit, err = c.useLocked(ctx, key, dst, build, note)
+		unlock()
+		if err != nil {
+			return rootfs.Params{}, false, err
+		}
 	}
 	if err := c.evict(key); err != nil && note != nil {
 		note(fmt.Sprintf("disk cache %s: eviction: %v", c.dir, err))
@@ -84,8 +100,7 @@ func (c *Cache) use(ctx context.Context, key, dst string, build func(ctx context
 
 func (c *Cache) useLocked(ctx context.Context, key, dst string, build func(ctx context.Context, path string) (rootfs.Params, error), note func(string)) (rootfs.Params, bool, error) {
 	if p, err := c.take(ctx, key, dst); err == nil {
-		now := time.Now()
-		os.Chtimes(c.metaPath(key), now, now) // the LRU clock
+		c.touch(key)
 		return p, true, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		if ctx.Err() != nil {
@@ -111,6 +126,12 @@ func (c *Cache) useLocked(ctx context.Context, key, dst string, build func(ctx c
 		return rootfs.Params{}, false, err
 	}
 	return p, false, nil
+}
+
+// touch marks entry key used now: its parameters' file's times are the LRU clock.
+func (c *Cache) touch(key string) {
+	now := time.Now()
+	os.Chtimes(c.metaPath(key), now, now)
 }
 
 // take places entry key at dst and verifies it there. It fails with os.ErrNotExist when
@@ -218,18 +239,14 @@ func place(src, dst string) error {
 	return nil
 }
 
-// lockKey takes the flock of key (blocking, or failing with unix.EWOULDBLOCK). Eviction
-// removes lock files, so a lock taken on a file that is no longer the one at its path is
-// dropped and taken again.
-func (c *Cache) lockKey(key string, wait bool) (func(), error) {
-	return lockFile(filepath.Join(c.dir, key+".lock"), wait)
+// lockKey takes the flock of key: how is unix.LOCK_SH or unix.LOCK_EX, with unix.LOCK_NB
+// to fail with unix.EWOULDBLOCK rather than wait. Eviction removes lock files, so a lock
+// taken on a file that is no longer the one at its path is dropped and taken again.
+func (c *Cache) lockKey(key string, how int) (func(), error) {
+	return lockFile(filepath.Join(c.dir, key+".lock"), how)
 }
 
-func lockFile(path string, wait bool) (func(), error) {
-	how := unix.LOCK_EX
-	if !wait {
-		how |= unix.LOCK_NB
-	}
+func lockFile(path string, how int) (func(), error) {
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -254,7 +271,7 @@ const staleAfter = time.Hour
 // (the entry just used) and never an entry whose lock is held. It also removes what
 // crashed builders left.
 func (c *Cache) evict(keep string) error {
-	unlock, err := lockFile(filepath.Join(c.dir, ".evict.lock"), true)
+	unlock, err := lockFile(filepath.Join(c.dir, ".evict.lock"), unix.LOCK_EX)
 	if err != nil {
 		return err
 	}
@@ -299,7 +316,7 @@ func (c *Cache) evict(keep string) error {
 		if e.key == keep {
 			continue
 		}
-		unlockKey, err := c.lockKey(e.key, false)
+		unlockKey, err := c.lockKey(e.key, unix.LOCK_EX|unix.LOCK_NB)
 		if err != nil {
 			continue // being built or used now
 		}

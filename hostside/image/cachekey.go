@@ -80,7 +80,9 @@ func imageKey(img v1.Image) (string, error) {
 // the link. Not in it, because the disk does not hold them: times (mkfs.erofs -T fixes
 // them) and extended attributes (-x-1). A directory has no digest of its own to trust
 // (a CRI snapshot's mount is just a tree), so the tree is read in full: the cost of a hit
-// on a directory is one read and hash of its files, not a build.
+// on a directory is one read and hash of its files, not a build. The tree must not change
+// while its disk is built (a CRI rootfs does not before its container starts): the entry
+// holds what the build read, under the key of what the digest read.
 func dirKey(root string) (string, error) {
 	id, err := builderID()
 	if err != nil {
