@@ -257,3 +257,40 @@ func TestDiskCacheImageKey(t *testing.T) {
 		t.Errorf("BuildDisk(corrupted layer, no cache) = nil, want an error")
 	}
 }
+
+// TestPlace: a cached disk is hard-linked into a run directory on its filesystem and copied
+// into one on another (here /dev/shm, a tmpfs), with the same bytes either way.
+func TestPlace(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "entry.img")
+	if err := os.WriteFile(src, []byte("disk bytes"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	shm, err := os.MkdirTemp("/dev/shm", "place")
+	if err != nil {
+		t.Skipf("no /dev/shm for a second filesystem: %v", err)
+	}
+	defer os.RemoveAll(shm)
+	srcIno, _ := inodeOf(t, src)
+	for _, tc := range []struct {
+		name     string
+		dst      string
+		wantLink bool
+	}{
+		{"same filesystem", filepath.Join(t.TempDir(), "ctr0.img"), true},
+		{"another filesystem", filepath.Join(shm, "ctr0.img"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := place(src, tc.dst); err != nil {
+				t.Fatalf("place(%s, %s) = %v", src, tc.dst, err)
+			}
+			b, err := os.ReadFile(tc.dst)
+			if err != nil || string(b) != "disk bytes" {
+				t.Errorf("placed disk = %q, %v, want the entry's bytes", b, err)
+			}
+			ino, _ := inodeOf(t, tc.dst)
+			if linked := ino == srcIno; linked != tc.wantLink {
+				t.Errorf("place(%s, %s) linked: %t, want %t", src, tc.dst, linked, tc.wantLink)
+			}
+		})
+	}
+}
