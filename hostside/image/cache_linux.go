@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,7 +28,7 @@ const DefaultCacheBytes = 8 << 30
 // half-written entry is never found. Builders of one key take its lock (<key>.lock, flock)
 // in turn: the second finds the first one's entry. Every use verifies the whole entry
 // against its recorded parameters; one that does not verify is removed and rebuilt. When
-// the entries exceed the size bound, the least recently used are removed; a disk in use
+// the entries exceed the size bound, the least recently used are removed, those no run directory holds first; a disk in use
 // is a hard link in its run directory (or a copy, across filesystems), so removing the
 // cache's name does not touch it.
 type Cache struct {
@@ -267,7 +268,9 @@ func lockFile(path string, how int) (func(), error) {
 // staleAfter is how old a temporary file of the cache must be to be a crashed builder's.
 const staleAfter = time.Hour
 
-// evict removes the least recently used entries until the disks fit the bound, never keep
+// evict removes the least recently used entries until the disks fit the bound, those no
+// run directory links first (removing a disk a VM uses frees its space only when the VM's
+// run directory goes), never keep
 // (the entry just used) and never an entry whose lock is held. It also removes what
 // crashed builders left.
 func (c *Cache) evict(keep string) error {
@@ -281,9 +284,10 @@ func (c *Cache) evict(keep string) error {
 		return err
 	}
 	type entry struct {
-		key  string
-		size int64
-		used time.Time
+		key    string
+		size   int64
+		used   time.Time
+		linked bool // also named in a run directory: removing it frees nothing yet
 	}
 	var all []entry
 	var total int64
@@ -302,13 +306,21 @@ func (c *Cache) evict(keep string) error {
 			continue
 		}
 		e := entry{key: key, size: fi.Size(), used: fi.ModTime()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			e.linked = st.Nlink > 1
+		}
 		if mi, err := os.Stat(c.metaPath(key)); err == nil {
 			e.used = mi.ModTime()
 		}
 		all = append(all, e)
 		total += e.size
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].used.Before(all[j].used) })
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].linked != all[j].linked {
+			return !all[i].linked
+		}
+		return all[i].used.Before(all[j].used)
+	})
 	for _, e := range all {
 		if total <= c.max {
 			break

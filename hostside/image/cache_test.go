@@ -150,43 +150,51 @@ func TestDiskCache(t *testing.T) {
 	}
 }
 
-// TestDiskCacheEviction: over its bound the cache drops the least recently used entry, and a
-// disk handed out before (a hard link in a run directory) stays whole.
+// TestDiskCacheEviction: over its bound the cache drops the least recently used entry that
+// no run directory links, else the least recently used one; a disk handed out before (a
+// hard link in a run directory) stays whole.
 func TestDiskCacheEviction(t *testing.T) {
-	c, err := OpenCache(t.TempDir(), 1<<40)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := t.TempDir()
-	a, _, _ := cachedBuild(t, c, treeSource(t, "a"), filepath.Join(run, "a.img"))
-	b, _, _ := cachedBuild(t, c, treeSource(t, "b"), filepath.Join(run, "b.img"))
-	if _, hit, _ := cachedBuild(t, c, treeSource(t, "a"), filepath.Join(run, "a2.img")); !hit {
-		t.Fatalf("a again: not taken from the cache")
-	}
-	fi, _ := os.Stat(a.Path)
-	c.max = 2*fi.Size() + fi.Size()/2 // room for two entries of this size
-	cachedBuild(t, c, treeSource(t, "c"), filepath.Join(run, "c.img"))
-
 	for _, tc := range []struct {
-		content string
-		want    bool
-	}{{"a", true}, {"b", false}, {"c", true}} {
-		m, _ := filepath.Glob(filepath.Join(c.Dir(), "*.img"))
-		var names []string
-		for _, p := range m {
-			names = append(names, filepath.Base(p))
-		}
-		key, err := dirKey(treeSource(t, tc.content).Ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = os.Stat(c.imgPath(key))
-		if got := err == nil; got != tc.want {
-			t.Errorf("entry of %q in the cache (%q): %t, want %t (b is the least recently used)", tc.content, names, got, tc.want)
-		}
-	}
-	if err := rootfs.Verify(b.Path, b.Verity); err != nil {
-		t.Errorf("rootfs.Verify(b's disk after eviction) = %v, want nil: a disk in use must outlive its entry", err)
+		name     string
+		releaseA bool // a's run directories are gone before c is built
+		want     map[string]bool
+	}{
+		{"all in use: least recently used goes", false, map[string]bool{"a": true, "b": false, "c": true}},
+		{"unused goes before used", true, map[string]bool{"a": false, "b": true, "c": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := OpenCache(t.TempDir(), 1<<40)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := t.TempDir()
+			a, _, _ := cachedBuild(t, c, treeSource(t, "a"), filepath.Join(run, "a.img"))
+			b, _, _ := cachedBuild(t, c, treeSource(t, "b"), filepath.Join(run, "b.img"))
+			if _, hit, _ := cachedBuild(t, c, treeSource(t, "a"), filepath.Join(run, "a2.img")); !hit {
+				t.Fatalf("a again: not taken from the cache")
+			}
+			fi, _ := os.Stat(a.Path)
+			c.max = 2*fi.Size() + fi.Size()/2 // room for two entries of this size
+			if tc.releaseA {
+				os.Remove(filepath.Join(run, "a.img"))
+				os.Remove(filepath.Join(run, "a2.img"))
+			}
+			cachedBuild(t, c, treeSource(t, "c"), filepath.Join(run, "c.img"))
+
+			for _, content := range []string{"a", "b", "c"} {
+				key, err := dirKey(treeSource(t, content).Ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = os.Stat(c.imgPath(key))
+				if got := err == nil; got != tc.want[content] {
+					t.Errorf("entry of %q in the cache: %t, want %t", content, got, tc.want[content])
+				}
+			}
+			if err := rootfs.Verify(b.Path, b.Verity); err != nil {
+				t.Errorf("rootfs.Verify(b's disk) = %v, want nil: a disk in use must outlive its entry", err)
+			}
+		})
 	}
 }
 
