@@ -265,6 +265,21 @@ func lockFile(path string, how int) (func(), error) {
 	}
 }
 
+// dropLock removes the lock file of key when key has no entry and nobody holds the lock.
+func (c *Cache) dropLock(key string) {
+	if _, err := os.Stat(c.imgPath(key)); !errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	unlock, err := c.lockKey(key, unix.LOCK_EX|unix.LOCK_NB)
+	if err != nil {
+		return
+	}
+	if _, err := os.Stat(c.imgPath(key)); errors.Is(err, os.ErrNotExist) {
+		os.Remove(filepath.Join(c.dir, key+".lock"))
+	}
+	unlock()
+}
+
 // staleAfter is how old a temporary file of the cache must be to be a crashed builder's.
 const staleAfter = time.Hour
 
@@ -299,6 +314,10 @@ func (c *Cache) evict(keep string) error {
 		}
 		if strings.HasPrefix(name, ".") && name != ".evict.lock" && time.Since(fi.ModTime()) > staleAfter {
 			os.Remove(filepath.Join(c.dir, name))
+			continue
+		}
+		if key, ok := strings.CutSuffix(name, ".lock"); ok && !strings.HasPrefix(name, ".") {
+			c.dropLock(key) // of a build that failed, when no entry came of it
 			continue
 		}
 		key, ok := strings.CutSuffix(name, ".img")

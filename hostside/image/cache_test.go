@@ -302,3 +302,25 @@ func TestPlace(t *testing.T) {
 		})
 	}
 }
+
+// TestDiskCacheFailedBuild: a build that fails leaves no entry, and the next use of the
+// cache removes its lock file.
+func TestDiskCacheFailedBuild(t *testing.T) {
+	c, err := OpenCache(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := treeSource(t, "x")
+	if err := syscall.Mkfifo(filepath.Join(bad.Ref, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildDisk(context.Background(), bad, t.TempDir(), filepath.Join(t.TempDir(), "d.img"), WithCache(c)); err == nil {
+		t.Fatalf("BuildDisk(tree with a fifo, cached) = nil, want the build's error")
+	}
+	cachedBuild(t, c, treeSource(t, "good"), filepath.Join(t.TempDir(), "d.img"))
+	imgs, _ := filepath.Glob(filepath.Join(c.Dir(), "*.img"))
+	locks, _ := filepath.Glob(filepath.Join(c.Dir(), "[0-9a-f]*.lock"))
+	if len(imgs) != 1 || len(locks) != 1 {
+		t.Errorf("cache after a failed and a good build: entries %q, lock files %q, want one of each", imgs, locks)
+	}
+}
