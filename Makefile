@@ -102,9 +102,10 @@ conformance: image build
 
 # A subset for CI that passes with confguest today: runtime info, images, the pod
 # lifecycle, container create/start/remove, exec (sync, streaming, TTY), attach, masked
-# paths, exec in a two-container pod, container stats, pod sysctls, OOMKilled. Fails when a
+# paths, exec in a two-container pod, container stats, pod sysctls, OOMKilled, the pod
+# network (two containers, port mapping with and without a host port). Fails when a
 # spec fails.
-CONFORMANCE_CI_FOCUS := Runtime info|Image Manager|PodSandbox runtime should support basic operations|runtime should support (creating|starting|removing created|removing running) container \[|runtime should support execSync \[|exec with tty|runtime should support attach|MaskedPaths|Multiple Containers.*container exec|runtime should support listing (container )?stats|should support (safe|unsafe) sysctls|OOMKilled
+CONFORMANCE_CI_FOCUS := Runtime info|Image Manager|PodSandbox runtime should support basic operations|runtime should support (creating|starting|removing created|removing running) container \[|runtime should support execSync \[|exec with tty|runtime should support attach|MaskedPaths|Multiple Containers.*container exec|runtime should support listing (container )?stats|should support (safe|unsafe) sysctls|OOMKilled|Multiple Containers.*should support network|port mapping with
 conformance-ci:
 	$(MAKE) conformance FOCUS='$(CONFORMANCE_CI_FOCUS)' CONFORMANCE_FLAGS=-strict
 
