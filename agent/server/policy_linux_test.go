@@ -353,6 +353,10 @@ func TestPolicyEveryRPC(t *testing.T) {
 		}, true, ""},
 		{"state of deleted web", "State", func() error { _, err := c.State(ctx(t), &agentv1.StateRequest{ContainerId: "w"}); return err }, false, `container "w" was not admitted`},
 		{"shutdown", "Shutdown", func() error { _, err := c.Shutdown(ctx(t), &agentv1.ShutdownRequest{}); return err }, false, "agent.shutdown"},
+		{"configure the pod network", "ConfigureNetwork", func() error {
+			_, err := c.ConfigureNetwork(ctx(t), noSuchNIC)
+			return err
+		}, false, "agent.pod_network"},
 		{"version", "Version", func() error { _, err := c.Version(ctx(t), &agentv1.VersionRequest{}); return err }, true, ""},
 	}
 	allowed, denied := map[string]bool{}, map[string]bool{}
@@ -369,11 +373,17 @@ func TestPolicyEveryRPC(t *testing.T) {
 			denied[s.method] = true
 		}
 	}
-	// Shutdown allowed: a policy that says so.
+	// Shutdown and the pod network allowed: a policy that says so.
 	ta2 := startPolicyAgent(t, "confguest.tee=none", nil)
-	doc2 := policyDoc(t, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Shutdown: true}})
+	doc2 := policyDoc(t, policy.Policy{Version: policy.Version, Agent: policy.AgentRules{Shutdown: true, PodNetwork: true}})
 	if _, err := ta2.client.SetPolicy(ctx(t), &agentv1.SetPolicyRequest{Policy: doc2}); err != nil {
 		t.Fatalf("SetPolicy(shutdown allowed) = %v", err)
+	}
+	// Allowed; the MAC is no device of this host, so the agent finds nothing to move.
+	if _, err := ta2.client.ConfigureNetwork(ctx(t), noSuchNIC); code(err) != codes.NotFound {
+		t.Errorf("ConfigureNetwork(a MAC no device has) under a policy allowing it = %v, want NotFound", err)
+	} else {
+		allowed["ConfigureNetwork"] = true
 	}
 	if _, err := ta2.client.Shutdown(ctx(t), &agentv1.ShutdownRequest{}); err != nil {
 		t.Errorf("Shutdown under a policy allowing it = %v", err)
@@ -399,6 +409,12 @@ func TestPolicyEveryRPC(t *testing.T) {
 			t.Errorf("method %s: scenario has allowed=%v denied=%v calls, want both", m, allowed[m], denied[m])
 		}
 	}
+}
+
+// noSuchNIC is a valid ConfigureNetwork request for a MAC no device of the test's host
+// has: an allowed call finds nothing to move and never touches a real interface.
+var noSuchNIC = &agentv1.ConfigureNetworkRequest{
+	Interface: &agentv1.NetworkInterface{Mac: "02:00:5e:10:00:01", Name: "eth0", Mtu: 1500, Addresses: []string{"10.88.77.5/24"}},
 }
 
 // TestDeniedOutputDoesNotStall runs a container writing far more than the
