@@ -23,21 +23,7 @@ import (
 // pod. The counters are read before the first cycle, after the checkpoint cycle (10, or
 // half the cycles when there are fewer than 20) and after the last.
 func TestSoakPods(t *testing.T) {
-	if os.Getenv("CONFGUEST_SOAK") != "1" {
-		t.Skip("set CONFGUEST_SOAK=1 (make soak) to run the soak test")
-	}
-	cycles := 100
-	if s := os.Getenv("CONFGUEST_SOAK_PODS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 2 {
-			t.Fatalf("CONFGUEST_SOAK_PODS=%q: want a number of pods, at least 2", s)
-		}
-		cycles = n
-	}
-	checkpoint := 10
-	if cycles < 20 {
-		checkpoint = cycles / 2
-	}
+	cycles, checkpoint := soakLength(t, "CONFGUEST_SOAK_PODS", 100)
 	e, crictl, _, image := startCRI(t, "confguest/busybox:soak")
 
 	start := time.Now()

@@ -38,21 +38,7 @@ import (
 // the agent is idle (no container for longer than the layer linger and the
 // idle release).
 func TestSoak(t *testing.T) {
-	if os.Getenv("CONFGUEST_SOAK") != "1" {
-		t.Skip("set CONFGUEST_SOAK=1 (make soak) to run the soak test")
-	}
-	cycles := 1000
-	if s := os.Getenv("CONFGUEST_SOAK_CYCLES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 2 {
-			t.Fatalf("CONFGUEST_SOAK_CYCLES=%q: want a number of cycles, at least 2", s)
-		}
-		cycles = n
-	}
-	checkpoint := 100
-	if cycles < 200 {
-		checkpoint = cycles / 2
-	}
+	cycles, checkpoint := soakLength(t, "CONFGUEST_SOAK_CYCLES", 1000)
 	img := needImage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
 	defer cancel()
@@ -103,6 +89,29 @@ func TestSoak(t *testing.T) {
 	for _, l := range leaks {
 		t.Error(l)
 	}
+}
+
+// soakLength skips t unless CONFGUEST_SOAK=1, and returns the number of cycles (from the
+// environment variable env, else def) and the checkpoint cycle: a tenth of def, or half the
+// cycles when there are fewer than twice that.
+func soakLength(t *testing.T, env string, def int) (cycles, checkpoint int) {
+	t.Helper()
+	if os.Getenv("CONFGUEST_SOAK") != "1" {
+		t.Skip("set CONFGUEST_SOAK=1 (make soak) to run the soak test")
+	}
+	cycles = def
+	if s := os.Getenv(env); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 2 {
+			t.Fatalf("%s=%q: want a number of cycles, at least 2", env, s)
+		}
+		cycles = n
+	}
+	checkpoint = def / 10
+	if cycles < 2*checkpoint {
+		checkpoint = cycles / 2
+	}
+	return cycles, checkpoint
 }
 
 // soakCycleTimeout bounds one lifecycle: a wedged one fails the test
