@@ -324,3 +324,28 @@ func TestDiskCacheFailedBuild(t *testing.T) {
 		t.Errorf("cache after a failed and a good build: entries %q, lock files %q, want one of each", imgs, locks)
 	}
 }
+
+// A directory whose dev/ holds a fifo (as a debootstrap root holds device nodes): the
+// build leaves it out and says so, and so does a later hit, which builds nothing.
+func TestDiskCacheHitSaysWhatWasLeftOut(t *testing.T) {
+	src := treeSource(t, "with a dev fifo\n")
+	if err := os.Mkdir(filepath.Join(src.Ref, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(src.Ref, "dev", "initctl"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCache(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"built into the disk cache", "taken from the disk cache"} {
+		var notes []string
+		_, err := BuildDisk(context.Background(), src, t.TempDir(), filepath.Join(t.TempDir(), "d.img"), WithCache(c),
+			WithNote(func(l string) { notes = append(notes, l) }))
+		all := strings.Join(notes, "\n")
+		if err != nil || !strings.Contains(all, want) || strings.Count(all, "left out 1 device nodes, fifos and sockets") != 1 || !strings.Contains(all, "dev/initctl") {
+			t.Errorf("BuildDisk (%s) = %v, notes %q; want one note naming dev/initctl", want, err, all)
+		}
+	}
+}

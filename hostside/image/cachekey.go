@@ -84,9 +84,17 @@ func imageKey(img v1.Image) (string, error) {
 // while its disk is built (a CRI rootfs does not before its container starts): the entry
 // holds what the build read, under the key of what the digest read.
 func dirKey(root string) (string, error) {
+	key, _, err := dirKeyAndDevFiles(root)
+	return key, err
+}
+
+// dirKeyAndDevFiles is dirKey, and also lists the device nodes, fifos and sockets under
+// the tree's dev/, which a build leaves out (rootfs.WithoutDevSpecialFiles): a cache hit
+// can say what it left out as a build does.
+func dirKeyAndDevFiles(root string) (key string, devFiles []string, err error) {
 	id, err := builderID()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s%sdir\n", diskFormat, id)
@@ -106,6 +114,7 @@ func dirKey(root string) (string, error) {
 		}
 		fmt.Fprintf(h, "%q %o %d:%d %d %d", rel, uint32(fi.Mode()), st.Uid, st.Gid, fi.Size(), st.Rdev)
 		switch fi.Mode().Type() {
+		case fs.ModeDir:
 		case fs.ModeSymlink:
 			target, err := os.Readlink(path)
 			if err != nil {
@@ -122,14 +131,18 @@ func dirKey(root string) (string, error) {
 			if err := hashContent(h, path); err != nil {
 				return err
 			}
+		default:
+			if strings.HasPrefix(filepath.ToSlash(rel), "dev/") {
+				devFiles = append(devFiles, rel)
+			}
 		}
 		h.Write([]byte{'\n'})
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("digest of %s: %w", root, err)
+		return "", nil, fmt.Errorf("digest of %s: %w", root, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), devFiles, nil
 }
 
 func hashContent(h hash.Hash, path string) error {

@@ -266,12 +266,15 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 		}
 		// A root made by debootstrap has device nodes in dev/; the container gets its own
 		// /dev (an image, unpacked, has none: Unpack skips them).
-		ropts = append(ropts, rootfs.WithoutDevSpecialFiles(func(paths []string) {
-			if o.note != nil {
+		noted := false
+		leftOut := func(paths []string) {
+			noted = true
+			if o.note != nil && len(paths) > 0 {
 				o.note(fmt.Sprintf("left out %d device nodes, fifos and sockets under %s/dev (%s): the container gets its own /dev",
 					len(paths), src.Ref, abbreviate(paths, 3)))
 			}
-		}))
+		}
+		ropts = append(ropts, rootfs.WithoutDevSpecialFiles(leftOut))
 		build := func(ctx context.Context, path string) (rootfs.Params, error) {
 			p, err := rootfs.Build(ctx, src.Ref, path, ropts...)
 			if err != nil {
@@ -279,9 +282,17 @@ func BuildDisk(ctx context.Context, src Source, workDir, imagePath string, opts 
 			}
 			return p, nil
 		}
-		p, err := o.cached(ctx, func() (string, error) { return dirKey(src.Ref) }, imagePath, build)
+		var devFiles []string
+		p, err := o.cached(ctx, func() (key string, err error) {
+			key, devFiles, err = dirKeyAndDevFiles(src.Ref)
+			return key, err
+		}, imagePath, build)
 		if err != nil {
 			return Disk{}, err
+		}
+		if !noted {
+			// A cache hit: the build that made the entry left these out.
+			leftOut(devFiles)
 		}
 		return Disk{Path: imagePath, Verity: p}, nil
 	}
