@@ -4,7 +4,7 @@ export CONFGUEST_CACHE ?= $(HOME)/.cache/confguest
 GO ?= go
 BUILD := $(OUT)/build
 
-.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke conformance conformance-ci k8s-node k8s-build cosign clean
+.PHONY: all setup build kernel kernel-config image verify-published publish-digests run boot test vet soak repro generate bench snp-smoke conformance conformance-ci k8s-node k8s-build k8s-test cosign clean
 
 all: build image
 
@@ -54,9 +54,9 @@ vet:
 	$(GO) vet ./...
 
 # Every test: unit tests, root-only tests (libcontainer, loop devices), and the tests that
-# boot the real image under QEMU (qemu-tests/; TestK8sNode runs the Kubernetes binaries of
-# k8s-build, cached outside the clone; TestSignedImages signs with the cosign of make cosign).
-test: image build vet k8s-build cosign
+# boot the real image under QEMU (qemu-tests/; TestSignedImages signs with the cosign of
+# make cosign, cached outside the clone). The Kubernetes node test is make k8s-test.
+test: image build vet cosign
 	CONFGUEST_IMAGE=$(abspath $(OUT)) $(GO) test -timeout 40m ./...
 
 # cosign at a pinned version, cached (the signed-image tests sign and verify with it).
@@ -119,6 +119,11 @@ k8s-node: image build k8s-build
 # module proxy into $(CONFGUEST_CACHE)/k8s/<version>/ (cached).
 k8s-build: setup
 	bash deploy/build-k8s.sh
+
+# The Kubernetes node test (qemu-tests TestK8sNode): one pod spec under confguest and runc
+# on a real kubelet. Not in make test while a pod deletion that hung once is unexplained.
+k8s-test: image build k8s-build
+	CONFGUEST_K8S=1 CONFGUEST_IMAGE=$(abspath $(OUT)) $(GO) test -v -count=1 -timeout 60m -run '^TestK8sNode$$' ./qemu-tests
 
 clean:
 	rm -rf bin $(OUT)
