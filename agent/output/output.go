@@ -186,6 +186,7 @@ func Drain(b *Buffer, r io.Reader) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
+			fault(buf[:n])
 			b.Write(buf[:n])
 		}
 		if err != nil {

@@ -46,3 +46,27 @@ func TestWaitForConsole(t *testing.T) {
 		t.Error("waitForConsole on a console that never shows the marker = true, want false when the context ends")
 	}
 }
+
+func TestPowerOffReason(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string
+	}{
+		{"requested shutdown", []string{"confguest-agent: shutdown requested", "confguest-init: powering off"}, ""},
+		{"agent crash", []string{
+			"panic: runtime error: index out of range [3] with length 3",
+			"goroutine 7 [running]:",
+			"confguest/agent/output.Drain(...)",
+			"confguest-init: fatal: agent: exited with status 2",
+			"reboot: Power down",
+		}, "agent: exited with status 2 (panic: runtime error: index out of range [3] with length 3)"},
+		{"boot step", []string{"confguest-init: fatal: verity: root hash mismatch"}, "verity: root hash mismatch"},
+		{"last fatal line wins", []string{"confguest-init: fatal: first", "confguest-init: fatal: second"}, "second"},
+		{"no console", nil, ""},
+	} {
+		if got := powerOffReason(tc.lines); got != tc.want {
+			t.Errorf("%s: powerOffReason = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -352,8 +352,31 @@ func vmmDied(vm vmm.VM, wait time.Duration) error {
 	msg := "the guest powered off"
 	if werr := vm.Wait(context.Background()); werr != nil {
 		msg = werr.Error()
+	} else if why := powerOffReason(vm.ConsoleTail(200)); why != "" {
+		msg += ": " + why
 	}
 	return fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(vm.ConsoleTail(10)), "\n"))
+}
+
+// powerOffReason finds in the guest console's last lines why PID 1 powered off: its last
+// "confguest-init: fatal:" line, and the first line of a Go panic before it (the agent's
+// crash). It returns "" when PID 1 said nothing (a requested shutdown).
+func powerOffReason(lines []string) string {
+	const fatal = "confguest-init: fatal: "
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !strings.HasPrefix(lines[i], fatal) {
+			continue
+		}
+		why := strings.TrimPrefix(lines[i], fatal)
+		for _, l := range lines[:i] {
+			if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+				why += " (" + l + ")"
+				break
+			}
+		}
+		return why
+	}
+	return ""
 }
 
 // WatchVM returns a context that is cancelled, with an ErrVMMDied cause quoting the guest
