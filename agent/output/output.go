@@ -8,11 +8,20 @@
 // data that follows (never silent). While a reader is attached, a full
 // buffer stops the drain instead, so the process blocks on write exactly
 // as on a pipe and no byte is lost.
+//
+// Bytes handed to a reader stay in the buffer until the reader acknowledges
+// them (Ack) or the room is needed for bytes nobody was handed yet: a reader
+// whose connection dropped with chunks in flight attaches again at the offset
+// it holds (Attach with a resume offset) and gets them again. Within the
+// limit, counting the bytes in flight and those written while no reader was
+// attached, a dropped connection loses nothing; beyond it, the resumed reader
+// is told exactly how many bytes it missed.
 package output
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 )
@@ -22,6 +31,10 @@ const DefaultLimit = 1 << 20
 
 // ErrReaderAttached reports a second concurrent reader of one stream.
 var ErrReaderAttached = errors.New("stream already has a reader")
+
+// ErrBeyondSent reports a resume or acknowledged offset past the bytes the
+// stream handed to readers: the reader cannot hold them.
+var ErrBeyondSent = errors.New("offset beyond the bytes sent")
 
 // Chunk is what a reader receives: data starting at Offset in the stream,
 // preceded by Dropped bytes that were discarded; EOF once the stream ended
@@ -41,9 +54,10 @@ type Buffer struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
-	data    []byte
-	offset  uint64 // stream offset of data[0]
-	dropped uint64 // discarded bytes not yet reported
+	data    []byte        // the stream from offset on: handed out (up to sent), then not yet
+	offset  uint64        // stream offset of data[0]
+	sent    uint64        // stream offset up to which readers were handed data; offset <= sent
+	dropped uint64        // discarded bytes nobody was handed, not yet reported
 	closed  bool
 	reader  bool
 }
@@ -62,35 +76,40 @@ func (b *Buffer) notifyLocked() {
 	b.changed = make(chan struct{})
 }
 
-// Write appends p. With a reader attached it waits for room; without one
-// it discards the oldest bytes beyond the limit. It never fails: after
-// Close the bytes are counted as dropped.
+// end is the stream offset just past the last byte written.
+func (b *Buffer) end() uint64 { return b.offset + uint64(len(b.data)) }
+
+// Write appends p. It keeps the newest limit bytes no reader acknowledged:
+// bytes a reader was handed make room first (they are kept only for a resume
+// and not counted), then the oldest bytes nobody was handed (counted as
+// dropped). While a reader is attached and has bytes still to take, a full
+// buffer makes Write wait for it instead. It never fails.
 func (b *Buffer) Write(p []byte) (int, error) {
 	n := len(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for len(p) > 0 {
+		unsent := int(b.end() - b.sent)
 		room := b.limit - len(b.data)
-		if room <= 0 && b.reader && !b.closed {
+		var take int
+		switch {
+		case !b.reader || b.closed:
+			take = min(len(p), b.limit) // nobody reads: keep the newest bytes
+		case unsent > 0 && room <= 0:
 			b.notifyLocked() // let the reader see what is already here
 			ch := b.changed
 			b.mu.Unlock()
 			<-ch
 			b.mu.Lock()
 			continue
+		case unsent > 0:
+			take = min(len(p), room)
+		default:
+			// The reader was handed everything: what it has not acknowledged
+			// makes room.
+			take = min(len(p), b.limit)
 		}
-		if room <= 0 || b.closed {
-			// Nobody is reading: keep the newest bytes.
-			take := min(len(p), b.limit)
-			over := len(b.data) + take - b.limit
-			if over > 0 {
-				b.discardLocked(over)
-			}
-			b.data = append(b.data, p[:take]...)
-			p = p[take:]
-			continue
-		}
-		take := min(len(p), room)
+		b.makeRoomLocked(take)
 		b.data = append(b.data, p[:take]...)
 		p = p[take:]
 	}
@@ -98,13 +117,39 @@ func (b *Buffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (b *Buffer) discardLocked(n int) {
-	n = min(n, len(b.data))
-	b.data = b.data[n:]
-	b.offset += uint64(n)
-	b.dropped += uint64(n)
+// makeRoomLocked frees room for n more bytes within the limit: first the
+// oldest bytes readers were handed, uncounted (a reader resuming before them
+// is told it missed them), then the oldest nobody was handed, counted.
+func (b *Buffer) makeRoomLocked(n int) {
+	over := len(b.data) + n - b.limit
+	if over <= 0 {
+		return
+	}
+	handed := int(b.sent - b.offset)
+	b.forgetLocked(b.offset + uint64(min(over, handed)))
+	if rest := over - min(over, handed); rest > 0 {
+		rest = min(rest, len(b.data))
+		b.data = b.data[rest:]
+		b.offset += uint64(rest)
+		b.dropped += uint64(rest)
+		b.sent = b.offset
+	}
 	if len(b.data) == 0 {
 		b.data = nil // let the backing array go
+	}
+}
+
+// forgetLocked drops the bytes before stream offset off that readers were
+// handed (never past sent).
+func (b *Buffer) forgetLocked(off uint64) {
+	off = min(off, b.sent)
+	if off <= b.offset {
+		return
+	}
+	b.data = b.data[off-b.offset:]
+	b.offset = off
+	if len(b.data) == 0 {
+		b.data = nil
 	}
 }
 
@@ -129,13 +174,30 @@ func (b *Buffer) Close() error {
 func (b *Buffer) Ended() <-chan struct{} { return b.ended }
 
 // Attach makes the caller the stream's only reader until detach is called.
-func (b *Buffer) Attach() (detach func(), err error) {
+// A fresh reader (resume nil) starts after everything earlier readers were
+// handed. A reader that already holds the stream up to *resume (its
+// connection dropped) starts there: it is handed again what the buffer still
+// keeps after that offset, and told as dropped what it no longer keeps. A
+// resume offset past the bytes handed out wraps ErrBeyondSent.
+func (b *Buffer) Attach(resume *uint64) (detach func(), err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.reader {
 		return nil, ErrReaderAttached
 	}
+	if resume != nil {
+		r := *resume
+		if r > b.sent {
+			return nil, fmt.Errorf("resume at %d: %w (%d)", r, ErrBeyondSent, b.sent)
+		}
+		if r < b.offset {
+			b.dropped, b.sent = b.offset-r, b.offset
+		} else {
+			b.dropped, b.sent = 0, r
+		}
+	}
 	b.reader = true
+	b.notifyLocked()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -147,11 +209,25 @@ func (b *Buffer) Attach() (detach func(), err error) {
 	}, nil
 }
 
+// Ack tells the buffer the reader holds every byte before stream offset off:
+// they need not be kept for a resume. An offset past the bytes handed out
+// wraps ErrBeyondSent.
+func (b *Buffer) Ack(off uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if off > b.sent {
+		return fmt.Errorf("acknowledged %d: %w (%d)", off, ErrBeyondSent, b.sent)
+	}
+	b.forgetLocked(off)
+	b.notifyLocked()
+	return nil
+}
+
 // Read waits for data, loss or the end of the stream and returns at most
 // max bytes (max > 0).
 func (b *Buffer) Read(ctx context.Context, max int) (Chunk, error) {
 	b.mu.Lock()
-	for len(b.data) == 0 && b.dropped == 0 && !b.closed {
+	for b.sent == b.end() && b.dropped == 0 && !b.closed {
 		ch := b.changed
 		b.mu.Unlock()
 		select {
@@ -162,19 +238,16 @@ func (b *Buffer) Read(ctx context.Context, max int) (Chunk, error) {
 		b.mu.Lock()
 	}
 	defer b.mu.Unlock()
-	n := min(max, len(b.data))
+	from := b.sent - b.offset
+	n := min(max, len(b.data)-int(from))
 	c := Chunk{
-		Data:    append([]byte(nil), b.data[:n]...),
-		Offset:  b.offset,
+		Data:    append([]byte(nil), b.data[from:from+uint64(n)]...),
+		Offset:  b.sent,
 		Dropped: b.dropped,
 	}
-	b.data = b.data[n:]
-	if len(b.data) == 0 {
-		b.data = nil
-	}
-	b.offset += uint64(n)
+	b.sent += uint64(n)
 	b.dropped = 0
-	c.EOF = b.closed && len(b.data) == 0
+	c.EOF = b.closed && b.sent == b.end()
 	b.notifyLocked()
 	return c, nil
 }

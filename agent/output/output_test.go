@@ -68,15 +68,15 @@ func TestBufferReadHonoursContext(t *testing.T) {
 
 func TestBufferSecondReaderRefused(t *testing.T) {
 	b := NewBuffer(16)
-	detach, err := b.Attach()
+	detach, err := b.Attach(nil)
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
-	if _, err := b.Attach(); !errors.Is(err, ErrReaderAttached) {
+	if _, err := b.Attach(nil); !errors.Is(err, ErrReaderAttached) {
 		t.Fatalf("second Attach = %v, want %v", err, ErrReaderAttached)
 	}
 	detach()
-	if _, err := b.Attach(); err != nil {
+	if _, err := b.Attach(nil); err != nil {
 		t.Fatalf("Attach after detach = %v, want nil", err)
 	}
 }
@@ -89,7 +89,7 @@ func TestBufferAttachedReaderLosesNothing(t *testing.T) {
 		src[i] = byte(i * 7)
 	}
 	b := NewBuffer(4096)
-	detach, err := b.Attach()
+	detach, err := b.Attach(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestBufferAttachedReaderLosesNothing(t *testing.T) {
 // Detaching the reader must release a writer that waits for room.
 func TestBufferDetachReleasesWriter(t *testing.T) {
 	b := NewBuffer(4)
-	detach, _ := b.Attach()
+	detach, _ := b.Attach(nil)
 	done := make(chan struct{})
 	go func() {
 		b.Write([]byte("0123456789"))
@@ -160,5 +160,87 @@ func TestBufferEndedOnFirstClose(t *testing.T) {
 	case <-b.Ended():
 	default:
 		t.Fatal("Ended still open after Close")
+	}
+}
+
+// A reader whose connection dropped attaches again at the offset it holds:
+// it gets again what the buffer still keeps after it, and is told exactly
+// what it no longer keeps.
+func TestBufferResume(t *testing.T) {
+	u := func(n uint64) *uint64 { return &n }
+	tests := []struct {
+		name   string
+		limit  int
+		before string // written while the first reader is attached
+		handed int    // bytes the first reader is handed, in chunks of at most 4
+		acked  uint64 // what the first reader acknowledged
+		after  string // written once it is gone
+		resume *uint64
+		want   Chunk
+	}{
+		{"in flight kept", 16, "0123456789", 8, 0, "abc", u(4), Chunk{Data: []byte("456789abc"), Offset: 4}},
+		{"acknowledged, then resumed there", 16, "0123456789", 8, 4, "abc", u(4), Chunk{Data: []byte("456789abc"), Offset: 4}},
+		{"resumed at everything handed", 16, "0123456789", 8, 0, "", u(8), Chunk{Data: []byte("89"), Offset: 8}},
+		{"beyond the limit: told what it missed", 8, "01234567", 8, 0, "abcdef", u(2), Chunk{Data: []byte("67abcdef"), Offset: 6, Dropped: 4}},
+		{"acknowledged bytes are gone", 8, "01234567", 8, 8, "", u(4), Chunk{Offset: 8, Dropped: 4}},
+		{"fresh reader starts after what was handed", 16, "abcd", 2, 0, "", nil, Chunk{Data: []byte("cd"), Offset: 2}},
+		{"fresh reader told of bytes nobody was handed", 4, "ab", 2, 0, "cdefgh", nil, Chunk{Data: []byte("efgh"), Offset: 4, Dropped: 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBuffer(tc.limit)
+			detach, err := b.Attach(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write([]byte(tc.before))
+			for got := 0; got < tc.handed; {
+				c, err := b.Read(context.Background(), min(4, tc.handed-got))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += len(c.Data)
+			}
+			if err := b.Ack(tc.acked); err != nil {
+				t.Fatalf("Ack(%d) = %v", tc.acked, err)
+			}
+			detach()
+			b.Write([]byte(tc.after))
+			b.Close()
+			if _, err := b.Attach(tc.resume); err != nil {
+				t.Fatalf("Attach(resume) = %v", err)
+			}
+			c, err := b.Read(context.Background(), 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(c.Data) != string(tc.want.Data) || c.Offset != tc.want.Offset || c.Dropped != tc.want.Dropped || !c.EOF {
+				t.Errorf("Read after resume = {%q off %d dropped %d eof %v}, want {%q off %d dropped %d eof true}",
+					c.Data, c.Offset, c.Dropped, c.EOF, tc.want.Data, tc.want.Offset, tc.want.Dropped)
+			}
+		})
+	}
+}
+
+// A reader cannot acknowledge or resume at bytes it was never handed.
+func TestBufferOffsetsBeyondSentRefused(t *testing.T) {
+	b := NewBuffer(16)
+	b.Write([]byte("0123456789"))
+	detach, err := b.Attach(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Read(context.Background(), 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ack(5); !errors.Is(err, ErrBeyondSent) {
+		t.Errorf("Ack(5) after 4 bytes handed = %v, want %v", err, ErrBeyondSent)
+	}
+	detach()
+	if _, err := b.Attach(func() *uint64 { n := uint64(5); return &n }()); !errors.Is(err, ErrBeyondSent) {
+		t.Errorf("Attach(resume 5) after 4 bytes handed = %v, want %v", err, ErrBeyondSent)
+	}
+	if _, err := b.Attach(nil); err != nil {
+		t.Errorf("Attach(nil) after a refused resume = %v: the refusal must not leave the stream attached", err)
 	}
 }

@@ -43,7 +43,7 @@ func init() {
 	runtime.LockOSThread()
 }
 
-var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "true", "false", "stty", "id", "hostname", "head", "dd", "sha256sum", "env", "pwd", "ls", "touch", "nc", "readlink"}
+var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "true", "false", "stty", "id", "hostname", "head", "dd", "sha256sum", "env", "pwd", "ls", "touch", "nc", "readlink", "seq"}
 
 // busyboxImage builds a minimal rootfs from Debian's busybox-static.
 func busyboxImage(t testing.TB, dir string) string {
@@ -74,6 +74,7 @@ type testAgent struct {
 	raw      *ttrpc.Client
 	image    string
 	stateDir string
+	sock     string // the agent's unix socket, for more connections
 	logs     *syncBuffer
 }
 
@@ -105,6 +106,7 @@ func startAgent(t testing.TB, a authz.Authorizer, cc container.Config) *testAgen
 	ta := &testAgent{image: busyboxImage(t, dir), stateDir: filepath.Join(dir, "state"), logs: &syncBuffer{}}
 	cc.ImageDirs = append(cc.ImageDirs, ta.image)
 	sock := filepath.Join(dir, "agent.sock")
+	ta.sock = sock
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{})

@@ -178,7 +178,9 @@ func (s *service) CloseStdin(ctx context.Context, r *agentv1.CloseStdinRequest) 
 // ReadOutput streams one output stream of a process. The agent sends a
 // chunk only against credit the reader granted, so the ttrpc client's
 // per-stream buffer never overflows; while the reader holds the stream
-// the process blocks on a full buffer instead of losing output.
+// the process blocks on a full buffer instead of losing output. The bytes
+// sent stay in the buffer until the reader acknowledges them (received), so
+// a reader whose connection dropped resumes where it was (resume).
 func (s *service) ReadOutput(ctx context.Context, ss agentv1.Agent_ReadOutputServer) error {
 	first, err := ss.Recv()
 	if err != nil {
@@ -189,7 +191,11 @@ func (s *service) ReadOutput(ctx context.Context, ss agentv1.Agent_ReadOutputSer
 		return err
 	}
 	buf := p.Output(first.GetStream() == agentv1.OutputStream_OUTPUT_STREAM_STDERR)
-	detach, err := buf.Attach()
+	var resume *uint64
+	if first.GetResume() {
+		resume = &first.Received
+	}
+	detach, err := buf.Attach(resume)
 	if err != nil {
 		return err
 	}
@@ -204,6 +210,14 @@ func (s *service) ReadOutput(ctx context.Context, ss agentv1.Agent_ReadOutputSer
 	go func() {
 		for {
 			r, err := ss.Recv()
+			if err == nil && r.GetReceived() > 0 {
+				if err = buf.Ack(r.GetReceived()); err != nil {
+					err = fmt.Errorf("read output: %w", err)
+					cr.end(err)
+					cancel() // a reader that claims bytes it was not sent gets no more
+					return
+				}
+			}
 			if err == nil {
 				err = cr.add(r.GetCredit())
 			}
@@ -222,6 +236,9 @@ func (s *service) ReadOutput(ctx context.Context, ss agentv1.Agent_ReadOutputSer
 		}
 		c, err := buf.Read(ctx, OutputChunkSize)
 		if err != nil {
+			if rerr := cr.failed(); rerr != nil {
+				return rerr
+			}
 			return err
 		}
 		if err := ss.Send(&agentv1.OutputChunk{Data: c.Data, Offset: c.Offset, DroppedBytes: c.Dropped, Eof: c.EOF}); err != nil {
@@ -266,10 +283,25 @@ func (c *credit) notify() {
 	}
 }
 
+// failed returns the error that ended the reader's side, unless it closed
+// it cleanly.
+func (c *credit) failed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(c.err, io.EOF) {
+		return nil
+	}
+	return c.err
+}
+
 // take waits for one unit of credit. With none left it returns the error
-// that ended the reader's side (io.EOF on a clean close).
+// that ended the reader's side (io.EOF on a clean close); a reader's side
+// that failed ends the stream at once.
 func (c *credit) take(ctx context.Context) error {
 	for {
+		if err := c.failed(); err != nil {
+			return err
+		}
 		c.mu.Lock()
 		if c.n > 0 {
 			c.n--

@@ -29,7 +29,7 @@ func toStatus(err error) error {
 	}
 	code := codes.Unknown
 	switch {
-	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy), errors.Is(err, request.ErrMalformed), errors.Is(err, podnet.ErrInvalid):
+	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy), errors.Is(err, request.ErrMalformed), errors.Is(err, podnet.ErrInvalid), errors.Is(err, output.ErrBeyondSent):
 		code = codes.InvalidArgument
 	case errors.Is(err, container.ErrNotFound), errors.Is(err, podnet.ErrNoDevice):
 		code = codes.NotFound

@@ -2111,7 +2111,18 @@ type ReadOutputRequest struct {
 	Process *ProcessRef  `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 	Stream  OutputStream `protobuf:"varint,2,opt,name=stream,proto3,enum=confguest.agent.v1.OutputStream" json:"stream,omitempty"`
 	// Chunks the reader can take now (in addition to earlier credit).
-	Credit        uint32 `protobuf:"varint,3,opt,name=credit,proto3" json:"credit,omitempty"`
+	Credit uint32 `protobuf:"varint,3,opt,name=credit,proto3" json:"credit,omitempty"`
+	// The reader already holds the stream up to received (its connection
+	// dropped and it attaches again): the agent starts there, sends again
+	// what it still keeps after that offset and reports as dropped_bytes what
+	// it no longer keeps. Only read from the first request. Without it the
+	// reader starts after everything earlier readers were sent.
+	Resume bool `protobuf:"varint,4,opt,name=resume,proto3" json:"resume,omitempty"`
+	// The reader holds every byte of the stream before this offset. In later
+	// requests it lets the agent forget them; the agent keeps the bytes it
+	// sent and the reader did not acknowledge, within its buffer's limit, for
+	// a resume. An offset past the bytes sent is refused.
+	Received      uint64 `protobuf:"varint,5,opt,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2163,6 +2174,20 @@ func (x *ReadOutputRequest) GetStream() OutputStream {
 func (x *ReadOutputRequest) GetCredit() uint32 {
 	if x != nil {
 		return x.Credit
+	}
+	return 0
+}
+
+func (x *ReadOutputRequest) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
+}
+
+func (x *ReadOutputRequest) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
 	}
 	return 0
 }
@@ -3709,11 +3734,13 @@ const file_v1_agent_proto_rawDesc = "" +
 	"\awritten\x18\x01 \x01(\rR\awritten\"M\n" +
 	"\x11CloseStdinRequest\x128\n" +
 	"\aprocess\x18\x01 \x01(\v2\x1e.confguest.agent.v1.ProcessRefR\aprocess\"\x14\n" +
-	"\x12CloseStdinResponse\"\x9f\x01\n" +
+	"\x12CloseStdinResponse\"\xd3\x01\n" +
 	"\x11ReadOutputRequest\x128\n" +
 	"\aprocess\x18\x01 \x01(\v2\x1e.confguest.agent.v1.ProcessRefR\aprocess\x128\n" +
 	"\x06stream\x18\x02 \x01(\x0e2 .confguest.agent.v1.OutputStreamR\x06stream\x12\x16\n" +
-	"\x06credit\x18\x03 \x01(\rR\x06credit\"p\n" +
+	"\x06credit\x18\x03 \x01(\rR\x06credit\x12\x16\n" +
+	"\x06resume\x18\x04 \x01(\bR\x06resume\x12\x1a\n" +
+	"\breceived\x18\x05 \x01(\x04R\breceived\"p\n" +
 	"\vOutputChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12#\n" +

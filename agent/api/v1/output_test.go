@@ -23,9 +23,10 @@ type scriptedOutput struct {
 	end         error
 
 	first      *ReadOutputRequest
-	credit     int  // granted and not yet used
-	maxCredit  int  // the most credit ever outstanding
-	overdrawn  bool // Recv was called with no credit left: the agent would wait forever
+	acks       []uint64 // received of the later requests
+	credit     int      // granted and not yet used
+	maxCredit  int      // the most credit ever outstanding
+	overdrawn  bool     // Recv was called with no credit left: the agent would wait forever
 	closedSend bool
 }
 
@@ -41,6 +42,8 @@ type scriptedStream struct {
 func (s *scriptedStream) Send(r *ReadOutputRequest) error {
 	if s.a.first == nil {
 		s.a.first = r
+	} else {
+		s.a.acks = append(s.a.acks, r.GetReceived())
 	}
 	s.a.credit += int(r.GetCredit())
 	s.a.maxCredit = max(s.a.maxCredit, s.a.credit)
@@ -75,7 +78,7 @@ func TestCopyOutput(t *testing.T) {
 	var manyData strings.Builder
 	for i := range 100 {
 		d := fmt.Sprintf("chunk %d\n", i)
-		many = append(many, &OutputChunk{Data: []byte(d)})
+		many = append(many, &OutputChunk{Data: []byte(d), Offset: uint64(manyData.Len())})
 		manyData.WriteString(d)
 	}
 	denied := status.Error(codes.PermissionDenied, "denied by policy rule containers[a].stdout")
@@ -91,12 +94,23 @@ func TestCopyOutput(t *testing.T) {
 		wantIs      error      // errors.Is(err, wantIs), if not nil
 		wantCode    codes.Code // status code of err, if not OK
 		stream      OutputStream
-		cancel      bool // the reader's context ends before the first chunk
+		cancel      bool   // the reader's context ends before the first chunk
+		resumeAt    uint64 // > 0: CopyOutput resumes there (ResumeAt)
+		wantAt      uint64 // ResumeAt's offset afterwards
+		wantAcks    bool   // the credit requests acknowledge what was written
 	}{
-		{name: "more chunks than the window", chunks: append(many, &OutputChunk{Eof: true}), w: &bytes.Buffer{}, wantOut: manyData.String()},
+		{name: "more chunks than the window", chunks: append(many, &OutputChunk{Offset: uint64(manyData.Len()), Eof: true}), w: &bytes.Buffer{},
+			wantOut: manyData.String(), wantAcks: true},
 		{name: "reported losses", chunks: []*OutputChunk{
-			{Data: []byte("a"), DroppedBytes: 5}, {Data: []byte("b")}, {DroppedBytes: 7, Eof: true},
+			{Data: []byte("a"), Offset: 5, DroppedBytes: 5}, {Data: []byte("b"), Offset: 6}, {Offset: 14, DroppedBytes: 7, Eof: true},
 		}, w: &bytes.Buffer{}, wantOut: "ab", wantLost: []uint64{5, 7}, wantDropped: 12},
+		{name: "a gap not reported lost", chunks: []*OutputChunk{{Data: []byte("a")}, {Data: []byte("b"), Offset: 5}}, w: &bytes.Buffer{},
+			wantOut: "a", wantErr: "read stdout: the agent sent offset 5 after 1 bytes and 0 reported lost", wantIs: ErrStreamGap},
+		{name: "resumed", resumeAt: 10, chunks: []*OutputChunk{
+			{Data: []byte("xy"), Offset: 10}, {Data: []byte("z"), Offset: 14, DroppedBytes: 2, Eof: true},
+		}, w: &bytes.Buffer{}, wantOut: "xyz", wantLost: []uint64{2}, wantDropped: 2, wantAt: 15},
+		{name: "resumed, but the agent starts elsewhere", resumeAt: 10, chunks: []*OutputChunk{{Data: []byte("xy"), Offset: 12}}, w: &bytes.Buffer{},
+			wantErr: "the agent sent offset 12 after 10 bytes", wantIs: ErrStreamGap, wantAt: 10},
 		{name: "end without the end mark", chunks: []*OutputChunk{{Data: []byte("a")}}, end: io.EOF, w: &bytes.Buffer{},
 			wantOut: "a", wantErr: "read stdout: unexpected EOF", wantIs: io.ErrUnexpectedEOF},
 		{name: "policy denial", end: denied, w: &bytes.Buffer{}, wantErr: "read stderr", wantCode: codes.PermissionDenied,
@@ -115,7 +129,12 @@ func TestCopyOutput(t *testing.T) {
 			if tc.cancel {
 				cancel()
 			}
-			dropped, err := CopyOutput(ctx, a, ref, tc.stream, tc.w, OnLoss(func(n uint64) { lost = append(lost, n) }))
+			opts := []OutputOption{OnLoss(func(n uint64) { lost = append(lost, n) })}
+			at := tc.resumeAt
+			if tc.resumeAt > 0 {
+				opts = append(opts, ResumeAt(&at))
+			}
+			dropped, err := CopyOutput(ctx, a, ref, tc.stream, tc.w, opts...)
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("CopyOutput = %v, want error %q", err, tc.wantErr)
 			}
@@ -131,8 +150,15 @@ func TestCopyOutput(t *testing.T) {
 			if dropped != tc.wantDropped || !slices.Equal(lost, tc.wantLost) {
 				t.Errorf("CopyOutput dropped %d, reported losses %v; want %d, %v", dropped, lost, tc.wantDropped, tc.wantLost)
 			}
-			if a.first.GetProcess() != ref || a.first.GetStream() != tc.stream {
-				t.Errorf("first request = %v, want process %v, stream %v", a.first, ref, tc.stream)
+			if a.first.GetProcess() != ref || a.first.GetStream() != tc.stream || a.first.GetResume() != (tc.resumeAt > 0) || a.first.GetReceived() != tc.resumeAt {
+				t.Errorf("first request = %v, want process %v, stream %v, resume at %d", a.first, ref, tc.stream, tc.resumeAt)
+			}
+			if tc.resumeAt > 0 && at != tc.wantAt {
+				t.Errorf("ResumeAt offset after CopyOutput = %d, want %d", at, tc.wantAt)
+			}
+			// Each acknowledgement is what w had been given by then.
+			if tc.wantAcks && (len(a.acks) == 0 || !slices.IsSorted(a.acks) || a.acks[0] == 0 || a.acks[len(a.acks)-1] > uint64(len(tc.wantOut))) {
+				t.Errorf("CopyOutput acknowledged %v, want increasing offsets within the %d bytes written", a.acks, len(tc.wantOut))
 			}
 			if a.overdrawn || a.maxCredit > OutputWindow {
 				t.Errorf("CopyOutput credit: ran out %v, most outstanding %d; want never out, at most %d", a.overdrawn, a.maxCredit, OutputWindow)
