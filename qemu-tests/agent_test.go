@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,22 +22,29 @@ import (
 
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/api/v1/outputtest"
 	"confguest/agent/container"
 	"confguest/build/guestimage"
 	"confguest/hostside/image"
 	"confguest/hostside/launcher"
+	"confguest/hostside/vsock"
 )
+
+// resumeLines is the seq of TestAgentInGuest's dropped connection: 938,896 bytes.
+const resumeLines = 150000
 
 // TestAgentInGuest drives the agent API directly over vsock in the real
 // guest: a busybox container from an erofs+verity disk, exec into it, a
 // SIGTERM'd process reports the signal, 100 MiB of stdout arrive with the
-// producer's SHA-256, and a TTY exec round-trips a line.
+// producer's SHA-256, a TTY exec round-trips a line, and an output stream
+// whose connection drops with chunks in flight resumes on a new one with
+// nothing lost.
 func TestAgentInGuest(t *testing.T) {
 	img := needImage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	sb := newSandbox(ctx, t, img, 512)
-	disk := busyboxDisk(ctx, t, sb, "head", "yes", "sha256sum", "read", "stty")
+	disk := busyboxDisk(ctx, t, sb, "head", "yes", "sha256sum", "read", "stty", "seq")
 	// The agent obeys a measured policy: admit exactly the containers and
 	// exec'd commands below.
 	const id = "svc"
@@ -47,6 +56,7 @@ func TestAgentInGuest(t *testing.T) {
 		{Args: []string{"sleep", "1000"}},
 		{Args: []string{"sh", "-c", "yes confguest-agent-100MiB-0123456789 | head -c 104857600"}},
 		{Args: []string{"sh", "-c", "read l; echo got:$l"}, TTY: true, Stdin: true},
+		{Args: []string{"seq", "1", strconv.Itoa(resumeLines)}},
 	} {
 		p.Cwd, p.Env = "/", path
 		svc.Exec = append(svc.Exec, launcher.ExecRule(p))
@@ -156,6 +166,30 @@ func TestAgentInGuest(t *testing.T) {
 		}
 		if w := wait(t, ref); w.GetExitCode() != 0 || !strings.Contains(out.String(), "got:ping\r\n") {
 			t.Errorf("tty exec = %q, exit %d; want got:ping", out.String(), w.GetExitCode())
+		}
+	})
+	t.Run("output resumes after a dropped connection", func(t *testing.T) {
+		// A second connection to the agent through vhost-device-vsock, closed
+		// with chunks in flight; the stream (938,896 bytes) fits the agent's
+		// 1 MiB buffer, so the resumed reader misses nothing.
+		st, err := launcher.ReadState(g.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		for i := 1; i <= resumeLines; i++ {
+			fmt.Fprintf(&want, "%d\n", i)
+		}
+		// An exec starts at once; its output waits in the buffer for the reader.
+		ref := exec(t, "seq", false, false, "seq", "1", strconv.Itoa(resumeLines))
+		r, err := outputtest.DropAndResume(ctx, func() (net.Conn, error) { return vsock.Dial(ctx, st.Vsock, launcher.AgentPort) }, a,
+			ref, 256<<10, func() error { return nil }, func() error { wait(t, ref); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("dropped the connection holding %d bytes; resumed: %d bytes, %d reported lost", len(r.Before), len(r.After), r.Dropped)
+		if err := r.Check(want.Bytes(), false); err != nil {
+			t.Error(err)
 		}
 	})
 	if _, err := a.DeleteContainer(ctx, &agentv1.DeleteContainerRequest{ContainerId: id}); err != nil {

@@ -9,13 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/containerd/ttrpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/api/v1/outputtest"
 	"confguest/agent/container"
 )
 
@@ -119,7 +115,7 @@ func TestWaitDoesNotWaitForOutputHeldByAChild(t *testing.T) {
 // the stream's exact beginning and end.
 func TestOutputResumesAfterDroppedConnection(t *testing.T) {
 	const lines = 300000 // seq 1 300000: 1,988,895 bytes
-	var want strings.Builder
+	var want bytes.Buffer
 	for i := 1; i <= lines; i++ {
 		fmt.Fprintf(&want, "%d\n", i)
 	}
@@ -135,65 +131,23 @@ func TestOutputResumesAfterDroppedConnection(t *testing.T) {
 			ta := startAgent(t, nil, container.Config{OutputLimit: tc.limit})
 			ta.create(t, "seq", spec(t, false, "seq", "1", strconv.Itoa(lines)), nil)
 			ref := &agentv1.ProcessRef{ContainerId: "seq"}
-
-			// The first reader, on a connection of its own, takes its chunks
-			// slowly, so that many are in flight when the connection drops.
-			conn, err := net.Dial("unix", ta.sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first := agentv1.NewAgentClient(ttrpc.NewClient(conn))
-			var got bytes.Buffer
-			var at uint64
-			done := make(chan error, 1)
-			go func() {
-				_, err := agentv1.CopyOutput(ctx(t), first, ref, agentv1.OutputStream_OUTPUT_STREAM_STDOUT, writerFunc(func(p []byte) (int, error) {
-					time.Sleep(5 * time.Millisecond)
-					if got.Len() >= 256<<10 {
-						conn.Close() // the connection drops
+			r, err := outputtest.DropAndResume(ctx(t), func() (net.Conn, error) { return net.Dial("unix", ta.sock) }, ta.client, ref, 256<<10,
+				func() error {
+					_, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "seq"})
+					return err
+				},
+				func() error {
+					if w := ta.wait(t, "seq", ""); w.GetExitCode() != 0 {
+						return fmt.Errorf("seq exit = %d, want 0", w.GetExitCode())
 					}
-					return got.Write(p)
-				}), agentv1.ResumeAt(&at))
-				done <- err
-			}()
-			if _, err := ta.client.StartContainer(ctx(t), &agentv1.StartContainerRequest{ContainerId: "seq"}); err != nil {
+					return nil
+				})
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := <-done; err == nil {
-				t.Fatalf("CopyOutput on the dropped connection = nil, want its error")
-			}
-			if at != uint64(got.Len()) || got.String() != want.String()[:got.Len()] {
-				t.Fatalf("before the drop: %d bytes received, ResumeAt offset %d; want the stream's first bytes and their count", got.Len(), at)
-			}
-			// The process writes the rest while nobody reads.
-			if w := ta.wait(t, "seq", ""); w.GetExitCode() != 0 {
-				t.Fatalf("seq exit = %d, want 0", w.GetExitCode())
-			}
-
-			// Attach again on another connection (the agent may not have seen
-			// the first one end yet: the stream then still has its reader).
-			before := at
-			var rest bytes.Buffer
-			var dropped uint64
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				rest.Reset()
-				dropped, err = agentv1.CopyOutput(ctx(t), ta.client, ref, agentv1.OutputStream_OUTPUT_STREAM_STDOUT, &rest, agentv1.ResumeAt(&at))
-				if status.Code(err) != codes.FailedPrecondition || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if err != nil {
-				t.Fatalf("CopyOutput resumed at %d = %v", before, err)
-			}
-			total := uint64(want.Len())
-			t.Logf("dropped the connection holding %d bytes; resumed: %d bytes, %d reported lost", before, rest.Len(), dropped)
-			if before+dropped+uint64(rest.Len()) != total || at != total || rest.String() != want.String()[total-uint64(rest.Len()):] {
-				t.Errorf("resumed at %d: %d bytes (ResumeAt offset now %d), %d reported lost; want the last bytes of the %d-byte stream, received + lost = the rest", before, rest.Len(), at, dropped, total)
-			}
-			if lost := dropped > 0; lost != tc.lost {
-				t.Errorf("resumed with %d bytes reported lost, want loss %v (buffer limit %d)", dropped, tc.lost, tc.limit)
+			t.Logf("dropped the connection holding %d bytes; resumed: %d bytes, %d reported lost", len(r.Before), len(r.After), r.Dropped)
+			if err := r.Check(want.Bytes(), tc.lost); err != nil {
+				t.Errorf("buffer limit %d: %v", tc.limit, err)
 			}
 		})
 	}
