@@ -64,7 +64,7 @@ func Steps(p Plan) []Step {
 		ParseCmdline{Path: p.CmdlinePath, Into: p.Config, Level: p.Level},
 		WaitDevice{Config: p.Config},
 		CreateVerity{Config: p.Config, Name: VerityName},
-		ReadAhead{Device: "/dev/mapper/" + VerityName, KB: 2048},
+		ReadAhead{Device: "/dev/mapper/" + VerityName, Config: p.Config},
 		MountVerityRoot{Config: p.Config, Name: VerityName, Target: NewRoot, Printf: p.Printf},
 		Mount{Source: "tmp", Target: NewRoot + "/tmp", FSType: "tmpfs", Flags: nosuid | nodev, Data: "mode=1777"},
 		Mount{Source: "var", Target: NewRoot + "/var", FSType: "tmpfs", Flags: nosuid | nodev, Data: "mode=0755"},

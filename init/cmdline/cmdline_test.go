@@ -28,7 +28,7 @@ func mustHex(t *testing.T, s string) []byte {
 func TestParse(t *testing.T) {
 	base := Config{
 		Root: "/dev/vda", RootHash: mustHex(t, hash), Salt: mustHex(t, salt),
-		DataBlocks: 2560, HashOffset: 10485760, LogLevel: slog.LevelInfo, TEE: TEESNP,
+		DataBlocks: 2560, HashOffset: 10485760, LogLevel: slog.LevelInfo, TEE: TEESNP, ReadAheadKB: DefaultReadAheadKB,
 	}
 	with := func(f func(*Config)) Config { c := base; f(&c); return c }
 	tests := []struct {
@@ -47,6 +47,8 @@ func TestParse(t *testing.T) {
 		{"uppercase hex hash", strings.Replace(valid, hash, strings.ToUpper(hash), 1), base},
 		{"trailing newline as in /proc/cmdline", valid + "\n", base},
 		{"other dotted parameters ignored", valid + " virtio_blk.queue_depth=4 confguestx.foo=1", base},
+		{"read-ahead off", valid + " confguest.readahead_kb=0", with(func(c *Config) { c.ReadAheadKB = 0 })},
+		{"read-ahead at its bound", valid + " confguest.readahead_kb=16384", with(func(c *Config) { c.ReadAheadKB = 16384 })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,7 +65,8 @@ func TestParse(t *testing.T) {
 
 func equal(a, b Config) bool {
 	return a.Root == b.Root && bytes.Equal(a.RootHash, b.RootHash) && bytes.Equal(a.Salt, b.Salt) &&
-		a.DataBlocks == b.DataBlocks && a.HashOffset == b.HashOffset && a.LogLevel == b.LogLevel && a.TEE == b.TEE
+		a.DataBlocks == b.DataBlocks && a.HashOffset == b.HashOffset && a.LogLevel == b.LogLevel && a.TEE == b.TEE &&
+		a.ReadAheadKB == b.ReadAheadKB
 }
 
 func TestParseErrors(t *testing.T) {
@@ -94,6 +97,9 @@ func TestParseErrors(t *testing.T) {
 		{"hashoffset inside data", repl("hashoffset=10485760", "hashoffset=4096"), ErrInvalid, "inside the 2560 data blocks"},
 		{"bad loglevel", repl("loglevel=info", "loglevel=loud"), ErrInvalid, "debug, info, warn or error"},
 		{"bad tee", valid + " confguest.tee=tdx", ErrInvalid, "snp or none"},
+		{"negative read-ahead", valid + " confguest.readahead_kb=-1", ErrInvalid, "0 to 16384"},
+		{"read-ahead too large", valid + " confguest.readahead_kb=16385", ErrInvalid, "0 to 16384"},
+		{"read-ahead not a number", valid + " confguest.readahead_kb=2M", ErrInvalid, "confguest.readahead_kb"},
 		{"unterminated quote", valid + ` foo="bar`, ErrSyntax, "quote"},
 	}
 	for _, tc := range tests {
@@ -108,7 +114,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestStringRoundTrip(t *testing.T) {
 	tests := []Config{
-		{Root: "/dev/vda", RootHash: mustHex(t, hash), Salt: mustHex(t, salt), DataBlocks: 1, HashOffset: 4096, LogLevel: slog.LevelWarn, TEE: TEENone},
+		{Root: "/dev/vda", RootHash: mustHex(t, hash), Salt: mustHex(t, salt), DataBlocks: 1, HashOffset: 4096, LogLevel: slog.LevelWarn, TEE: TEENone, ReadAheadKB: DefaultReadAheadKB},
 		{Root: "/dev/nvme0n1", RootHash: mustHex(t, hash), DataBlocks: 9, HashOffset: 65536, LogLevel: slog.LevelDebug, TEE: TEESNP},
 	}
 	for _, c := range tests {

@@ -102,6 +102,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:          log,
 		Ready: func() {
 			fmt.Fprintln(stdout, "confguest-agent: ready")
+			// What the start read, measured once it is done.
+			if s, err := measureStartup("/sys"); err == nil {
+				fmt.Fprintln(stdout, s)
+			} else {
+				fmt.Fprintf(stdout, "confguest-agent: startup: not measured: %v\n", err)
+			}
 		},
 	})
 }
