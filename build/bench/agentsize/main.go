@@ -1,0 +1,94 @@
+// Command agentsize breaks a Go binary built without -s -w down by package: the bytes of
+// machine code (.text), of read-only data (type descriptors, the GC and stack maps in
+// go:func.*, named tables) and of the runtime's function table (.gopclntab: each function's
+// name, its _func record and its pc-value tables) that each package brings. The stripped
+// binary keeps .gopclntab and .rodata, so the columns are what a package costs the guest. In
+// an externally linked binary go:func.* lies in .gopclntab and is counted there; type
+// descriptors and string data have no symbols and stay in one unattributed .rodata row.
+//
+//	agentsize [-n 40] [-by package|module] BINARY
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+func main() {
+	fs := flag.NewFlagSet("agentsize", flag.ContinueOnError)
+	n := fs.Int("n", 40, "rows to print (0: all)")
+	by := fs.String("by", "package", "group by package or module")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		os.Exit(2)
+	}
+	if fs.NArg() != 1 || (*by != "package" && *by != "module") {
+		fmt.Fprintln(os.Stderr, "usage: agentsize [-n rows] [-by package|module] BINARY (built without -s -w)")
+		os.Exit(2)
+	}
+	if err := run(os.Stdout, fs.Arg(0), *by, *n); err != nil {
+		fmt.Fprintf(os.Stderr, "agentsize: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(w io.Writer, path, by string, n int) error {
+	b, err := analyze(path)
+	if err != nil {
+		return err
+	}
+	rows := b.rows
+	if by == "module" {
+		rows = byModule(rows)
+	}
+	printRows(w, b, rows, n)
+	return nil
+}
+
+// byModule merges package rows into module rows: the standard library stays per package
+// family (runtime, net, crypto, ...), a third-party package goes under its module's path.
+func byModule(rows map[string]*row) map[string]*row {
+	out := map[string]*row{}
+	for name, r := range rows {
+		m := moduleOf(name)
+		o := out[m]
+		if o == nil {
+			o = &row{}
+			out[m] = o
+		}
+		o.add(r)
+	}
+	return out
+}
+
+func printRows(w io.Writer, b *breakdown, rows map[string]*row, n int) {
+	names := make([]string, 0, len(rows))
+	for k := range rows {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ti, tj := rows[names[i]].total(), rows[names[j]].total()
+		if ti != tj {
+			return ti > tj
+		}
+		return names[i] < names[j]
+	})
+	fmt.Fprintf(w, "sections: .text %d, .rodata %d, .gopclntab %d, file %d bytes\n",
+		b.textSize, b.rodataSize, b.pclnSize, b.fileSize)
+	fmt.Fprintf(w, "%10s %10s %10s %10s  %s\n", "total", "text", "rodata", "pclntab", "package")
+	var sum row
+	for i, name := range names {
+		r := rows[name]
+		sum.add(r)
+		if n > 0 && i >= n {
+			continue
+		}
+		fmt.Fprintf(w, "%10d %10d %10d %10d  %s\n", r.total(), r.text, r.rodata, r.pcln, name)
+	}
+	if n > 0 && len(names) > n {
+		fmt.Fprintf(w, "(%d more rows)\n", len(names)-n)
+	}
+	fmt.Fprintf(w, "%10d %10d %10d %10d  %s\n", sum.total(), sum.text, sum.rodata, sum.pcln, "sum of rows")
+}
