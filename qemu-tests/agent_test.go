@@ -427,12 +427,8 @@ func benchRoot(b *testing.B) string {
 	if err := os.WriteFile(filepath.Join(dir, "bench", "true.json"), sj, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", guestimage.AgentTags+" benchdirect",
-		"-ldflags", "-s -w -buildid= -extldflags -static", "-o", filepath.Join(dir, "bench", "agent"), "confguest/agent/cmd/agent")
-	build.Dir = repoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build the bench-direct agent: %v\n%s", err, out)
+	if err := guestimage.BuildAgent(context.Background(), repoRoot(), filepath.Join(dir, "bench", "agent"), "benchdirect"); err != nil {
+		b.Fatalf("build the bench-direct agent: %v", err)
 	}
 	return dir
 }

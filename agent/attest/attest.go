@@ -1,7 +1,6 @@
-// Package attest gets SEV-SNP attestation reports inside the guest (with
-// go-sev-guest's quote providers: configfs-tsm first, then
-// /dev/sev-guest), reads HOST_DATA for the policy binding, and serves the
-// workload evidence endpoint. Every report's REPORT_DATA is built by
+// Package attest gets SEV-SNP attestation reports inside the guest
+// (through the kernel's configfs-tsm report interface), reads HOST_DATA for
+// the policy binding, and serves the workload evidence endpoint. Every report's REPORT_DATA is built by
 // confguest/agent/api/evidence: it names the report's purpose and the
 // policy in force.
 package attest
@@ -11,9 +10,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/client"
-
 	"confguest/agent/api/evidence"
 )
 
@@ -21,29 +17,35 @@ import (
 var ErrNoDevice = errors.New("no SEV-SNP device")
 
 // QuoteProvider returns an extended SEV-SNP report (the report followed by
-// the certificate table) for a REPORT_DATA value. go-sev-guest's client
-// providers and its testing fakes implement it.
+// the certificate table) for a REPORT_DATA value. The guest's configfs-tsm
+// interface (OpenDevice) and go-sev-guest's testing fakes implement it.
 type QuoteProvider interface {
 	GetRawQuote(reportData [64]byte) ([]byte, error)
 }
 
 // OpenDevice returns the guest's SEV-SNP quote provider: configfs-tsm
-// (/sys/kernel/config/tsm/report) when the kernel offers it for
-// sev_guest, else the /dev/sev-guest ioctl interface.
+// (/sys/kernel/config/tsm/report) with the report provider sev_guest.
+//
+// The agent used go-sev-guest's client for this, which also falls back to
+// the /dev/sev-guest ioctls; that fallback is gone with the library (its
+// abi package, protobuf messages, logger and UUID package: 0.15 MB of the
+// agent). The guest kernel (kernelcfg: CONFIG_SEV_GUEST, CONFIG_TSM_REPORTS)
+// registers the SEV-SNP guest driver with configfs-tsm whenever the driver
+// binds, and init mounts configfs, so a guest with /dev/sev-guest also has
+// the configfs-tsm provider; a kernel built without CONFIG_TSM_REPORTS
+// could not attest.
 func OpenDevice() (QuoteProvider, error) {
-	if p := (&client.LinuxConfigFsQuoteProvider{}); p.IsSupported() {
-		return p, nil
+	qp, err := openSystemDevice()
+	if err != nil {
+		return nil, fmt.Errorf("open SEV-SNP device: %w: configfs-tsm (/sys/kernel/config/tsm/report) with provider sev_guest: %w: "+
+			"boot the guest as an SEV-SNP VM (a guest booted with confguest.tee=none cannot attest)", ErrNoDevice, err)
 	}
-	if p := (&client.LinuxIoctlQuoteProvider{}); p.IsSupported() {
-		return p, nil
-	}
-	return nil, fmt.Errorf("open SEV-SNP device: %w: neither configfs-tsm (/sys/kernel/config/tsm/report) nor /dev/sev-guest is available: "+
-		"boot the guest as an SEV-SNP VM (a guest booted with confguest.tee=none cannot attest)", ErrNoDevice)
+	return qp, nil
 }
 
 // Evidence is an extended attestation report.
 type Evidence struct {
-	Report       []byte // the signed report, abi.ReportSize bytes
+	Report       []byte // the signed report, ReportSize bytes
 	Certificates []byte // the certificate table (may be empty)
 }
 
@@ -54,10 +56,10 @@ func (e Evidence) Raw() []byte { return append(append([]byte(nil), e.Report...),
 // Split separates a raw extended report into report and certificate
 // table.
 func Split(raw []byte) (Evidence, error) {
-	if len(raw) < abi.ReportSize {
-		return Evidence{}, fmt.Errorf("extended report: %d bytes, shorter than a %d-byte SEV-SNP report", len(raw), abi.ReportSize)
+	if len(raw) < ReportSize {
+		return Evidence{}, fmt.Errorf("extended report: %d bytes, shorter than a %d-byte SEV-SNP report", len(raw), ReportSize)
 	}
-	return Evidence{Report: raw[:abi.ReportSize:abi.ReportSize], Certificates: raw[abi.ReportSize:]}, nil
+	return Evidence{Report: raw[:ReportSize:ReportSize], Certificates: raw[ReportSize:]}, nil
 }
 
 // Attester gets reports from one quote provider. The zero value (no
@@ -90,11 +92,11 @@ func (a *Attester) Report(ctx context.Context, p evidence.Purpose, policy [32]by
 	if err != nil {
 		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w", err)
 	}
-	r, err := abi.ReportToProto(ev.Report)
+	got, err := reportField(ev.Report, reportDataOffset, len(reportData))
 	if err != nil {
-		return Evidence{}, fmt.Errorf("get SEV-SNP report: parse: %w", err)
+		return Evidence{}, fmt.Errorf("get SEV-SNP report: %w", err)
 	}
-	if string(r.GetReportData()) != string(reportData[:]) {
+	if string(got) != string(reportData[:]) {
 		return Evidence{}, errors.New("get SEV-SNP report: the report's REPORT_DATA is not the one requested")
 	}
 	return ev, nil
@@ -108,10 +110,10 @@ func (a *Attester) HostData(ctx context.Context) ([32]byte, error) {
 	if err != nil {
 		return hd, err
 	}
-	r, err := abi.ReportToProto(ev.Report)
+	b, err := reportField(ev.Report, hostDataOffset, len(hd))
 	if err != nil {
-		return hd, fmt.Errorf("parse SEV-SNP report: %w", err)
+		return hd, fmt.Errorf("read HOST_DATA: %w", err)
 	}
-	copy(hd[:], r.GetHostData())
+	copy(hd[:], b)
 	return hd, nil
 }

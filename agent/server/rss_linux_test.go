@@ -30,11 +30,8 @@ func BenchmarkAgentRSS(b *testing.B) {
 	}
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", guestimage.AgentTags,
-		"-ldflags", "-s -w -buildid= -extldflags -static", "-o", bin, "confguest/agent/cmd/agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build agent: %v\n%s", err, out)
+	if err := guestimage.BuildAgent(context.Background(), filepath.Join("..", ".."), bin); err != nil {
+		b.Fatalf("build agent: %v", err)
 	}
 	image := busyboxImage(b, dir)
 	sock := filepath.Join(dir, "agent.sock")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"confguest/rootfs"
 )
@@ -24,8 +23,7 @@ func AgentVariant(ctx context.Context, srcDir, imageDir, outDir string, extraTag
 	}
 	defer os.RemoveAll(work)
 	agent := filepath.Join(work, "agent")
-	b := goBinary{name: "agent", pkg: "./agent/cmd/agent", cgo: true, tags: strings.Join(append([]string{AgentTags}, extraTags...), " ")}
-	if err := buildGo(ctx, srcDir, b, agent); err != nil {
+	if err := BuildAgent(ctx, srcDir, agent, extraTags...); err != nil {
 		return err
 	}
 	stage := filepath.Join(work, "root")

@@ -18,9 +18,9 @@ const (
 	Hostname = "confguest"
 	// CgroupRoot is where the cgroup2 hierarchy is mounted.
 	CgroupRoot = "/sys/fs/cgroup"
-	// ConfigFS is where configfs is mounted: go-sev-guest asks for SEV-SNP
-	// reports through configfs-tsm (ConfigFS/tsm/report) first, then
-	// /dev/sev-guest. The kernel creates the directory (CONFIG_CONFIGFS_FS).
+	// ConfigFS is where configfs is mounted: the agent asks for SEV-SNP
+	// reports through configfs-tsm (ConfigFS/tsm/report, attest.OpenDevice).
+	// The kernel creates the directory (CONFIG_CONFIGFS_FS).
 	ConfigFS = "/sys/kernel/config"
 	// StateDir is the agent's writable state directory (on the /run tmpfs).
 	StateDir = "/run/confguest"

@@ -7,31 +7,55 @@
 // descriptors and string data have no symbols and stay in one unattributed .rodata row.
 //
 //	agentsize [-n 40] [-by package|module] BINARY
+//	agentsize [-n 40] [-by package|module] -agent   (run in the repository)
+//
+// With -agent it builds the image's agent with its symbols (guestimage.BuildAgentWithSymbols:
+// the image's tags and compiler flags) and breaks that down.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
+
+	"confguest/build/guestimage"
 )
 
 func main() {
 	fs := flag.NewFlagSet("agentsize", flag.ContinueOnError)
 	n := fs.Int("n", 40, "rows to print (0: all)")
 	by := fs.String("by", "package", "group by package or module")
+	agent := fs.Bool("agent", false, "build the image's agent with symbols from the module in the current directory and break it down")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
-	if fs.NArg() != 1 || (*by != "package" && *by != "module") {
-		fmt.Fprintln(os.Stderr, "usage: agentsize [-n rows] [-by package|module] BINARY (built without -s -w)")
+	if fs.NArg() != 1 && !*agent || fs.NArg() != 0 && *agent || (*by != "package" && *by != "module") {
+		fmt.Fprintln(os.Stderr, "usage: agentsize [-n rows] [-by package|module] BINARY (built without -s -w) | -agent")
 		os.Exit(2)
 	}
-	if err := run(os.Stdout, fs.Arg(0), *by, *n); err != nil {
+	if err := mainErr(*agent, fs.Arg(0), *by, *n); err != nil {
 		fmt.Fprintf(os.Stderr, "agentsize: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+func mainErr(agent bool, path, by string, n int) error {
+	if agent {
+		dir, err := os.MkdirTemp("", "agentsize-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		path = filepath.Join(dir, "agent")
+		if err := guestimage.BuildAgentWithSymbols(context.Background(), ".", path); err != nil {
+			return err
+		}
+	}
+	return run(os.Stdout, path, by, n)
 }
 
 func run(w io.Writer, path, by string, n int) error {
