@@ -69,7 +69,10 @@ func analyze(path string) (*breakdown, error) {
 	b := &breakdown{rows: map[string]*row{}, textSize: text.Size, rodataSize: rodata.Size, pclnSize: pcln.Size, fileSize: uint64(st.Size())}
 	pkgOf := func(name string) string {
 		p := packageOf(name)
-		if goPkgs[p] {
+		// A package whose code is only generic instantiations (slices) or generated
+		// functions (type:.eq.*) has no compile unit; C names have no path, brackets or
+		// "type:" (glibc's local names look like "open_path.isra.0").
+		if goPkgs[p] || strings.ContainsAny(name, "/[") || strings.HasPrefix(name, "type:") {
 			return p
 		}
 		return cCode
@@ -144,6 +147,8 @@ func goPackages(f *elf.File) (map[string]bool, error) {
 // "net/http.(*Request).Clone" both give "net/http"; "go:itab.*os.File,io.Reader" gives "os".
 func packageOf(name string) string {
 	s := strings.TrimPrefix(name, "type:")
+	s = strings.TrimPrefix(s, ".eq.") // generated equality and hash functions of a type
+	s = strings.TrimPrefix(s, ".hash.")
 	s = strings.TrimPrefix(s, "go:itab.")
 	for {
 		t := strings.TrimLeft(s, "*[]0123456789")

@@ -19,6 +19,8 @@ func TestPackageOf(t *testing.T) {
 		{"go:itab.*os.File,io.Reader", "os"},
 		{"slices.SortFunc[go.shape.[]string,go.shape.string]", "slices"},
 		{"crypto/internal/fips140/sha3.keccakF1600.abi0", "crypto/internal/fips140/sha3"},
+		{"type:.eq.github.com/opencontainers/runc/libcontainer/configs.Mount", "github.com/opencontainers/runc/libcontainer/configs"},
+		{"slices.pdqsortCmpFunc[go.shape.struct { Name string }]", "slices"},
 		{"printf_positional", "printf_positional"},
 	}
 	for _, tc := range tests {
