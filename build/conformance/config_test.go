@@ -62,6 +62,16 @@ func TestContainerdFiles(t *testing.T) {
 	if shim["run_dir"] != "/tmp/cgconf1/vms" || shim["image_dir"] != "/img" || shim["accel"] != "tcg" {
 		t.Errorf("shim.json = %v, want run_dir under the private directory, the image and accel", shim)
 	}
+	if _, ok := shim["cache_dir"]; ok {
+		t.Errorf("shim.json = %v, want no cache_dir when none is given (the shim's default)", shim)
+	}
+	c.shimCache = "/tmp/cgconf1/cache"
+	if files, err = c.files(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(files["shim.json"], `"cache_dir": "/tmp/cgconf1/cache"`) {
+		t.Errorf("shim.json = %s, want the cache_dir given", files["shim.json"])
+	}
 }
 
 func TestConflist(t *testing.T) {

@@ -22,6 +22,7 @@ type ctrdConfig struct {
 	imageDir   string   // the guest image (make image's out/)
 	vhostVsock string   // the vhost-device-vsock binary
 	accel      string   // the shim's accel setting
+	shimCache  string   // the shim's cache_dir (its disk cache is disks/ in it); empty: its default
 }
 
 func (c ctrdConfig) sock() string { return filepath.Join(c.dir, "c.sock") }
@@ -61,13 +62,17 @@ state = %q
       pod_annotations = ["confguest.io/*"]
 `, filepath.Join(c.dir, "root"), filepath.Join(c.dir, "state"), c.sock(), c.sock()+".ttrpc",
 		c.pause, c.cniBinDir, filepath.Join(c.dir, "cni"), filepath.Join(c.dir, "certs.d"))
-	shim, err := json.MarshalIndent(map[string]any{
+	shimCfg := map[string]any{
 		"image_dir":            c.imageDir,
 		"accel":                c.accel,
 		"run_dir":              filepath.Join(c.dir, "vms"),
 		"vhost_device_vsock":   c.vhostVsock,
 		"boot_timeout_seconds": 150,
-	}, "", "  ")
+	}
+	if c.shimCache != "" {
+		shimCfg["cache_dir"] = c.shimCache
+	}
+	shim, err := json.MarshalIndent(shimCfg, "", "  ")
 	if err != nil {
 		return nil, err
 	}

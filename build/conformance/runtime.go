@@ -24,7 +24,10 @@ type RuntimeOptions struct {
 	Bridge   string // CNI bridge name
 	Subnet   string // CNI subnet (IPv4 CIDR); the bridge takes its first address
 	Accel    string // the shim's QEMU accelerator: auto, tcg or kvm
-	Log      io.Writer
+	// ShimCacheDir is the shim's cache_dir, which holds its disk cache (disks/ in it);
+	// empty: the shim's default, $CONFGUEST_CACHE or ~/.cache/confguest.
+	ShimCacheDir string
+	Log          io.Writer
 }
 
 // Runtime is a running private containerd with its CNI bridge and registry.
@@ -147,7 +150,8 @@ func StartRuntime(ctx context.Context, o RuntimeOptions) (_ *Runtime, err error)
 		return nil, err
 	}
 	cfg := ctrdConfig{dir: r.Dir, pause: r.Pause, registry: r.registry.addr, mirrored: hosts, cniBinDir: cniBin,
-		imageDir: o.ImageDir, vhostVsock: filepath.Join(vhost, "usr", "bin", "vhost-device-vsock"), accel: o.Accel}
+		imageDir: o.ImageDir, vhostVsock: filepath.Join(vhost, "usr", "bin", "vhost-device-vsock"), accel: o.Accel,
+		shimCache: o.ShimCacheDir}
 	r.RunDir = filepath.Join(r.Dir, "vms")
 	step("starting containerd (log: %s)", o.LogPath)
 	if r.ctrd, err = startContainerd(ctx, cfg, shimDir, o.LogPath); err != nil {
