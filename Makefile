@@ -82,9 +82,13 @@ repro: setup
 generate: setup
 	bash agent/api/generate.sh
 
+# Pod start through containerd's CRI under confguest and runc in one run (POD_RUNS starts
+# of each kind, medians) and the host memory of idle pods: build/bench/README.md.
+POD_RUNS ?= 3
 bench: image build
 	bash build/bench/verity.sh
 	bash build/bench/boot.sh
+	$(GO) run ./build/cmd/podbench -image $(OUT) -shim bin/containerd-shim-confguest-v2 -out $(OUT)/podbench -runs $(POD_RUNS)
 
 # On a host with AMD SEV-SNP: boot each launch mode with --snp and check the hardware's
 # report against the expected measurement and HOST_DATA.

@@ -14,8 +14,15 @@ import (
 type procMem struct {
 	pid     int
 	name    string // comm
-	pssKiB  int64
+	pss     pss
 	cmdline []string
+}
+
+// pss is a process's proportional set size in KiB, and its parts: anonymous memory,
+// file pages, and shared memory (for the VMM: the guest's RAM, a memfd it shares with
+// vhost-device-vsock). Kernels before 5.x give the total only.
+type pss struct {
+	total, anon, file, shmem int64
 }
 
 // podProcs lists the processes of the pod whose shim serves group id: the shim (its
@@ -61,12 +68,12 @@ func podProcs(proc, shim, id string) ([]procMem, error) {
 		if !descends(parent, pid, root) {
 			continue
 		}
-		pss, err := smapsPSS(filepath.Join(proc, strconv.Itoa(pid), "smaps_rollup"))
+		m, err := smapsPSS(filepath.Join(proc, strconv.Itoa(pid), "smaps_rollup"))
 		if err != nil {
 			return nil, fmt.Errorf("process %d of pod %s: %w", pid, id, err)
 		}
 		comm, _ := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "comm"))
-		out = append(out, procMem{pid: pid, name: strings.TrimSpace(string(comm)), pssKiB: pss, cmdline: cmdline(proc, pid)})
+		out = append(out, procMem{pid: pid, name: strings.TrimSpace(string(comm)), pss: m, cmdline: cmdline(proc, pid)})
 	}
 	return out, nil
 }
@@ -110,28 +117,40 @@ func hasArgPair(args []string, flag, value string) bool {
 	return false
 }
 
-// smapsPSS is the Pss line of an smaps_rollup file, in KiB.
-func smapsPSS(path string) (int64, error) {
+// smapsPSS reads the Pss lines of an smaps_rollup file.
+func smapsPSS(path string) (pss, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return pss{}, err
 	}
 	defer f.Close()
 	return parsePSS(f)
 }
 
-func parsePSS(r io.Reader) (int64, error) {
+func parsePSS(r io.Reader) (pss, error) {
+	var m pss
+	found := false
+	fields := map[string]*int64{"Pss:": &m.total, "Pss_Anon:": &m.anon, "Pss_File:": &m.file, "Pss_Shmem:": &m.shmem}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 3 && f[0] == "Pss:" && f[2] == "kB" {
-			return strconv.ParseInt(f[1], 10, 64)
+		if len(f) != 3 || f[2] != "kB" || fields[f[0]] == nil {
+			continue
 		}
+		n, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return pss{}, fmt.Errorf("smaps_rollup line %q: %w", sc.Text(), err)
+		}
+		*fields[f[0]] = n
+		found = found || f[0] == "Pss:"
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return pss{}, err
 	}
-	return 0, fmt.Errorf("smaps_rollup has no Pss line (kernel older than 4.14?)")
+	if !found {
+		return pss{}, fmt.Errorf("smaps_rollup has no Pss line (kernel older than 4.14?)")
+	}
+	return m, nil
 }
 
 // vmMemory is the value of the -m option of a QEMU command line ("" if none).

@@ -112,8 +112,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		if run%2 == 1 {
 			handlers = []string{runc, confguest}
 		}
-		for _, img := range []string{busybox, big} {
-			for _, second := range []bool{false, true} {
+		// Both first starts, then both second starts: the second starts the target
+		// compares are adjacent in time.
+		for _, second := range []bool{false, true} {
+			for _, img := range []string{busybox, big} {
 				for _, h := range handlers {
 					s := sample{handler: h, image: img, second: second, run: run}
 					podName := fmt.Sprintf("%s-%s-%d-%s", h, strings.ReplaceAll(strings.ToLower(img), "+", "-"), run, nth(second))

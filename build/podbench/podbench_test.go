@@ -159,15 +159,18 @@ func TestBigImage(t *testing.T) {
 func TestParsePSS(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
-		want    int64
+		want    pss
 		wantErr bool
 	}{
-		{in: "55e0c0a00000-7ffd1c3f2000 ---p 00000000 00:00 0 [rollup]\nRss: 120 kB\nPss: 81234 kB\nPss_Anon: 3 kB\n", want: 81234},
+		{in: "55e0c0a00000-7ffd1c3f2000 ---p 00000000 00:00 0 [rollup]\nRss: 120 kB\nPss: 81234 kB\nPss_Dirty: 9 kB\nPss_Anon: 3 kB\nPss_File: 5 kB\nPss_Shmem: 81226 kB\n",
+			want: pss{total: 81234, anon: 3, file: 5, shmem: 81226}},
+		{in: "Rss: 120 kB\nPss: 7 kB\n", want: pss{total: 7}},
 		{in: "Rss: 120 kB\n", wantErr: true},
+		{in: "Pss: x kB\n", wantErr: true},
 	} {
 		got, err := parsePSS(strings.NewReader(tc.in))
 		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("parsePSS(%q) = %d, %v; want %d, error %t", tc.in, got, err, tc.want, tc.wantErr)
+			t.Errorf("parsePSS(%q) = %+v, %v; want %+v, error %t", tc.in, got, err, tc.want, tc.wantErr)
 		}
 	}
 }
@@ -237,8 +240,8 @@ func TestPodProcs(t *testing.T) {
 		t.Errorf("podProcs(podA) = pids %v, want the shim 20 and everything below it: 21 22 23", pids)
 	}
 	m := podMemory{handler: confguest, procs: got}
-	if m.pssKiB() != 234010 || vmMemory(got) != "512M" {
-		t.Errorf("pod A: PSS %d KiB, VM -m %q; want 234010 and 512M", m.pssKiB(), vmMemory(got))
+	if m.sum().total != 234010 || vmMemory(got) != "512M" {
+		t.Errorf("pod A: PSS %d KiB, VM -m %q; want 234010 and 512M", m.sum().total, vmMemory(got))
 	}
 	if _, err := podProcs(proc, "containerd-shim-runc-v2", "podA"); err == nil {
 		t.Errorf("podProcs with the runc shim's name found a pod served by the confguest shim")

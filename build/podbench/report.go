@@ -121,7 +121,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 // busybox, and where confguest's time goes.
 func printStarts(w io.Writer, samples []sample, big string, runs int) {
 	fmt.Fprintf(w, "\npod start: RunPodSandbox to the container's first output line, median of %d runs (s)\n", runs)
-	fmt.Fprintf(w, "%-16s %-7s %10s %8s %15s %15s\n", "image", "start", "confguest", "runc", "confguest/runc", "(median of runs)")
+	fmt.Fprintf(w, "%-16s %-7s %10s %8s %15s %15s\n", "image", "start", "confguest", "runc", "confguest/runc", "(per run)")
 	for _, img := range []string{busybox, big} {
 		for _, second := range []bool{false, true} {
 			cg, _ := medianOf(samples, is(confguest, img, second), total)
@@ -148,24 +148,25 @@ func printStarts(w io.Writer, samples []sample, big string, runs int) {
 		}
 	}
 
-	fmt.Fprintf(w, "\nconfguest, where the time goes (medians, s): RunPodSandbox boots the VM; CreateContainer builds or\n"+
-		"takes the container's disk (key: for a CRI rootfs the digest of the whole tree; disk: a hit links and verifies\n"+
-		"the whole cached disk, a miss builds and stores it), hot-adds it and creates the container in the guest\n")
-	fmt.Fprintf(w, "%-16s %-7s %8s %8s %8s %8s %8s %8s %8s\n", "image", "start", "runp", "create", "  key", "  disk", "  rest", "start", "output")
+	fmt.Fprintf(w, "\nconfguest, where the time goes (medians, s): RunPodSandbox boots the VM; CreateContainer only records the\n"+
+		"container in containerd; StartContainer creates the task: the shim takes or builds the container's disk (key: for\n"+
+		"a CRI rootfs the digest of the whole tree; disk: a hit links and verifies the whole cached disk, a miss builds and\n"+
+		"stores it), then (rest) hot-adds it, admits it to the pod's policy and creates and starts the container in the guest\n")
+	fmt.Fprintf(w, "%-16s %-7s %8s %8s %8s %8s %8s %8s %8s\n", "image", "start", "runp", "create", "start", "  key", "  disk", "  rest", "output")
 	for _, img := range []string{busybox, big} {
 		for _, second := range []bool{false, true} {
 			m := is(confguest, img, second)
 			col := func(f func(sample) time.Duration) string { d, _ := medianOf(samples, m, f); return secs(d) }
 			notes := col(func(s sample) time.Duration { return s.disk.key })
 			disk := col(func(s sample) time.Duration { return s.disk.disk })
-			rest := col(func(s sample) time.Duration { return s.p.create - s.disk.key - s.disk.disk })
+			rest := col(func(s sample) time.Duration { return s.p.start - s.disk.key - s.disk.disk })
 			if !allNoted(samples, m) {
 				notes, disk, rest = "?", "?", "?"
 			}
 			fmt.Fprintf(w, "%-16s %-7s %8s %8s %8s %8s %8s %8s %8s\n", img, nth(second),
 				col(func(s sample) time.Duration { return s.p.runp }), col(func(s sample) time.Duration { return s.p.create }),
-				notes, disk, rest,
-				col(func(s sample) time.Duration { return s.p.start }), col(func(s sample) time.Duration { return s.p.output }))
+				col(func(s sample) time.Duration { return s.p.start }), notes, disk, rest,
+				col(func(s sample) time.Duration { return s.p.output }))
 		}
 	}
 	if hits := cacheState(samples); hits != "" {
@@ -204,21 +205,26 @@ type podMemory struct {
 	procs   []procMem
 }
 
-func (m podMemory) pssKiB() int64 {
-	var n int64
+func (m podMemory) sum() pss {
+	var n pss
 	for _, p := range m.procs {
-		n += p.pssKiB
+		n.total += p.pss.total
+		n.anon += p.pss.anon
+		n.file += p.pss.file
+		n.shmem += p.pss.shmem
 	}
 	return n
 }
 
-// printMemory writes each idle pod's PSS, summed and by process name.
+func mib(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
+
+// printMemory writes each idle pod's PSS, summed, by part and by process name.
 func printMemory(w io.Writer, pods []podMemory, settle time.Duration) {
 	if len(pods) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\nhost memory per idle pod (PSS from /proc/PID/smaps_rollup of the pod's shim and every process below it,\n"+
-		"%d pods of each runtime running at once, %s after the last container started)\n", len(pods)/2, settle)
+		"%d pods of each runtime running at once, %s after the last container started; MiB)\n", len(pods)/2, settle)
 	for _, m := range pods {
 		byName := map[string]int64{}
 		var names []string
@@ -226,17 +232,19 @@ func printMemory(w io.Writer, pods []podMemory, settle time.Duration) {
 			if _, ok := byName[p.name]; !ok {
 				names = append(names, p.name)
 			}
-			byName[p.name] += p.pssKiB
+			byName[p.name] += p.pss.total
 		}
 		slices.Sort(names)
 		var parts []string
 		for _, n := range names {
-			parts = append(parts, fmt.Sprintf("%s %.1f", n, float64(byName[n])/1024))
+			parts = append(parts, n+" "+mib(byName[n]))
 		}
 		vm := ""
 		if mem := vmMemory(m.procs); mem != "" {
 			vm = " (VM -m " + mem + ")"
 		}
-		fmt.Fprintf(w, "%-9s %7.1f MiB%s: %s\n", m.handler, float64(m.pssKiB())/1024, vm, strings.Join(parts, ", "))
+		t := m.sum()
+		fmt.Fprintf(w, "%-9s %7s%s: %s; anonymous %s, file %s, shared memory %s\n", m.handler, mib(t.total), vm,
+			strings.Join(parts, ", "), mib(t.anon), mib(t.file), mib(t.shmem))
 	}
 }
