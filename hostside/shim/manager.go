@@ -185,7 +185,7 @@ func (s *Service) Cleanup(ctx context.Context) (*taskapi.DeleteResponse, error) 
 	if err := mount.UnmountAll(filepath.Join(bundle, "rootfs"), 0); err != nil {
 		log.G(ctx).WithError(err).Warn("cleanup: unmount rootfs")
 	}
-	if address, err := cshim.ReadAddress(filepath.Join(bundle, "address")); err == nil && !cshim.CanConnect(address) {
+	if address, err := cshim.ReadAddress(filepath.Join(bundle, "address")); err == nil && !shimListening(address, shimDialTimeout) {
 		cshim.RemoveSocket(address)
 	}
 	return &taskapi.DeleteResponse{

@@ -122,25 +122,44 @@ func TestDeleteGoneInGuest(t *testing.T) {
 	}
 }
 
-// TestKillSandboxStopsVM: stopping a pod's sandbox stops the VM at once, whatever its
-// containers' state in the guest, and reports their exits, then the pause exit.
+// TestKillSandboxStopsVM: stopping a pod's sandbox stops the VM, whatever its containers'
+// state in the guest, and reports their exits, then the pause exit, all after Kill has
+// answered: containerd deletes an exited sandbox and shuts the shim down, which must not
+// overtake Kill's reply.
 func TestKillSandboxStopsVM(t *testing.T) {
 	s := testPod(goneAgent{}, task.Status_RUNNING)
 	s.containers["pod"].init.status = task.Status_RUNNING
-	if _, err := s.Kill(context.Background(), &taskapi.KillRequest{ID: "pod", Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatalf("Kill(pod) = %v", err)
+	// Unbuffered: an exit published before Kill returns would block Kill.
+	s.events = make(chan event)
+	killed := make(chan error, 1)
+	go func() {
+		_, err := s.Kill(context.Background(), &taskapi.KillRequest{ID: "pod", Signal: uint32(syscall.SIGKILL)})
+		killed <- err
+	}()
+	select {
+	case err := <-killed:
+		if err != nil {
+			t.Fatalf("Kill(pod) = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Kill(pod) did not return before its exits were taken: it reports them before its reply")
 	}
-	if s.pod != nil {
-		t.Errorf("Kill(pod) left the pod's VM running")
-	}
-	// The containers' exits first, the sandbox's last: containerd deletes an exited
-	// sandbox, which may end the shim.
+	// The containers' exits first, the sandbox's last.
 	for _, id := range []string{"c", "pod"} {
 		e := nextEvent(t, s)
 		if exit, ok := e.msg.(*eventsapi.TaskExit); e.topic != topicExit || !ok || exit.ContainerID != id || exit.ExitStatus != 137 {
 			t.Errorf("event after Kill(pod) = %s %+v, want %s of %s with status 137", e.topic, e.msg, topicExit, id)
 		}
 	}
+	s.mu.Lock()
+	running := s.pod != nil
+	s.mu.Unlock()
+	if running {
+		t.Errorf("Kill(pod) left the pod's VM running")
+	}
+	s.evMu.Lock()
+	s.events = make(chan event, 16) // the deletes' events below need not be taken
+	s.evMu.Unlock()
 	// The container of the stopped pod: nothing runs, its kill and delete succeed.
 	if _, err := s.Kill(context.Background(), &taskapi.KillRequest{ID: "c", Signal: uint32(syscall.SIGKILL)}); !errdefs.IsNotFound(errdefs.FromGRPC(err)) {
 		t.Errorf("Kill(c) after the pod stopped = %v, want NotFound", err)
