@@ -89,6 +89,7 @@ bench: image build
 	bash build/bench/verity.sh
 	bash build/bench/boot.sh
 	$(GO) run ./build/cmd/podbench -image $(OUT) -shim bin/containerd-shim-confguest-v2 -out $(OUT)/podbench -runs $(POD_RUNS)
+	bash build/bench/agent.sh
 
 # On a host with AMD SEV-SNP: boot each launch mode with --snp and check the hardware's
 # report against the expected measurement and HOST_DATA.
