@@ -73,6 +73,8 @@ type Manager struct {
 	layerMu sync.Mutex
 	layers  map[string]*layer // by layerKey
 
+	waiting waiters // the processes whose waits reap them (ReapOrphans leaves them alone)
+
 	podMu     sync.Mutex
 	pod       *pod                     // the guest's pod namespaces, once a container joined one
 	emptyDirs map[string]emptyDirState // the pod's emptyDirs, by name (volume_linux.go)
@@ -240,6 +242,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	if err := p.started(); err != nil {
 		return 0, fmt.Errorf("container %s: %w", req.ID, err)
 	}
+	m.waiting.add(p)
 
 	if req.Admit != nil {
 		if err := req.Admit(); err != nil {
@@ -396,6 +399,7 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 		p.closeIO()
 		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
 	}
+	m.waiting.add(p)
 	if req.Admit != nil {
 		if err := req.Admit(); err != nil {
 			_ = lp.Signal(unix.SIGKILL)

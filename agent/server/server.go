@@ -173,6 +173,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// The evidence endpoint stops with the API server.
 	ectx, stopEvidence := context.WithCancel(gctx)
 	defer stopEvidence()
+	// The reaper runs until the containers are deleted at shutdown (a delete may need it).
+	rctx, stopReaper := context.WithCancel(gctx)
+	defer stopReaper()
+	g.Go(func() error { return m.ReapOrphans(rctx) })
 	g.Go(func() error {
 		err := srv.Serve(gctx, l)
 		if errors.Is(err, ttrpc.ErrServerClosed) {
@@ -197,6 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if cerr := m.Close(sctx); cerr != nil {
 			log.Error("delete containers at exit", "err", cerr)
 		}
+		stopReaper()
 		if errors.Is(err, context.DeadlineExceeded) {
 			srv.Close()
 			return nil
