@@ -296,7 +296,7 @@ func runRun(ctx context.Context, args []string, stdio Stdio) (err error) {
 	term.restore()
 	if err != nil {
 		if cause := context.Cause(wctx); errors.Is(cause, launcher.ErrVMMDied) {
-			return cause
+			return fmt.Errorf("%w (%v)", cause, err) // err names the step the VM died in
 		}
 		if ctx.Err() != nil {
 			return nil // reported by the deferred teardown
