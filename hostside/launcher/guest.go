@@ -350,12 +350,13 @@ func vmmDied(vm vmm.VM, wait time.Duration) error {
 		return nil
 	}
 	msg := "the guest powered off"
+	tail := vm.ConsoleTail(200) // read once: the reason is looked for in it, its end is quoted
 	if werr := vm.Wait(context.Background()); werr != nil {
 		msg = werr.Error()
-	} else if why := powerOffReason(vm.ConsoleTail(200)); why != "" {
+	} else if why := powerOffReason(tail); why != "" {
 		msg += ": " + why
 	}
-	return fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(vm.ConsoleTail(10)), "\n"))
+	return fmt.Errorf("%w: %s\n%s", ErrVMMDied, msg, strings.Join(indent(tail[max(0, len(tail)-10):]), "\n"))
 }
 
 // powerOffReason finds in the guest console's last lines why PID 1 powered off: its last
