@@ -206,6 +206,9 @@ func (n *Node) Stop() error {
 	return err
 }
 
+// KubeletRoot is the kubelet's root directory (pods/<uid>/volumes/... under it).
+func (n *Node) KubeletRoot() string { return n.l.kubeletRoot() }
+
 // Logs is the folder holding every component's log.
 func (n *Node) Logs() string { return n.l.logs() }
 

@@ -179,9 +179,8 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	c.init.streams = st
 	if len(vols.refreshed) > 0 {
 		rctx, cancel := context.WithCancel(s.ctx)
-		t := time.NewTicker(volumeRefreshInterval)
-		c.stopRefresh = func() { cancel(); t.Stop() }
-		go refreshVolumes(rctx, g, r.ID, vols.refreshed, t.C)
+		c.stopRefresh = cancel
+		go refreshVolumes(rctx, g, r.ID, vols.refreshed, volumeWakeups(rctx, r.ID, vols.refreshed))
 	}
 	if len(vols.readBack) > 0 {
 		c.init.readBack = func() {

@@ -39,8 +39,9 @@ import (
 //   - any other bind mount (a hostPath volume, a block device) is refused, naming the
 //     destination: the guest cannot reach the host's files.
 // A directory of host files (a ConfigMap, Secret, projected or downwardAPI volume) is read
-// again every volumeRefreshInterval and, when it changed (the kubelet's atomic ..data
-// swaps, token rotation), sent again (UpdateVolume): the guest swaps it in atomically. A
+// again when it changes (volumeWakeups: the kubelet's atomic ..data swaps, token rotation)
+// and, when its content differs from what was sent, sent again (UpdateVolume): the guest
+// swaps it in atomically. A
 // volume that is one file is copied once, as the kubelet updates no file mount either.
 // What the container writes into its termination log (the kubelet's
 // pods/<uid>/containers/<name>/<n>) is copied back to that host file when it exits.
@@ -147,7 +148,7 @@ func readBack(ctx context.Context, g volumeReader, id string, vs []hostFiles) {
 }
 
 // volumeRefreshInterval is how often refreshVolumes reads a container's directories of
-// host files again.
+// host files again when they cannot be watched.
 const volumeRefreshInterval = 2 * time.Second
 
 // hostFiles is a directory of host files copied into a container, and what was sent last.
@@ -161,15 +162,15 @@ type volumeUpdater interface {
 	UpdateVolume(ctx context.Context, id, dest string, files *agentv1.Files) error
 }
 
-// refreshVolumes sends the directories vs of container id again whenever their content
-// changed on the host, until ctx ends. A directory that cannot be read or sent is logged
-// and tried again at the next tick.
-func refreshVolumes(ctx context.Context, g volumeUpdater, id string, vs []hostFiles, tick <-chan time.Time) {
+// refreshVolumes reads the directories vs of container id again at each wakeup and sends
+// those whose content changed on the host, until ctx ends. A directory that cannot be read
+// or sent is logged and tried again at the next wakeup.
+func refreshVolumes(ctx context.Context, g volumeUpdater, id string, vs []hostFiles, wake <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick:
+		case <-wake:
 		}
 		for i := range vs {
 			v := &vs[i]

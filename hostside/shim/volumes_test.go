@@ -251,25 +251,10 @@ func (u updates) UpdateVolume(_ context.Context, id, dest string, files *agentv1
 	return nil
 }
 
-// TestRefreshVolumes: a ConfigMap the kubelet rewrites (a new ..data generation swapped
-// in) is sent to the guest again at the next tick, once; an unchanged one is not.
-func TestRefreshVolumes(t *testing.T) {
-	root := t.TempDir()
-	mounts := criTree(t, root)
-	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refreshed := cv.refreshed
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	tick, got := make(chan time.Time), make(updates, 10)
-	done := make(chan struct{})
-	go func() { refreshVolumes(ctx, got, "app", refreshed, tick); close(done) }()
-
-	tick <- time.Now()
-	// The atomic writer's update: the new generation, then ..data swapped to it.
-	cm := mounts[3].Source
+// swapConfigMap does what the kubelet's atomic writer does to the ConfigMap volume cm: the
+// new generation (app.conf and sub/x.txt), then ..data renamed onto it.
+func swapConfigMap(t *testing.T, cm string) {
+	t.Helper()
 	gen := filepath.Join(cm, "..2026_12_06_05_00_00.3")
 	if err := os.MkdirAll(filepath.Join(gen, "sub"), 0o755); err != nil {
 		t.Fatal(err)
@@ -285,8 +270,30 @@ func TestRefreshVolumes(t *testing.T) {
 	if err := os.Rename(filepath.Join(cm, "..data_tmp"), filepath.Join(cm, "..data")); err != nil {
 		t.Fatal(err)
 	}
-	tick <- time.Now()
-	tick <- time.Now()
+}
+
+// swappedConfigMap is the UpdateVolume call for the ConfigMap after swapConfigMap.
+const swappedConfigMap = `app /etc/config app.conf="port=8080\n" sub="" sub/x.txt="x\n"`
+
+// TestRefreshVolumes: a ConfigMap the kubelet rewrites (a new ..data generation swapped
+// in) is sent to the guest again at the next wakeup, once; an unchanged one is not.
+func TestRefreshVolumes(t *testing.T) {
+	root := t.TempDir()
+	mounts := criTree(t, root)
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wake, got := make(chan struct{}), make(updates, 10)
+	done := make(chan struct{})
+	go func() { refreshVolumes(ctx, got, "app", cv.refreshed, wake); close(done) }()
+
+	wake <- struct{}{}
+	swapConfigMap(t, mounts[3].Source)
+	wake <- struct{}{}
+	wake <- struct{}{}
 	cancel()
 	<-done
 	close(got)
@@ -294,10 +301,62 @@ func TestRefreshVolumes(t *testing.T) {
 	for c := range got {
 		calls = append(calls, c)
 	}
-	want := []string{`app /etc/config app.conf="port=8080\n" sub="" sub/x.txt="x\n"`}
-	if !reflect.DeepEqual(calls, want) {
+	if want := []string{swappedConfigMap}; !reflect.DeepEqual(calls, want) {
 		t.Errorf("UpdateVolume calls = %q, want %q", calls, want)
 	}
+}
+
+// TestVolumeWakeups: the kubelet's swap of a ConfigMap's ..data wakes the refresh through
+// inotify, before a timer's first read could have, and the watch's descriptor is closed when the
+// container's refresh ends.
+func TestVolumeWakeups(t *testing.T) {
+	mounts := criTree(t, t.TempDir())
+	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := openFDs(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(updates, 10)
+	done := make(chan struct{})
+	wake := volumeWakeups(ctx, "app", cv.refreshed)
+	go func() { refreshVolumes(ctx, got, "app", cv.refreshed, wake); close(done) }()
+	if n := openFDs(t); n != fds+1 {
+		t.Errorf("open descriptors with the watch = %d, want %d (one inotify descriptor)", n, fds+1)
+	}
+
+	start := time.Now()
+	swapConfigMap(t, mounts[3].Source)
+	select {
+	case c := <-got:
+		if c != swappedConfigMap {
+			t.Errorf("UpdateVolume call = %q, want %q", c, swappedConfigMap)
+		}
+		if d := time.Since(start); d >= volumeRefreshInterval {
+			t.Errorf("update sent after %s, not before the first timed read (%s at the earliest): the inotify watch did not wake it", d, volumeRefreshInterval)
+		}
+	case <-time.After(2 * volumeBackstop):
+		t.Fatalf("no UpdateVolume call within %s of the ..data swap", 2*volumeBackstop)
+	}
+	cancel()
+	<-done
+	for deadline := time.Now().Add(5 * time.Second); openFDs(t) != fds && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := openFDs(t); n != fds {
+		t.Errorf("open descriptors after the refresh ended = %d, want %d", n, fds)
+	}
+}
+
+// openFDs is the number of this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es)
 }
 
 type termLog string
