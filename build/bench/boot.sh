@@ -18,6 +18,13 @@
 # once as booted and once from a warm-up boot with confguest.readahead_kb=0,
 # where the page cache holds exactly the pages the agent touched.
 #
+# READAHEAD_KB=N boots the image (all but the readahead_kb=0 boot) with
+# confguest.readahead_kb=N on its command line instead of PID 1's default.
+# PAGES=FILE writes the agent's page bitmap of the readahead_kb=0 boot to FILE
+# (build/bench/agentsize -pages FILE breaks it down by section and package);
+# ONLY_STARTUP=1 stops after the two warm-up boots of the image and prints
+# their startup figures (no timing runs).
+#
 # With AGENT_CONTROL=1 a third boot joins each run: the same kernel, initramfs
 # and root filesystem, but with build/bench/readyagent (a small Go program that
 # prints the ready line) as /sbin/agent, on a dm-verity root rebuilt with
@@ -45,7 +52,8 @@ mkdir -p "$tmp/tiny"
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -buildid=' -o "$tmp/tiny/init" ./kernelcfg/testdata/tinyinit)
 (cd "$tmp/tiny" && echo init | cpio --quiet -o -H newc -R 0:0 | gzip -n >"$tmp/tiny.cpio.gz")
 
-cmdline="$(tr -d '\n' <"$img/cmdline") confguest.tee=none"
+base_cmdline="$(tr -d '\n' <"$img/cmdline") confguest.tee=none"
+cmdline="$base_cmdline${READAHEAD_KB:+ confguest.readahead_kb=$READAHEAD_KB}"
 qemu_args=(-accel tcg -m 128M -smp 1 -nodefaults -no-reboot -no-user-config -display none
 	-serial stdio -monitor none -kernel "$img/bzImage")
 
@@ -84,10 +92,15 @@ boot() {
 			break
 		fi
 	done
-	# The agent's next line says what its start read (agent/cmd/agent/startup.go).
+	# The agent's next lines say what its start read and which pages of its
+	# binary are in the page cache (agent/cmd/agent/startup.go).
 	: >"$tmp/startup.last"
+	: >"$tmp/pages.last"
 	if [[ -n $end && $marker == "confguest-agent: ready" ]] && IFS= read -r -t 10 line <&"${QEMU[0]}"; then
 		[[ $line != *"confguest-agent: startup:"* ]] || printf '%s\n' "${line%$'\r'}" >"$tmp/startup.last"
+		if IFS= read -r -t 10 line <&"${QEMU[0]}" && [[ $line == *"confguest-agent: startup pages:"* ]]; then
+			printf '%s\n' "${line%$'\r'}" >"$tmp/pages.last"
+		fi
 	fi
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
@@ -101,8 +114,13 @@ echo "warm-up..." >&2
 boot "$img/initramfs.cpio.gz" "confguest-agent: ready" >/dev/null
 startup=$(cat "$tmp/startup.last")
 # Without read-ahead the page cache holds only the pages the agent touched.
-boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$img/rootfs.img" "$cmdline confguest.readahead_kb=0" >/dev/null
+boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$img/rootfs.img" "$base_cmdline confguest.readahead_kb=0" >/dev/null
 touched=$(cat "$tmp/startup.last")
+if [[ -n ${PAGES:-} ]]; then
+	cp "$tmp/pages.last" "$PAGES"
+	echo "pages the agent touched (readahead_kb=0) in $PAGES: go run ./build/bench/agentsize -agent -pages $PAGES" >&2
+fi
+[[ ${ONLY_STARTUP:-0} != 1 ]] || { printf 'as booted: %s\nreadahead_kb=0: %s\n' "${startup#*startup: }" "${touched#*startup: }"; exit 0; }
 boot "$tmp/tiny.cpio.gz" "tinyinit: " >/dev/null
 [[ $control != 1 ]] || boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline" >/dev/null
 

@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// What the start read, measured once it is done.
 			if s, err := measureStartup("/sys"); err == nil {
 				fmt.Fprintln(stdout, s)
+				fmt.Fprintln(stdout, s.pagesLine())
 			} else {
 				fmt.Fprintf(stdout, "confguest-agent: startup: not measured: %v\n", err)
 			}

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"io"
+	"math/bits"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,13 @@ func TestMeasureStartup(t *testing.T) {
 	}
 	if !strings.HasPrefix(s.String(), "confguest-agent: startup: binary ") {
 		t.Errorf("startup line = %q", s.String())
+	}
+	var set int64
+	for _, b := range s.exePages {
+		set += int64(bits.OnesCount8(b))
+	}
+	if want := (s.exeBytes + 4095) / 4096; int64(len(s.exePages)) != (want+7)/8 || set != s.exeCached {
+		t.Errorf("exePages: %d bytes with %d bits set, want %d bytes with %d (exeCached) set", len(s.exePages), set, (want+7)/8, s.exeCached)
 	}
 	t.Log(s)
 }

@@ -54,29 +54,12 @@ func analyze(path string) (*breakdown, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	syms, err := f.Symbols()
+	g, err := readGoELF(f, path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: read symbols (build without -s -w): %w", path, err)
+		return nil, err
 	}
-	goPkgs, err := goPackages(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	text, rodata, pcln := f.Section(".text"), f.Section(".rodata"), f.Section(".gopclntab")
-	if text == nil || rodata == nil || pcln == nil {
-		return nil, fmt.Errorf("%s: not a Go ELF binary (.text, .rodata or .gopclntab missing)", path)
-	}
+	syms, text, rodata, pcln, pkgOf := g.syms, g.text, g.rodata, g.pcln, g.pkgOf
 	b := &breakdown{rows: map[string]*row{}, textSize: text.Size, rodataSize: rodata.Size, pclnSize: pcln.Size, fileSize: uint64(st.Size())}
-	pkgOf := func(name string) string {
-		p := packageOf(name)
-		// A package whose code is only generic instantiations (slices) or generated
-		// functions (type:.eq.*) has no compile unit; C names have no path, brackets or
-		// "type:" (glibc's local names look like "open_path.isra.0").
-		if goPkgs[p] || strings.ContainsAny(name, "/[") || strings.HasPrefix(name, "type:") {
-			return p
-		}
-		return cCode
-	}
 	in := func(sec *elf.Section, s elf.Symbol) bool { return s.Value >= sec.Addr && s.Value < sec.Addr+sec.Size }
 	var gofunc elf.Symbol
 	var rodataSeen uint64
@@ -110,6 +93,39 @@ func analyze(path string) (*breakdown, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return b, nil
+}
+
+// goELF is what both breakdowns read of a Go binary built without -s -w.
+type goELF struct {
+	syms               []elf.Symbol
+	text, rodata, pcln *elf.Section
+	pkgOf              func(symbol string) string // package, or cCode
+}
+
+func readGoELF(f *elf.File, path string) (*goELF, error) {
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil, fmt.Errorf("%s: read symbols (build without -s -w): %w", path, err)
+	}
+	goPkgs, err := goPackages(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	text, rodata, pcln := f.Section(".text"), f.Section(".rodata"), f.Section(".gopclntab")
+	if text == nil || rodata == nil || pcln == nil {
+		return nil, fmt.Errorf("%s: not a Go ELF binary (.text, .rodata or .gopclntab missing)", path)
+	}
+	pkgOf := func(name string) string {
+		p := packageOf(name)
+		// A package whose code is only generic instantiations (slices) or generated
+		// functions (type:.eq.*) has no compile unit; C names have no path, brackets or
+		// "type:" (glibc's local names look like "open_path.isra.0").
+		if goPkgs[p] || strings.ContainsAny(name, "/[") || strings.HasPrefix(name, "type:") {
+			return p
+		}
+		return cCode
+	}
+	return &goELF{syms: syms, text: text, rodata: rodata, pcln: pcln, pkgOf: pkgOf}, nil
 }
 
 // goLinkerTable are runtime symbols the linker builds for the whole program.

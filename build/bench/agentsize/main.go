@@ -8,9 +8,17 @@
 //
 //	agentsize [-n 40] [-by package|module] BINARY
 //	agentsize [-n 40] [-by package|module] -agent   (run in the repository)
+//	agentsize [-n 40] [-by package|module] -pages FILE (-agent | BINARY)
 //
 // With -agent it builds the image's agent with its symbols (guestimage.BuildAgentWithSymbols:
 // the image's tags and compiler flags) and breaks that down.
+//
+// With -pages it breaks down the pages of the binary the agent touched before it was ready
+// instead: FILE holds the agent's "confguest-agent: startup pages:" console line from a
+// boot with confguest.readahead_kb=0 (build/bench/boot.sh with PAGES=FILE writes it), a
+// bitmap of the stripped /sbin/agent's pages in the page cache. The build with symbols has
+// the same sections at the same file offsets, so the pages map to its sections, the tables
+// of .gopclntab, and the packages of .text and .rodata symbols.
 package main
 
 import (
@@ -30,20 +38,21 @@ func main() {
 	n := fs.Int("n", 40, "rows to print (0: all)")
 	by := fs.String("by", "package", "group by package or module")
 	agent := fs.Bool("agent", false, "build the image's agent with symbols from the module in the current directory and break it down")
+	pages := fs.String("pages", "", "break down the touched pages in this file (the agent's startup pages line) instead of the sizes")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
 	if fs.NArg() != 1 && !*agent || fs.NArg() != 0 && *agent || (*by != "package" && *by != "module") {
-		fmt.Fprintln(os.Stderr, "usage: agentsize [-n rows] [-by package|module] BINARY (built without -s -w) | -agent")
+		fmt.Fprintln(os.Stderr, "usage: agentsize [-n rows] [-by package|module] [-pages FILE] BINARY (built without -s -w) | -agent")
 		os.Exit(2)
 	}
-	if err := mainErr(*agent, fs.Arg(0), *by, *n); err != nil {
+	if err := mainErr(*agent, fs.Arg(0), *by, *n, *pages); err != nil {
 		fmt.Fprintf(os.Stderr, "agentsize: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func mainErr(agent bool, path, by string, n int) error {
+func mainErr(agent bool, path, by string, n int, pages string) error {
 	if agent {
 		dir, err := os.MkdirTemp("", "agentsize-")
 		if err != nil {
@@ -54,6 +63,18 @@ func mainErr(agent bool, path, by string, n int) error {
 		if err := guestimage.BuildAgentWithSymbols(context.Background(), ".", path); err != nil {
 			return err
 		}
+	}
+	if pages != "" {
+		p, err := readPages(pages)
+		if err != nil {
+			return err
+		}
+		pb, err := analyzePages(path, p)
+		if err != nil {
+			return err
+		}
+		printPages(os.Stdout, pb, by, n)
+		return nil
 	}
 	return run(os.Stdout, path, by, n)
 }
