@@ -1,0 +1,67 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+
+	agentv1 "confguest/agent/api/v1"
+)
+
+// TestShutdownAgentStalledConnection: a guest that stopped reading its connection (a frozen
+// VM) while the host wrote a large stdin chunk. ttrpc's client holds its send lock across
+// that blocked write and ignores the context, so a Shutdown call made the plain way would
+// wait for ever; shutdownAgent returns after its timeout, and closing the client then ends
+// the stalled write.
+func TestShutdownAgentStalledConnection(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostEnd, guestEnd := os.NewFile(uintptr(fds[0]), "host"), os.NewFile(uintptr(fds[1]), "guest")
+	defer guestEnd.Close() // the guest never reads
+	conn, err := net.FileConn(hostEnd)
+	hostEnd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ttrpc.NewClient(conn)
+	agent := agentv1.NewAgentClient(client)
+
+	// A 3 MiB stdin write fills the socket's buffer and blocks, holding the send lock.
+	stdin := make(chan error, 1)
+	go func() {
+		_, err := agent.WriteStdin(context.Background(), &agentv1.WriteStdinRequest{Process: &agentv1.ProcessRef{ContainerId: "app"}, Data: make([]byte, 3<<20)})
+		stdin <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let the write take the lock
+
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- shutdownAgent(context.Background(), agent, 300*time.Millisecond) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("shutdownAgent on a stalled connection = %v, want DeadlineExceeded", err)
+		}
+		t.Logf("shutdownAgent returned after %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("shutdownAgent did not return within 30s on a stalled connection: it waits for ttrpc's blocked write")
+	}
+
+	client.Close()
+	select {
+	case err := <-stdin:
+		if err == nil {
+			t.Error("the stalled stdin write succeeded, want an error once the client is closed")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("closing the client did not end the stalled stdin write")
+	}
+}
