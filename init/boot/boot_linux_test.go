@@ -219,13 +219,13 @@ func TestReadAhead(t *testing.T) {
 	if err := os.WriteFile(file, []byte("128\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := (ReadAhead{Device: "/dev/null", KB: 2048, Sys: sys}).Run(context.Background()); err != nil {
+	if err := (ReadAhead{Device: "/dev/null", Config: &cmdline.Config{ReadAheadKB: 2048}, Sys: sys}).Run(context.Background()); err != nil {
 		t.Fatalf("ReadAhead(/dev/null) = %v", err)
 	}
 	if got, _ := os.ReadFile(file); string(got) != "2048" {
 		t.Errorf("read_ahead_kb = %q, want 2048", got)
 	}
-	if err := (ReadAhead{Device: "/dev/absent", KB: 1, Sys: sys}).Run(context.Background()); !errors.Is(err, os.ErrNotExist) {
+	if err := (ReadAhead{Device: "/dev/absent", Config: &cmdline.Config{ReadAheadKB: 1}, Sys: sys}).Run(context.Background()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ReadAhead(/dev/absent) = %v, want ErrNotExist", err)
 	}
 }

@@ -73,27 +73,16 @@ func (c CreateVerity) Run(ctx context.Context) error {
 // dm-verity, and fewer, larger reads verify faster than many small ones
 // (in a noisy A/B under TCG, 2 MiB instead of the default 128 KiB cut the
 // median from "Run /init" to the agent's ready line from about 1.9 s to 1.0 s).
-// The window is confguest.readahead_kb (default 2048) when Config is set, KB
-// otherwise.
+// The window is Config's confguest.readahead_kb (default 2048), read when the
+// step runs: Config is filled in by an earlier step of the plan.
 type ReadAhead struct {
 	Device string
 	Config *cmdline.Config
-	KB     int
 	Sys    string // sysfs mount point; empty means /sys
 }
 
-func (r ReadAhead) kb() int {
-	if r.Config != nil {
-		return r.Config.ReadAheadKB
-	}
-	return r.KB
-}
-
 func (r ReadAhead) String() string {
-	if r.Config != nil {
-		return fmt.Sprintf("set read-ahead of %s (%s, default %d KiB)", r.Device, cmdline.KeyReadAhead, cmdline.DefaultReadAheadKB)
-	}
-	return fmt.Sprintf("set read-ahead of %s to %d KiB", r.Device, r.KB)
+	return fmt.Sprintf("set read-ahead of %s (%s, default %d KiB)", r.Device, cmdline.KeyReadAhead, cmdline.DefaultReadAheadKB)
 }
 
 func (r ReadAhead) Run(context.Context) error {
@@ -106,7 +95,7 @@ func (r ReadAhead) Run(context.Context) error {
 		sys = "/sys"
 	}
 	p := filepath.Join(sys, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)), "queue", "read_ahead_kb")
-	return os.WriteFile(p, []byte(strconv.Itoa(r.kb())), 0)
+	return os.WriteFile(p, []byte(strconv.Itoa(r.Config.ReadAheadKB)), 0)
 }
 
 // VerityTarget is the dm-verity mapping the command line describes.
