@@ -180,7 +180,7 @@ func (s *Service) createInGuest(ctx context.Context, r *taskapi.CreateTaskReques
 	if len(vols.refreshed) > 0 {
 		rctx, cancel := context.WithCancel(s.ctx)
 		c.stopRefresh = cancel
-		go refreshVolumes(rctx, g, r.ID, vols.refreshed, volumeWakeups(rctx, r.ID, vols.refreshed))
+		go refreshVolumes(rctx, g, r.ID, vols.refreshed, volumeWakeups(rctx, &s.volumes, r.ID, vols.refreshed))
 	}
 	if len(vols.readBack) > 0 {
 		c.init.readBack = func() {

@@ -64,6 +64,9 @@ type Service struct {
 	mu         sync.Mutex
 	pod        *pod
 	containers map[string]*container
+
+	// volumes watches the directories of host files of every container (volumeWakeups).
+	volumes dirWatch
 }
 
 type event struct {
@@ -598,6 +601,7 @@ func (s *Service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 		return &emptypb.Empty{}, nil
 	}
 	s.closePod(ctx)
+	s.volumes.close()
 	if address, err := cshim.ReadAddress("address"); err == nil {
 		cshim.RemoveSocket(address)
 	}

@@ -307,8 +307,8 @@ func TestRefreshVolumes(t *testing.T) {
 }
 
 // TestVolumeWakeups: the kubelet's swap of a ConfigMap's ..data wakes the refresh through
-// inotify, before a timer's first read could have, and the watch's descriptor is closed when the
-// container's refresh ends.
+// inotify, before a timer's first read could have, and the shim's one inotify descriptor
+// is closed with the shim.
 func TestVolumeWakeups(t *testing.T) {
 	mounts := criTree(t, t.TempDir())
 	cv, err := guestVolumes("app", &specs.Spec{Mounts: mounts}, false)
@@ -316,11 +316,12 @@ func TestVolumeWakeups(t *testing.T) {
 		t.Fatal(err)
 	}
 	fds := openFDs(t)
+	var w dirWatch
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(updates, 10)
 	done := make(chan struct{})
-	wake := volumeWakeups(ctx, "app", cv.refreshed)
+	wake := volumeWakeups(ctx, &w, "app", cv.refreshed)
 	go func() { refreshVolumes(ctx, got, "app", cv.refreshed, wake); close(done) }()
 	if n := openFDs(t); n != fds+1 {
 		t.Errorf("open descriptors with the watch = %d, want %d (one inotify descriptor)", n, fds+1)
@@ -341,12 +342,82 @@ func TestVolumeWakeups(t *testing.T) {
 	}
 	cancel()
 	<-done
-	for deadline := time.Now().Add(5 * time.Second); openFDs(t) != fds && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	w.close()
 	if n := openFDs(t); n != fds {
-		t.Errorf("open descriptors after the refresh ended = %d, want %d", n, fds)
+		t.Errorf("open descriptors after the watch closed = %d, want %d", n, fds)
 	}
+}
+
+// TestDirWatchShared: containers share the shim's inotify instance and may watch the same
+// directory; a change there wakes each of them, and a directory stays watched until the
+// last container that watches it is removed.
+func TestDirWatchShared(t *testing.T) {
+	shared, own := t.TempDir(), t.TempDir()
+	var w dirWatch
+	defer w.close()
+	a, b := make(chan struct{}, 10), make(chan struct{}, 10)
+	removeA, err := w.add([]string{shared}, func() { a <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeB, err := w.add([]string{shared, own}, func() { b <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := watches(t, &w); n != 2 {
+		t.Errorf("inotify watches = %d, want 2 (the shared directory once, and own)", n)
+	}
+	touch := func(dir, name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	woken := func(c chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		case <-time.After(5 * time.Second):
+			return false
+		}
+	}
+	touch(shared, "1")
+	if !woken(a) || !woken(b) {
+		t.Fatal("a change in the shared directory did not wake both containers")
+	}
+	removeA()
+	if n := watches(t, &w); n != 2 {
+		t.Errorf("inotify watches after one container went = %d, want 2 (the other still watches both)", n)
+	}
+	touch(own, "2")
+	if !woken(b) {
+		t.Fatal("a change in the second container's own directory did not wake it")
+	}
+	removeB()
+	if n := watches(t, &w); n != 0 {
+		t.Errorf("inotify watches after both containers went = %d, want 0", n)
+	}
+	touch(shared, "3")
+	time.Sleep(10 * volumeSettle)
+	if len(a)+len(b) != 0 {
+		t.Errorf("removed containers were woken %d and %d times", len(a), len(b))
+	}
+	if _, err := w.add([]string{filepath.Join(own, "absent")}, func() {}); err == nil {
+		t.Error("watching a directory that does not exist succeeded")
+	}
+}
+
+// watches counts the watches of w's inotify instance (the inotify lines of its fdinfo).
+func watches(t *testing.T, w *dirWatch) int {
+	t.Helper()
+	w.mu.Lock()
+	fd := w.fd
+	w.mu.Unlock()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "inotify wd:")
 }
 
 // openFDs is the number of this process's open file descriptors.
