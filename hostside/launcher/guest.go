@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -329,7 +328,7 @@ func Attach(ctx context.Context, base, name string) (*Guest, State, error) {
 	if err != nil {
 		return nil, st, fmt.Errorf("guest %q: %w", name, err)
 	}
-	c := ttrpc.NewClient(conn)
+	c := newAgentConn(conn)
 	s := &Sandbox{dir: dir, name: name, agent: agentv1.NewAgentClient(c), client: c, state: st}
 	return &Guest{s: s, agent: s.agent}, st, nil
 }

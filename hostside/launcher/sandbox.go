@@ -506,7 +506,7 @@ func (s *Sandbox) bootOnce(ctx context.Context, cfg vmm.Config, accel vmm.Accel)
 		}
 		return s.abortBoot(fmt.Errorf("connect to the agent: %w", err))
 	}
-	s.client = ttrpc.NewClient(conn)
+	s.client = newAgentConn(conn)
 	s.agent = agentv1.NewAgentClient(s.client)
 	vctx, vcancel := context.WithTimeout(bctx, 30*time.Second)
 	defer vcancel()
@@ -547,27 +547,6 @@ func (s *Sandbox) abortBoot(err error) error {
 	return err
 }
 
-// shutdownAgent asks the agent to shut the guest down and waits at most timeout for its
-// answer. ttrpc's client writes a request with no deadline, under a lock that another
-// call's stalled write (stdin for a guest that stopped reading) can hold for ever, so the
-// call runs beside the wait; the caller then closes the connection, which ends such a
-// write and the call with it.
-func shutdownAgent(ctx context.Context, a agentv1.AgentClient, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := a.Shutdown(ctx, &agentv1.ShutdownRequest{})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("agent shutdown: no answer within %s: %w", timeout, ctx.Err())
-	}
-}
-
 // Close shuts the guest down (agent Shutdown, then the VMM's power-off, then kill) and
 // removes the run directory. It is safe to call after a failed Boot, and more than once.
 func (s *Sandbox) Close(ctx context.Context) error {
@@ -575,7 +554,10 @@ func (s *Sandbox) Close(ctx context.Context) error {
 	defer done()
 	var errs []error
 	if s.client != nil && s.vm != nil {
-		if err := shutdownAgent(ctx, s.agent, 3*time.Second); err == nil {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := s.agent.Shutdown(sctx, &agentv1.ShutdownRequest{})
+		cancel()
+		if err == nil {
 			// The guest powers itself off; give it a moment before forcing.
 			select {
 			case <-s.vm.Done():

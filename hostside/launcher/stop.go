@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	agentv1 "confguest/agent/api/v1"
 )
 
 // Stop shuts down the long-running guest name under base: the agent is asked to shut the
@@ -29,7 +31,9 @@ func Stop(ctx context.Context, base, name string) error {
 	}
 	if st.alive() {
 		if g, _, err := Attach(ctx, base, name); err == nil {
-			err = shutdownAgent(ctx, g.Agent(), 3*time.Second)
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err = g.Agent().Shutdown(sctx, &agentv1.ShutdownRequest{})
+			cancel()
 			g.Release()
 			if err == nil {
 				waitGone(ctx, st, 10*time.Second)

@@ -8,18 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 
 	agentv1 "confguest/agent/api/v1"
 )
 
-// TestShutdownAgentStalledConnection: a guest that stopped reading its connection (a frozen
+// TestCallEndsOnStalledConnection: a guest that stopped reading its connection (a frozen
 // VM) while the host wrote a large stdin chunk. ttrpc's client holds its send lock across
-// that blocked write and ignores the context, so a Shutdown call made the plain way would
-// wait for ever; shutdownAgent returns after its timeout, and closing the client then ends
-// the stalled write.
-func TestShutdownAgentStalledConnection(t *testing.T) {
+// that blocked write and ignores the context, so a plain client's Shutdown would wait for
+// ever; the launcher's (newAgentConn) returns at its deadline, and closing the client then
+// ends the stalled write.
+func TestCallEndsOnStalledConnection(t *testing.T) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +30,7 @@ func TestShutdownAgentStalledConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := ttrpc.NewClient(conn)
+	client := newAgentConn(conn)
 	agent := agentv1.NewAgentClient(client)
 
 	// A 3 MiB stdin write fills the socket's buffer and blocks, holding the send lock.
@@ -44,15 +43,20 @@ func TestShutdownAgentStalledConnection(t *testing.T) {
 
 	start := time.Now()
 	done := make(chan error, 1)
-	go func() { done <- shutdownAgent(context.Background(), agent, 300*time.Millisecond) }()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err := agent.Shutdown(ctx, &agentv1.ShutdownRequest{})
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("shutdownAgent on a stalled connection = %v, want DeadlineExceeded", err)
+			t.Errorf("Shutdown on a stalled connection = %v, want DeadlineExceeded", err)
 		}
-		t.Logf("shutdownAgent returned after %s", time.Since(start).Round(time.Millisecond))
+		t.Logf("Shutdown returned after %s", time.Since(start).Round(time.Millisecond))
 	case <-time.After(30 * time.Second):
-		t.Fatal("shutdownAgent did not return within 30s on a stalled connection: it waits for ttrpc's blocked write")
+		t.Fatal("Shutdown with a 300ms deadline did not return within 30s on a stalled connection: it waits for ttrpc's blocked write")
 	}
 
 	client.Close()
