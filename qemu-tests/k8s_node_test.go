@@ -40,8 +40,8 @@ type k8sEnv struct {
 
 func TestK8sNode(t *testing.T) {
 	// Not in make test: building the Kubernetes binaries takes about 23 minutes of CPU when
-	// they are not cached. .ci/run builds them at low priority while make test runs (its
-	// QEMU boots leave a core mostly idle), then runs this test with make k8s-test.
+	// they are not cached. .ci/run builds them beside its other steps, then runs this test
+	// with make k8s-test.
 	if os.Getenv("CONFGUEST_K8S") != "1" {
 		t.Skip("set CONFGUEST_K8S=1 (make k8s-test) to run the Kubernetes node test")
 	}
