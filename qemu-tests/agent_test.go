@@ -251,6 +251,7 @@ func BenchmarkAgentInGuest(b *testing.B) {
 		Containers: []policy.Container{launcher.PolicyEntry("bench", disk.Verity.RootHash, spec), directEntry}})
 	a := g.Agent()
 	const mib = 1 << 20
+	split := map[string]float64{} // RssAnon and RssFile at each point, in MiB
 	rss := func(name string) float64 {
 		r, err := a.Stats(ctx, &agentv1.StatsRequest{})
 		if err != nil {
@@ -260,8 +261,9 @@ func BenchmarkAgentInGuest(b *testing.B) {
 		if m.GetRssBytes() == 0 {
 			b.Fatalf("Stats of the agent = %v: no resident memory", r)
 		}
-		b.ReportMetric(float64(m.GetRssAnonBytes())/mib, name+"-anon-MiB")
-		b.ReportMetric(float64(m.GetRssFileBytes())/mib, name+"-file-MiB")
+		// Reported at the end: b.ResetTimer deletes the metrics reported before it.
+		split[name+"-anon-MiB"] = float64(m.GetRssAnonBytes()) / mib
+		split[name+"-file-MiB"] = float64(m.GetRssFileBytes()) / mib
 		b.Logf("agent %s: VmRSS %.2f MiB, RssAnon %.2f, RssFile %.2f, VmHWM %.2f, threads %d", name,
 			float64(m.GetRssBytes())/mib, float64(m.GetRssAnonBytes())/mib, float64(m.GetRssFileBytes())/mib,
 			float64(m.GetPeakRssBytes())/mib, m.GetThreads())
@@ -288,6 +290,9 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	b.ReportMetric(after, "after-RSS-MiB")
 	b.ReportMetric(100*(after-idle)/idle, "growth-%")
 	b.ReportMetric(100*(after-boot)/boot, "growth-from-boot-%")
+	for unit, v := range split {
+		b.ReportMetric(v, unit)
+	}
 
 	// Time create+start+wait of the same container through the agent and
 	// directly with libcontainer (the bench-direct agent inside a
