@@ -226,8 +226,8 @@ func TestAgentInGuest(t *testing.T) {
 // containers that follow each other from one image; the warm-up cycle
 // opens it.
 //
-// The direct runs are made by an agent binary built here with -tags
-// benchdirect (its bench-direct mode; the image's agent has no such mode),
+// The direct runs are made by a libcontainer helper (/sbin/libct) built here
+// with -tags benchdirect (its bench-direct mode; the image's has no such mode),
 // placed on the benchmark disk and run inside a privileged container that
 // the benchmark starts through the agent. The measured policy the
 // benchmark installs admits exactly the two containers.
@@ -295,7 +295,7 @@ func BenchmarkAgentInGuest(b *testing.B) {
 	}
 
 	// Time create+start+wait of the same container through the agent and
-	// directly with libcontainer (the bench-direct agent inside a
+	// directly with libcontainer (the bench-direct helper inside a
 	// privileged container), b.N times each, interleaved in rounds so that
 	// the load on this host weighs on both alike.
 	rounds := min(b.N, 10)
@@ -370,10 +370,10 @@ func median(cycles []cycleTimes, phase func(cycleTimes) time.Duration) time.Dura
 // directCommand is the shell command of the bench-direct container: n
 // runs of /bench/true.json on /direct-root, stderr folded into stdout.
 func directCommand(n string) string {
-	return "exec /bench/agent bench-direct -n " + n + " -spec /bench/true.json -rootfs /direct-root -state /run/bench-direct 2>&1"
+	return "exec /bench/libct bench-direct -n " + n + " -spec /bench/true.json -rootfs /direct-root -state /run/bench-direct 2>&1"
 }
 
-// directSpec runs the bench-direct agent on the benchmark disk: n runs of
+// directSpec runs the bench-direct helper on the benchmark disk: n runs of
 // /bench/true.json on /direct-root. It is privileged as a container runtime
 // must be: the capabilities libcontainer needs, no seccomp, no
 // no_new_privs, its cgroup (a private cgroup namespace) and /sys writable, a
@@ -432,8 +432,8 @@ func benchRoot(b *testing.B) string {
 	if err := os.WriteFile(filepath.Join(dir, "bench", "true.json"), sj, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	if err := guestimage.BuildAgent(context.Background(), repoRoot(), filepath.Join(dir, "bench", "agent"), "benchdirect"); err != nil {
-		b.Fatalf("build the bench-direct agent: %v", err)
+	if err := guestimage.BuildLibct(context.Background(), repoRoot(), filepath.Join(dir, "bench", "libct"), "benchdirect"); err != nil {
+		b.Fatalf("build the bench-direct helper: %v", err)
 	}
 	return dir
 }

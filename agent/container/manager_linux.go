@@ -1,8 +1,9 @@
 // Package container runs OCI containers for the agent with libcontainer:
 // it validates requests, assembles each container's rootfs (a dm-verity
 // image or a guest directory under an overlayfs with a tmpfs upper),
-// creates, starts and execs processes, keeps their stdio, and tears
-// everything down again on delete.
+// creates, starts and execs processes (libcontainer runs in the helper of
+// package libct), keeps their stdio, waits for them, and tears everything
+// down again on delete.
 package container
 
 import (
@@ -17,15 +18,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs/validate"
-	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	_ "github.com/opencontainers/cgroups/devices" // device cgroup rules
-
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/libct"
 )
 
 // Config configures a Manager.
@@ -52,6 +49,8 @@ type Config struct {
 	LayerLinger time.Duration
 	// Limits lowers the bounds of limits.go (tests); zero fields keep them.
 	Limits Limits
+	// Libct runs the libcontainer helper; the zero value runs libct.DefaultPath.
+	Libct libct.Command
 	// ExecDropped, if set, is called when an exited exec'd process is
 	// dropped to make room for another (MaxExecs), so that what the agent
 	// remembers of it elsewhere (its admission) goes too.
@@ -61,8 +60,9 @@ type Config struct {
 
 // Manager owns all containers of the agent.
 type Manager struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	libct libct.Command
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil value: ID reserved by a create or delete in progress
@@ -87,7 +87,6 @@ type Container struct {
 	created time.Time
 
 	mu      sync.Mutex
-	lc      *libcontainer.Container
 	init    *Process
 	execs   map[string]*Process
 	started bool
@@ -95,10 +94,14 @@ type Container struct {
 	volumes map[string]*filesVolume // the copies of host files, by destination (volume_linux.go)
 }
 
-// NewManager prepares the state directory.
+// NewManager prepares the state directory and makes the calling process a child
+// subreaper: the processes the helper starts become its children when the helper exits.
 func NewManager(cfg Config) (*Manager, error) {
 	if cfg.StateDir == "" {
 		return nil, fmt.Errorf("container manager: empty state directory")
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("container manager: become a child subreaper: %w", err)
 	}
 	if len(cfg.BindDirs) == 0 {
 		cfg.BindDirs = []string{filepath.Join(cfg.StateDir, "shared")}
@@ -112,7 +115,25 @@ func NewManager(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, containers: map[string]*Container{}, layers: map[string]*layer{}}, nil
+	return &Manager{cfg: cfg, log: log, libct: cfg.Libct, containers: map[string]*Container{}, layers: map[string]*layer{}}, nil
+}
+
+// libctRoot is libcontainer's state directory.
+func (m *Manager) libctRoot() string { return filepath.Join(m.cfg.StateDir, "libcontainer") }
+
+// run runs one operation of the helper on container id.
+func (m *Manager) run(op, id string) (libct.Result, error) {
+	return m.libct.Run(libct.Request{Op: op, ID: id, Root: m.libctRoot()})
+}
+
+// killAll sends SIGKILL to the container's init, and to all its processes when it shares
+// the pod's PID namespace (libcontainer's rule); an init that exited is no error.
+func (m *Manager) killAll(id string) error {
+	_, err := m.libct.Run(libct.Request{Op: libct.OpSignal, ID: id, Root: m.libctRoot(), Signal: int(unix.SIGKILL)})
+	if libct.IsKind(err, libct.KindNotRunning) {
+		return nil
+	}
+	return err
 }
 
 // CreateRequest describes a container to create.
@@ -208,38 +229,36 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	}
 	spec.Root.Path = rootfs
 	spec.Linux.CgroupsPath = "/confguest/" + req.ID
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: req.ID, Spec: spec})
-	if err != nil {
-		return 0, fieldErr("spec_json", "%v", err)
-	}
-	if err := validate.Validate(config); err != nil {
-		return 0, fieldErr("spec_json", "%v", err)
-	}
 	rootfsUndo := len(undo) // steps Delete runs after its own teardown
-	lc, err := libcontainer.Create(filepath.Join(m.cfg.StateDir, "libcontainer"), req.ID, config)
-	if err != nil {
-		return 0, fmt.Errorf("create container %s: %w", req.ID, err)
-	}
-	undo.push(lc.Destroy)
-
-	lp := newProcess(spec.Process, true)
-	if req.TTYWidth > 0 && req.TTYHeight > 0 {
-		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHeight, 0xffff))
-	}
-	p, err := prepareIO(lp, spec.Process.Terminal, req.Stdin, m.cfg.OutputLimit)
+	p, err := prepareIO(spec.Process.Terminal, req.Stdin, m.cfg.OutputLimit)
 	if err != nil {
 		return 0, err
 	}
 	undo.push(func() error { p.closeIO(); return nil })
-	if err := lc.Start(lp); err != nil {
-		return 0, fmt.Errorf("start init of container %s: %w", req.ID, err)
+	lreq := libct.Request{Op: libct.OpCreate, ID: req.ID, Root: m.libctRoot(), Spec: spec}
+	lreq.ConsoleWidth, lreq.ConsoleHeight = consoleSize(req.TTYWidth, req.TTYHeight)
+	res, err := m.libct.Run(lreq, p.passTo(&lreq)...)
+	if err != nil {
+		if libct.IsKind(err, libct.KindInvalid) {
+			return 0, fieldErr("spec_json", "%v", err)
+		}
+		// The helper removes what it made when it fails; when it died without saying,
+		// remove it here.
+		var lerr *libct.Error
+		if !errors.As(err, &lerr) {
+			if _, derr := m.run(libct.OpDestroy, req.ID); derr != nil {
+				m.log.Debug("remove the state of a failed create", "container", req.ID, "err", derr)
+			}
+		}
+		return 0, fmt.Errorf("create container %s: %w", req.ID, err)
 	}
+	undo.push(func() error { _, err := m.run(libct.OpDestroy, req.ID); return err })
 	undo.push(func() error {
-		_ = lc.Signal(unix.SIGKILL)
+		_ = p.proc.Kill()
 		_, _ = p.Wait(context.Background())
 		return nil
 	})
-	if err := p.started(); err != nil {
+	if err := p.started(res.Pid); err != nil {
 		return 0, fmt.Errorf("container %s: %w", req.ID, err)
 	}
 	m.waiting.add(p)
@@ -251,7 +270,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	}
 	c := &Container{
 		id: req.ID, dir: dir, created: time.Now(),
-		lc: lc, init: p, execs: map[string]*Process{}, volumes: copies,
+		init: p, execs: map[string]*Process{}, volumes: copies,
 	}
 	// The container now owns the rootfs teardown; the rest of the undo
 	// stack is replaced by Delete's own sequence.
@@ -264,13 +283,13 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 		// runc shim does for a container without a PID namespace of its own.
 		go func() {
 			<-p.done
-			if err := lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			if err := m.killAll(req.ID); err != nil {
 				m.log.Debug("kill the processes left after the init exited", "container", req.ID, "err", err)
 			}
 		}()
 	}
 	m.log.Info("container created", "container", req.ID, "pid", p.pid,
-		"rootfs", mounted.Sub(begin).Round(time.Microsecond), "libcontainer", time.Since(mounted).Round(time.Microsecond))
+		"rootfs", mounted.Sub(begin).Round(time.Microsecond), "libct", time.Since(mounted).Round(time.Microsecond))
 	return p.pid, nil
 }
 
@@ -332,7 +351,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if c.init.exited() {
 		return fmt.Errorf("start container %q: %w: its init process has exited", id, ErrWrongState)
 	}
-	if err := c.lc.Exec(); err != nil {
+	if _, err := m.run(libct.OpStart, id); err != nil {
 		return fmt.Errorf("start container %q: %w", id, err)
 	}
 	c.started = true
@@ -375,34 +394,32 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	if err := c.makeRoomForExec(m.cfg.Limits, m.cfg.ExecDropped); err != nil {
 		return 0, err
 	}
-	lp := newProcess(spec, false)
-	// An exec'd process never turns off the container's no_new_privileges,
-	// whatever its request says (the policy refuses such a request too).
-	if c.lc.Config().NoNewPrivileges {
-		keep := true
-		lp.NoNewPrivileges = &keep
-	}
-	if req.TTYWidth > 0 && req.TTYHeight > 0 {
-		lp.ConsoleWidth, lp.ConsoleHeight = uint16(min(req.TTYWidth, 0xffff)), uint16(min(req.TTYHeight, 0xffff))
-	}
-	p, err := prepareIO(lp, spec.Terminal, req.Stdin, m.cfg.OutputLimit)
+	p, err := prepareIO(spec.Terminal, req.Stdin, m.cfg.OutputLimit)
 	if err != nil {
 		return 0, err
 	}
 	p.id = req.ExecID
-	if err := c.lc.Run(lp); err != nil {
+	// The helper keeps the container's no_new_privileges for the process, whatever its
+	// request says (the policy refuses such a request too).
+	lreq := libct.Request{Op: libct.OpExec, ID: req.ContainerID, Root: m.libctRoot(), Process: spec}
+	lreq.ConsoleWidth, lreq.ConsoleHeight = consoleSize(req.TTYWidth, req.TTYHeight)
+	res, err := m.libct.Run(lreq, p.passTo(&lreq)...)
+	if err != nil {
 		p.closeIO()
+		if libct.IsKind(err, libct.KindInvalid) {
+			return 0, fieldErr("process_json", "%v", err)
+		}
 		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
 	}
-	if err := p.started(); err != nil {
-		_ = lp.Signal(unix.SIGKILL)
+	if err := p.started(res.Pid); err != nil {
+		_ = p.proc.Kill()
 		p.closeIO()
 		return 0, fmt.Errorf("exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
 	}
 	m.waiting.add(p)
 	if req.Admit != nil {
 		if err := req.Admit(); err != nil {
-			_ = lp.Signal(unix.SIGKILL)
+			_ = p.proc.Kill()
 			_, _ = p.Wait(context.WithoutCancel(ctx))
 			p.closeIO()
 			return 0, fmt.Errorf("admit exec %q in container %q: %w", req.ExecID, req.ContainerID, err)
@@ -465,7 +482,8 @@ func (m *Manager) Signal(ctx context.Context, containerID, execID string, sig in
 		if err != nil {
 			return err
 		}
-		pids, err := c.lc.Processes()
+		res, err := m.run(libct.OpProcesses, c.id)
+		pids := res.Pids
 		if err != nil {
 			return fmt.Errorf("list processes of %q: %w", containerID, err)
 		}
@@ -474,7 +492,10 @@ func (m *Manager) Signal(ctx context.Context, containerID, execID string, sig in
 		}
 		return nil
 	}
-	if err := p.lp.Signal(unix.Signal(sig)); err != nil {
+	if err := p.proc.Signal(unix.Signal(sig)); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("signal process %d: it has exited: %w", p.pid, ErrNotFound)
+		}
 		return fmt.Errorf("signal process %d: %w", p.pid, err)
 	}
 	return nil
@@ -523,14 +544,14 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	defer c.mu.Unlock()
 	var errs []error
 	if !c.init.exited() {
-		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		if err := m.killAll(id); err != nil {
 			errs = append(errs, fmt.Errorf("kill container: %w", err))
 		}
 	}
 	procs := append([]*Process{c.init}, mapValues(c.execs)...)
 	for _, p := range procs {
 		if !p.exited() {
-			_ = p.lp.Signal(unix.SIGKILL)
+			_ = p.proc.Kill()
 		}
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if _, err := p.Wait(wctx); err != nil {
@@ -539,7 +560,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		cancel()
 		p.closeIO()
 	}
-	if err := c.lc.Destroy(); err != nil {
+	if _, err := m.run(libct.OpDestroy, id); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.undo.run(); err != nil {
@@ -658,16 +679,27 @@ func (m *Manager) List(ctx context.Context) []Info {
 }
 
 // Stats reads the container's cgroup statistics.
-func (m *Manager) Stats(ctx context.Context, id string) (*libcontainer.Stats, error) {
+func (m *Manager) Stats(ctx context.Context, id string) (*libct.Stats, error) {
 	c, err := m.get(id)
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.lc.Stats()
+	res, err := m.run(libct.OpStats, c.id)
 	if err != nil {
 		return nil, fmt.Errorf("stats of container %q: %w", id, err)
 	}
-	return st, nil
+	if res.Stats == nil {
+		return nil, fmt.Errorf("stats of container %q: the helper sent none", id)
+	}
+	return res.Stats, nil
+}
+
+// consoleSize is a terminal size for the helper: 0x0 keeps the process's consoleSize.
+func consoleSize(width, height uint32) (uint16, uint16) {
+	if width == 0 || height == 0 {
+		return 0, 0
+	}
+	return uint16(min(width, 0xffff)), uint16(min(height, 0xffff))
 }
 
 // Close deletes every container and closes every layer (agent shutdown).

@@ -9,8 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
-
+	"confguest/agent/libct"
 	"confguest/agent/output"
 )
 
@@ -23,9 +22,9 @@ type ExitStatus struct {
 
 // Process is a container's init or exec'd process and its stdio.
 type Process struct {
-	id  string // "" for the init process
-	lp  *libcontainer.Process
-	pid int
+	id   string      // "" for the init process
+	proc *os.Process // the agent's child once the helper that started it exited
+	pid  int
 
 	mu      sync.Mutex
 	stdin   *os.File // write end of the stdin pipe; nil if none or closed
@@ -41,12 +40,13 @@ type Process struct {
 	// set up before start, released after
 	childFiles []*os.File
 	consoleIn  *os.File
+	// the process's ends, passed to the helper that starts it
+	childIn, childOut, childErr, childConsole *os.File
 }
 
-// prepareIO attaches stdio to lp before it starts.
-func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Process, error) {
+// prepareIO creates the stdio of a process before it starts.
+func prepareIO(terminal, stdin bool, limit int) (*Process, error) {
 	p := &Process{
-		lp:      lp,
 		stdout:  output.NewBuffer(limit),
 		stderr:  output.NewBuffer(limit),
 		done:    make(chan struct{}),
@@ -57,7 +57,7 @@ func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Proc
 		if err != nil {
 			return nil, err
 		}
-		lp.ConsoleSocket = child
+		p.childConsole = child
 		p.consoleIn = parent
 		p.childFiles = append(p.childFiles, child)
 		p.ttyIn = stdin
@@ -79,7 +79,7 @@ func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Proc
 		outW.Close()
 		return nil, fmt.Errorf("create stderr pipe: %w", err)
 	}
-	lp.Stdout, lp.Stderr = outW, errW
+	p.childOut, p.childErr = outW, errW
 	p.childFiles = append(p.childFiles, outW, errW)
 	go drainAndClose(p.stdout, outR)
 	go drainAndClose(p.stderr, errR)
@@ -88,7 +88,7 @@ func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Proc
 		if err != nil {
 			return nil, fmt.Errorf("create stdin pipe: %w", err)
 		}
-		lp.Stdin = inR
+		p.childIn = inR
 		p.stdin = inW
 		p.childFiles = append(p.childFiles, inR)
 	}
@@ -96,16 +96,33 @@ func prepareIO(lp *libcontainer.Process, terminal, stdin bool, limit int) (*Proc
 	return p, nil
 }
 
-// started finishes stdio setup once libcontainer started the process and
-// begins waiting for its exit.
+// passTo names the process's ends of its stdio in req and returns the files to pass to
+// the helper, as descriptors 3 and up in that order.
+func (p *Process) passTo(req *libct.Request) []*os.File {
+	var files []*os.File
+	pass := func(f *os.File) int {
+		if f == nil {
+			return 0
+		}
+		files = append(files, f)
+		return 2 + len(files)
+	}
+	req.Stdin, req.Stdout, req.Stderr = pass(p.childIn), pass(p.childOut), pass(p.childErr)
+	req.ConsoleSocket = pass(p.childConsole)
+	return files
+}
+
+// started finishes stdio setup once the helper started the process as pid and exited,
+// which made the process the agent's child, and begins waiting for its exit.
 // On error the process may still run: the caller kills it, and the wait
 // goroutine (always started) reaps it.
-func (p *Process) started() error {
-	for _, f := range p.childFiles {
-		f.Close()
-	}
-	p.childFiles = nil
-	p.pid, _ = p.lp.Pid() // cannot fail once started
+func (p *Process) started(pid int) error {
+	p.closeChildFiles()
+	p.pid = pid
+	// A child that has not been reaped keeps its PID, so the handle names this process; it
+	// is a pidfd, so a signal sent after the process was reaped fails instead of reaching
+	// another process that reused the PID.
+	p.proc, _ = os.FindProcess(pid) // never fails on Linux
 	go p.wait()
 	if p.consoleIn != nil {
 		master, err := recvConsole(p.consoleIn)
@@ -125,7 +142,7 @@ func (p *Process) started() error {
 }
 
 func (p *Process) wait() {
-	st, err := p.lp.Wait()
+	st, err := p.proc.Wait()
 	s := ExitStatus{Code: -1, ExitedAt: time.Now()}
 	if st != nil {
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok {
@@ -258,12 +275,22 @@ func (p *Process) closeIO() {
 	p.stderr.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, f := range append(p.childFiles, p.consoleIn, p.stdin, p.console) {
+	p.closeChildFiles()
+	for _, f := range []*os.File{p.consoleIn, p.stdin, p.console} {
 		if f != nil {
 			f.Close()
 		}
 	}
-	p.childFiles, p.consoleIn, p.stdin, p.console = nil, nil, nil, nil
+	p.consoleIn, p.stdin, p.console = nil, nil, nil
+}
+
+// closeChildFiles closes the process's ends of its stdio, once it has them or will not.
+func (p *Process) closeChildFiles() {
+	for _, f := range p.childFiles {
+		f.Close()
+	}
+	p.childFiles = nil
+	p.childIn, p.childOut, p.childErr, p.childConsole = nil, nil, nil, nil
 }
 
 // Output returns the buffer of stdout (or the TTY) or stderr.

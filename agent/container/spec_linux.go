@@ -6,10 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/opencontainers/runc/libcontainer"
-	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+
+	"confguest/agent/libct"
 )
 
 // checkSpec checks the parts of an OCI runtime spec (decoded once at the
@@ -102,7 +101,7 @@ func checkProcess(field string, p *specs.Process) error {
 		}
 	}
 	for i, r := range p.Rlimits {
-		if _, ok := rlimits[r.Type]; !ok {
+		if _, ok := libct.Rlimits[r.Type]; !ok {
 			return fieldErr(fmt.Sprintf("%s.rlimits[%d].type", field, i), "unknown rlimit %q", r.Type)
 		}
 		if r.Soft > r.Hard {
@@ -113,48 +112,4 @@ func checkProcess(field string, p *specs.Process) error {
 		return fieldErr(field+".consoleSize", "larger than 65535")
 	}
 	return nil
-}
-
-var rlimits = map[string]int{
-	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
-	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
-	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
-	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
-	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
-	"RLIMIT_STACK": unix.RLIMIT_STACK,
-}
-
-// newProcess builds the libcontainer process for an OCI process; stdio is
-// attached by the caller.
-func newProcess(p *specs.Process, init bool) *libcontainer.Process {
-	lp := &libcontainer.Process{
-		Args:             p.Args,
-		Env:              p.Env,
-		Cwd:              p.Cwd,
-		UID:              int(p.User.UID),
-		GID:              int(p.User.GID),
-		NoNewPrivileges:  &p.NoNewPrivileges,
-		Init:             init,
-		AdditionalGroups: make([]int, 0, len(p.User.AdditionalGids)),
-	}
-	for _, g := range p.User.AdditionalGids {
-		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
-	}
-	// Never nil, for the init process and exec'd ones alike: an absent
-	// process.capabilities means no capabilities. Given none, libcontainer
-	// would leave the process the agent's own full set.
-	lp.Capabilities = &configs.Capabilities{}
-	if c := p.Capabilities; c != nil {
-		lp.Capabilities = &configs.Capabilities{
-			Bounding: c.Bounding, Effective: c.Effective, Permitted: c.Permitted,
-			Inheritable: c.Inheritable, Ambient: c.Ambient,
-		}
-	}
-	for _, r := range p.Rlimits {
-		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: rlimits[r.Type], Hard: r.Hard, Soft: r.Soft})
-	}
-	if p.ConsoleSize != nil {
-		lp.ConsoleWidth, lp.ConsoleHeight = uint16(p.ConsoleSize.Width), uint16(p.ConsoleSize.Height)
-	}
-	return lp
 }

@@ -2,15 +2,12 @@ package container
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/runc/libcontainer"
-
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/libct"
 )
 
 // Ranges of the limits UpdateContainer takes (README: resource updates).
@@ -103,9 +100,10 @@ func checkCPUSet(field, s string) error {
 }
 
 // Update changes the cgroup limits of a container that has not exited,
-// as runc update does. The request must pass CheckUpdate; fields left
-// zero keep their value. A memory limit without a swap value keeps swap
-// equal to the limit when it was (no swap, as containerd creates it).
+// as runc update does (libct.OpUpdate). The request must pass CheckUpdate;
+// fields left zero keep their value. A memory limit without a swap value
+// keeps swap equal to the limit when it was (no swap, as containerd
+// creates it).
 func (m *Manager) Update(ctx context.Context, r *agentv1.UpdateContainerRequest) error {
 	if err := CheckUpdate(r); err != nil {
 		return err
@@ -114,47 +112,19 @@ func (m *Manager) Update(ctx context.Context, r *agentv1.UpdateContainerRequest)
 	if err != nil {
 		return err
 	}
-	config := c.lc.Config()
-	cg := *config.Cgroups
-	res := *cg.Resources
-	cg.Resources, config.Cgroups = &res, &cg
+	res := libct.Resources{CPUs: r.GetCpu().GetCpus(), Mems: r.GetCpu().GetMems(), PidsLimit: r.GetPids().GetLimit()}
 	if mem := r.GetMemory(); mem != nil {
-		if l := mem.GetLimit(); l != 0 {
-			if mem.GetSwap() == 0 && res.MemorySwap == res.Memory && res.MemorySwap != 0 {
-				res.MemorySwap = l
-			}
-			res.Memory = l
-		}
-		if v := mem.GetReservation(); v != 0 {
-			res.MemoryReservation = v
-		}
-		if v := mem.GetSwap(); v != 0 {
-			res.MemorySwap = v
-		}
+		res.MemoryLimit, res.MemoryReservation, res.MemorySwap = mem.GetLimit(), mem.GetReservation(), mem.GetSwap()
 	}
 	if cpu := r.GetCpu(); cpu != nil {
-		if v := cpu.GetShares(); v != 0 {
-			res.CpuShares, res.CpuWeight = v, cgroups.ConvertCPUSharesToCgroupV2Value(v)
-		}
-		if v := cpu.GetQuota(); v != 0 {
-			res.CpuQuota = v
-		}
-		if v := cpu.GetPeriod(); v != 0 {
-			res.CpuPeriod = v
-		}
-		if v := cpu.GetCpus(); v != "" {
-			res.CpusetCpus = v
-		}
-		if v := cpu.GetMems(); v != "" {
-			res.CpusetMems = v
-		}
+		res.CPUShares, res.CPUQuota, res.CPUPeriod = cpu.GetShares(), cpu.GetQuota(), cpu.GetPeriod()
 	}
-	if v := r.GetPids().GetLimit(); v != 0 {
-		res.PidsLimit = &v
-	}
-	if err := c.lc.Set(config); err != nil {
-		if errors.Is(err, libcontainer.ErrNotRunning) {
+	if _, err := m.libct.Run(libct.Request{Op: libct.OpUpdate, ID: c.id, Root: m.libctRoot(), Resources: &res}); err != nil {
+		if libct.IsKind(err, libct.KindNotRunning) {
 			return fmt.Errorf("update container %q: it has exited: %w", c.id, ErrWrongState)
+		}
+		if !libct.IsKind(err, libct.KindRefused) {
+			return fmt.Errorf("update container %q: %w", c.id, err)
 		}
 		// The kernel refused a value (a cpuset outside the guest's CPUs,
 		// a limit below what the container uses): the host's mistake.

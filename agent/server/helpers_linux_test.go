@@ -26,12 +26,18 @@ import (
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/authz"
 	"confguest/agent/container"
+	"confguest/agent/libct"
+	"confguest/agent/libct/ops"
 )
 
-// libcontainer re-executes the test binary as the container's init.
+// The test binary is the agent's helper too (testLibct runs it as "libct OP"), and
+// libcontainer re-executes it as the container's init.
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == container.HolderArg {
 		container.RunHolder()
+	}
+	if len(os.Args) > 2 && os.Args[1] == libctArg {
+		os.Exit(ops.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init()
@@ -41,6 +47,21 @@ func init() {
 	// never exits the main thread), pinning that container's mounts and
 	// dm-verity device forever.
 	runtime.LockOSThread()
+}
+
+// libctArg makes the test binary the helper of package libct.
+const libctArg = "libct"
+
+// withLibct has cfg's agent run the test binary as its libcontainer helper.
+func withLibct(cfg Config) Config {
+	if cfg.Containers.Libct.Path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			panic(err)
+		}
+		cfg.Containers.Libct = libct.Command{Path: exe, Args: []string{libctArg}}
+	}
+	return cfg
 }
 
 var busyboxApplets = []string{"sh", "echo", "cat", "sleep", "true", "false", "stty", "id", "hostname", "head", "dd", "sha256sum", "env", "pwd", "ls", "touch", "nc", "readlink", "seq"}
@@ -111,7 +132,7 @@ func startAgent(t testing.TB, a authz.Authorizer, cc container.Config) *testAgen
 	done := make(chan error, 1)
 	ready := make(chan struct{})
 	go func() {
-		done <- Run(ctx, Config{
+		done <- Run(ctx, withLibct(Config{
 			Address:    "unix:" + sock,
 			StateDir:   ta.stateDir,
 			Logger:     slog.New(slog.NewTextHandler(ta.logs, nil)),
@@ -119,7 +140,7 @@ func startAgent(t testing.TB, a authz.Authorizer, cc container.Config) *testAgen
 			Authorizer: a,
 			Containers: cc,
 			Cmdline:    "console=ttyS0 confguest.tee=none",
-		})
+		}))
 	}()
 	select {
 	case <-ready:

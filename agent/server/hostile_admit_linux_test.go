@@ -174,7 +174,7 @@ func startFails(t *testing.T, cfg Config) error {
 	cfg.Address, cfg.StateDir, cfg.EvidenceSocket = "unix:"+filepath.Join(dir, "agent.sock"), filepath.Join(dir, "state"), "-"
 	cfg.Logger, cfg.Ready = slog.New(slog.NewTextHandler(io.Discard, nil)), func() { close(ready) }
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
+	go func() { done <- Run(ctx, withLibct(cfg)) }()
 	select {
 	case err := <-done:
 		return err

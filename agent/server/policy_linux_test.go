@@ -53,7 +53,7 @@ func startPolicyAgentWith(t testing.TB, cfg Config) *testAgent {
 	if cfg.SNPDevice == nil {
 		cfg.SNPDevice = noSNPDevice
 	}
-	go func() { done <- Run(ctx, cfg) }()
+	go func() { done <- Run(ctx, withLibct(cfg)) }()
 	select {
 	case <-ready:
 	case err := <-done:

@@ -33,9 +33,13 @@ func BenchmarkAgentRSS(b *testing.B) {
 	if err := guestimage.BuildAgent(context.Background(), filepath.Join("..", ".."), bin); err != nil {
 		b.Fatalf("build agent: %v", err)
 	}
+	helper := filepath.Join(dir, "libct")
+	if err := guestimage.BuildLibct(context.Background(), filepath.Join("..", ".."), helper); err != nil {
+		b.Fatalf("build the agent's helper: %v", err)
+	}
 	image := busyboxImage(b, dir)
 	sock := filepath.Join(dir, "agent.sock")
-	cmd := exec.Command(bin, "-listen", "unix:"+sock, "-state", filepath.Join(dir, "state"), "-poweroff=false", "-image-dir", image)
+	cmd := exec.Command(bin, "-listen", "unix:"+sock, "-state", filepath.Join(dir, "state"), "-poweroff=false", "-image-dir", image, "-libct", helper)
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

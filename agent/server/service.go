@@ -8,12 +8,11 @@ import (
 	"math"
 	"sync"
 
-	"github.com/opencontainers/runc/libcontainer"
-
 	agentv1 "confguest/agent/api/v1"
 	"confguest/agent/attest"
 	"confguest/agent/authz"
 	"confguest/agent/container"
+	"confguest/agent/libct"
 	"confguest/agent/policy"
 	"confguest/agent/request"
 )
@@ -381,24 +380,18 @@ func limit(v uint64) uint64 {
 	return v
 }
 
-func statsToProto(st *libcontainer.Stats) *agentv1.StatsResponse {
-	resp := &agentv1.StatsResponse{Memory: &agentv1.MemoryStats{}, Cpu: &agentv1.CPUStats{}, Pids: &agentv1.PidsStats{}}
-	cg := st.CgroupStats
-	if cg == nil {
-		return resp
+func statsToProto(st *libct.Stats) *agentv1.StatsResponse {
+	return &agentv1.StatsResponse{
+		Memory: &agentv1.MemoryStats{
+			UsageBytes: st.MemoryUsage, LimitBytes: limit(st.MemoryLimit), MaxUsageBytes: st.MemoryMaxUsage,
+			InactiveFileBytes: st.InactiveFile,
+		},
+		Cpu: &agentv1.CPUStats{
+			UsageNanos: st.CPUUsage, UserNanos: st.CPUUser, SystemNanos: st.CPUSystem,
+			ThrottledPeriods: st.ThrottledPeriods, ThrottledNanos: st.ThrottledTime,
+		},
+		Pids: &agentv1.PidsStats{Current: st.PidsCurrent, Limit: limit(st.PidsLimit)},
 	}
-	mu := cg.MemoryStats.Usage
-	resp.Memory = &agentv1.MemoryStats{
-		UsageBytes: mu.Usage, LimitBytes: limit(mu.Limit), MaxUsageBytes: mu.MaxUsage,
-		InactiveFileBytes: cg.MemoryStats.Stats["inactive_file"],
-	}
-	cu := cg.CpuStats
-	resp.Cpu = &agentv1.CPUStats{
-		UsageNanos: cu.CpuUsage.TotalUsage, UserNanos: cu.CpuUsage.UsageInUsermode, SystemNanos: cu.CpuUsage.UsageInKernelmode,
-		ThrottledPeriods: cu.ThrottlingData.ThrottledPeriods, ThrottledNanos: cu.ThrottlingData.ThrottledTime,
-	}
-	resp.Pids = &agentv1.PidsStats{Current: cg.PidsStats.Current, Limit: limit(cg.PidsStats.Limit)}
-	return resp
 }
 
 func (s *service) Shutdown(ctx context.Context, _ *agentv1.ShutdownRequest) (*agentv1.ShutdownResponse, error) {

@@ -40,7 +40,7 @@ func TestShutdown(t *testing.T) {
 			runCtx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- Run(runCtx, cfg) }()
+			go func() { done <- Run(runCtx, withLibct(cfg)) }()
 			<-ready
 			conn, err := net.Dial("unix", sock)
 			if err != nil {

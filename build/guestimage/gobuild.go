@@ -20,30 +20,35 @@ type goBinary struct {
 	symbols bool   // keep the symbol table and DWARF (for a size breakdown; never in the image)
 }
 
-// AgentTags are the agent's build tags: the pure-Go resolver and user lookup (a static
-// binary), libseccomp (a spec's linux.seccomp works), and libcontainer without CRIU
-// (runc_nocriu): the agent never checkpoints or restores, and leaving the CRIU client and
-// its protobuf messages out makes the binary 0.68 MB smaller, less to audit and less to page
-// in through dm-verity at boot.
-const AgentTags = "netgo osusergo seccomp runc_nocriu"
+// AgentTags are the agent's build tags: the pure-Go resolver and user lookup. The agent
+// is pure Go and static; libcontainer runs in its helper, /sbin/libct (agent/libct).
+const AgentTags = "netgo osusergo"
 
-// AgentGCFlags compiles the agent, the runtime and every package it imports without
-// inlining. Inlining copies a function's body into each caller: without it the stripped
-// agent is 0.99 MB smaller (12.21 -> 11.21 MB), 8 % less to verify through dm-verity, page
-// in and keep resident (the agent's resident memory is mostly its own mapped pages). The
-// cost is a call where a body was copied, also in the runtime's allocator and collector,
-// and the escape analysis that inlining enables: a value a callee would have kept on the
-// caller's stack may go to the heap. The agent mostly waits on system calls, vsock and its
-// containers; build/bench/README.md has its container cycle time and memory both ways. One
-// pattern, so that the binary's build information (go version -m, manifest.json) records
-// the whole setting.
+// LibctTags are the helper's: as the agent's, plus libseccomp (a spec's linux.seccomp
+// works) and libcontainer without CRIU (runc_nocriu): the guest never checkpoints or
+// restores, and leaving the CRIU client and its protobuf messages out makes the binary
+// 0.68 MB smaller, less to audit and less to page in through dm-verity.
+const LibctTags = AgentTags + " seccomp runc_nocriu"
+
+// AgentGCFlags compiles the agent and its helper, the runtime and every package they
+// import without inlining. Inlining copies a function's body into each caller: without it
+// the stripped agent (then with libcontainer in it) was 0.99 MB smaller (12.21 -> 11.21
+// MB), 8 % less to verify through dm-verity, page in and keep resident (the agent's
+// resident memory is mostly its own mapped pages). The cost is a call where a body was
+// copied, also in the runtime's allocator and collector, and the escape analysis that
+// inlining enables: a value a callee would have kept on the caller's stack may go to the
+// heap. The agent mostly waits on system calls, vsock and its containers;
+// build/bench/README.md has its container cycle time and memory both ways. One pattern,
+// so that the binary's build information (go version -m, manifest.json) records the whole
+// setting.
 const AgentGCFlags = "all=-l"
 
-// The guest's Go programs. The agent needs cgo for libcontainer's nsenter and links
-// libseccomp statically; init and everything else are pure Go.
+// The guest's Go programs. The helper needs cgo for libcontainer's nsenter and links
+// libseccomp statically; init and the agent are pure Go.
 var guestBinaries = []goBinary{
 	{name: "init", pkg: "./init/cmd/init"},
 	agentBinary(),
+	libctBinary(),
 }
 
 // reproducibleEnv is the fixed environment for guest builds: no host-specific flags,
@@ -70,8 +75,15 @@ func reproducibleEnv(cgo bool) []string {
 
 // agentBinary is the agent as the image builds it, with extraTags added to AgentTags.
 func agentBinary(extraTags ...string) goBinary {
-	return goBinary{name: "agent", pkg: "./agent/cmd/agent", cgo: true,
+	return goBinary{name: "agent", pkg: "./agent/cmd/agent",
 		tags: strings.Join(append([]string{AgentTags}, extraTags...), " "), gcflags: AgentGCFlags}
+}
+
+// libctBinary is the agent's libcontainer helper as the image builds it, with extraTags
+// added to LibctTags.
+func libctBinary(extraTags ...string) goBinary {
+	return goBinary{name: "libct", pkg: "./agent/cmd/libct", cgo: true,
+		tags: strings.Join(append([]string{LibctTags}, extraTags...), " "), gcflags: AgentGCFlags}
 }
 
 // BuildAgent builds the agent from the module at srcDir into out as the image builds it
@@ -79,6 +91,12 @@ func agentBinary(extraTags ...string) goBinary {
 // AgentTags. Tests that measure or run an agent of their own build it with this.
 func BuildAgent(ctx context.Context, srcDir, out string, extraTags ...string) error {
 	return buildGo(ctx, srcDir, agentBinary(extraTags...), out)
+}
+
+// BuildLibct builds the agent's libcontainer helper from the module at srcDir into out as
+// the image builds it, with extraTags added to LibctTags.
+func BuildLibct(ctx context.Context, srcDir, out string, extraTags ...string) error {
+	return buildGo(ctx, srcDir, libctBinary(extraTags...), out)
 }
 
 // BuildAgentWithSymbols builds the image's agent as BuildAgent does but keeps its symbol

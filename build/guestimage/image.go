@@ -119,7 +119,7 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 		}},
 		{"build " + RootfsFile + " (erofs + dm-verity)", func(ctx context.Context) error {
 			stage := filepath.Join(work, "root")
-			if err := stageRoot(stage, bins["agent"]); err != nil {
+			if err := stageRoot(stage, bins["agent"], bins["libct"]); err != nil {
 				return err
 			}
 			p, err := rootfs.Build(ctx, stage, filepath.Join(cfg.OutDir, RootfsFile), rootfs.WithMaxSize(RootfsBudget))
@@ -180,8 +180,9 @@ func Build(ctx context.Context, cfg Config) (*Manifest, error) {
 	return m, nil
 }
 
-// stageRoot lays out the root filesystem tree in dir.
-func stageRoot(dir, agent string) error {
+// stageRoot lays out the root filesystem tree in dir, with the agent and its libcontainer
+// helper.
+func stageRoot(dir, agent, libct string) error {
 	// Modes are set explicitly: the builder's umask must not reach the image.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -220,14 +221,16 @@ func stageRoot(dir, agent string) error {
 			return err
 		}
 	}
-	exe := filepath.Join(dir, "sbin", "agent")
-	if err := copyFile(agent, exe); err != nil {
-		return err
+	for _, b := range []struct{ src, name string }{{agent, "agent"}, {libct, "libct"}} {
+		exe := filepath.Join(dir, "sbin", b.name)
+		if err := copyFile(b.src, exe); err != nil {
+			return err
+		}
+		if err := os.Chmod(exe, 0o755); err != nil {
+			return err
+		}
 	}
-	if err := os.Chmod(exe, 0o755); err != nil {
-		return err
-	}
-	return recordDigest(exe)
+	return recordDigest(filepath.Join(dir, "sbin", "agent"))
 }
 
 // recordDigest writes exe's SHA-256 beside it (exe + ".sha256", sha256sum's format), where

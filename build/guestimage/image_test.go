@@ -9,15 +9,23 @@ import (
 )
 
 // TestStageRootRecordsAgentDigest checks that the staged root carries the agent's SHA-256
-// beside it, in the format the agent reads for its Version call.
+// beside it, in the format the agent reads for its Version call, and the helper as
+// /sbin/libct.
 func TestStageRootRecordsAgentDigest(t *testing.T) {
-	agent := filepath.Join(t.TempDir(), "agent")
+	dir := t.TempDir()
+	agent, libct := filepath.Join(dir, "agent"), filepath.Join(dir, "libct")
 	if err := os.WriteFile(agent, []byte("an agent binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(libct, []byte("its helper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	root := filepath.Join(t.TempDir(), "root")
-	if err := stageRoot(root, agent); err != nil {
+	if err := stageRoot(root, agent, libct); err != nil {
 		t.Fatalf("stageRoot: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(root, "sbin", "libct")); err != nil || string(got) != "its helper" {
+		t.Errorf("sbin/libct = %q, %v; want the helper", got, err)
 	}
 	got, err := os.ReadFile(filepath.Join(root, "sbin", "agent.sha256"))
 	if err != nil {

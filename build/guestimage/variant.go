@@ -12,7 +12,7 @@ import (
 
 // AgentVariant writes into outDir a guest image that boots the kernel and initramfs of the
 // image in imageDir with an agent built from srcDir with extraTags added to AgentTags: a
-// root filesystem staged as Build stages it, the command line for its dm-verity
+// root filesystem staged as Build stages it (with the image's libcontainer helper), the command line for its dm-verity
 // parameters, and a manifest.json listing the four files. It is for tests that need an
 // agent the published image does not have (the faultinject build); its launch
 // measurement is not the published one, and its manifest does not record build inputs.
@@ -26,8 +26,12 @@ func AgentVariant(ctx context.Context, srcDir, imageDir, outDir string, extraTag
 	if err := BuildAgent(ctx, srcDir, agent, extraTags...); err != nil {
 		return err
 	}
+	libct := filepath.Join(work, "libct")
+	if err := BuildLibct(ctx, srcDir, libct); err != nil {
+		return err
+	}
 	stage := filepath.Join(work, "root")
-	if err := stageRoot(stage, agent); err != nil {
+	if err := stageRoot(stage, agent, libct); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {

@@ -1,10 +1,9 @@
 // Command agent is the confguest in-guest API server. PID 1 starts it as
 // /sbin/agent after switch_root; it serves the agent API (ttrpc) on vsock
-// port 1024 and runs containers with libcontainer. When it exits, PID 1
-// powers the VM off.
+// port 1024 and runs containers with libcontainer through its helper,
+// /sbin/libct (package agent/libct). When it exits, PID 1 powers the VM off.
 //
-// The same binary is libcontainer's container init: libcontainer re-executes
-// it as "agent init" inside the new namespaces.
+// The same binary is the pod's namespace holder (container.HolderArg).
 package main
 
 import (
@@ -15,15 +14,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
-
-	"github.com/opencontainers/runc/libcontainer"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter" // namespace setup before the Go runtime starts
 
 	"golang.org/x/sys/unix"
 
 	"confguest/agent/container"
+	"confguest/agent/libct"
 	"confguest/agent/server"
 )
 
@@ -32,15 +28,6 @@ func init() {
 		// Never returns: holds the namespaces of the guest's pod.
 		container.RunHolder()
 	}
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		// Never returns: becomes the container process.
-		libcontainer.Init()
-	} // Keep the main thread for the main goroutine. libcontainer joins a
-	// container's mount namespace on a locked thread that the runtime then
-	// discards; were that the main thread, the runtime would keep it (it
-	// never exits the main thread), pinning that container's mounts and
-	// dm-verity device forever.
-	runtime.LockOSThread()
 }
 
 // gcPercent is the agent's GC target: collect when the heap has grown by
@@ -64,9 +51,6 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && testModes[args[0]] != nil {
-		return testModes[args[0]](ctx, args[1:], stdout, stderr)
-	}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", server.DefaultAddress, "address to serve on: vsock:PORT or unix:PATH")
@@ -75,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	debug := fs.Bool("debug", false, "log at debug level")
 	requirePolicy := fs.Bool("require-policy", false, "refuse every call until SetPolicy installs a policy bound to HOST_DATA (agent/policy/README.md)")
 	layerLinger := fs.Duration("layer-linger", container.DefaultLayerLinger, "how long a container image stays open (dm-verity device and mount) after its last container is deleted")
+	libctPath := fs.String("libct", libct.DefaultPath, "the libcontainer helper (agent/libct)")
 	poweroff := fs.Bool("poweroff", true, "on Shutdown, ask PID 1 to power off (SIGUSR2 to PID 1) instead of exiting")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -96,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return server.Run(ctx, server.Config{
 		RequestPowerOff: requestPowerOff,
 		RequirePolicy:   *requirePolicy,
-		Containers:      container.Config{ImageDirs: []string{*imageDir}, LayerLinger: *layerLinger},
+		Containers:      container.Config{ImageDirs: []string{*imageDir}, LayerLinger: *layerLinger, Libct: libct.Command{Path: *libctPath}},
 		Address:         *listen,
 		StateDir:        *stateDir,
 		Logger:          log,

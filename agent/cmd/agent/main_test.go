@@ -1,22 +1,20 @@
-//go:build !benchdirect
-
 package main
 
 import (
 	"context"
 	"io"
 	"math/bits"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"confguest/build/guestimage"
 )
 
-// The published agent has no test modes: "bench-direct" (built only with
-// -tags benchdirect) and any other positional argument is refused before
+// The agent has no modes but serving and the pod holder: "bench-direct" (the helper's,
+// built only with -tags benchdirect) and any other positional argument is refused before
 // anything is served.
 func TestNoTestModes(t *testing.T) {
-	if len(testModes) != 0 {
-		t.Fatalf("testModes = %v in a build without test tags, want none", testModes)
-	}
 	for _, args := range [][]string{{"bench-direct"}, {"bench-direct", "-n", "1"}, {"-listen", "unix:/nonexistent/x", "extra"}} {
 		err := run(context.Background(), args, io.Discard, io.Discard)
 		if err == nil || !(strings.Contains(err.Error(), "unexpected arguments") || strings.Contains(err.Error(), "flag provided but not defined")) {
@@ -62,5 +60,24 @@ Rss:                  12 kB
 `)
 	if got := mappedKiB(smaps, "/sbin/agent"); got != 204 {
 		t.Errorf("mappedKiB = %d, want 204 (the two mappings of /sbin/agent)", got)
+	}
+}
+
+// The agent links no libcontainer: it runs in its helper, /sbin/libct (agent/libct). This
+// keeps the agent's binary, the pages it reads before it is ready and its resident memory
+// those of an API server (build/bench/README.md has the figures); a change that imports
+// libcontainer (or what only it needs) into the agent again fails here.
+func TestAgentLinksNoLibcontainer(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-tags", guestimage.AgentTags, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	forbidden := []string{"github.com/opencontainers/runc/", "github.com/opencontainers/cgroups", "github.com/seccomp/", "github.com/godbus/", "github.com/cilium/ebpf"}
+	for _, p := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if strings.HasPrefix(p, f) {
+				t.Errorf("the agent imports %s: libcontainer and what it needs belong in agent/libct/ops", p)
+			}
+		}
 	}
 }

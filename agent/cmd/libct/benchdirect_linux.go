@@ -1,9 +1,9 @@
 //go:build benchdirect
 
-// The bench-direct mode exists only in agent binaries built with
+// The bench-direct mode exists only in helper binaries built with
 // -tags benchdirect (qemu-tests/agent_test.go builds one for
 // BenchmarkAgentInGuest and puts it on the benchmark's container disk);
-// the image's agent is built without the tag. It runs one container
+// the image's helper is built without the tag. It runs one container
 // directly with libcontainer, the way runc would, N times, and prints the
 // median of create+start+wait: the peer the agent's own create, start and
 // wait of the same container are compared against, in the same guest.
