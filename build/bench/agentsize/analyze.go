@@ -37,7 +37,7 @@ func (b *breakdown) row(name string) *row {
 
 // Names of rows that hold what no package owns.
 const (
-	cCode          = "(C: glibc, libseccomp, nsenter)"
+	cCode          = "(no Go package: C code, linker-made symbols)"
 	rodataOther    = "(rodata without a symbol: type descriptors, strings)"
 	gofuncShared   = "(go:func.* not attributed)"
 	pclnShared     = "(pclntab: header, file and CU tables, findfunctab)"
