@@ -56,30 +56,43 @@ func run(req libct.Request) libct.Result {
 		pid, err := create(req)
 		return result(libct.Result{Pid: pid}, err)
 	}
+	op, ok := onContainer[req.Op]
+	if !ok {
+		return libct.Result{Error: fmt.Sprintf("unknown operation %q", req.Op)}
+	}
 	c, err := libcontainer.Load(req.Root, req.ID)
 	if err != nil {
 		return result(libct.Result{}, fmt.Errorf("load container %s: %w", req.ID, err))
 	}
-	switch req.Op {
-	case libct.OpStart:
+	return op(c, req)
+}
+
+// onContainer are the operations on an existing container.
+var onContainer = map[string]func(*libcontainer.Container, libct.Request) libct.Result{
+	libct.OpStart: func(c *libcontainer.Container, _ libct.Request) libct.Result {
 		return result(libct.Result{}, c.Exec())
-	case libct.OpExec:
+	},
+	libct.OpExec: func(c *libcontainer.Container, req libct.Request) libct.Result {
 		pid, err := exec(c, req)
 		return result(libct.Result{Pid: pid}, err)
-	case libct.OpSignal:
+	},
+	libct.OpSignal: func(c *libcontainer.Container, req libct.Request) libct.Result {
 		return result(libct.Result{}, c.Signal(sigOf(req.Signal)))
-	case libct.OpProcesses:
+	},
+	libct.OpProcesses: func(c *libcontainer.Container, _ libct.Request) libct.Result {
 		pids, err := c.Processes()
 		return result(libct.Result{Pids: pids}, err)
-	case libct.OpStats:
+	},
+	libct.OpStats: func(c *libcontainer.Container, _ libct.Request) libct.Result {
 		st, err := stats(c)
 		return result(libct.Result{Stats: st}, err)
-	case libct.OpUpdate:
+	},
+	libct.OpUpdate: func(c *libcontainer.Container, req libct.Request) libct.Result {
 		return result(libct.Result{}, update(c, req.Resources))
-	case libct.OpDestroy:
+	},
+	libct.OpDestroy: func(c *libcontainer.Container, _ libct.Request) libct.Result {
 		return result(libct.Result{}, c.Destroy())
-	}
-	return libct.Result{Error: fmt.Sprintf("unknown operation %q", req.Op)}
+	},
 }
 
 // invalidError marks a spec or process libcontainer refuses to run as given.
