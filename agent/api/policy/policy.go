@@ -20,7 +20,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"confguest/agent/api/imagesig"
 )
@@ -328,19 +327,11 @@ func Parse(doc []byte) (*Policy, error) {
 	return &p, nil
 }
 
-// The patterns of a policy's names, hashes and capabilities, compiled on first use: the
-// agent parses a policy only once it is ready, and their repetitions make large programs
-// whose compilation would otherwise delay its start.
 var (
-	namePattern = lazyPattern(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	hashPattern = lazyPattern(`^[0-9a-f]{64}$`)
-	capPattern  = lazyPattern(`^CAP_[A-Z_]{1,32}$`)
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	capPattern  = regexp.MustCompile(`^CAP_[A-Z_]{1,32}$`)
 )
-
-// lazyPattern returns expr compiled on its first call.
-func lazyPattern(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
 
 func (p *Policy) check() error {
 	if p.Version != Version {
@@ -349,7 +340,7 @@ func (p *Policy) check() error {
 	seen := map[string]bool{}
 	for i := range p.Containers {
 		c := &p.Containers[i]
-		if !namePattern().MatchString(c.Name) {
+		if !namePattern.MatchString(c.Name) {
 			return fmt.Errorf("containers[%d].name %q: use 1-64 characters of [A-Za-z0-9_.-]", i, c.Name)
 		}
 		if seen[c.Name] {
@@ -385,7 +376,7 @@ func (c *Container) check() error {
 		}
 	}
 	for i, l := range r.Layers {
-		if !hashPattern().MatchString(l) {
+		if !hashPattern.MatchString(l) {
 			return fmt.Errorf("rootfs.layers[%d] %q: want a dm-verity root hash, 64 lower-case hex digits", i, l)
 		}
 	}
@@ -397,7 +388,7 @@ func (c *Container) check() error {
 	}
 	for _, set := range c.Capabilities.Sets() {
 		for i, capName := range set.Caps {
-			if !capPattern().MatchString(capName) {
+			if !capPattern.MatchString(capName) {
 				return fmt.Errorf("capabilities.%s[%d] %q: want a name such as CAP_NET_BIND_SERVICE", set.Name, i, capName)
 			}
 		}

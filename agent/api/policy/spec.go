@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -125,7 +126,7 @@ func SeccompHash(s *specs.LinuxSeccomp) string {
 	return SeccompPrefix + hex.EncodeToString(sum[:])
 }
 
-var rlimitPattern = lazyPattern(`^RLIMIT_[A-Z]{1,16}$`)
+var rlimitPattern = regexp.MustCompile(`^RLIMIT_[A-Z]{1,16}$`)
 
 // checkSpecFields checks the fields that pin OCI spec fields.
 func (c *Container) checkSpecFields() error {
@@ -141,12 +142,12 @@ func (c *Container) checkSpecFields() error {
 	}
 	if c.Seccomp != "" {
 		h, ok := strings.CutPrefix(c.Seccomp, SeccompPrefix)
-		if !ok || !hashPattern().MatchString(h) {
+		if !ok || !hashPattern.MatchString(h) {
 			return fmt.Errorf("seccomp %q: want sha256: and 64 lower-case hex digits (confguest policy generate writes it)", c.Seccomp)
 		}
 	}
 	for i, r := range c.Rlimits {
-		if !rlimitPattern().MatchString(r.Type) {
+		if !rlimitPattern.MatchString(r.Type) {
 			return fmt.Errorf("rlimits[%d].type %q: want a name such as RLIMIT_NOFILE", i, r.Type)
 		}
 		if r.Soft > r.Hard {
