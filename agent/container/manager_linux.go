@@ -60,9 +60,8 @@ type Config struct {
 
 // Manager owns all containers of the agent.
 type Manager struct {
-	cfg   Config
-	log   *slog.Logger
-	libct libct.Command
+	cfg Config
+	log *slog.Logger
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil value: ID reserved by a create or delete in progress
@@ -90,8 +89,11 @@ type Container struct {
 	init    *Process
 	execs   map[string]*Process
 	started bool
-	undo    cleanups                // rootfs teardown
-	volumes map[string]*filesVolume // the copies of host files, by destination (volume_linux.go)
+	// sharedPID: no PID namespace of its own (the pod's, or the guest's), so that killing
+	// its init kills nothing else
+	sharedPID bool
+	undo      cleanups                // rootfs teardown
+	volumes   map[string]*filesVolume // the copies of host files, by destination (volume_linux.go)
 }
 
 // NewManager prepares the state directory and makes the calling process a child
@@ -115,7 +117,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, libct: cfg.Libct, containers: map[string]*Container{}, layers: map[string]*layer{}}, nil
+	return &Manager{cfg: cfg, log: log, containers: map[string]*Container{}, layers: map[string]*layer{}}, nil
 }
 
 // libctRoot is libcontainer's state directory.
@@ -123,13 +125,13 @@ func (m *Manager) libctRoot() string { return filepath.Join(m.cfg.StateDir, "lib
 
 // run runs one operation of the helper on container id.
 func (m *Manager) run(op, id string) (libct.Result, error) {
-	return m.libct.Run(libct.Request{Op: op, ID: id, Root: m.libctRoot()})
+	return m.cfg.Libct.Run(libct.Request{Op: op, ID: id, Root: m.libctRoot()})
 }
 
 // killAll sends SIGKILL to the container's init, and to all its processes when it shares
 // the pod's PID namespace (libcontainer's rule); an init that exited is no error.
 func (m *Manager) killAll(id string) error {
-	_, err := m.libct.Run(libct.Request{Op: libct.OpSignal, ID: id, Root: m.libctRoot(), Signal: int(unix.SIGKILL)})
+	_, err := m.cfg.Libct.Run(libct.Request{Op: libct.OpSignal, ID: id, Root: m.libctRoot(), Signal: int(unix.SIGKILL)})
 	if libct.IsKind(err, libct.KindNotRunning) {
 		return nil
 	}
@@ -237,7 +239,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	undo.push(func() error { p.closeIO(); return nil })
 	lreq := libct.Request{Op: libct.OpCreate, ID: req.ID, Root: m.libctRoot(), Spec: spec}
 	lreq.ConsoleWidth, lreq.ConsoleHeight = consoleSize(req.TTYWidth, req.TTYHeight)
-	res, err := m.libct.Run(lreq, p.passTo(&lreq)...)
+	res, err := m.cfg.Libct.Run(lreq, p.passTo(&lreq)...)
 	if err != nil {
 		if libct.IsKind(err, libct.KindInvalid) {
 			return 0, fieldErr("spec_json", "%v", err)
@@ -271,6 +273,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 	c := &Container{
 		id: req.ID, dir: dir, created: time.Now(),
 		init: p, execs: map[string]*Process{}, volumes: copies,
+		sharedPID: !slices.ContainsFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+			return ns.Type == specs.PIDNamespace && ns.Path == ""
+		}),
 	}
 	// The container now owns the rootfs teardown; the rest of the undo
 	// stack is replaced by Delete's own sequence.
@@ -403,7 +408,7 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	// request says (the policy refuses such a request too).
 	lreq := libct.Request{Op: libct.OpExec, ID: req.ContainerID, Root: m.libctRoot(), Process: spec}
 	lreq.ConsoleWidth, lreq.ConsoleHeight = consoleSize(req.TTYWidth, req.TTYHeight)
-	res, err := m.libct.Run(lreq, p.passTo(&lreq)...)
+	res, err := m.cfg.Libct.Run(lreq, p.passTo(&lreq)...)
 	if err != nil {
 		p.closeIO()
 		if libct.IsKind(err, libct.KindInvalid) {
@@ -543,7 +548,10 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
-	if !c.init.exited() {
+	// Killing the init of a container with a PID namespace of its own kills all its
+	// processes (the kernel's rule, and the loop below kills the init); without one, the
+	// helper kills every process of the container's cgroup, as libcontainer does.
+	if c.sharedPID && !c.init.exited() {
 		if err := m.killAll(id); err != nil {
 			errs = append(errs, fmt.Errorf("kill container: %w", err))
 		}

@@ -119,7 +119,7 @@ func (m *Manager) Update(ctx context.Context, r *agentv1.UpdateContainerRequest)
 	if cpu := r.GetCpu(); cpu != nil {
 		res.CPUShares, res.CPUQuota, res.CPUPeriod = cpu.GetShares(), cpu.GetQuota(), cpu.GetPeriod()
 	}
-	if _, err := m.libct.Run(libct.Request{Op: libct.OpUpdate, ID: c.id, Root: m.libctRoot(), Resources: &res}); err != nil {
+	if _, err := m.cfg.Libct.Run(libct.Request{Op: libct.OpUpdate, ID: c.id, Root: m.libctRoot(), Resources: &res}); err != nil {
 		if libct.IsKind(err, libct.KindNotRunning) {
 			return fmt.Errorf("update container %q: it has exited: %w", c.id, ErrWrongState)
 		}
