@@ -19,9 +19,8 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/containerd/ttrpc"
-
 	"confguest/agent/request"
+	"confguest/agent/ttrpcserver"
 )
 
 // ErrDenied marks a request the authorizer refused; wrap it with the rule
@@ -59,11 +58,11 @@ func (a AllowAll) Authorize(ctx context.Context, method string, req any) error {
 // UnaryInterceptor decodes each unary request (the message, then its
 // JSON with request.Decode) and authorizes the decoded value before the
 // handler runs; the handler gets that value from its context with Decoded.
-func UnaryInterceptor(a Authorizer) ttrpc.UnaryServerInterceptor {
-	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
+func UnaryInterceptor(a Authorizer) ttrpcserver.Interceptor {
+	return func(ctx context.Context, unmarshal func(ttrpcserver.Message) error, info *ttrpcserver.UnaryInfo, method ttrpcserver.Method) (ttrpcserver.Message, error) {
 		slot := new(decodedSlot)
 		ctx = context.WithValue(ctx, decodedKey{}, slot)
-		return method(ctx, func(req any) error {
+		return method(ctx, func(req ttrpcserver.Message) error {
 			if err := unmarshal(req); err != nil {
 				return err
 			}
@@ -112,19 +111,19 @@ func Decoded(ctx context.Context) any {
 // no stream interceptor option; the agent wraps its streaming handlers
 // with this, and a test checks that every method of the service is
 // authorized.)
-func Stream(ctx context.Context, a Authorizer, method string, ss ttrpc.StreamServer) ttrpc.StreamServer {
+func Stream(ctx context.Context, a Authorizer, method string, ss ttrpcserver.StreamServer) ttrpcserver.StreamServer {
 	return &authorizedStream{StreamServer: ss, ctx: ctx, method: method, a: a}
 }
 
 type authorizedStream struct {
-	ttrpc.StreamServer
+	ttrpcserver.StreamServer
 	ctx      context.Context
 	method   string
 	a        Authorizer
 	received bool
 }
 
-func (s *authorizedStream) RecvMsg(m any) error {
+func (s *authorizedStream) RecvMsg(m ttrpcserver.Message) error {
 	if err := s.StreamServer.RecvMsg(m); err != nil {
 		return err
 	}

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/containerd/ttrpc"
-
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/request"
+	"confguest/agent/ttrpcserver"
 )
 
+// testRequest is a message whose encoding is its ID.
 type testRequest struct{ ID string }
+
+func (r *testRequest) Marshal() ([]byte, error) { return []byte(r.ID), nil }
+
+func (r *testRequest) Unmarshal(b []byte) error { r.ID = string(b); return nil }
 
 type recorder struct {
 	deny   bool
@@ -29,20 +33,20 @@ func (r *recorder) Authorize(ctx context.Context, method string, req any) error 
 }
 
 func TestUnaryInterceptor(t *testing.T) {
-	decode := func(v any) error { v.(*testRequest).ID = "c1"; return nil }
+	decode := func(v ttrpcserver.Message) error { return v.Unmarshal([]byte("c1")) }
 	for _, deny := range []bool{false, true} {
 		t.Run(map[bool]string{false: "allow", true: "deny"}[deny], func(t *testing.T) {
 			r := &recorder{deny: deny}
 			ran := false
-			handler := func(ctx context.Context, unmarshal func(any) error) (any, error) {
+			handler := func(ctx context.Context, unmarshal func(ttrpcserver.Message) error) (ttrpcserver.Message, error) {
 				var req testRequest
 				if err := unmarshal(&req); err != nil {
 					return nil, err
 				}
 				ran = true
-				return req.ID, nil
+				return &req, nil
 			}
-			_, err := UnaryInterceptor(r)(context.Background(), decode, &ttrpc.UnaryServerInfo{FullMethod: "/s/M"}, handler)
+			_, err := UnaryInterceptor(r)(context.Background(), decode, &ttrpcserver.UnaryInfo{FullMethod: "/s/M"}, handler)
 			if r.method != "/s/M" {
 				t.Errorf("authorizer saw method %q, want /s/M", r.method)
 			}
@@ -57,11 +61,11 @@ func TestUnaryInterceptor(t *testing.T) {
 }
 
 type fakeStream struct {
-	ttrpc.StreamServer
+	ttrpcserver.StreamServer
 	msgs []string
 }
 
-func (f *fakeStream) RecvMsg(m any) error {
+func (f *fakeStream) RecvMsg(m ttrpcserver.Message) error {
 	m.(*testRequest).ID, f.msgs = f.msgs[0], f.msgs[1:]
 	return nil
 }
@@ -104,7 +108,7 @@ func TestUnaryInterceptorDecodesOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{}
 			var handled any
-			handler := func(ctx context.Context, unmarshal func(any) error) (any, error) {
+			handler := func(ctx context.Context, unmarshal func(ttrpcserver.Message) error) (ttrpcserver.Message, error) {
 				var req agentv1.CreateContainerRequest
 				if err := unmarshal(&req); err != nil {
 					return nil, err
@@ -112,8 +116,8 @@ func TestUnaryInterceptorDecodesOnce(t *testing.T) {
 				handled = Decoded(ctx)
 				return nil, nil
 			}
-			unmarshal := func(v any) error { v.(*agentv1.CreateContainerRequest).SpecJson = []byte(tc.spec); return nil }
-			_, err := UnaryInterceptor(r)(context.Background(), unmarshal, &ttrpc.UnaryServerInfo{FullMethod: "/s/Create"}, handler)
+			unmarshal := func(v ttrpcserver.Message) error { v.(*agentv1.CreateContainerRequest).SpecJson = []byte(tc.spec); return nil }
+			_, err := UnaryInterceptor(r)(context.Background(), unmarshal, &ttrpcserver.UnaryInfo{FullMethod: "/s/Create"}, handler)
 			if tc.wantErr {
 				if !errors.Is(err, request.ErrMalformed) || r.req != nil || handled != nil {
 					t.Fatalf("interceptor(%s) = %v (authorizer saw %v, handler %v), want ErrMalformed before both", tc.spec, err, r.req, handled)

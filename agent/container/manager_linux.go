@@ -21,7 +21,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/libct"
 )
 
@@ -120,18 +120,23 @@ func NewManager(cfg Config) (*Manager, error) {
 	return &Manager{cfg: cfg, log: log, containers: map[string]*Container{}, layers: map[string]*layer{}}, nil
 }
 
-// libctRoot is libcontainer's state directory.
-func (m *Manager) libctRoot() string { return filepath.Join(m.cfg.StateDir, "libcontainer") }
+// request is the helper's request for operation op on container id, with libcontainer's
+// state directory.
+func (m *Manager) request(op, id string) libct.Request {
+	return libct.Request{Op: op, ID: id, Root: filepath.Join(m.cfg.StateDir, "libcontainer")}
+}
 
 // run runs one operation of the helper on container id.
 func (m *Manager) run(op, id string) (libct.Result, error) {
-	return m.cfg.Libct.Run(libct.Request{Op: op, ID: id, Root: m.libctRoot()})
+	return m.cfg.Libct.Run(m.request(op, id))
 }
 
 // killAll sends SIGKILL to the container's init, and to all its processes when it shares
 // the pod's PID namespace (libcontainer's rule); an init that exited is no error.
 func (m *Manager) killAll(id string) error {
-	_, err := m.cfg.Libct.Run(libct.Request{Op: libct.OpSignal, ID: id, Root: m.libctRoot(), Signal: int(unix.SIGKILL)})
+	req := m.request(libct.OpSignal, id)
+	req.Signal = int(unix.SIGKILL)
+	_, err := m.cfg.Libct.Run(req)
 	if libct.IsKind(err, libct.KindNotRunning) {
 		return nil
 	}
@@ -237,7 +242,8 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (pid int, err e
 		return 0, err
 	}
 	undo.push(func() error { p.closeIO(); return nil })
-	lreq := libct.Request{Op: libct.OpCreate, ID: req.ID, Root: m.libctRoot(), Spec: spec}
+	lreq := m.request(libct.OpCreate, req.ID)
+	lreq.Spec = spec
 	lreq.ConsoleWidth, lreq.ConsoleHeight = consoleSize(req.TTYWidth, req.TTYHeight)
 	res, err := m.cfg.Libct.Run(lreq, p.passTo(&lreq)...)
 	if err != nil {
@@ -406,7 +412,8 @@ func (m *Manager) Exec(ctx context.Context, req ExecRequest) (int, error) {
 	p.id = req.ExecID
 	// The helper keeps the container's no_new_privileges for the process, whatever its
 	// request says (the policy refuses such a request too).
-	lreq := libct.Request{Op: libct.OpExec, ID: req.ContainerID, Root: m.libctRoot(), Process: spec}
+	lreq := m.request(libct.OpExec, req.ContainerID)
+	lreq.Process = spec
 	lreq.ConsoleWidth, lreq.ConsoleHeight = consoleSize(req.TTYWidth, req.TTYHeight)
 	res, err := m.cfg.Libct.Run(lreq, p.passTo(&lreq)...)
 	if err != nil {

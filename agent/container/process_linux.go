@@ -38,9 +38,8 @@ type Process struct {
 	status  ExitStatus
 
 	// set up before start, released after
-	childFiles []*os.File
-	consoleIn  *os.File
-	// the process's ends, passed to the helper that starts it
+	consoleIn *os.File
+	// the process's ends, passed to the helper that starts it, closed once it has them
 	childIn, childOut, childErr, childConsole *os.File
 }
 
@@ -59,7 +58,6 @@ func prepareIO(terminal, stdin bool, limit int) (*Process, error) {
 		}
 		p.childConsole = child
 		p.consoleIn = parent
-		p.childFiles = append(p.childFiles, child)
 		p.ttyIn = stdin
 		return p, nil
 	}
@@ -80,7 +78,6 @@ func prepareIO(terminal, stdin bool, limit int) (*Process, error) {
 		return nil, fmt.Errorf("create stderr pipe: %w", err)
 	}
 	p.childOut, p.childErr = outW, errW
-	p.childFiles = append(p.childFiles, outW, errW)
 	go drainAndClose(p.stdout, outR)
 	go drainAndClose(p.stderr, errR)
 	if stdin {
@@ -90,7 +87,6 @@ func prepareIO(terminal, stdin bool, limit int) (*Process, error) {
 		}
 		p.childIn = inR
 		p.stdin = inW
-		p.childFiles = append(p.childFiles, inR)
 	}
 	ok = true
 	return p, nil
@@ -286,10 +282,11 @@ func (p *Process) closeIO() {
 
 // closeChildFiles closes the process's ends of its stdio, once it has them or will not.
 func (p *Process) closeChildFiles() {
-	for _, f := range p.childFiles {
-		f.Close()
+	for _, f := range []*os.File{p.childIn, p.childOut, p.childErr, p.childConsole} {
+		if f != nil {
+			f.Close()
+		}
 	}
-	p.childFiles = nil
 	p.childIn, p.childOut, p.childErr, p.childConsole = nil, nil, nil, nil
 }
 

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/libct"
 )
 
@@ -119,7 +119,9 @@ func (m *Manager) Update(ctx context.Context, r *agentv1.UpdateContainerRequest)
 	if cpu := r.GetCpu(); cpu != nil {
 		res.CPUShares, res.CPUQuota, res.CPUPeriod = cpu.GetShares(), cpu.GetQuota(), cpu.GetPeriod()
 	}
-	if _, err := m.cfg.Libct.Run(libct.Request{Op: libct.OpUpdate, ID: c.id, Root: m.libctRoot(), Resources: &res}); err != nil {
+	lreq := m.request(libct.OpUpdate, c.id)
+	lreq.Resources = &res
+	if _, err := m.cfg.Libct.Run(lreq); err != nil {
 		if libct.IsKind(err, libct.KindNotRunning) {
 			return fmt.Errorf("update container %q: it has exited: %w", c.id, ErrWrongState)
 		}

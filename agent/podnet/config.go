@@ -14,7 +14,7 @@ import (
 	"net/netip"
 	"regexp"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // Bounds of a request.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 func validRequest() *agentv1.ConfigureNetworkRequest {

@@ -8,7 +8,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // policy50 returns a policy with 50 entries shaped like web in

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/authz"
 	"confguest/agent/request"
 )

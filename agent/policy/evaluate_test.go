@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/proto"
 
 	doc "confguest/agent/api/policy"
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/authz"
 	"confguest/agent/request"
+	"confguest/agent/ttrpcserver"
 )
 
 const webLayer = "1111111111111111111111111111111111111111111111111111111111111111"
@@ -373,9 +373,8 @@ func TestEveryRPCAllowAndDeny(t *testing.T) {
 		})
 	}
 	methods := []string{MethodSetPolicy, MethodGetReport}
-	svc := agentv1.File_v1_agent_proto.Services().ByName("Agent")
-	for i := 0; i < svc.Methods().Len(); i++ {
-		methods = append(methods, prefix+string(svc.Methods().Get(i).Name()))
+	for _, m := range agentv1.AgentMethods {
+		methods = append(methods, prefix+m.Name)
 	}
 	for _, m := range methods {
 		if !allowed[m] || !denied[m] {
@@ -399,15 +398,18 @@ func TestForget(t *testing.T) {
 	}
 }
 
-// scriptedStream is a ttrpc.StreamServer whose client sends msgs.
+// scriptedStream is a ttrpcserver.StreamServer whose client sends msgs.
 type scriptedStream struct{ msgs []*agentv1.ReadOutputRequest }
 
-func (s *scriptedStream) SendMsg(any) error { return nil }
+func (s *scriptedStream) SendMsg(ttrpcserver.Message) error { return nil }
 
-func (s *scriptedStream) RecvMsg(m any) error {
-	proto.Merge(m.(*agentv1.ReadOutputRequest), s.msgs[0])
+func (s *scriptedStream) RecvMsg(m ttrpcserver.Message) error {
+	b, err := s.msgs[0].Marshal()
+	if err != nil {
+		return err
+	}
 	s.msgs = s.msgs[1:]
-	return nil
+	return m.Unmarshal(b)
 }
 
 // TestReadOutputStream runs ReadOutput streams through the agent's

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	agentv1 "confguest/agent/api/v1"
+	hostv1 "confguest/agent/api/v1" // the host's types carry the descriptors; the agent's are generated from the same file
 )
 
 // classifyType walks type t (at JSON path key) as refusedField walks
@@ -226,9 +226,9 @@ func TestRequestFieldsClassified(t *testing.T) {
 		msg  proto.Message
 		rows map[string]fieldRule
 	}{
-		{&agentv1.CreateContainerRequest{}, createFields},
-		{&agentv1.UpdateContainerRequest{}, updateFields},
-		{&agentv1.ConfigureNetworkRequest{}, networkFields},
+		{&hostv1.CreateContainerRequest{}, createFields},
+		{&hostv1.UpdateContainerRequest{}, updateFields},
+		{&hostv1.ConfigureNetworkRequest{}, networkFields},
 	} {
 		md := tc.msg.ProtoReflect().Descriptor()
 		seen := map[string]bool{}

@@ -10,7 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	doc "confguest/agent/api/policy"
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // FuzzEvaluate feeds arbitrary specs, processes and IDs to the evaluator

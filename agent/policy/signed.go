@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"confguest/agent/api/imagesig"
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // checkSigned admits the block rootfs b under entry c when c pins its rootfs by signer

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"confguest/agent/api/imagesig"
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 const (

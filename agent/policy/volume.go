@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	doc "confguest/agent/api/policy"
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // checkVolumes allows the request's volumes when entry c lists each one's

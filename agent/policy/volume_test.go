@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // withVolumes is createWeb("b") carrying vs.

@@ -17,10 +17,8 @@ import (
 	"fmt"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // MaxJSONBytes bounds the OCI spec and process JSON a request may carry.
@@ -74,39 +72,11 @@ func Decode(msg any) (any, error) {
 	case *agentv1.UpdateContainerRequest:
 		// Every limit it carries is classified (agent/policy updateFields);
 		// one this agent does not know would be silently left out.
-		if f := unknownField(r.ProtoReflect(), ""); f != "" {
+		if f := r.UnknownField(); f != "" {
 			return nil, fmt.Errorf("%s: %w: a field this agent does not know: no policy can allow it; update the agent or leave the field out", f, ErrMalformed)
 		}
 	}
 	return msg, nil
-}
-
-// unknownField names the first field of m (or of a message set in it)
-// that the agent's API does not define, by the path of its message and
-// its number ("memory field 9"), or returns "".
-func unknownField(m protoreflect.Message, path string) string {
-	if raw := m.GetUnknown(); len(raw) > 0 {
-		where := "field"
-		if path != "" {
-			where = path + " field"
-		}
-		if num, _, n := protowire.ConsumeTag(raw); n > 0 {
-			return fmt.Sprintf("%s %d", where, num)
-		}
-		return where + " (undecodable)"
-	}
-	var found string
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() != nil && !fd.IsList() && !fd.IsMap() {
-			sub := string(fd.Name())
-			if path != "" {
-				sub = path + "." + sub
-			}
-			found = unknownField(v.Message(), sub)
-		}
-		return found == ""
-	})
-	return found
 }
 
 // Spec decodes the spec_json of a CreateContainer request.

@@ -6,9 +6,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 func TestSpecStrict(t *testing.T) {
@@ -101,8 +100,8 @@ func TestEscapedDuplicateKey(t *testing.T) {
 // the API does not define, at the top or in a group, is refused naming
 // where; one without is passed on as it is.
 func TestDecodeUpdateUnknownFields(t *testing.T) {
-	withUnknown := func(m proto.Message, num protowire.Number) []byte {
-		b, err := proto.Marshal(m)
+	withUnknown := func(m interface{ Marshal() ([]byte, error) }, num protowire.Number) []byte {
+		b, err := m.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +111,7 @@ func TestDecodeUpdateUnknownFields(t *testing.T) {
 	mem := withUnknown(&agentv1.MemoryResources{Limit: 1 << 30}, 9)
 	nested := protowire.AppendTag([]byte{}, 2, protowire.BytesType)
 	nested = protowire.AppendBytes(nested, mem)
-	known, err := proto.Marshal(&agentv1.UpdateContainerRequest{ContainerId: "a", Memory: &agentv1.MemoryResources{Limit: 1 << 30}, Pids: &agentv1.PidsResources{Limit: -1}})
+	known, err := (&agentv1.UpdateContainerRequest{ContainerId: "a", Memory: &agentv1.MemoryResources{Limit: 1 << 30}, Pids: &agentv1.PidsResources{Limit: -1}}).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +127,7 @@ func TestDecodeUpdateUnknownFields(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &agentv1.UpdateContainerRequest{}
-			if err := proto.Unmarshal(tc.wire, r); err != nil {
+			if err := r.Unmarshal(tc.wire); err != nil {
 				t.Fatal(err)
 			}
 			got, err := Decode(r)

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 )
 
 // procSelfStatus is where the agent reads its own memory figures.

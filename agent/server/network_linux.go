@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/podnet"
 )
 

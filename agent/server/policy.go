@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/policy"
 )
 

@@ -12,14 +12,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/ttrpc"
 	"golang.org/x/sync/errgroup"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/attest"
 	"confguest/agent/authz"
 	"confguest/agent/container"
 	"confguest/agent/policy"
+	"confguest/agent/ttrpcserver"
 )
 
 const (
@@ -162,11 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	srv, err := ttrpc.NewServer(edgeInterceptor(a))
-	if err != nil {
-		l.Close()
-		return fmt.Errorf("create ttrpc server: %w", err)
-	}
+	srv := ttrpcserver.NewServer(edgeInterceptor(a))
 	agentv1.RegisterAgentService(srv, edgeService{AgentService: svc, a: a})
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -179,7 +175,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return m.ReapOrphans(rctx) })
 	g.Go(func() error {
 		err := srv.Serve(gctx, l)
-		if errors.Is(err, ttrpc.ErrServerClosed) {
+		if errors.Is(err, ttrpcserver.ErrServerClosed) {
 			return nil
 		}
 		return err

@@ -8,7 +8,7 @@ import (
 	"math"
 	"sync"
 
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/attest"
 	"confguest/agent/authz"
 	"confguest/agent/container"

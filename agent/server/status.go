@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/containerd/ttrpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	agentv1 "confguest/agent/api/v1"
+	agentv1 "confguest/agent/api/v1/wire"
 	"confguest/agent/attest"
 	"confguest/agent/authz"
 	"confguest/agent/container"
@@ -16,6 +12,7 @@ import (
 	"confguest/agent/podnet"
 	"confguest/agent/policy"
 	"confguest/agent/request"
+	"confguest/agent/ttrpcserver"
 )
 
 // toStatus is the RPC edge: it turns the agent's errors into ttrpc status
@@ -24,44 +21,47 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
+	if _, ok := ttrpcserver.StatusOf(err); ok {
 		return err
 	}
-	code := codes.Unknown
+	code := ttrpcserver.Unknown
 	switch {
 	case errors.Is(err, container.ErrInvalid), errors.Is(err, ErrInvalidRequest), errors.Is(err, policy.ErrInvalidPolicy), errors.Is(err, request.ErrMalformed), errors.Is(err, podnet.ErrInvalid), errors.Is(err, output.ErrBeyondSent):
-		code = codes.InvalidArgument
+		code = ttrpcserver.InvalidArgument
 	case errors.Is(err, container.ErrNotFound), errors.Is(err, podnet.ErrNoDevice):
-		code = codes.NotFound
+		code = ttrpcserver.NotFound
 	case errors.Is(err, container.ErrExists):
-		code = codes.AlreadyExists
+		code = ttrpcserver.AlreadyExists
 	case errors.Is(err, container.ErrWrongState), errors.Is(err, output.ErrReaderAttached), errors.Is(err, attest.ErrNoDevice), errors.Is(err, ErrNoPolicyGate):
-		code = codes.FailedPrecondition
+		code = ttrpcserver.FailedPrecondition
 	case errors.Is(err, container.ErrLimit), errors.Is(err, podnet.ErrTooMany):
-		code = codes.ResourceExhausted
+		code = ttrpcserver.ResourceExhausted
 	case errors.Is(err, container.ErrIntegrity):
-		code = codes.DataLoss
+		code = ttrpcserver.DataLoss
 	case errors.Is(err, container.ErrNoDeviceMapper):
-		code = codes.Unimplemented
+		code = ttrpcserver.Unimplemented
 	case errors.Is(err, ErrNotDecoded):
-		code = codes.Internal
+		code = ttrpcserver.Internal
 	case errors.Is(err, authz.ErrDenied):
-		code = codes.PermissionDenied
+		code = ttrpcserver.PermissionDenied
 	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
+		code = ttrpcserver.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
+		code = ttrpcserver.DeadlineExceeded
 	}
-	return status.Error(code, err.Error())
+	return &ttrpcserver.Status{Code: code, Message: err.Error()}
 }
 
 // edgeInterceptor puts the authorization point in front of every unary
 // handler and converts what comes back to status codes.
-func edgeInterceptor(a authz.Authorizer) ttrpc.ServerOpt {
+func edgeInterceptor(a authz.Authorizer) ttrpcserver.Option {
 	unary := authz.UnaryInterceptor(a)
-	return ttrpc.WithUnaryServerInterceptor(func(ctx context.Context, u ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+	return ttrpcserver.WithUnaryInterceptor(func(ctx context.Context, u func(ttrpcserver.Message) error, info *ttrpcserver.UnaryInfo, m ttrpcserver.Method) (ttrpcserver.Message, error) {
 		resp, err := unary(ctx, u, info, m)
-		return resp, toStatus(err)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return resp, nil
 	})
 }
 
@@ -77,7 +77,7 @@ func (s edgeService) ReadOutput(ctx context.Context, ss agentv1.Agent_ReadOutput
 	return toStatus(s.AgentService.ReadOutput(ctx, readOutputServer{authz.Stream(ctx, s.a, method, ss)}))
 }
 
-type readOutputServer struct{ ttrpc.StreamServer }
+type readOutputServer struct{ ttrpcserver.StreamServer }
 
 func (x readOutputServer) Send(m *agentv1.OutputChunk) error { return x.SendMsg(m) }
 

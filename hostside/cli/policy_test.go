@@ -15,8 +15,7 @@ import (
 
 	"confguest/agent/api/policy"
 	agentv1 "confguest/agent/api/v1"
-	"confguest/agent/authz"
-	"confguest/agent/request"
+	"confguest/agent/api/v1/wiretest"
 	// Test only: the generated policy is checked with the agent's own
 	// evaluator. The confguest binary imports nothing of the agent but
 	// its API (agent/api/...).
@@ -276,13 +275,5 @@ func TestRunPolicyIsGenerated(t *testing.T) {
 	}
 }
 
-// authorize decides on req as the agent's edge does (authz.Check:
-// decoded, then authorized) and records an allowed create or exec as the
-// agent does once it succeeded (request.Admit).
-func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
-	d, err := authz.Check(ctx, a, method, req)
-	if err != nil {
-		return err
-	}
-	return request.Admit(d)
-}
+// authorize decides on req as the agent does.
+var authorize = wiretest.Authorize

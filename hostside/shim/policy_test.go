@@ -11,9 +11,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/api/v1/wiretest"
 	"confguest/agent/authz"
 	agentpolicy "confguest/agent/policy"
-	"confguest/agent/request"
 )
 
 // testGuestSpec is the guest spec of a small container as the shim creates it.
@@ -118,13 +118,5 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 }
 
-// authorize decides on req as the agent's edge does (authz.Check:
-// decoded, then authorized) and records an allowed create or exec as the
-// agent does once it succeeded (request.Admit).
-func authorize(ctx context.Context, a authz.Authorizer, method string, req any) error {
-	d, err := authz.Check(ctx, a, method, req)
-	if err != nil {
-		return err
-	}
-	return request.Admit(d)
-}
+// authorize decides on req as the agent does.
+var authorize = wiretest.Authorize
