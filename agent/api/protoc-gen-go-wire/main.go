@@ -30,12 +30,15 @@ import (
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/pluginpb"
 )
 
 func main() {
 	var flags flag.FlagSet
 	ttrpcserver := flags.String("ttrpcserver", "confguest/agent/ttrpcserver", "import path of the ttrpc server package")
 	protogen.Options{ParamFunc: flags.Set}.Run(func(gen *protogen.Plugin) error {
+		// Let protoc pass optional fields, for check to refuse them by name.
+		gen.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL)
 		for _, f := range gen.Files {
 			if !f.Generate {
 				continue
@@ -129,7 +132,7 @@ func (gn *generator) check(m *protogen.Message) error {
 		switch {
 		case d.IsMap():
 			return fmt.Errorf("%s: map fields are not supported", where)
-		case d.HasPresence() && d.ContainingOneof() == nil && d.Kind() != protoreflect.MessageKind:
+		case d.HasPresence() && d.Kind() != protoreflect.MessageKind && (d.ContainingOneof() == nil || d.ContainingOneof().IsSynthetic()):
 			return fmt.Errorf("%s: fields with explicit presence (optional) are not supported", where)
 		case d.IsList() && d.Kind() != protoreflect.StringKind && d.Kind() != protoreflect.BytesKind && d.Kind() != protoreflect.MessageKind:
 			return fmt.Errorf("%s: repeated %s fields are not supported", where, d.Kind())
@@ -299,17 +302,18 @@ func fromVarint(fd *protogen.Field, v string) string {
 	return v
 }
 
-// isZero is the condition under which a singular field without presence is not encoded.
-func isZero(fd *protogen.Field, v string) string {
+// nonZero is the condition under which a singular field without presence is encoded:
+// proto3 leaves out zero values.
+func nonZero(fd *protogen.Field, v string) string {
 	switch fd.Desc.Kind() {
 	case protoreflect.StringKind:
-		return v + ` == ""`
+		return v + ` != ""`
 	case protoreflect.BytesKind:
-		return "len(" + v + ") == 0"
+		return "len(" + v + ") > 0"
 	case protoreflect.BoolKind:
-		return "!" + v
+		return v
 	case protoreflect.MessageKind:
-		return v + " == nil"
+		return v + " != nil"
 	}
-	return v + " == 0"
+	return v + " != 0"
 }

@@ -9,22 +9,15 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// An item is what a message encodes at one place: a field outside any oneof, or a oneof
-// (whichever member is set), at the number of its first member, as protobuf orders them.
+// An item is what a message holds in one place of its Go struct: a field outside any
+// oneof, or a oneof (whichever member is set).
 type item struct {
 	field *protogen.Field // nil for a oneof
 	oneof *protogen.Oneof
 }
 
-func (it item) number() protowire.Number {
-	if it.oneof != nil {
-		return it.oneof.Fields[0].Desc.Number()
-	}
-	return it.field.Desc.Number()
-}
-
 // items lists m's fields and oneofs in declaration order (a oneof where its first member
-// is declared): the order of the Go struct and of protoreflect's Range.
+// is declared): the order of the Go struct.
 func items(m *protogen.Message) []item {
 	var out []item
 	for _, fd := range m.Fields {
@@ -38,10 +31,20 @@ func items(m *protogen.Message) []item {
 	return out
 }
 
-// byNumber lists m's items in the order deterministic marshaling writes them.
-func byNumber(m *protogen.Message) []item {
-	out := items(m)
-	slices.SortStableFunc(out, func(a, b item) int { return int(a.number()) - int(b.number()) })
+// marshalOrder lists m's items in the order the protobuf runtime writes them: the fields
+// outside oneofs by number, then the oneofs in declaration order ("to preserve
+// compatibility with historic wire output", internal/impl/codec_message.go).
+func marshalOrder(m *protogen.Message) []item {
+	var out []item
+	for _, it := range items(m) {
+		if it.field != nil {
+			out = append(out, it)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b item) int { return int(a.field.Desc.Number()) - int(b.field.Desc.Number()) })
+	for _, o := range m.Oneofs {
+		out = append(out, item{oneof: o})
+	}
 	return out
 }
 
@@ -163,7 +166,7 @@ func hasMessageField(m *protogen.Message) bool {
 }
 
 // marshal writes Marshal and its helpers size and appendTo, which encode the fields in
-// number order, leave out zero scalars outside oneofs, and append the unknown fields last:
+// marshalOrder, leave out zero scalars outside oneofs, and append the unknown fields last:
 // proto.MarshalOptions{Deterministic: true}'s output.
 func (gn *generator) marshal(m *protogen.Message) {
 	g := gn.g
@@ -178,7 +181,7 @@ func (gn *generator) marshal(m *protogen.Message) {
 	g.P("if x == nil {")
 	g.P("return 0")
 	g.P("}")
-	for _, it := range byNumber(m) {
+	for _, it := range marshalOrder(m) {
 		if o := it.oneof; o != nil {
 			g.P("switch v := x.", o.GoName, ".(type) {")
 			for _, fd := range o.Fields {
@@ -197,7 +200,7 @@ func (gn *generator) marshal(m *protogen.Message) {
 			g.P("}")
 			continue
 		}
-		g.P("if !(", isZero(fd, "x."+fd.GoName), ") {")
+		g.P("if ", nonZero(fd, "x."+fd.GoName), " {")
 		gn.sizeValue(fd, "x."+fd.GoName)
 		g.P("}")
 	}
@@ -212,7 +215,7 @@ func (gn *generator) marshal(m *protogen.Message) {
 	if hasMessageField(m) {
 		g.P("var err error")
 	}
-	for _, it := range byNumber(m) {
+	for _, it := range marshalOrder(m) {
 		if o := it.oneof; o != nil {
 			g.P("switch v := x.", o.GoName, ".(type) {")
 			for _, fd := range o.Fields {
@@ -231,7 +234,7 @@ func (gn *generator) marshal(m *protogen.Message) {
 			g.P("}")
 			continue
 		}
-		g.P("if !(", isZero(fd, "x."+fd.GoName), ") {")
+		g.P("if ", nonZero(fd, "x."+fd.GoName), " {")
 		gn.appendValue(fd, "x."+fd.GoName)
 		g.P("}")
 	}
@@ -407,7 +410,9 @@ func (gn *generator) decodeValue(m *protogen.Message, fd *protogen.Field, full s
 }
 
 // unknownField writes UnknownField, which finds the first unknown field of x or of a
-// message set in a singular field of x (recursively), in declaration order.
+// message set in a singular field of x (recursively), in declaration order. (The protobuf
+// runtime's Range, which agent/request walked, visits fields in an order it keeps
+// deliberately unstable, so only a message with one unknown field has one answer there.)
 func (gn *generator) unknownField(m *protogen.Message) {
 	g := gn.g
 	name := m.GoIdent.GoName

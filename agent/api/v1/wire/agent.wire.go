@@ -130,7 +130,7 @@ func (x *SetPolicyRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(len(x.Policy) == 0) {
+	if len(x.Policy) > 0 {
 		n += 1 + sizeBytes(len(x.Policy))
 	}
 	return n + len(x.unknownFields)
@@ -140,7 +140,7 @@ func (x *SetPolicyRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(len(x.Policy) == 0) {
+	if len(x.Policy) > 0 {
 		b = append(b, 0x0a)
 		b = appendBytes(b, x.Policy)
 	}
@@ -242,10 +242,10 @@ func (x *SetPolicyResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Sha256 == "") {
+	if x.Sha256 != "" {
 		n += 1 + sizeBytes(len(x.Sha256))
 	}
-	if !(!x.Bound) {
+	if x.Bound {
 		n += 1 + sizeVarint(boolVarint(x.Bound))
 	}
 	return n + len(x.unknownFields)
@@ -255,14 +255,14 @@ func (x *SetPolicyResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Sha256 == "") {
+	if x.Sha256 != "" {
 		if !utf8.ValidString(x.Sha256) {
 			return nil, invalidUTF8("confguest.agent.v1.SetPolicyResponse.sha256")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Sha256)
 	}
-	if !(!x.Bound) {
+	if x.Bound {
 		b = append(b, 0x10)
 		b = appendVarint(b, boolVarint(x.Bound))
 	}
@@ -370,7 +370,7 @@ func (x *GetReportRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(len(x.ReportData) == 0) {
+	if len(x.ReportData) > 0 {
 		n += 1 + sizeBytes(len(x.ReportData))
 	}
 	return n + len(x.unknownFields)
@@ -380,7 +380,7 @@ func (x *GetReportRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(len(x.ReportData) == 0) {
+	if len(x.ReportData) > 0 {
 		b = append(b, 0x0a)
 		b = appendBytes(b, x.ReportData)
 	}
@@ -473,7 +473,7 @@ func (x *GetReportResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(len(x.ExtendedReport) == 0) {
+	if len(x.ExtendedReport) > 0 {
 		n += 1 + sizeBytes(len(x.ExtendedReport))
 	}
 	return n + len(x.unknownFields)
@@ -483,7 +483,7 @@ func (x *GetReportResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(len(x.ExtendedReport) == 0) {
+	if len(x.ExtendedReport) > 0 {
 		b = append(b, 0x0a)
 		b = appendBytes(b, x.ExtendedReport)
 	}
@@ -600,16 +600,16 @@ func (x *VersionResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.AgentVersion == "") {
+	if x.AgentVersion != "" {
 		n += 1 + sizeBytes(len(x.AgentVersion))
 	}
-	if !(x.BuildDigest == "") {
+	if x.BuildDigest != "" {
 		n += 1 + sizeBytes(len(x.BuildDigest))
 	}
-	if !(x.Tee == "") {
+	if x.Tee != "" {
 		n += 1 + sizeBytes(len(x.Tee))
 	}
-	if !(x.ApiVersion == "") {
+	if x.ApiVersion != "" {
 		n += 1 + sizeBytes(len(x.ApiVersion))
 	}
 	return n + len(x.unknownFields)
@@ -619,28 +619,28 @@ func (x *VersionResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.AgentVersion == "") {
+	if x.AgentVersion != "" {
 		if !utf8.ValidString(x.AgentVersion) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.agent_version")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.AgentVersion)
 	}
-	if !(x.BuildDigest == "") {
+	if x.BuildDigest != "" {
 		if !utf8.ValidString(x.BuildDigest) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.build_digest")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.BuildDigest)
 	}
-	if !(x.Tee == "") {
+	if x.Tee != "" {
 		if !utf8.ValidString(x.Tee) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.tee")
 		}
 		b = append(b, 0x1a)
 		b = appendString(b, x.Tee)
 	}
-	if !(x.ApiVersion == "") {
+	if x.ApiVersion != "" {
 		if !utf8.ValidString(x.ApiVersion) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.api_version")
 		}
@@ -786,10 +786,10 @@ func (x *ProcessRef) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
-	if !(x.ExecId == "") {
+	if x.ExecId != "" {
 		n += 1 + sizeBytes(len(x.ExecId))
 	}
 	return n + len(x.unknownFields)
@@ -799,14 +799,14 @@ func (x *ProcessRef) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.ProcessRef.container_id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.ContainerId)
 	}
-	if !(x.ExecId == "") {
+	if x.ExecId != "" {
 		if !utf8.ValidString(x.ExecId) {
 			return nil, invalidUTF8("confguest.agent.v1.ProcessRef.exec_id")
 		}
@@ -966,25 +966,25 @@ func (x *Verity) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.RootHash == "") {
+	if x.RootHash != "" {
 		n += 1 + sizeBytes(len(x.RootHash))
 	}
-	if !(x.Salt == "") {
+	if x.Salt != "" {
 		n += 1 + sizeBytes(len(x.Salt))
 	}
-	if !(x.HashOffset == 0) {
+	if x.HashOffset != 0 {
 		n += 1 + sizeVarint(uint64(x.HashOffset))
 	}
-	if !(x.DataBlocks == 0) {
+	if x.DataBlocks != 0 {
 		n += 1 + sizeVarint(uint64(x.DataBlocks))
 	}
-	if !(x.DataBlockSize == 0) {
+	if x.DataBlockSize != 0 {
 		n += 1 + sizeVarint(uint64(x.DataBlockSize))
 	}
-	if !(x.HashBlockSize == 0) {
+	if x.HashBlockSize != 0 {
 		n += 1 + sizeVarint(uint64(x.HashBlockSize))
 	}
-	if !(x.HashAlgorithm == "") {
+	if x.HashAlgorithm != "" {
 		n += 1 + sizeBytes(len(x.HashAlgorithm))
 	}
 	return n + len(x.unknownFields)
@@ -994,37 +994,37 @@ func (x *Verity) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.RootHash == "") {
+	if x.RootHash != "" {
 		if !utf8.ValidString(x.RootHash) {
 			return nil, invalidUTF8("confguest.agent.v1.Verity.root_hash")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.RootHash)
 	}
-	if !(x.Salt == "") {
+	if x.Salt != "" {
 		if !utf8.ValidString(x.Salt) {
 			return nil, invalidUTF8("confguest.agent.v1.Verity.salt")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.Salt)
 	}
-	if !(x.HashOffset == 0) {
+	if x.HashOffset != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.HashOffset))
 	}
-	if !(x.DataBlocks == 0) {
+	if x.DataBlocks != 0 {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(x.DataBlocks))
 	}
-	if !(x.DataBlockSize == 0) {
+	if x.DataBlockSize != 0 {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(x.DataBlockSize))
 	}
-	if !(x.HashBlockSize == 0) {
+	if x.HashBlockSize != 0 {
 		b = append(b, 0x30)
 		b = appendVarint(b, uint64(x.HashBlockSize))
 	}
-	if !(x.HashAlgorithm == "") {
+	if x.HashAlgorithm != "" {
 		if !utf8.ValidString(x.HashAlgorithm) {
 			return nil, invalidUTF8("confguest.agent.v1.Verity.hash_algorithm")
 		}
@@ -1215,16 +1215,16 @@ func (x *BlockRootfs) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Serial == "") {
+	if x.Serial != "" {
 		n += 1 + sizeBytes(len(x.Serial))
 	}
-	if !(x.Path == "") {
+	if x.Path != "" {
 		n += 1 + sizeBytes(len(x.Path))
 	}
-	if !(x.Verity == nil) {
+	if x.Verity != nil {
 		n += 1 + sizeBytes(x.Verity.size())
 	}
-	if !(x.FsType == "") {
+	if x.FsType != "" {
 		n += 1 + sizeBytes(len(x.FsType))
 	}
 	return n + len(x.unknownFields)
@@ -1235,28 +1235,28 @@ func (x *BlockRootfs) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Serial == "") {
+	if x.Serial != "" {
 		if !utf8.ValidString(x.Serial) {
 			return nil, invalidUTF8("confguest.agent.v1.BlockRootfs.serial")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Serial)
 	}
-	if !(x.Path == "") {
+	if x.Path != "" {
 		if !utf8.ValidString(x.Path) {
 			return nil, invalidUTF8("confguest.agent.v1.BlockRootfs.path")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.Path)
 	}
-	if !(x.Verity == nil) {
+	if x.Verity != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(x.Verity.size()))
 		if b, err = x.Verity.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.FsType == "") {
+	if x.FsType != "" {
 		if !utf8.ValidString(x.FsType) {
 			return nil, invalidUTF8("confguest.agent.v1.BlockRootfs.fs_type")
 		}
@@ -1445,6 +1445,9 @@ func (x *Rootfs) size() (n int) {
 	if x == nil {
 		return 0
 	}
+	if x.ScratchBytes != 0 {
+		n += 1 + sizeVarint(uint64(x.ScratchBytes))
+	}
 	switch v := x.Source.(type) {
 	case *Rootfs_Block:
 		if v != nil {
@@ -1455,9 +1458,6 @@ func (x *Rootfs) size() (n int) {
 			n += 1 + sizeBytes(len(v.GuestDirectory))
 		}
 	}
-	if !(x.ScratchBytes == 0) {
-		n += 1 + sizeVarint(uint64(x.ScratchBytes))
-	}
 	return n + len(x.unknownFields)
 }
 
@@ -1466,6 +1466,10 @@ func (x *Rootfs) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
+	if x.ScratchBytes != 0 {
+		b = append(b, 0x18)
+		b = appendVarint(b, uint64(x.ScratchBytes))
+	}
 	switch v := x.Source.(type) {
 	case *Rootfs_Block:
 		if v != nil {
@@ -1483,10 +1487,6 @@ func (x *Rootfs) appendTo(b []byte) ([]byte, error) {
 			b = append(b, 0x12)
 			b = appendString(b, v.GuestDirectory)
 		}
-	}
-	if !(x.ScratchBytes == 0) {
-		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.ScratchBytes))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -1631,13 +1631,13 @@ func (x *StdioOptions) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(!x.Stdin) {
+	if x.Stdin {
 		n += 1 + sizeVarint(boolVarint(x.Stdin))
 	}
-	if !(x.TtyWidth == 0) {
+	if x.TtyWidth != 0 {
 		n += 1 + sizeVarint(uint64(x.TtyWidth))
 	}
-	if !(x.TtyHeight == 0) {
+	if x.TtyHeight != 0 {
 		n += 1 + sizeVarint(uint64(x.TtyHeight))
 	}
 	return n + len(x.unknownFields)
@@ -1647,15 +1647,15 @@ func (x *StdioOptions) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(!x.Stdin) {
+	if x.Stdin {
 		b = append(b, 0x08)
 		b = appendVarint(b, boolVarint(x.Stdin))
 	}
-	if !(x.TtyWidth == 0) {
+	if x.TtyWidth != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.TtyWidth))
 	}
-	if !(x.TtyHeight == 0) {
+	if x.TtyHeight != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.TtyHeight))
 	}
@@ -1836,25 +1836,25 @@ func (x *CreateContainerRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
-	if !(len(x.SpecJson) == 0) {
+	if len(x.SpecJson) > 0 {
 		n += 1 + sizeBytes(len(x.SpecJson))
 	}
-	if !(x.Rootfs == nil) {
+	if x.Rootfs != nil {
 		n += 1 + sizeBytes(x.Rootfs.size())
 	}
-	if !(x.Stdio == nil) {
+	if x.Stdio != nil {
 		n += 1 + sizeBytes(x.Stdio.size())
 	}
-	if !(x.PodNamespaces == nil) {
+	if x.PodNamespaces != nil {
 		n += 1 + sizeBytes(x.PodNamespaces.size())
 	}
 	for _, v := range x.Volumes {
 		n += 1 + sizeBytes(v.size())
 	}
-	if !(len(x.RootfsAttestation) == 0) {
+	if len(x.RootfsAttestation) > 0 {
 		n += 1 + sizeBytes(len(x.RootfsAttestation))
 	}
 	return n + len(x.unknownFields)
@@ -1865,32 +1865,32 @@ func (x *CreateContainerRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.CreateContainerRequest.container_id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.ContainerId)
 	}
-	if !(len(x.SpecJson) == 0) {
+	if len(x.SpecJson) > 0 {
 		b = append(b, 0x12)
 		b = appendBytes(b, x.SpecJson)
 	}
-	if !(x.Rootfs == nil) {
+	if x.Rootfs != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(x.Rootfs.size()))
 		if b, err = x.Rootfs.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Stdio == nil) {
+	if x.Stdio != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(x.Stdio.size()))
 		if b, err = x.Stdio.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.PodNamespaces == nil) {
+	if x.PodNamespaces != nil {
 		b = append(b, 0x2a)
 		b = appendVarint(b, uint64(x.PodNamespaces.size()))
 		if b, err = x.PodNamespaces.appendTo(b); err != nil {
@@ -1904,7 +1904,7 @@ func (x *CreateContainerRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if !(len(x.RootfsAttestation) == 0) {
+	if len(x.RootfsAttestation) > 0 {
 		b = append(b, 0x3a)
 		b = appendBytes(b, x.RootfsAttestation)
 	}
@@ -2116,16 +2116,16 @@ func (x *Volume) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		n += 1 + sizeBytes(len(x.Destination))
 	}
-	if !(!x.ReadOnly) {
+	if x.ReadOnly {
 		n += 1 + sizeVarint(boolVarint(x.ReadOnly))
 	}
-	if !(x.Files == nil) {
+	if x.Files != nil {
 		n += 1 + sizeBytes(x.Files.size())
 	}
-	if !(x.EmptyDir == nil) {
+	if x.EmptyDir != nil {
 		n += 1 + sizeBytes(x.EmptyDir.size())
 	}
 	return n + len(x.unknownFields)
@@ -2136,25 +2136,25 @@ func (x *Volume) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		if !utf8.ValidString(x.Destination) {
 			return nil, invalidUTF8("confguest.agent.v1.Volume.destination")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Destination)
 	}
-	if !(!x.ReadOnly) {
+	if x.ReadOnly {
 		b = append(b, 0x10)
 		b = appendVarint(b, boolVarint(x.ReadOnly))
 	}
-	if !(x.Files == nil) {
+	if x.Files != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(x.Files.size()))
 		if b, err = x.Files.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.EmptyDir == nil) {
+	if x.EmptyDir != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(x.EmptyDir.size()))
 		if b, err = x.EmptyDir.appendTo(b); err != nil {
@@ -2437,16 +2437,16 @@ func (x *FileEntry) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Path == "") {
+	if x.Path != "" {
 		n += 1 + sizeBytes(len(x.Path))
 	}
-	if !(x.Mode == 0) {
+	if x.Mode != 0 {
 		n += 1 + sizeVarint(uint64(x.Mode))
 	}
-	if !(!x.Dir) {
+	if x.Dir {
 		n += 1 + sizeVarint(boolVarint(x.Dir))
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		n += 1 + sizeBytes(len(x.Data))
 	}
 	return n + len(x.unknownFields)
@@ -2456,22 +2456,22 @@ func (x *FileEntry) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Path == "") {
+	if x.Path != "" {
 		if !utf8.ValidString(x.Path) {
 			return nil, invalidUTF8("confguest.agent.v1.FileEntry.path")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Path)
 	}
-	if !(x.Mode == 0) {
+	if x.Mode != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Mode))
 	}
-	if !(!x.Dir) {
+	if x.Dir {
 		b = append(b, 0x18)
 		b = appendVarint(b, boolVarint(x.Dir))
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		b = append(b, 0x22)
 		b = appendBytes(b, x.Data)
 	}
@@ -2608,10 +2608,10 @@ func (x *EmptyDir) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Name == "") {
+	if x.Name != "" {
 		n += 1 + sizeBytes(len(x.Name))
 	}
-	if !(!x.Memory) {
+	if x.Memory {
 		n += 1 + sizeVarint(boolVarint(x.Memory))
 	}
 	return n + len(x.unknownFields)
@@ -2621,14 +2621,14 @@ func (x *EmptyDir) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Name == "") {
+	if x.Name != "" {
 		if !utf8.ValidString(x.Name) {
 			return nil, invalidUTF8("confguest.agent.v1.EmptyDir.name")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Name)
 	}
-	if !(!x.Memory) {
+	if x.Memory {
 		b = append(b, 0x10)
 		b = appendVarint(b, boolVarint(x.Memory))
 	}
@@ -2759,16 +2759,16 @@ func (x *PodNamespaces) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(!x.Network) {
+	if x.Network {
 		n += 1 + sizeVarint(boolVarint(x.Network))
 	}
-	if !(!x.Ipc) {
+	if x.Ipc {
 		n += 1 + sizeVarint(boolVarint(x.Ipc))
 	}
-	if !(!x.Uts) {
+	if x.Uts {
 		n += 1 + sizeVarint(boolVarint(x.Uts))
 	}
-	if !(!x.Pid) {
+	if x.Pid {
 		n += 1 + sizeVarint(boolVarint(x.Pid))
 	}
 	return n + len(x.unknownFields)
@@ -2778,19 +2778,19 @@ func (x *PodNamespaces) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(!x.Network) {
+	if x.Network {
 		b = append(b, 0x08)
 		b = appendVarint(b, boolVarint(x.Network))
 	}
-	if !(!x.Ipc) {
+	if x.Ipc {
 		b = append(b, 0x10)
 		b = appendVarint(b, boolVarint(x.Ipc))
 	}
-	if !(!x.Uts) {
+	if x.Uts {
 		b = append(b, 0x18)
 		b = appendVarint(b, boolVarint(x.Uts))
 	}
-	if !(!x.Pid) {
+	if x.Pid {
 		b = append(b, 0x20)
 		b = appendVarint(b, boolVarint(x.Pid))
 	}
@@ -2913,7 +2913,7 @@ func (x *CreateContainerResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Pid == 0) {
+	if x.Pid != 0 {
 		n += 1 + sizeVarint(uint64(x.Pid))
 	}
 	return n + len(x.unknownFields)
@@ -2923,7 +2923,7 @@ func (x *CreateContainerResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Pid == 0) {
+	if x.Pid != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Pid))
 	}
@@ -3032,13 +3032,13 @@ func (x *UpdateVolumeRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		n += 1 + sizeBytes(len(x.Destination))
 	}
-	if !(x.Files == nil) {
+	if x.Files != nil {
 		n += 1 + sizeBytes(x.Files.size())
 	}
 	return n + len(x.unknownFields)
@@ -3049,21 +3049,21 @@ func (x *UpdateVolumeRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.UpdateVolumeRequest.container_id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.ContainerId)
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		if !utf8.ValidString(x.Destination) {
 			return nil, invalidUTF8("confguest.agent.v1.UpdateVolumeRequest.destination")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.Destination)
 	}
-	if !(x.Files == nil) {
+	if x.Files != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(x.Files.size()))
 		if b, err = x.Files.appendTo(b); err != nil {
@@ -3273,10 +3273,10 @@ func (x *ReadVolumeRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		n += 1 + sizeBytes(len(x.Destination))
 	}
 	return n + len(x.unknownFields)
@@ -3286,14 +3286,14 @@ func (x *ReadVolumeRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.ReadVolumeRequest.container_id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.ContainerId)
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		if !utf8.ValidString(x.Destination) {
 			return nil, invalidUTF8("confguest.agent.v1.ReadVolumeRequest.destination")
 		}
@@ -3413,10 +3413,10 @@ func (x *ReadVolumeResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		n += 1 + sizeBytes(len(x.Data))
 	}
-	if !(!x.Truncated) {
+	if x.Truncated {
 		n += 1 + sizeVarint(boolVarint(x.Truncated))
 	}
 	return n + len(x.unknownFields)
@@ -3426,11 +3426,11 @@ func (x *ReadVolumeResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		b = append(b, 0x0a)
 		b = appendBytes(b, x.Data)
 	}
-	if !(!x.Truncated) {
+	if x.Truncated {
 		b = append(b, 0x10)
 		b = appendVarint(b, boolVarint(x.Truncated))
 	}
@@ -3531,7 +3531,7 @@ func (x *StartContainerRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
@@ -3541,7 +3541,7 @@ func (x *StartContainerRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.StartContainerRequest.container_id")
 		}
@@ -3736,16 +3736,16 @@ func (x *ExecProcessRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
-	if !(x.ExecId == "") {
+	if x.ExecId != "" {
 		n += 1 + sizeBytes(len(x.ExecId))
 	}
-	if !(len(x.ProcessJson) == 0) {
+	if len(x.ProcessJson) > 0 {
 		n += 1 + sizeBytes(len(x.ProcessJson))
 	}
-	if !(x.Stdio == nil) {
+	if x.Stdio != nil {
 		n += 1 + sizeBytes(x.Stdio.size())
 	}
 	return n + len(x.unknownFields)
@@ -3756,25 +3756,25 @@ func (x *ExecProcessRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.ExecProcessRequest.container_id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.ContainerId)
 	}
-	if !(x.ExecId == "") {
+	if x.ExecId != "" {
 		if !utf8.ValidString(x.ExecId) {
 			return nil, invalidUTF8("confguest.agent.v1.ExecProcessRequest.exec_id")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.ExecId)
 	}
-	if !(len(x.ProcessJson) == 0) {
+	if len(x.ProcessJson) > 0 {
 		b = append(b, 0x1a)
 		b = appendBytes(b, x.ProcessJson)
 	}
-	if !(x.Stdio == nil) {
+	if x.Stdio != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(x.Stdio.size()))
 		if b, err = x.Stdio.appendTo(b); err != nil {
@@ -3912,7 +3912,7 @@ func (x *ExecProcessResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Pid == 0) {
+	if x.Pid != 0 {
 		n += 1 + sizeVarint(uint64(x.Pid))
 	}
 	return n + len(x.unknownFields)
@@ -3922,7 +3922,7 @@ func (x *ExecProcessResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Pid == 0) {
+	if x.Pid != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Pid))
 	}
@@ -4013,7 +4013,7 @@ func (x *WaitProcessRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		n += 1 + sizeBytes(x.Process.size())
 	}
 	return n + len(x.unknownFields)
@@ -4024,7 +4024,7 @@ func (x *WaitProcessRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
@@ -4144,13 +4144,13 @@ func (x *WaitProcessResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ExitCode == 0) {
+	if x.ExitCode != 0 {
 		n += 1 + sizeVarint(uint64(int64(x.ExitCode)))
 	}
-	if !(x.Signal == 0) {
+	if x.Signal != 0 {
 		n += 1 + sizeVarint(uint64(int64(x.Signal)))
 	}
-	if !(x.ExitedAtUnixNano == 0) {
+	if x.ExitedAtUnixNano != 0 {
 		n += 1 + sizeVarint(uint64(x.ExitedAtUnixNano))
 	}
 	return n + len(x.unknownFields)
@@ -4160,15 +4160,15 @@ func (x *WaitProcessResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ExitCode == 0) {
+	if x.ExitCode != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(int64(x.ExitCode)))
 	}
-	if !(x.Signal == 0) {
+	if x.Signal != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(int64(x.Signal)))
 	}
-	if !(x.ExitedAtUnixNano == 0) {
+	if x.ExitedAtUnixNano != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.ExitedAtUnixNano))
 	}
@@ -4296,13 +4296,13 @@ func (x *SignalProcessRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		n += 1 + sizeBytes(x.Process.size())
 	}
-	if !(x.Signal == 0) {
+	if x.Signal != 0 {
 		n += 1 + sizeVarint(uint64(x.Signal))
 	}
-	if !(!x.All) {
+	if x.All {
 		n += 1 + sizeVarint(boolVarint(x.All))
 	}
 	return n + len(x.unknownFields)
@@ -4313,18 +4313,18 @@ func (x *SignalProcessRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Signal == 0) {
+	if x.Signal != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Signal))
 	}
-	if !(!x.All) {
+	if x.All {
 		b = append(b, 0x18)
 		b = appendVarint(b, boolVarint(x.All))
 	}
@@ -4532,13 +4532,13 @@ func (x *ResizeTTYRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		n += 1 + sizeBytes(x.Process.size())
 	}
-	if !(x.Width == 0) {
+	if x.Width != 0 {
 		n += 1 + sizeVarint(uint64(x.Width))
 	}
-	if !(x.Height == 0) {
+	if x.Height != 0 {
 		n += 1 + sizeVarint(uint64(x.Height))
 	}
 	return n + len(x.unknownFields)
@@ -4549,18 +4549,18 @@ func (x *ResizeTTYRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Width == 0) {
+	if x.Width != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Width))
 	}
-	if !(x.Height == 0) {
+	if x.Height != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.Height))
 	}
@@ -4760,10 +4760,10 @@ func (x *WriteStdinRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		n += 1 + sizeBytes(x.Process.size())
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		n += 1 + sizeBytes(len(x.Data))
 	}
 	return n + len(x.unknownFields)
@@ -4774,14 +4774,14 @@ func (x *WriteStdinRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		b = append(b, 0x12)
 		b = appendBytes(b, x.Data)
 	}
@@ -4890,7 +4890,7 @@ func (x *WriteStdinResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Written == 0) {
+	if x.Written != 0 {
 		n += 1 + sizeVarint(uint64(x.Written))
 	}
 	return n + len(x.unknownFields)
@@ -4900,7 +4900,7 @@ func (x *WriteStdinResponse) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Written == 0) {
+	if x.Written != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Written))
 	}
@@ -4991,7 +4991,7 @@ func (x *CloseStdinRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		n += 1 + sizeBytes(x.Process.size())
 	}
 	return n + len(x.unknownFields)
@@ -5002,7 +5002,7 @@ func (x *CloseStdinRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
@@ -5220,19 +5220,19 @@ func (x *ReadOutputRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		n += 1 + sizeBytes(x.Process.size())
 	}
-	if !(x.Stream == 0) {
+	if x.Stream != 0 {
 		n += 1 + sizeVarint(uint64(int64(x.Stream)))
 	}
-	if !(x.Credit == 0) {
+	if x.Credit != 0 {
 		n += 1 + sizeVarint(uint64(x.Credit))
 	}
-	if !(!x.Resume) {
+	if x.Resume {
 		n += 1 + sizeVarint(boolVarint(x.Resume))
 	}
-	if !(x.Received == 0) {
+	if x.Received != 0 {
 		n += 1 + sizeVarint(uint64(x.Received))
 	}
 	return n + len(x.unknownFields)
@@ -5243,26 +5243,26 @@ func (x *ReadOutputRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Process == nil) {
+	if x.Process != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Stream == 0) {
+	if x.Stream != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(int64(x.Stream)))
 	}
-	if !(x.Credit == 0) {
+	if x.Credit != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.Credit))
 	}
-	if !(!x.Resume) {
+	if x.Resume {
 		b = append(b, 0x20)
 		b = appendVarint(b, boolVarint(x.Resume))
 	}
-	if !(x.Received == 0) {
+	if x.Received != 0 {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(x.Received))
 	}
@@ -5429,16 +5429,16 @@ func (x *OutputChunk) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		n += 1 + sizeBytes(len(x.Data))
 	}
-	if !(x.Offset == 0) {
+	if x.Offset != 0 {
 		n += 1 + sizeVarint(uint64(x.Offset))
 	}
-	if !(x.DroppedBytes == 0) {
+	if x.DroppedBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.DroppedBytes))
 	}
-	if !(!x.Eof) {
+	if x.Eof {
 		n += 1 + sizeVarint(boolVarint(x.Eof))
 	}
 	return n + len(x.unknownFields)
@@ -5448,19 +5448,19 @@ func (x *OutputChunk) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(len(x.Data) == 0) {
+	if len(x.Data) > 0 {
 		b = append(b, 0x0a)
 		b = appendBytes(b, x.Data)
 	}
-	if !(x.Offset == 0) {
+	if x.Offset != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Offset))
 	}
-	if !(x.DroppedBytes == 0) {
+	if x.DroppedBytes != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.DroppedBytes))
 	}
-	if !(!x.Eof) {
+	if x.Eof {
 		b = append(b, 0x20)
 		b = appendVarint(b, boolVarint(x.Eof))
 	}
@@ -5581,7 +5581,7 @@ func (x *DeleteContainerRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
@@ -5591,7 +5591,7 @@ func (x *DeleteContainerRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.DeleteContainerRequest.container_id")
 		}
@@ -5869,16 +5869,16 @@ func (x *ContainerInfo) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Id == "") {
+	if x.Id != "" {
 		n += 1 + sizeBytes(len(x.Id))
 	}
-	if !(x.Status == "") {
+	if x.Status != "" {
 		n += 1 + sizeBytes(len(x.Status))
 	}
-	if !(x.Pid == 0) {
+	if x.Pid != 0 {
 		n += 1 + sizeVarint(uint64(x.Pid))
 	}
-	if !(x.CreatedAtUnixNano == 0) {
+	if x.CreatedAtUnixNano != 0 {
 		n += 1 + sizeVarint(uint64(x.CreatedAtUnixNano))
 	}
 	for _, v := range x.ExecIds {
@@ -5891,25 +5891,25 @@ func (x *ContainerInfo) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Id == "") {
+	if x.Id != "" {
 		if !utf8.ValidString(x.Id) {
 			return nil, invalidUTF8("confguest.agent.v1.ContainerInfo.id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Id)
 	}
-	if !(x.Status == "") {
+	if x.Status != "" {
 		if !utf8.ValidString(x.Status) {
 			return nil, invalidUTF8("confguest.agent.v1.ContainerInfo.status")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.Status)
 	}
-	if !(x.Pid == 0) {
+	if x.Pid != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.Pid))
 	}
-	if !(x.CreatedAtUnixNano == 0) {
+	if x.CreatedAtUnixNano != 0 {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(x.CreatedAtUnixNano))
 	}
@@ -6165,7 +6165,7 @@ func (x *StateRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
@@ -6175,7 +6175,7 @@ func (x *StateRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.StateRequest.container_id")
 		}
@@ -6272,7 +6272,7 @@ func (x *StateResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Container == nil) {
+	if x.Container != nil {
 		n += 1 + sizeBytes(x.Container.size())
 	}
 	return n + len(x.unknownFields)
@@ -6283,7 +6283,7 @@ func (x *StateResponse) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Container == nil) {
+	if x.Container != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Container.size()))
 		if b, err = x.Container.appendTo(b); err != nil {
@@ -6386,7 +6386,7 @@ func (x *StatsRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
@@ -6396,7 +6396,7 @@ func (x *StatsRequest) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.StatsRequest.container_id")
 		}
@@ -6519,16 +6519,16 @@ func (x *MemoryStats) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.UsageBytes == 0) {
+	if x.UsageBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.UsageBytes))
 	}
-	if !(x.LimitBytes == 0) {
+	if x.LimitBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.LimitBytes))
 	}
-	if !(x.MaxUsageBytes == 0) {
+	if x.MaxUsageBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.MaxUsageBytes))
 	}
-	if !(x.InactiveFileBytes == 0) {
+	if x.InactiveFileBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.InactiveFileBytes))
 	}
 	return n + len(x.unknownFields)
@@ -6538,19 +6538,19 @@ func (x *MemoryStats) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.UsageBytes == 0) {
+	if x.UsageBytes != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.UsageBytes))
 	}
-	if !(x.LimitBytes == 0) {
+	if x.LimitBytes != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.LimitBytes))
 	}
-	if !(x.MaxUsageBytes == 0) {
+	if x.MaxUsageBytes != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.MaxUsageBytes))
 	}
-	if !(x.InactiveFileBytes == 0) {
+	if x.InactiveFileBytes != 0 {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(x.InactiveFileBytes))
 	}
@@ -6703,19 +6703,19 @@ func (x *CPUStats) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.UsageNanos == 0) {
+	if x.UsageNanos != 0 {
 		n += 1 + sizeVarint(uint64(x.UsageNanos))
 	}
-	if !(x.UserNanos == 0) {
+	if x.UserNanos != 0 {
 		n += 1 + sizeVarint(uint64(x.UserNanos))
 	}
-	if !(x.SystemNanos == 0) {
+	if x.SystemNanos != 0 {
 		n += 1 + sizeVarint(uint64(x.SystemNanos))
 	}
-	if !(x.ThrottledPeriods == 0) {
+	if x.ThrottledPeriods != 0 {
 		n += 1 + sizeVarint(uint64(x.ThrottledPeriods))
 	}
-	if !(x.ThrottledNanos == 0) {
+	if x.ThrottledNanos != 0 {
 		n += 1 + sizeVarint(uint64(x.ThrottledNanos))
 	}
 	return n + len(x.unknownFields)
@@ -6725,23 +6725,23 @@ func (x *CPUStats) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.UsageNanos == 0) {
+	if x.UsageNanos != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.UsageNanos))
 	}
-	if !(x.UserNanos == 0) {
+	if x.UserNanos != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.UserNanos))
 	}
-	if !(x.SystemNanos == 0) {
+	if x.SystemNanos != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.SystemNanos))
 	}
-	if !(x.ThrottledPeriods == 0) {
+	if x.ThrottledPeriods != 0 {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(x.ThrottledPeriods))
 	}
-	if !(x.ThrottledNanos == 0) {
+	if x.ThrottledNanos != 0 {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(x.ThrottledNanos))
 	}
@@ -6880,10 +6880,10 @@ func (x *PidsStats) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Current == 0) {
+	if x.Current != 0 {
 		n += 1 + sizeVarint(uint64(x.Current))
 	}
-	if !(x.Limit == 0) {
+	if x.Limit != 0 {
 		n += 1 + sizeVarint(uint64(x.Limit))
 	}
 	return n + len(x.unknownFields)
@@ -6893,11 +6893,11 @@ func (x *PidsStats) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Current == 0) {
+	if x.Current != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Current))
 	}
-	if !(x.Limit == 0) {
+	if x.Limit != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Limit))
 	}
@@ -7081,37 +7081,37 @@ func (x *AgentStats) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.RssBytes == 0) {
+	if x.RssBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.RssBytes))
 	}
-	if !(x.RssAnonBytes == 0) {
+	if x.RssAnonBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.RssAnonBytes))
 	}
-	if !(x.RssFileBytes == 0) {
+	if x.RssFileBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.RssFileBytes))
 	}
-	if !(x.PeakRssBytes == 0) {
+	if x.PeakRssBytes != 0 {
 		n += 1 + sizeVarint(uint64(x.PeakRssBytes))
 	}
-	if !(x.Threads == 0) {
+	if x.Threads != 0 {
 		n += 1 + sizeVarint(uint64(x.Threads))
 	}
-	if !(x.OpenFds == 0) {
+	if x.OpenFds != 0 {
 		n += 1 + sizeVarint(uint64(x.OpenFds))
 	}
-	if !(x.Goroutines == 0) {
+	if x.Goroutines != 0 {
 		n += 1 + sizeVarint(uint64(x.Goroutines))
 	}
-	if !(x.Mounts == 0) {
+	if x.Mounts != 0 {
 		n += 1 + sizeVarint(uint64(x.Mounts))
 	}
-	if !(x.DmDevices == 0) {
+	if x.DmDevices != 0 {
 		n += 1 + sizeVarint(uint64(x.DmDevices))
 	}
-	if !(x.Cgroups == 0) {
+	if x.Cgroups != 0 {
 		n += 1 + sizeVarint(uint64(x.Cgroups))
 	}
-	if !(x.Processes == 0) {
+	if x.Processes != 0 {
 		n += 1 + sizeVarint(uint64(x.Processes))
 	}
 	return n + len(x.unknownFields)
@@ -7121,47 +7121,47 @@ func (x *AgentStats) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.RssBytes == 0) {
+	if x.RssBytes != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.RssBytes))
 	}
-	if !(x.RssAnonBytes == 0) {
+	if x.RssAnonBytes != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.RssAnonBytes))
 	}
-	if !(x.RssFileBytes == 0) {
+	if x.RssFileBytes != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.RssFileBytes))
 	}
-	if !(x.PeakRssBytes == 0) {
+	if x.PeakRssBytes != 0 {
 		b = append(b, 0x20)
 		b = appendVarint(b, uint64(x.PeakRssBytes))
 	}
-	if !(x.Threads == 0) {
+	if x.Threads != 0 {
 		b = append(b, 0x28)
 		b = appendVarint(b, uint64(x.Threads))
 	}
-	if !(x.OpenFds == 0) {
+	if x.OpenFds != 0 {
 		b = append(b, 0x30)
 		b = appendVarint(b, uint64(x.OpenFds))
 	}
-	if !(x.Goroutines == 0) {
+	if x.Goroutines != 0 {
 		b = append(b, 0x38)
 		b = appendVarint(b, uint64(x.Goroutines))
 	}
-	if !(x.Mounts == 0) {
+	if x.Mounts != 0 {
 		b = append(b, 0x40)
 		b = appendVarint(b, uint64(x.Mounts))
 	}
-	if !(x.DmDevices == 0) {
+	if x.DmDevices != 0 {
 		b = append(b, 0x48)
 		b = appendVarint(b, uint64(x.DmDevices))
 	}
-	if !(x.Cgroups == 0) {
+	if x.Cgroups != 0 {
 		b = append(b, 0x50)
 		b = appendVarint(b, uint64(x.Cgroups))
 	}
-	if !(x.Processes == 0) {
+	if x.Processes != 0 {
 		b = append(b, 0x58)
 		b = appendVarint(b, uint64(x.Processes))
 	}
@@ -7378,16 +7378,16 @@ func (x *StatsResponse) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Memory == nil) {
+	if x.Memory != nil {
 		n += 1 + sizeBytes(x.Memory.size())
 	}
-	if !(x.Cpu == nil) {
+	if x.Cpu != nil {
 		n += 1 + sizeBytes(x.Cpu.size())
 	}
-	if !(x.Pids == nil) {
+	if x.Pids != nil {
 		n += 1 + sizeBytes(x.Pids.size())
 	}
-	if !(x.Agent == nil) {
+	if x.Agent != nil {
 		n += 1 + sizeBytes(x.Agent.size())
 	}
 	return n + len(x.unknownFields)
@@ -7398,28 +7398,28 @@ func (x *StatsResponse) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Memory == nil) {
+	if x.Memory != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Memory.size()))
 		if b, err = x.Memory.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Cpu == nil) {
+	if x.Cpu != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(x.Cpu.size()))
 		if b, err = x.Cpu.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Pids == nil) {
+	if x.Pids != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(x.Pids.size()))
 		if b, err = x.Pids.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Agent == nil) {
+	if x.Agent != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(x.Agent.size()))
 		if b, err = x.Agent.appendTo(b); err != nil {
@@ -7745,16 +7745,16 @@ func (x *UpdateContainerRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		n += 1 + sizeBytes(len(x.ContainerId))
 	}
-	if !(x.Memory == nil) {
+	if x.Memory != nil {
 		n += 1 + sizeBytes(x.Memory.size())
 	}
-	if !(x.Cpu == nil) {
+	if x.Cpu != nil {
 		n += 1 + sizeBytes(x.Cpu.size())
 	}
-	if !(x.Pids == nil) {
+	if x.Pids != nil {
 		n += 1 + sizeBytes(x.Pids.size())
 	}
 	return n + len(x.unknownFields)
@@ -7765,28 +7765,28 @@ func (x *UpdateContainerRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.ContainerId == "") {
+	if x.ContainerId != "" {
 		if !utf8.ValidString(x.ContainerId) {
 			return nil, invalidUTF8("confguest.agent.v1.UpdateContainerRequest.container_id")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.ContainerId)
 	}
-	if !(x.Memory == nil) {
+	if x.Memory != nil {
 		b = append(b, 0x12)
 		b = appendVarint(b, uint64(x.Memory.size()))
 		if b, err = x.Memory.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Cpu == nil) {
+	if x.Cpu != nil {
 		b = append(b, 0x1a)
 		b = appendVarint(b, uint64(x.Cpu.size()))
 		if b, err = x.Cpu.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
-	if !(x.Pids == nil) {
+	if x.Pids != nil {
 		b = append(b, 0x22)
 		b = appendVarint(b, uint64(x.Pids.size()))
 		if b, err = x.Pids.appendTo(b); err != nil {
@@ -7955,13 +7955,13 @@ func (x *MemoryResources) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Limit == 0) {
+	if x.Limit != 0 {
 		n += 1 + sizeVarint(uint64(x.Limit))
 	}
-	if !(x.Reservation == 0) {
+	if x.Reservation != 0 {
 		n += 1 + sizeVarint(uint64(x.Reservation))
 	}
-	if !(x.Swap == 0) {
+	if x.Swap != 0 {
 		n += 1 + sizeVarint(uint64(x.Swap))
 	}
 	return n + len(x.unknownFields)
@@ -7971,15 +7971,15 @@ func (x *MemoryResources) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Limit == 0) {
+	if x.Limit != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Limit))
 	}
-	if !(x.Reservation == 0) {
+	if x.Reservation != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Reservation))
 	}
-	if !(x.Swap == 0) {
+	if x.Swap != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.Swap))
 	}
@@ -8123,19 +8123,19 @@ func (x *CPUResources) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Shares == 0) {
+	if x.Shares != 0 {
 		n += 1 + sizeVarint(uint64(x.Shares))
 	}
-	if !(x.Quota == 0) {
+	if x.Quota != 0 {
 		n += 1 + sizeVarint(uint64(x.Quota))
 	}
-	if !(x.Period == 0) {
+	if x.Period != 0 {
 		n += 1 + sizeVarint(uint64(x.Period))
 	}
-	if !(x.Cpus == "") {
+	if x.Cpus != "" {
 		n += 1 + sizeBytes(len(x.Cpus))
 	}
-	if !(x.Mems == "") {
+	if x.Mems != "" {
 		n += 1 + sizeBytes(len(x.Mems))
 	}
 	return n + len(x.unknownFields)
@@ -8145,26 +8145,26 @@ func (x *CPUResources) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Shares == 0) {
+	if x.Shares != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Shares))
 	}
-	if !(x.Quota == 0) {
+	if x.Quota != 0 {
 		b = append(b, 0x10)
 		b = appendVarint(b, uint64(x.Quota))
 	}
-	if !(x.Period == 0) {
+	if x.Period != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.Period))
 	}
-	if !(x.Cpus == "") {
+	if x.Cpus != "" {
 		if !utf8.ValidString(x.Cpus) {
 			return nil, invalidUTF8("confguest.agent.v1.CPUResources.cpus")
 		}
 		b = append(b, 0x22)
 		b = appendString(b, x.Cpus)
 	}
-	if !(x.Mems == "") {
+	if x.Mems != "" {
 		if !utf8.ValidString(x.Mems) {
 			return nil, invalidUTF8("confguest.agent.v1.CPUResources.mems")
 		}
@@ -8305,7 +8305,7 @@ func (x *PidsResources) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Limit == 0) {
+	if x.Limit != 0 {
 		n += 1 + sizeVarint(uint64(x.Limit))
 	}
 	return n + len(x.unknownFields)
@@ -8315,7 +8315,7 @@ func (x *PidsResources) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Limit == 0) {
+	if x.Limit != 0 {
 		b = append(b, 0x08)
 		b = appendVarint(b, uint64(x.Limit))
 	}
@@ -8492,7 +8492,7 @@ func (x *ConfigureNetworkRequest) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Interface == nil) {
+	if x.Interface != nil {
 		n += 1 + sizeBytes(x.Interface.size())
 	}
 	for _, v := range x.Routes {
@@ -8506,7 +8506,7 @@ func (x *ConfigureNetworkRequest) appendTo(b []byte) ([]byte, error) {
 		return b, nil
 	}
 	var err error
-	if !(x.Interface == nil) {
+	if x.Interface != nil {
 		b = append(b, 0x0a)
 		b = appendVarint(b, uint64(x.Interface.size()))
 		if b, err = x.Interface.appendTo(b); err != nil {
@@ -8660,13 +8660,13 @@ func (x *NetworkInterface) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Mac == "") {
+	if x.Mac != "" {
 		n += 1 + sizeBytes(len(x.Mac))
 	}
-	if !(x.Name == "") {
+	if x.Name != "" {
 		n += 1 + sizeBytes(len(x.Name))
 	}
-	if !(x.Mtu == 0) {
+	if x.Mtu != 0 {
 		n += 1 + sizeVarint(uint64(x.Mtu))
 	}
 	for _, v := range x.Addresses {
@@ -8679,21 +8679,21 @@ func (x *NetworkInterface) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Mac == "") {
+	if x.Mac != "" {
 		if !utf8.ValidString(x.Mac) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkInterface.mac")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Mac)
 	}
-	if !(x.Name == "") {
+	if x.Name != "" {
 		if !utf8.ValidString(x.Name) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkInterface.name")
 		}
 		b = append(b, 0x12)
 		b = appendString(b, x.Name)
 	}
-	if !(x.Mtu == 0) {
+	if x.Mtu != 0 {
 		b = append(b, 0x18)
 		b = appendVarint(b, uint64(x.Mtu))
 	}
@@ -8842,10 +8842,10 @@ func (x *NetworkRoute) size() (n int) {
 	if x == nil {
 		return 0
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		n += 1 + sizeBytes(len(x.Destination))
 	}
-	if !(x.Gateway == "") {
+	if x.Gateway != "" {
 		n += 1 + sizeBytes(len(x.Gateway))
 	}
 	return n + len(x.unknownFields)
@@ -8855,14 +8855,14 @@ func (x *NetworkRoute) appendTo(b []byte) ([]byte, error) {
 	if x == nil {
 		return b, nil
 	}
-	if !(x.Destination == "") {
+	if x.Destination != "" {
 		if !utf8.ValidString(x.Destination) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkRoute.destination")
 		}
 		b = append(b, 0x0a)
 		b = appendString(b, x.Destination)
 	}
-	if !(x.Gateway == "") {
+	if x.Gateway != "" {
 		if !utf8.ValidString(x.Gateway) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkRoute.gateway")
 		}
