@@ -181,29 +181,7 @@ func (gn *generator) marshal(m *protogen.Message) {
 	g.P("if x == nil {")
 	g.P("return 0")
 	g.P("}")
-	for _, it := range marshalOrder(m) {
-		if o := it.oneof; o != nil {
-			g.P("switch v := x.", o.GoName, ".(type) {")
-			for _, fd := range o.Fields {
-				g.P("case *", fd.GoIdent.GoName, ":")
-				g.P("if v != nil {")
-				gn.sizeValue(fd, "v."+fd.GoName)
-				g.P("}")
-			}
-			g.P("}")
-			continue
-		}
-		fd := it.field
-		if fd.Desc.IsList() {
-			g.P("for _, v := range x.", fd.GoName, " {")
-			gn.sizeValue(fd, "v")
-			g.P("}")
-			continue
-		}
-		g.P("if ", nonZero(fd, "x."+fd.GoName), " {")
-		gn.sizeValue(fd, "x."+fd.GoName)
-		g.P("}")
-	}
+	gn.forEachEncoded(m, gn.sizeValue)
 	g.P("return n + len(x.unknownFields)")
 	g.P("}")
 	g.P()
@@ -215,13 +193,24 @@ func (gn *generator) marshal(m *protogen.Message) {
 	if hasMessageField(m) {
 		g.P("var err error")
 	}
+	gn.forEachEncoded(m, gn.appendValue)
+	g.P("return append(b, x.unknownFields...), nil")
+	g.P("}")
+	g.P()
+}
+
+// forEachEncoded writes, in marshalOrder, the code that selects each value of x that is
+// encoded (a set oneof member, each element of a list, a non-zero field) and, by calling
+// value with its field and Go expression, the code that encodes it.
+func (gn *generator) forEachEncoded(m *protogen.Message, value func(fd *protogen.Field, v string)) {
+	g := gn.g
 	for _, it := range marshalOrder(m) {
 		if o := it.oneof; o != nil {
 			g.P("switch v := x.", o.GoName, ".(type) {")
 			for _, fd := range o.Fields {
 				g.P("case *", fd.GoIdent.GoName, ":")
 				g.P("if v != nil {")
-				gn.appendValue(fd, "v."+fd.GoName)
+				value(fd, "v."+fd.GoName)
 				g.P("}")
 			}
 			g.P("}")
@@ -230,17 +219,14 @@ func (gn *generator) marshal(m *protogen.Message) {
 		fd := it.field
 		if fd.Desc.IsList() {
 			g.P("for _, v := range x.", fd.GoName, " {")
-			gn.appendValue(fd, "v")
+			value(fd, "v")
 			g.P("}")
 			continue
 		}
 		g.P("if ", nonZero(fd, "x."+fd.GoName), " {")
-		gn.appendValue(fd, "x."+fd.GoName)
+		value(fd, "x."+fd.GoName)
 		g.P("}")
 	}
-	g.P("return append(b, x.unknownFields...), nil")
-	g.P("}")
-	g.P()
 }
 
 // sizeValue adds to n the encoded size of field fd holding v (a nil message is empty).
