@@ -17,6 +17,7 @@
 // one response) fails generation naming the field or method.
 //
 // Usage: protoc --go-wire_out=paths=source_relative:. x/y.proto
+// (--go-wire_opt=ttrpcserver=IMPORTPATH names another ttrpcserver package).
 package main
 
 import (
@@ -136,8 +137,8 @@ func (gn *generator) check(m *protogen.Message) error {
 			return fmt.Errorf("%s: fields with explicit presence (optional) are not supported", where)
 		case d.IsList() && d.Kind() != protoreflect.StringKind && d.Kind() != protoreflect.BytesKind && d.Kind() != protoreflect.MessageKind:
 			return fmt.Errorf("%s: repeated %s fields are not supported", where, d.Kind())
-		case d.IsWeak() || d.IsExtension():
-			return fmt.Errorf("%s: weak fields and extensions are not supported", where)
+		case d.IsExtension():
+			return fmt.Errorf("%s: extensions are not supported", where)
 		}
 		switch d.Kind() {
 		case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.BoolKind,
