@@ -2,6 +2,9 @@
 # Regenerates the agent API's Go code from agent/api/v1/agent.proto with
 # pinned generator versions. protoc comes from Debian's protobuf-compiler;
 # the Go plugins are built at the pinned versions into a cache directory.
+# The host's side is protoc-gen-go's and protoc-gen-go-ttrpc's (v1/*.pb.go);
+# the agent's side, v1/wire/agent.wire.go, is protoc-gen-go-wire's, built
+# from this module (api/protoc-gen-go-wire) each time.
 #
 # Usage: agent/api/generate.sh   (from anywhere; `make generate` calls it)
 set -eu
@@ -20,10 +23,15 @@ command -v protoc >/dev/null || { echo "generate.sh: protoc not found: apt-get i
 [ -x "$bin/protoc-gen-go-ttrpc" ] ||
 	GOBIN=$bin GOFLAGS=-mod=mod go install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@$PROTOC_GEN_GO_TTRPC_VERSION
 
+wirebin=$(mktemp -d)
+trap 'rm -rf "$wirebin"' EXIT
+(cd "$here" && go build -o "$wirebin/protoc-gen-go-wire" ./protoc-gen-go-wire)
+
 cd "$here"
-PATH=$bin:$PATH protoc -I . \
+PATH=$wirebin:$bin:$PATH protoc -I . \
 	--go_out=paths=source_relative:. \
 	--go-ttrpc_out=paths=source_relative:. \
+	--go-wire_out=paths=source_relative:. \
 	v1/agent.proto
 # protoc-gen-go-ttrpc writes its header right above the package clause, where go doc takes
 # it for the package comment; a blank line leaves that to doc.go.

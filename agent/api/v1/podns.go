@@ -4,22 +4,22 @@ import (
 	"fmt"
 	"slices"
 
+	"confguest/agent/api/v1/wire"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // PodNamespaceTypes are the namespaces a pod's containers may share, by their OCI type
 // names, in the order Types lists them.
-var PodNamespaceTypes = []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.PIDNamespace}
+var PodNamespaceTypes = wire.PodNamespaceTypes
 
-// Types lists the namespaces p selects, in PodNamespaceTypes' order (none for nil).
+// Types lists the namespaces p selects, in PodNamespaceTypes' order (none for nil), as
+// the agent's (*wire.PodNamespaces).Types does.
 func (p *PodNamespaces) Types() []specs.LinuxNamespaceType {
-	var out []specs.LinuxNamespaceType
-	for i, on := range []bool{p.GetNetwork(), p.GetIpc(), p.GetUts(), p.GetPid()} {
-		if on {
-			out = append(out, PodNamespaceTypes[i])
-		}
+	if p == nil {
+		return nil
 	}
-	return out
+	return (&wire.PodNamespaces{Network: p.Network, Ipc: p.Ipc, Uts: p.Uts, Pid: p.Pid}).Types()
 }
 
 // NewPodNamespaces is the message that selects types (nil for none); a type that is not

@@ -1,15 +1,17 @@
 package agentv1
 
-import "confguest/rootfs/verity"
+import (
+	"confguest/agent/api/v1/wire"
+	"confguest/rootfs/verity"
+)
 
 // The verity parameters travel as the Verity message; verity.Params is their one type on
-// both sides (the image builder, the host, the agent and the device-mapper table).
+// both sides (the image builder, the host, the agent and the device-mapper table). The
+// defaults and the one layer format are the agent's (wire); Params and CheckLayerFormat
+// here convert the message and apply them.
 
-// Defaults the Verity message documents for fields left empty.
-const (
-	defaultVerityBlockSize = 4096
-	defaultVerityAlgorithm = "sha256"
-)
+// LayerFSType is the filesystem of every layer image.
+const LayerFSType = wire.LayerFSType
 
 // NewVerity is the message that carries p.
 func NewVerity(p verity.Params) *Verity {
@@ -19,62 +21,25 @@ func NewVerity(p verity.Params) *Verity {
 	}
 }
 
-// Params are the parameters v carries, with the message's defaults applied: a zero block
-// size is 4096, an empty algorithm sha256, and a salt of "-" none.
-func (v *Verity) Params() verity.Params {
-	p := verity.Params{
-		RootHash: v.GetRootHash(), Salt: v.GetSalt(), HashOffset: v.GetHashOffset(), DataBlocks: v.GetDataBlocks(),
-		DataBlockSize: v.GetDataBlockSize(), HashBlockSize: v.GetHashBlockSize(), Algorithm: v.GetHashAlgorithm(),
-	}
-	if p.Salt == "-" {
-		p.Salt = ""
-	}
-	if p.DataBlockSize == 0 {
-		p.DataBlockSize = defaultVerityBlockSize
-	}
-	if p.HashBlockSize == 0 {
-		p.HashBlockSize = defaultVerityBlockSize
-	}
-	if p.Algorithm == "" {
-		p.Algorithm = defaultVerityAlgorithm
-	}
-	return p
+// Params are the parameters v carries, with the message's defaults applied, as the
+// agent's (*wire.Verity).Params applies them.
+func (v *Verity) Params() verity.Params { return v.toWire().Params() }
+
+// CheckLayerFormat refuses a block rootfs that is not the one layer format, as the
+// agent's (*wire.BlockRootfs).CheckLayerFormat does: it returns the offending request
+// field and why ("" and "" when the format is the one).
+func (b *BlockRootfs) CheckLayerFormat() (field, reason string) {
+	w := &wire.BlockRootfs{Serial: b.GetSerial(), Path: b.GetPath(), Verity: b.GetVerity().toWire(), FsType: b.GetFsType()}
+	return w.CheckLayerFormat()
 }
 
-// Layer images have one format, whatever a request says: erofs, with its dm-verity hash
-// tree (SHA-256, 4096-byte data and hash blocks) right after the data, as the image
-// builder writes it. The root hash the policy pins then binds everything else: the salt is
-// hashed into every node, and data_blocks fixes where the tree starts.
-const (
-	LayerFSType    = "erofs"
-	layerBlockSize = 4096
-)
-
-// CheckLayerFormat refuses a block rootfs whose verity parameters or filesystem are not
-// the one layer format (LayerFSType, SHA-256, 4096-byte blocks, tree after the data). It
-// returns the offending request field and why ("" and "" when the format is the one).
-func (b *BlockRootfs) CheckLayerFormat() (field, reason string) {
-	if fs := b.GetFsType(); fs != "" && fs != LayerFSType {
-		return "rootfs.block.fs_type", "layers are " + LayerFSType + " images: no other filesystem is mounted"
+// toWire is v as the agent's type (nil for nil).
+func (v *Verity) toWire() *wire.Verity {
+	if v == nil {
+		return nil
 	}
-	if b.GetVerity() == nil {
-		return "rootfs.block.verity", "missing: a layer needs its verity parameters"
+	return &wire.Verity{
+		RootHash: v.RootHash, Salt: v.Salt, HashOffset: v.HashOffset, DataBlocks: v.DataBlocks,
+		DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, HashAlgorithm: v.HashAlgorithm,
 	}
-	p := b.GetVerity().Params()
-	switch {
-	case p.Algorithm != defaultVerityAlgorithm:
-		return "rootfs.block.verity.hash_algorithm", "layers are verified with " + defaultVerityAlgorithm + " only"
-	case p.DataBlockSize != layerBlockSize:
-		return "rootfs.block.verity.data_block_size", "layers have 4096-byte data blocks"
-	case p.HashBlockSize != layerBlockSize:
-		return "rootfs.block.verity.hash_block_size", "layers have 4096-byte hash blocks"
-	case p.DataBlocks == 0:
-		return "rootfs.block.verity.data_blocks", "must be positive"
-	case p.DataBlocks > ^uint64(0)/layerBlockSize || p.HashOffset != p.DataBlocks*layerBlockSize:
-		return "rootfs.block.verity.hash_offset", "the hash tree starts right after the data (data_blocks × 4096)"
-	}
-	if err := p.Validate(); err != nil {
-		return "rootfs.block.verity", err.Error()
-	}
-	return "", ""
 }

@@ -1,20 +1,14 @@
 package agentv1
 
-// Bounds of the volumes of one CreateContainer request (Volume): the host-provided files
-// travel in the request, so they stay well inside a ttrpc message (4 MiB), and the guest
-// keeps them in memory. Kubernetes caps a ConfigMap or Secret at 1 MiB.
+import "confguest/agent/api/v1/wire"
+
+// Bounds of the volumes of one CreateContainer request (Volume), as the agent enforces
+// them (wire's constants of the same names say why).
 const (
-	// MaxVolumeFileBytes bounds one file's data.
-	MaxVolumeFileBytes = 1 << 20
-	// MaxVolumeBytes bounds the data of all files of a container's volumes.
-	MaxVolumeBytes = 2 << 20
-	// MaxVolumeEntries bounds the files and directories of a container's volumes.
-	MaxVolumeEntries = 1024
-	// MaxVolumes bounds the volumes of a container.
-	MaxVolumes = 64
-	// MaxReadVolumeBytes bounds what ReadVolume returns: the kubelet keeps 4 KiB of a
-	// termination message.
-	MaxReadVolumeBytes = 4096
-	// MaxEmptyDirName bounds an emptyDir's name.
-	MaxEmptyDirName = 4096
+	MaxVolumeFileBytes = wire.MaxVolumeFileBytes // one file's data
+	MaxVolumeBytes     = wire.MaxVolumeBytes     // the data of all files of a container's volumes
+	MaxVolumeEntries   = wire.MaxVolumeEntries   // the files and directories of a container's volumes
+	MaxVolumes         = wire.MaxVolumes         // the volumes of a container
+	MaxReadVolumeBytes = wire.MaxReadVolumeBytes // what ReadVolume returns
+	MaxEmptyDirName    = wire.MaxEmptyDirName    // an emptyDir's name
 )
