@@ -8,7 +8,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	hostv1 "confguest/agent/api/v1"
 	agentv1 "confguest/agent/api/v1/wire"
+	"confguest/agent/api/v1/wiretest"
 	"confguest/agent/authz"
 )
 
@@ -16,11 +18,15 @@ import (
 func inPod(t *testing.T, id string, mod func(*specs.Spec), types ...specs.LinuxNamespaceType) *agentv1.CreateContainerRequest {
 	t.Helper()
 	r := createWeb(id, mod)
-	pod, err := agentv1.NewPodNamespaces(types)
+	host, err := hostv1.NewPodNamespaces(types)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.PodNamespaces = pod
+	pod, err := wiretest.Convert(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.PodNamespaces = pod.(*agentv1.PodNamespaces)
 	return r
 }
 

@@ -10,17 +10,8 @@ import (
 )
 
 // PodNamespaceTypes are the namespaces a pod's containers may share, by their OCI type
-// names, in the order Types lists them.
+// names, in the order the agent's (*wire.PodNamespaces).Types lists them.
 var PodNamespaceTypes = wire.PodNamespaceTypes
-
-// Types lists the namespaces p selects, in PodNamespaceTypes' order (none for nil), as
-// the agent's (*wire.PodNamespaces).Types does.
-func (p *PodNamespaces) Types() []specs.LinuxNamespaceType {
-	if p == nil {
-		return nil
-	}
-	return (&wire.PodNamespaces{Network: p.Network, Ipc: p.Ipc, Uts: p.Uts, Pid: p.Pid}).Types()
-}
 
 // NewPodNamespaces is the message that selects types (nil for none); a type that is not
 // one of PodNamespaceTypes is an error.
@@ -29,7 +20,13 @@ func NewPodNamespaces(types []specs.LinuxNamespaceType) (*PodNamespaces, error) 
 		return nil, nil
 	}
 	p := &PodNamespaces{}
+	seen := map[specs.LinuxNamespaceType]bool{}
 	for _, t := range types {
+		if seen[t] {
+			slices.Sort(types)
+			return nil, fmt.Errorf("pod namespaces %v: a type given twice", types)
+		}
+		seen[t] = true
 		switch t {
 		case specs.NetworkNamespace:
 			p.Network = true
@@ -42,10 +39,6 @@ func NewPodNamespaces(types []specs.LinuxNamespaceType) (*PodNamespaces, error) 
 		default:
 			return nil, fmt.Errorf("pod namespace %q: a pod shares only %v", t, PodNamespaceTypes)
 		}
-	}
-	if n := len(p.Types()); n != len(types) {
-		slices.Sort(types)
-		return nil, fmt.Errorf("pod namespaces %v: a type given twice", types)
 	}
 	return p, nil
 }

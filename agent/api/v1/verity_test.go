@@ -4,16 +4,31 @@ import (
 	"strings"
 	"testing"
 
+	"confguest/agent/api/v1/wire"
+	"confguest/agent/api/v1/wiretest"
 	"confguest/rootfs/verity"
 )
 
+// asAgent is b as the agent decodes it.
+func asAgent(t *testing.T, b *BlockRootfs) *wire.BlockRootfs {
+	t.Helper()
+	if b == nil {
+		return nil
+	}
+	w, err := wiretest.Convert(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.(*wire.BlockRootfs)
+}
+
 // TestVerity checks the host's message against the agent's reading of it: NewVerity's
-// message gives back its parameters, and the conversions keep every field
+// message, encoded and decoded, gives back its parameters and keeps every field
 // (wire/verity_test.go tests the defaults and the layer format themselves).
 func TestVerity(t *testing.T) {
 	full := verity.Params{RootHash: strings.Repeat("ab", 32), Salt: "00ff", HashOffset: 8192, DataBlocks: 2,
 		DataBlockSize: 1024, HashBlockSize: 512, Algorithm: "sha512"}
-	if got := NewVerity(full).Params(); got != full {
+	if got := asAgent(t, &BlockRootfs{Verity: NewVerity(full)}).GetVerity().Params(); got != full {
 		t.Errorf("NewVerity(%+v).Params() = %+v, want it back", full, got)
 	}
 	layer := verity.Params{RootHash: full.RootHash, Salt: "00ff", HashOffset: 3 * 4096, DataBlocks: 3,
@@ -30,7 +45,7 @@ func TestVerity(t *testing.T) {
 		{"nil", nil, "rootfs.block.verity"},
 	}
 	for _, tc := range tests {
-		if field, _ := tc.b.CheckLayerFormat(); field != tc.wantField {
+		if field, _ := asAgent(t, tc.b).CheckLayerFormat(); field != tc.wantField {
 			t.Errorf("CheckLayerFormat(%s) = %q, want %q", tc.name, field, tc.wantField)
 		}
 	}
