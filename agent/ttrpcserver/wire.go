@@ -217,7 +217,9 @@ func fixed(b []byte, size int) (int, error) {
 	return size, nil
 }
 
-// skipGroup returns the length of a group's fields and its end tag.
+// skipGroup returns the length of a group's fields and its end tag. Its
+// errors are not wrapped once per nesting level: that would make deeply
+// nested input cost time quadratic in its length.
 func skipGroup(b []byte, num, depth int) (int, error) {
 	if depth > maxGroupDepth {
 		return 0, fmt.Errorf("groups nested deeper than %d", maxGroupDepth)
@@ -226,7 +228,7 @@ func skipGroup(b []byte, num, depth int) (int, error) {
 	for {
 		inner, typ, n, err := consumeTag(b[total:])
 		if err != nil {
-			return 0, fmt.Errorf("group %d: %w", num, err)
+			return 0, err
 		}
 		total += n
 		if typ == wireEndGroup {
@@ -237,7 +239,7 @@ func skipGroup(b []byte, num, depth int) (int, error) {
 		}
 		n, err = skipValue(b[total:], inner, typ, depth)
 		if err != nil {
-			return 0, fmt.Errorf("group %d: field %d: %w", num, inner, err)
+			return 0, err
 		}
 		total += n
 	}
