@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -60,7 +61,8 @@ const testService = "test.Echo"
 // when the test ends.
 func testServer(t *testing.T, svc *ServiceDesc, opts ...Option) (*Server, string) {
 	t.Helper()
-	srv := NewServer(opts...)
+	quiet := WithLogger(slog.New(slog.DiscardHandler)) // handler panics are logged
+	srv := NewServer(append([]Option{quiet}, opts...)...)
 	srv.Register(testService, svc)
 	addr := filepath.Join(t.TempDir(), "ttrpc.sock")
 	l, err := net.Listen("unix", addr)
