@@ -3,12 +3,14 @@ package server
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 
 	agentv1 "confguest/agent/api/v1"
+	"confguest/agent/api/v1/wire"
 	"confguest/agent/container"
 )
 
@@ -17,10 +19,10 @@ func TestParseAgentStats(t *testing.T) {
 	tests := []struct {
 		name    string
 		status  string
-		want    *agentv1.AgentStats
+		want    *wire.AgentStats
 		wantErr string
 	}{
-		{"all fields", status, &agentv1.AgentStats{RssBytes: 13312 << 10, RssAnonBytes: 2448 << 10, RssFileBytes: 10864 << 10,
+		{"all fields", status, &wire.AgentStats{RssBytes: 13312 << 10, RssAnonBytes: 2448 << 10, RssFileBytes: 10864 << 10,
 			PeakRssBytes: 14020 << 10, Threads: 7}, ""},
 		{"no RssAnon", strings.Replace(status, "RssAnon:", "Rss_Anon:", 1), nil, "RssAnon missing"},
 		{"not kB", strings.Replace(status, "13312 kB", "13312 MB", 1), nil, "VmRSS"},
@@ -36,7 +38,7 @@ func TestParseAgentStats(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got.String() != tc.want.String() {
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("parseAgentStats(%q) = %v, %v; want %v", tc.status, got, err, tc.want)
 			}
 		})
@@ -73,7 +75,7 @@ func fakeRoots(t *testing.T) statRoots {
 
 func TestCountHeld(t *testing.T) {
 	r := fakeRoots(t)
-	var st agentv1.AgentStats
+	var st wire.AgentStats
 	if err := countHeld(&st, r); err != nil {
 		t.Fatalf("countHeld = %v", err)
 	}
@@ -96,7 +98,7 @@ func TestCountHeld(t *testing.T) {
 			if err := os.RemoveAll(filepath.Join(filepath.Dir(r.proc), tc.remove)); err != nil {
 				t.Fatal(err)
 			}
-			if err := countHeld(&agentv1.AgentStats{}, r); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			if err := countHeld(&wire.AgentStats{}, r); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("countHeld without %s = %v, want an error naming %q", tc.remove, err, tc.wantErr)
 			}
 		})

@@ -30,8 +30,8 @@ func (d *denyAll) Authorize(ctx context.Context, method string, req any) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	name := fmt.Sprintf("%T", req)
-	if m, ok := req.(proto.Message); ok {
-		name = string(m.ProtoReflect().Descriptor().FullName())
+	if m, ok := req.(interface{ ProtoName() string }); ok {
+		name = m.ProtoName()
 	}
 	d.seen[method] = name
 	return fmt.Errorf("test rule denies %s: %w", method, authz.ErrDenied)
