@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -52,10 +53,16 @@ func newConn(ctx context.Context, srv *Server, nc net.Conn) *conn {
 }
 
 // serve reads frames until the connection fails or closes, then closes it,
-// which cancels the calls in flight.
+// which cancels the calls in flight. Should reading a frame ever panic, the
+// connection closes and the process lives on.
 func (c *conn) serve() {
 	defer c.srv.removeConn(c)
 	defer c.close()
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.ErrorContext(c.ctx, "ttrpc: connection reader panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	r := bufio.NewReader(c.nc)
 	for {
 		h, data, err := readFrame(r)

@@ -61,16 +61,7 @@ const testService = "test.Echo"
 // when the test ends.
 func testServer(t *testing.T, svc *ServiceDesc, opts ...Option) (*Server, string) {
 	t.Helper()
-	quiet := WithLogger(slog.New(slog.DiscardHandler)) // handler panics are logged
-	srv := NewServer(append([]Option{quiet}, opts...)...)
-	srv.Register(testService, svc)
-	addr := filepath.Join(t.TempDir(), "ttrpc.sock")
-	l, err := net.Listen("unix", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), l) }()
+	srv, addr, _, served := startServer(t, svc, opts...)
 	t.Cleanup(func() {
 		srv.Close()
 		select {
@@ -83,6 +74,24 @@ func testServer(t *testing.T, svc *ServiceDesc, opts ...Option) (*Server, string
 		}
 	})
 	return srv, addr
+}
+
+// startServer starts serving svc on a unix socket in a temporary
+// directory: the server, the socket's address, its listener, and Serve's
+// result to come.
+func startServer(t *testing.T, svc *ServiceDesc, opts ...Option) (*Server, string, net.Listener, <-chan error) {
+	t.Helper()
+	quiet := WithLogger(slog.New(slog.DiscardHandler)) // handler panics are logged
+	srv := NewServer(append([]Option{quiet}, opts...)...)
+	srv.Register(testService, svc)
+	addr := filepath.Join(t.TempDir(), "ttrpc.sock")
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), l) }()
+	return srv, addr, l, served
 }
 
 // dialClient connects the real ttrpc client to addr.

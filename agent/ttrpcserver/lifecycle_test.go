@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,15 +27,8 @@ func blocking(started chan<- struct{}, release <-chan struct{}) Method {
 
 func TestShutdownWaitsForCalls(t *testing.T) {
 	started, release := make(chan struct{}, 1), make(chan struct{})
-	srv := NewServer()
-	srv.Register(testService, &ServiceDesc{Methods: map[string]Method{"Block": blocking(started, release)}})
-	addr := filepath.Join(t.TempDir(), "ttrpc.sock")
-	l, err := net.Listen("unix", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), l) }()
+	srv, addr, l, served := startServer(t, &ServiceDesc{Methods: map[string]Method{"Block": blocking(started, release)}})
+	defer srv.Close()
 	client := dialClient(t, addr)
 	idle := dialClient(t, addr) // a connection with no call: closed at once
 

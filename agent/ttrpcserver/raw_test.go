@@ -300,13 +300,24 @@ func TestStreamProtocolErrors(t *testing.T) {
 	}
 }
 
-func TestRegisterTwicePanics(t *testing.T) {
-	s := NewServer()
-	s.Register("a", &ServiceDesc{})
-	defer func() {
-		if r := recover(); r == nil {
-			t.Errorf("Register(%q) a second time did not panic", "a")
-		}
-	}()
-	s.Register("a", &ServiceDesc{})
+func TestRegisterPanics(t *testing.T) {
+	tests := []struct {
+		name string
+		desc *ServiceDesc
+	}{
+		{"a", &ServiceDesc{}}, // registered already
+		{"b", nil},
+	}
+	for _, tc := range tests {
+		s := NewServer()
+		s.Register("a", &ServiceDesc{})
+		func() {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Errorf("Register(%q, %v) did not panic", tc.name, tc.desc)
+				}
+			}()
+			s.Register(tc.name, tc.desc)
+		}()
+	}
 }

@@ -57,8 +57,12 @@ func NewServer(opts ...Option) *Server {
 }
 
 // Register serves d's methods under the service name service. Registering
-// a name twice is a programming error and panics, as in ttrpc.
+// a name twice, or a nil d, is a programming error and panics (ttrpc panics
+// on the first).
 func (s *Server) Register(service string, d *ServiceDesc) {
+	if d == nil {
+		panic(fmt.Sprintf("ttrpcserver: service %q registered without a ServiceDesc", service))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.services[service]; ok {

@@ -238,3 +238,34 @@ func TestStreamHandlerPanic(t *testing.T) {
 		t.Errorf("RecvMsg() = %v, want Internal, panic in /test.Echo/Panic: stream bug", err)
 	}
 }
+
+// TestStreamMethodCalledUnary calls streaming methods with Call. A server
+// that streams ends with a data frame, which the client's Call refuses (as
+// against ttrpc's server); one that does not answers with a Response, and
+// the unary request closed the client's side (ttrpc's server would wait).
+func TestStreamMethodCalledUnary(t *testing.T) {
+	first := func(ctx context.Context, ss StreamServer) error {
+		var m text
+		if err := ss.RecvMsg(&m); err != nil {
+			return err
+		}
+		if err := ss.RecvMsg(&text{}); !errors.Is(err, io.EOF) {
+			return Errorf(FailedPrecondition, "second RecvMsg = %v, want io.EOF", err)
+		}
+		return ss.SendMsg(&m)
+	}
+	svc := &ServiceDesc{Streams: map[string]StreamDesc{
+		"ServerStreams": {Handler: first, StreamingServer: true},
+		"ClientStreams": {Handler: first, StreamingClient: true},
+	}}
+	_, addr := testServer(t, svc)
+	client := dialClient(t, addr)
+	var out wrapperspb.StringValue
+	err := client.Call(testCtx(t), testService, "ServerStreams", wrapperspb.String("x"), &out)
+	if !errors.Is(err, ttrpc.ErrProtocol) {
+		t.Errorf("Call(ServerStreams) = %v, want ttrpc.ErrProtocol", err)
+	}
+	if err := client.Call(testCtx(t), testService, "ClientStreams", wrapperspb.String("y"), &out); err != nil || out.GetValue() != "y" {
+		t.Errorf("Call(ClientStreams) = %q, %v; want y, nil", out.GetValue(), err)
+	}
+}
