@@ -32,10 +32,6 @@ const (
 	DefaultImageDir = "/usr/lib/confguest/images"
 )
 
-// responseGrace is how long the agent keeps connections open after a stop
-// is requested, so that the last responses reach the host.
-const responseGrace = 100 * time.Millisecond
-
 // Config configures Run.
 type Config struct {
 	Address  string       // vsock:PORT or unix:PATH
@@ -187,10 +183,8 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Info("shutdown requested")
 		}
 		stopEvidence()
-		// A Shutdown call's response may still be on its way out: ttrpc
-		// can count a connection idle (and close it) between the handler's
-		// return and the write of its response.
-		time.Sleep(responseGrace)
+		// The server counts a connection busy until its last response is
+		// written, so a Shutdown call's response reaches the host.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx)
