@@ -67,7 +67,7 @@ func (m *Manager) checkRootfs(r RootfsSource) error {
 		if b.Path != "" && (!strings.HasPrefix(b.Path, "/dev/") || filepath.Clean(b.Path) != b.Path) {
 			return fieldErr("rootfs.block.path", "%q is not a clean /dev/ path", b.Path)
 		}
-		if b.Serial != "" && !idPattern.MatchString(b.Serial) {
+		if b.Serial != "" && !idPattern().MatchString(b.Serial) {
 			return fieldErr("rootfs.block.serial", "%q is not a valid disk serial", b.Serial)
 		}
 		if h, err := hex.DecodeString(b.Verity.RootHash); err != nil || len(h) < 20 {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"sync"
 
 	agentv1 "confguest/agent/api/v1/wire"
 )
@@ -49,7 +50,7 @@ type Route struct {
 
 // nameRE is what the agent accepts as the interface's name: what CNI plugins use, within
 // the kernel's IFNAMSIZ, and nothing a path or a shell could read differently.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`) })
 
 func fieldErr(field, format string, args ...any) error {
 	return fmt.Errorf("%s: %w: %s", field, ErrInvalid, fmt.Sprintf(format, args...))
@@ -75,7 +76,7 @@ func Parse(r *agentv1.ConfigureNetworkRequest) (Config, error) {
 	c.MAC = mac
 	c.Name = in.GetName()
 	switch {
-	case !nameRE.MatchString(c.Name):
+	case !nameRE().MatchString(c.Name):
 		return Config{}, fieldErr("interface.name", "want 1 to 15 bytes of [A-Za-z0-9_.-] (CNI's name, e.g. eth0)")
 	case c.Name == "lo" || c.Name == "." || c.Name == "..":
 		return Config{}, fieldErr("interface.name", "%q is reserved: name the interface as CNI did, e.g. eth0", c.Name)

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"confguest/agent/api/imagesig"
 )
@@ -328,9 +329,9 @@ func Parse(doc []byte) (*Policy, error) {
 }
 
 var (
-	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	capPattern  = regexp.MustCompile(`^CAP_[A-Z_]{1,32}$`)
+	namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`) })
+	hashPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{64}$`) })
+	capPattern  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^CAP_[A-Z_]{1,32}$`) })
 )
 
 func (p *Policy) check() error {
@@ -340,7 +341,7 @@ func (p *Policy) check() error {
 	seen := map[string]bool{}
 	for i := range p.Containers {
 		c := &p.Containers[i]
-		if !namePattern.MatchString(c.Name) {
+		if !namePattern().MatchString(c.Name) {
 			return fmt.Errorf("containers[%d].name %q: use 1-64 characters of [A-Za-z0-9_.-]", i, c.Name)
 		}
 		if seen[c.Name] {
@@ -376,7 +377,7 @@ func (c *Container) check() error {
 		}
 	}
 	for i, l := range r.Layers {
-		if !hashPattern.MatchString(l) {
+		if !hashPattern().MatchString(l) {
 			return fmt.Errorf("rootfs.layers[%d] %q: want a dm-verity root hash, 64 lower-case hex digits", i, l)
 		}
 	}
@@ -388,7 +389,7 @@ func (c *Container) check() error {
 	}
 	for _, set := range c.Capabilities.Sets() {
 		for i, capName := range set.Caps {
-			if !capPattern.MatchString(capName) {
+			if !capPattern().MatchString(capName) {
 				return fmt.Errorf("capabilities.%s[%d] %q: want a name such as CAP_NET_BIND_SERVICE", set.Name, i, capName)
 			}
 		}

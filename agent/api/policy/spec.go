@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -126,7 +127,7 @@ func SeccompHash(s *specs.LinuxSeccomp) string {
 	return SeccompPrefix + hex.EncodeToString(sum[:])
 }
 
-var rlimitPattern = regexp.MustCompile(`^RLIMIT_[A-Z]{1,16}$`)
+var rlimitPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^RLIMIT_[A-Z]{1,16}$`) })
 
 // checkSpecFields checks the fields that pin OCI spec fields.
 func (c *Container) checkSpecFields() error {
@@ -142,12 +143,12 @@ func (c *Container) checkSpecFields() error {
 	}
 	if c.Seccomp != "" {
 		h, ok := strings.CutPrefix(c.Seccomp, SeccompPrefix)
-		if !ok || !hashPattern.MatchString(h) {
+		if !ok || !hashPattern().MatchString(h) {
 			return fmt.Errorf("seccomp %q: want sha256: and 64 lower-case hex digits (confguest policy generate writes it)", c.Seccomp)
 		}
 	}
 	for i, r := range c.Rlimits {
-		if !rlimitPattern.MatchString(r.Type) {
+		if !rlimitPattern().MatchString(r.Type) {
 			return fmt.Errorf("rlimits[%d].type %q: want a name such as RLIMIT_NOFILE", i, r.Type)
 		}
 		if r.Soft > r.Hard {
