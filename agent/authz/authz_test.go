@@ -116,7 +116,10 @@ func TestUnaryInterceptorDecodesOnce(t *testing.T) {
 				handled = Decoded(ctx)
 				return nil, nil
 			}
-			unmarshal := func(v ttrpcserver.Message) error { v.(*agentv1.CreateContainerRequest).SpecJson = []byte(tc.spec); return nil }
+			unmarshal := func(v ttrpcserver.Message) error {
+				v.(*agentv1.CreateContainerRequest).SpecJson = []byte(tc.spec)
+				return nil
+			}
 			_, err := UnaryInterceptor(r)(context.Background(), unmarshal, &ttrpcserver.UnaryInfo{FullMethod: "/s/Create"}, handler)
 			if tc.wantErr {
 				if !errors.Is(err, request.ErrMalformed) || r.req != nil || handled != nil {
