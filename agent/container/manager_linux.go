@@ -117,6 +117,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Libct.Log == nil {
+		cfg.Libct.Log = log
+	}
 	return &Manager{cfg: cfg, log: log, containers: map[string]*Container{}, layers: map[string]*layer{}}, nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -138,6 +139,10 @@ func IsKind(err error, kind string) bool {
 type Command struct {
 	Path string   // "" is DefaultPath
 	Args []string // before the operation's own (tests run their test binary as the helper)
+	// Log gets what the helper wrote to its standard error (libcontainer's warnings) in a
+	// run that sent a result: a run without one quotes it in its error instead. Nil: the
+	// text is dropped.
+	Log *slog.Logger
 }
 
 // maxDiagnostics bounds what of the helper's standard error an error quotes.
@@ -175,6 +180,9 @@ func (c Command) Run(req Request, files ...*os.File) (Result, error) {
 			return Result{}, fmt.Errorf("libct %s of %s: %w: %s", req.Op, req.ID, runErr, diag)
 		}
 		return Result{}, fmt.Errorf("libct %s of %s: no result (%v): %s", req.Op, req.ID, err, diag)
+	}
+	if diag := strings.TrimSpace(stderr.String()); diag != "" && c.Log != nil {
+		c.Log.Warn("libct: the helper's diagnostics", "op", req.Op, "id", req.ID, "stderr", diag)
 	}
 	if res.Error != "" {
 		return res, &Error{Op: req.Op, Kind: res.Kind, Msg: res.Error}

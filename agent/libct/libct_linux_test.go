@@ -1,9 +1,11 @@
 package libct
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -29,6 +31,9 @@ func fakeHelper(behaviour string, args []string) int {
 		json.NewEncoder(os.Stdout).Encode(Result{Pid: 42, Error: fmt.Sprintf("%s %s %q", req.Op, req.ID, args), Kind: req.ID})
 	case "ok":
 		json.NewEncoder(os.Stdout).Encode(Result{Pid: 42, Pids: []int{7, 8}})
+	case "warn": // succeed with a warning on stderr
+		fmt.Fprint(os.Stderr, "level=warning msg=\"a libcontainer warning\"")
+		json.NewEncoder(os.Stdout).Encode(Result{Pid: 42})
 	case "crash":
 		fmt.Fprint(os.Stderr, "the helper's last words")
 		return 3
@@ -53,6 +58,25 @@ func TestRunResult(t *testing.T) {
 	res, err := fake(t, "ok").Run(Request{Op: OpProcesses, ID: "c1"})
 	if err != nil || res.Pid != 42 || len(res.Pids) != 2 {
 		t.Fatalf("Run = %+v, %v; want pid 42 and two pids", res, err)
+	}
+}
+
+// TestRunLogsDiagnostics: what a helper that sent a result wrote to stderr reaches the log.
+func TestRunLogsDiagnostics(t *testing.T) {
+	var log bytes.Buffer
+	c := fake(t, "warn")
+	c.Log = slog.New(slog.NewTextHandler(&log, nil))
+	if res, err := c.Run(Request{Op: OpStart, ID: "c1"}); err != nil || res.Pid != 42 {
+		t.Fatalf("Run = %+v, %v; want pid 42", res, err)
+	}
+	if got := log.String(); !strings.Contains(got, "a libcontainer warning") || !strings.Contains(got, "id=c1") {
+		t.Errorf("log %q: want the helper's warning with the container's ID", got)
+	}
+	log.Reset()
+	c = fake(t, "ok")
+	c.Log = slog.New(slog.NewTextHandler(&log, nil))
+	if _, err := c.Run(Request{Op: OpStart, ID: "c1"}); err != nil || log.Len() != 0 {
+		t.Errorf("Run of a quiet helper = %v, logged %q; want nothing logged", err, log.String())
 	}
 }
 
