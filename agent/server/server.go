@@ -206,9 +206,11 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		})
 	}
-	log.Info("agent listening", "address", cfg.Address, "tee", tee, "policy_required", gate != nil)
+	// Ready first: the host waits for it, and the log line's formatting is no work the
+	// first request needs.
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
+	log.Info("agent listening", "address", cfg.Address, "tee", tee, "policy_required", gate != nil)
 	return g.Wait()
 }
