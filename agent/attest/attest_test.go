@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,21 +165,19 @@ func TestNoDevice(t *testing.T) {
 func serveOn(t *testing.T, a *Attester) (*http.Client, string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "attestation.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, sock, a, func() [32]byte { return sha256.Sum256(testPolicy) }) }()
+	go func() { done <- Serve(ctx, l, a, func() [32]byte { return sha256.Sum256(testPolicy) }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve() after cancel = %v, want nil", err)
 		}
 	})
-	for range 200 {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)

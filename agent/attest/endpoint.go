@@ -161,23 +161,30 @@ func readRequest(r *bufio.Reader) (method, target string, err error) {
 	}
 }
 
-// Serve serves the evidence endpoint (HTTP/1.1, one request per
-// connection) on a unix socket at path until ctx is cancelled; inForce
-// returns the SHA-256 of the policy in force when a request comes. The
-// socket is world-accessible: only containers whose policy entry allows
-// attestation get it bind-mounted.
-func Serve(ctx context.Context, path string, a *Attester, inForce func() [32]byte) error {
+// Listen opens the evidence endpoint's unix socket at path (replacing a
+// stale one). The socket is world-accessible: only containers whose policy
+// entry allows attestation get it bind-mounted. The agent opens it before
+// it serves its API, so the socket exists when a container that mounts it
+// is created.
+func Listen(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("evidence endpoint: remove stale socket: %w", err)
+		return nil, fmt.Errorf("evidence endpoint: remove stale socket: %w", err)
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("evidence endpoint: %w", err)
+		return nil, fmt.Errorf("evidence endpoint: %w", err)
 	}
 	if err := os.Chmod(path, 0o666); err != nil {
 		l.Close()
-		return fmt.Errorf("evidence endpoint: %w", err)
+		return nil, fmt.Errorf("evidence endpoint: %w", err)
 	}
+	return l, nil
+}
+
+// Serve serves the evidence endpoint (HTTP/1.1, one request per
+// connection) on l, from Listen, until ctx is cancelled, and closes l;
+// inForce returns the SHA-256 of the policy in force when a request comes.
+func Serve(ctx context.Context, l net.Listener, a *Attester, inForce func() [32]byte) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

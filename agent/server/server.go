@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -154,8 +155,20 @@ func Run(ctx context.Context, cfg Config) error {
 		evidence: evidenceSocket(cfg),
 	}
 
+	// The evidence endpoint's socket exists before the API serves: a container created by
+	// the first request may mount it.
+	var evidence net.Listener
+	if sock := svc.evidence; sock != "" {
+		if evidence, err = attest.Listen(sock); err != nil {
+			log.Error("workload evidence endpoint", "err", err)
+			evidence = nil
+		}
+	}
 	l, err := Listen(cfg.Address)
 	if err != nil {
+		if evidence != nil {
+			evidence.Close()
+		}
 		return err
 	}
 	srv := ttrpcserver.NewServer(edgeInterceptor(a))
@@ -198,9 +211,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return err
 	})
-	if sock := svc.evidence; sock != "" {
+	if evidence != nil {
 		g.Go(func() error {
-			if err := attest.Serve(ectx, sock, attester, svc.policyInForce); err != nil {
+			if err := attest.Serve(ectx, evidence, attester, svc.policyInForce); err != nil {
 				log.Error("workload evidence endpoint", "err", err)
 			}
 			return nil
