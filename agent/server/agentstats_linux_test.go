@@ -1,11 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -136,5 +138,35 @@ func TestAgentStats(t *testing.T) {
 	}
 	if _, err := ta.client.Stats(ctx(t), &agentv1.StatsRequest{ContainerId: "none"}); code(err) != codes.NotFound {
 		t.Errorf("Stats(%q) = %v, want NotFound", "none", err)
+	}
+}
+
+// TestWaitingHoldsNoThread: the agent waits for its containers' processes through their
+// pidfds and the runtime's poller, so processes that run on hold no thread each (a
+// blocking wait would take one per process for as long as it runs).
+func TestWaitingHoldsNoThread(t *testing.T) {
+	ta := startAgent(t, nil, container.Config{})
+	threads := func() uint32 {
+		r, err := ta.client.Stats(ctx(t), &agentv1.StatsRequest{})
+		if err != nil {
+			t.Fatalf("Stats(agent) = %v", err)
+		}
+		return r.GetAgent().GetThreads()
+	}
+	// Warm up: the first containers start the threads any create needs.
+	for i := range 2 {
+		ta.createStarted(t, fmt.Sprintf("warm%d", i), spec(t, false, "sleep", "60"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := threads()
+	const n = 12
+	for i := range n {
+		ta.createStarted(t, fmt.Sprintf("s%d", i), spec(t, false, "sleep", "60"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	after := threads()
+	t.Logf("threads: %d with 2 sleeping containers, %d with %d more", before, after, n)
+	if after >= before+n/2 {
+		t.Errorf("threads: %d with 2 sleeping containers, %d with %d more: want no thread per waiting process", before, after, n)
 	}
 }
