@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"confguest/agent/api/evidence"
+	"confguest/agent/listen"
 )
 
 const (
@@ -66,10 +67,27 @@ const (
 	statusServiceUnavailable = 503
 )
 
-var statusText = map[int]string{
-	statusOK: "OK", statusBadRequest: "Bad Request", statusNotFound: "Not Found",
-	statusMethodNotAllowed: "Method Not Allowed", statusTooManyRequests: "Too Many Requests", statusHeadTooLarge: "Request Header Fields Too Large",
-	statusInternalError: "Internal Server Error", statusServiceUnavailable: "Service Unavailable",
+// statusText is the reason phrase of a status the endpoint answers with.
+func statusText(code int) string {
+	switch code {
+	case statusOK:
+		return "OK"
+	case statusBadRequest:
+		return "Bad Request"
+	case statusNotFound:
+		return "Not Found"
+	case statusMethodNotAllowed:
+		return "Method Not Allowed"
+	case statusTooManyRequests:
+		return "Too Many Requests"
+	case statusHeadTooLarge:
+		return "Request Header Fields Too Large"
+	case statusInternalError:
+		return "Internal Server Error"
+	case statusServiceUnavailable:
+		return "Service Unavailable"
+	}
+	return "Status"
 }
 
 // Evidence answers one request of the endpoint: method and request
@@ -170,7 +188,7 @@ func Listen(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("evidence endpoint: remove stale socket: %w", err)
 	}
-	l, err := net.Listen("unix", path)
+	l, err := listen.Unix(path)
 	if err != nil {
 		return nil, fmt.Errorf("evidence endpoint: %w", err)
 	}
@@ -247,5 +265,5 @@ func serveConn(ctx context.Context, c net.Conn, a *Attester, inForce func() [32]
 }
 
 func writeBody(c net.Conn, code int, body []byte) {
-	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", code, statusText[code], len(body), body)
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", code, statusText(code), len(body), body)
 }

@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,46 +29,48 @@ type Target struct {
 }
 
 // Apply finds the virtio-net device with c.MAC in the calling thread's network namespace
-// (the agent's: every thread of the agent is in the guest's), moves it into the pod's and configures it there. On failure the device
-// goes back to the agent's namespace, unconfigured, so the host may try again.
+// (the agent's: every thread of the agent is in the guest's), moves it into the pod's and
+// configures it there. On failure the device goes back to the agent's namespace,
+// unconfigured, so the host may try again.
 func Apply(ctx context.Context, c Config, t Target) (err error) {
 	if t.SysClassNet == "" {
 		t.SysClassNet = "/sys/class/net"
 	}
-	self, err := netns.GetFromPath("/proc/thread-self/ns/net")
+	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		return fmt.Errorf("open the agent's network namespace: %w", err)
 	}
 	defer self.Close()
-	pod, err := netns.GetFromPath(t.PodNS)
+	pod, err := os.Open(t.PodNS)
 	if err != nil {
 		return fmt.Errorf("open the pod's network namespace: %w", err)
 	}
 	defer pod.Close()
-	if pod.Equal(self) {
+	if same, err := sameFile(pod, self); err != nil || same {
+		if err != nil {
+			return fmt.Errorf("the pod's network namespace: %w", err)
+		}
 		return fmt.Errorf("the pod's network namespace is the agent's own: refusing to configure it")
 	}
-	// Routing netlink only: the guest kernel has no XFRM or netfilter netlink, which a
-	// handle opens by default.
-	h, err := netlink.NewHandleAt(self, unix.NETLINK_ROUTE)
+	h, err := openRTNL(self)
 	if err != nil {
 		return fmt.Errorf("netlink in the agent's namespace: %w", err)
 	}
 	defer h.Close()
-	link, err := findDevice(h, c.MAC, t.SysClassNet)
+	l, err := findDevice(h, c.MAC, t.SysClassNet)
 	if err != nil {
 		return err
 	}
-	ph, err := netlink.NewHandleAt(pod, unix.NETLINK_ROUTE)
+	ph, err := openRTNL(pod)
 	if err != nil {
 		return fmt.Errorf("netlink in the pod's namespace: %w", err)
 	}
 	defer ph.Close()
-	if err := h.LinkSetDown(link); err != nil {
-		return fmt.Errorf("set %s down: %w", link.Attrs().Name, err)
+	if err := h.setUp(l.index, false); err != nil {
+		return fmt.Errorf("set %s down: %w", l.name, err)
 	}
-	if err := h.LinkSetNsFd(link, int(pod)); err != nil {
-		return fmt.Errorf("move %s into the pod's network namespace: %w", link.Attrs().Name, err)
+	if err := h.setNamespace(l.index, pod); err != nil {
+		return fmt.Errorf("move %s into the pod's network namespace: %w", l.name, err)
 	}
 	defer func() {
 		if err == nil {
@@ -79,100 +78,103 @@ func Apply(ctx context.Context, c Config, t Target) (err error) {
 		}
 		// Back to the agent's namespace (which drops its addresses and routes).
 		if l, ferr := byMAC(ph, c.MAC); ferr == nil {
-			ph.LinkSetDown(l)
-			ph.LinkSetNsFd(l, int(self))
+			ph.setUp(l.index, false)
+			ph.setNamespace(l.index, self)
 		}
 	}()
-	if link, err = byMAC(ph, c.MAC); err != nil {
+	if l, err = byMAC(ph, c.MAC); err != nil {
 		return fmt.Errorf("find the device in the pod's namespace: %w", err)
 	}
-	return configure(ph, link, c)
+	return configure(ph, l, c)
+}
+
+// sameFile says whether a and b are the same file (namespace files: the same namespace).
+func sameFile(a, b *os.File) (bool, error) {
+	var sa, sb unix.Stat_t
+	if err := unix.Fstat(int(a.Fd()), &sa); err != nil {
+		return false, err
+	}
+	if err := unix.Fstat(int(b.Fd()), &sb); err != nil {
+		return false, err
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
 
 // findDevice returns the one device with mac in h's namespace, checked to be a virtio-net
 // device by the driver the kernel's sysfs names: nothing else of the guest (loopback, a
 // bridge or veth a container built) is ever handed to the pod.
-func findDevice(h *netlink.Handle, mac net.HardwareAddr, sysClassNet string) (netlink.Link, error) {
-	link, err := byMAC(h, mac)
+func findDevice(h *rtnl, mac net.HardwareAddr, sysClassNet string) (link, error) {
+	l, err := byMAC(h, mac)
 	if err != nil {
-		return nil, err
+		return link{}, err
 	}
-	a := link.Attrs()
-	if a.Flags&net.FlagLoopback != 0 || a.EncapType != "ether" {
-		return nil, fmt.Errorf("interface.mac: %w: the guest's device with MAC %s (%s) is a %s device, not a virtio-net one", ErrInvalid, mac, a.Name, a.EncapType)
+	if l.flags&unix.IFF_LOOPBACK != 0 || l.arp != unix.ARPHRD_ETHER {
+		return link{}, fmt.Errorf("interface.mac: %w: the guest's device with MAC %s (%s) is a %s device, not a virtio-net one", ErrInvalid, mac, l.name, arpName(l.arp))
 	}
-	drv, err := os.Readlink(filepath.Join(sysClassNet, a.Name, "device", "driver"))
+	drv, err := os.Readlink(filepath.Join(sysClassNet, l.name, "device", "driver"))
 	if err != nil || filepath.Base(drv) != virtioDriver {
-		return nil, fmt.Errorf("interface.mac: %w: the guest's device with MAC %s (%s) is not driven by %s", ErrInvalid, mac, a.Name, virtioDriver)
+		return link{}, fmt.Errorf("interface.mac: %w: the guest's device with MAC %s (%s) is not driven by %s", ErrInvalid, mac, l.name, virtioDriver)
 	}
-	return link, nil
+	return l, nil
+}
+
+// arpName names a device's hardware type for an error.
+func arpName(t uint16) string {
+	switch t {
+	case unix.ARPHRD_ETHER:
+		return "ether"
+	case unix.ARPHRD_LOOPBACK:
+		return "loopback"
+	case unix.ARPHRD_NONE:
+		return "none"
+	}
+	return fmt.Sprintf("ARPHRD %d", t)
 }
 
 // byMAC returns the one link with mac in h's namespace.
-func byMAC(h *netlink.Handle, mac net.HardwareAddr) (netlink.Link, error) {
-	links, err := h.LinkList()
+func byMAC(h *rtnl, mac net.HardwareAddr) (link, error) {
+	links, err := h.links()
 	if err != nil {
-		return nil, fmt.Errorf("list network devices: %w", err)
+		return link{}, fmt.Errorf("list network devices: %w", err)
 	}
-	var found []netlink.Link
+	var found []link
 	for _, l := range links {
-		if bytes.Equal(l.Attrs().HardwareAddr, mac) {
+		if bytes.Equal(l.mac, mac) {
 			found = append(found, l)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("interface.mac: %w: no network device of the guest has MAC %s (the VM has no such virtio-net device, or the pod has it already)", ErrNoDevice, mac)
+		return link{}, fmt.Errorf("interface.mac: %w: no network device of the guest has MAC %s (the VM has no such virtio-net device, or the pod has it already)", ErrNoDevice, mac)
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("interface.mac: %w: %d network devices of the guest have MAC %s", ErrInvalid, len(found), mac)
+	return link{}, fmt.Errorf("interface.mac: %w: %d network devices of the guest have MAC %s", ErrInvalid, len(found), mac)
 }
 
 // configure names the device, sets its MTU and addresses, brings it up and adds the routes,
 // in the pod's namespace (ph).
-func configure(ph *netlink.Handle, link netlink.Link, c Config) error {
-	if link.Attrs().Name != c.Name {
-		if err := ph.LinkSetName(link, c.Name); err != nil {
+func configure(ph *rtnl, l link, c Config) error {
+	if l.name != c.Name {
+		if err := ph.setName(l.index, c.Name); err != nil {
 			return fmt.Errorf("interface.name: name the device %s in the pod: %w", c.Name, err)
 		}
 	}
-	if err := ph.LinkSetMTU(link, c.MTU); err != nil {
+	if err := ph.setMTU(l.index, uint32(c.MTU)); err != nil {
 		return fmt.Errorf("interface.mtu: set MTU %d: %w", c.MTU, err)
 	}
 	for i, p := range c.Addresses {
-		a := &netlink.Addr{IPNet: ipNet(p.Addr(), p.Bits())}
-		if p.Addr().Is6() {
-			a.Flags = unix.IFA_F_NODAD // the host's veth held it; no duplicate to detect
-		}
-		if err := ph.AddrAdd(link, a); err != nil {
+		if err := ph.addAddr(l.index, p); err != nil {
 			return fmt.Errorf("interface.addresses[%d]: add %s: %w", i, p, err)
 		}
 	}
-	if err := ph.LinkSetUp(link); err != nil {
+	if err := ph.setUp(l.index, true); err != nil {
 		return fmt.Errorf("set %s up: %w", c.Name, err)
 	}
 	for i, r := range c.Routes {
-		nr := &netlink.Route{LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_UNIVERSE}
-		if r.Dst.Bits() > 0 {
-			nr.Dst = ipNet(r.Dst.Addr(), r.Dst.Bits())
-		} else if r.Dst.Addr().Is6() {
-			nr.Family = unix.AF_INET6
-		} else {
-			nr.Family = unix.AF_INET
-		}
-		if r.Gateway.IsValid() {
-			nr.Gw = net.IP(r.Gateway.AsSlice())
-		} else {
-			nr.Scope = netlink.SCOPE_LINK
-		}
-		if err := ph.RouteAdd(nr); err != nil {
+		if err := ph.addRoute(l.index, r.Dst, r.Gateway); err != nil {
 			return fmt.Errorf("routes[%d]: add the route to %s: %w (is its gateway on one of the interface's subnets?)", i, r.Dst, err)
 		}
 	}
 	return nil
-}
-
-func ipNet(a netip.Addr, bits int) *net.IPNet {
-	return &net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(bits, a.BitLen())}
 }

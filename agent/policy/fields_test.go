@@ -34,7 +34,7 @@ func classifyType(t reflect.Type, key string, visit func(path string, r fieldRul
 				continue
 			}
 			path := join(key, name)
-			r, ok := specFields[path]
+			r, ok := specFields()[path]
 			visit(path, r, ok, f.Type)
 			if ok && r.class == object {
 				classifyType(f.Type, path, visit)
@@ -59,7 +59,7 @@ func TestSpecFieldsClassified(t *testing.T) {
 			t.Errorf("specFields[%q] is refused without a reason: the denial would say nothing", path)
 		}
 	})
-	for path := range specFields {
+	for path := range specFields() {
 		if !seen[path] {
 			t.Errorf("specFields[%q] names no field of specs.Spec (or one under a row that is not an object)", path)
 		}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mdlayher/vsock"
+	"confguest/agent/listen"
 )
 
 // Listen opens the listener named by addr: "vsock:PORT" (the guest) or
@@ -24,11 +24,7 @@ func Listen(addr string) (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen address %q: %w: port must be a number", addr, ErrBadAddress)
 		}
-		l, err := vsock.Listen(uint32(port), nil)
-		if err != nil {
-			return nil, fmt.Errorf("listen on vsock port %d: %w", port, err)
-		}
-		return l, nil
+		return listen.Vsock(uint32(port))
 	case "unix":
 		if rest == "" {
 			return nil, fmt.Errorf("listen address %q: %w: empty socket path", addr, ErrBadAddress)
@@ -36,11 +32,7 @@ func Listen(addr string) (net.Listener, error) {
 		if err := os.Remove(rest); err != nil && !os.IsNotExist(err) {
 			return nil, fmt.Errorf("remove stale socket %s: %w", rest, err)
 		}
-		l, err := net.Listen("unix", rest)
-		if err != nil {
-			return nil, fmt.Errorf("listen on unix socket %s: %w", rest, err)
-		}
-		return l, nil
+		return listen.Unix(rest)
 	default:
 		return nil, fmt.Errorf("listen address %q: %w: unknown scheme %q, want vsock or unix", addr, ErrBadAddress, scheme)
 	}

@@ -17,13 +17,23 @@ const ControlPath = "/dev/mapper/control"
 // MapperDir holds the device nodes this package creates.
 const MapperDir = "/dev/mapper"
 
-var cmdNames = map[uint]string{
-	unix.DM_DEV_CREATE:   "DM_DEV_CREATE",
-	unix.DM_DEV_REMOVE:   "DM_DEV_REMOVE",
-	unix.DM_DEV_SUSPEND:  "DM_DEV_SUSPEND",
-	unix.DM_DEV_STATUS:   "DM_DEV_STATUS",
-	unix.DM_TABLE_LOAD:   "DM_TABLE_LOAD",
-	unix.DM_TABLE_STATUS: "DM_TABLE_STATUS",
+// cmdName names a device-mapper ioctl in errors.
+func cmdName(cmd uint) string {
+	switch cmd {
+	case unix.DM_DEV_CREATE:
+		return "DM_DEV_CREATE"
+	case unix.DM_DEV_REMOVE:
+		return "DM_DEV_REMOVE"
+	case unix.DM_DEV_SUSPEND:
+		return "DM_DEV_SUSPEND"
+	case unix.DM_DEV_STATUS:
+		return "DM_DEV_STATUS"
+	case unix.DM_TABLE_LOAD:
+		return "DM_TABLE_LOAD"
+	case unix.DM_TABLE_STATUS:
+		return "DM_TABLE_STATUS"
+	}
+	return fmt.Sprintf("ioctl %#x", cmd)
 }
 
 // control is an open /dev/mapper/control.
@@ -50,17 +60,17 @@ func (c *control) do(cmd uint, h header, payload []byte) ([]byte, header, error)
 		buf := encode(h, payload, size)
 		err := ioctl(c.f.Fd(), cmd, buf)
 		if err != nil {
-			return nil, header{}, fmt.Errorf("%s %q: %w", cmdNames[cmd], h.Name, err)
+			return nil, header{}, fmt.Errorf("%s %q: %w", cmdName(cmd), h.Name, err)
 		}
 		rh, err := decodeHeader(buf)
 		if err != nil {
-			return nil, header{}, fmt.Errorf("%s %q: %w", cmdNames[cmd], h.Name, err)
+			return nil, header{}, fmt.Errorf("%s %q: %w", cmdName(cmd), h.Name, err)
 		}
 		if rh.Flags&flagBufferFull == 0 {
 			return buf, rh, nil
 		}
 		if size >= 16<<20 {
-			return nil, header{}, fmt.Errorf("%s %q: %w: reply larger than %d bytes", cmdNames[cmd], h.Name, ErrShortReply, size)
+			return nil, header{}, fmt.Errorf("%s %q: %w: reply larger than %d bytes", cmdName(cmd), h.Name, ErrShortReply, size)
 		}
 		size *= 4
 	}

@@ -60,7 +60,19 @@ func (v VerityTarget) Sectors() uint64 {
 	return v.Verity.DataBlocks * uint64(v.Verity.DataBlockSize) / SectorSize
 }
 
-var digestSizes = map[string]int{"sha1": 20, "sha256": 32, "sha512": 64}
+// digestSize is the size of a root digest of the hash algorithm alg, when this package knows
+// it.
+func digestSize(alg string) (int, bool) {
+	switch alg {
+	case "sha1":
+		return 20, true
+	case "sha256":
+		return 32, true
+	case "sha512":
+		return 64, true
+	}
+	return 0, false
+}
 
 func validBlockSize(n uint32) bool {
 	return n >= SectorSize && n <= 1<<20 && n&(n-1) == 0
@@ -100,7 +112,7 @@ func (v VerityTarget) decode() (root, salt []byte, err error) {
 	if root, err = hex.DecodeString(p.RootHash); err != nil {
 		return nil, nil, fmt.Errorf("%w: verity root hash %q is not hex", ErrInvalidTarget, p.RootHash)
 	}
-	if n, ok := digestSizes[p.Algorithm]; ok && n != len(root) {
+	if n, ok := digestSize(p.Algorithm); ok && n != len(root) {
 		return nil, nil, fmt.Errorf("%w: %s root hash is %d bytes, want %d", ErrInvalidTarget, p.Algorithm, len(root), n)
 	}
 	if salt, err = hex.DecodeString(p.Salt); err != nil {

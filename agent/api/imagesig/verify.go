@@ -23,12 +23,19 @@ var (
 	// ErrUnverified marks an envelope Verify refused.
 	ErrUnverified = errors.New("attestation refused")
 	// ErrMalformed: not a DSSE envelope within the bounds.
-	ErrMalformed = fmt.Errorf("%w: malformed envelope", ErrUnverified)
+	ErrMalformed error = refusal("malformed envelope")
 	// ErrSignature: no signature verifies with any trusted key.
-	ErrSignature = fmt.Errorf("%w: no signature verifies with a trusted key", ErrUnverified)
+	ErrSignature error = refusal("no signature verifies with a trusted key")
 	// ErrStatement: signed, but not an in-toto statement of PredicateType about one image.
-	ErrStatement = fmt.Errorf("%w: not a confguest disk statement", ErrUnverified)
+	ErrStatement error = refusal("not a confguest disk statement")
 )
+
+// refusal is an error of Verify that wraps ErrUnverified; a constant, so that nothing is
+// formatted when the agent starts.
+type refusal string
+
+func (r refusal) Error() string { return ErrUnverified.Error() + ": " + string(r) }
+func (refusal) Unwrap() error   { return ErrUnverified }
 
 // MinRSABits is the smallest RSA key a policy may trust.
 const MinRSABits = 2048

@@ -4,6 +4,13 @@
 // /sbin/libct (package agent/libct). When it exits, PID 1 powers the VM off.
 //
 // The same binary is the pod's namespace holder (container.HolderArg).
+//
+// The agent runs in the guest's root cgroup, which has no CPU limit for GOMAXPROCS to
+// follow, and the guest's CPUs do not change under it: the runtime does not update
+// GOMAXPROCS (its system monitor would read the CPU affinity and cgroup limits every second
+// of an idle guest, and a goroutine would wait to apply them).
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (
@@ -20,6 +27,7 @@ import (
 
 	"confguest/agent/container"
 	"confguest/agent/libct"
+	_ "confguest/agent/mainstack"
 	"confguest/agent/server"
 )
 
@@ -86,9 +94,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		StateDir:        *stateDir,
 		Logger:          log,
 		Ready: func() {
-			fmt.Fprintln(stdout, "confguest-agent: ready")
-			// What the start read, measured once it is done.
-			if s, err := measureStartup("/sys"); err == nil {
+			// What the start read, measured when it is done: before the ready line, as
+			// the goroutines that started beside it may run while the line is written.
+			s, err := measureStartup("/sys")
+			io.WriteString(stdout, "confguest-agent: ready\n")
+			if err == nil {
 				fmt.Fprintln(stdout, s)
 				fmt.Fprintln(stdout, s.pagesLine())
 			} else {

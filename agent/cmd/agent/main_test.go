@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"math/bits"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -90,4 +92,33 @@ func TestAgentLinksNoLibcontainerNorProtobuf(t *testing.T) {
 			}
 		}
 	}
+}
+
+// agent/mainstack grows the main goroutine's stack before any other package initializes:
+// the agent built as the image builds it, run with GODEBUG=inittrace=1, initializes it
+// first after the runtime's own packages.
+func TestMainstackInitializesFirst(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "agent")
+	if err := guestimage.BuildAgent(context.Background(), "../../..", bin); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-h")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, _ := cmd.CombinedOutput() // -h exits 2 after the usage
+	var order []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "init" && strings.HasPrefix(f[2], "@") {
+			order = append(order, f[1])
+		}
+	}
+	for _, p := range order {
+		if p == "runtime" || strings.HasPrefix(p, "internal/") {
+			continue
+		}
+		if p != "confguest/agent/mainstack" {
+			t.Errorf("the first package initialized after the runtime is %s, want confguest/agent/mainstack (order: %v)", p, order)
+		}
+		return
+	}
+	t.Fatalf("no package initializers in the agent's inittrace:\n%s", out)
 }

@@ -1,0 +1,120 @@
+package listen
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A unix listener accepts a client's connection, which reads and writes both ways, honours
+// read deadlines, and sees the client's close as EOF; Close makes a waiting Accept return
+// net.ErrClosed and removes the socket file.
+func TestUnix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	l, err := Unix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Addr().Network() != "unix" || l.Addr().String() != path {
+		t.Errorf("Addr = %s %s, want unix %s", l.Addr().Network(), l.Addr(), path)
+	}
+	client, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("server read %q, %v; want ping", buf, err)
+	}
+	if _, err := c.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("client read %q, %v; want pong", buf, err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read past the deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	if rc, ok := c.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}); !ok {
+		t.Error("an accepted connection has no SyscallConn")
+	} else if raw, err := rc.SyscallConn(); err != nil {
+		t.Error(err)
+	} else {
+		var cred *syscall.Ucred
+		raw.Control(func(fd uintptr) { cred, _ = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED) })
+		if cred == nil || int(cred.Pid) != os.Getpid() {
+			t.Errorf("peer credentials through SyscallConn = %+v, want this process", cred)
+		}
+	}
+	client.Close()
+	if n, err := c.Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("read after the client closed = %d, %v; want 0, EOF", n, err)
+	}
+
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		accepted <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-accepted:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits after Close")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the socket file is still there after Close: %v", err)
+	}
+}
+
+// Listening where a file exists fails, naming the path; nothing is removed.
+func TestUnixExists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "taken")
+	os.WriteFile(path, []byte("keep"), 0o600)
+	if _, err := Unix(path); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Unix(existing file) = %v, want EADDRINUSE naming the path", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "keep" {
+		t.Errorf("the existing file was changed: %q", b)
+	}
+}
+
+// A vsock listener binds the port on any of the machine's context IDs; where the kernel
+// has no vsock (no module on this host) the error says so.
+func TestVsock(t *testing.T) {
+	l, err := Vsock(52001)
+	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.ENODEV) {
+		t.Skipf("no vsock in this kernel: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if a := l.Addr(); a.Network() != "vsock" || a.String() != "4294967295:52001" {
+		t.Errorf("Addr = %s %s, want vsock 4294967295:52001", a.Network(), a)
+	}
+}
