@@ -9,8 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"confguest/agent/childexit"
 	"confguest/agent/libct"
 	"confguest/agent/output"
 )
@@ -140,7 +139,7 @@ func (p *Process) started(pid int) error {
 }
 
 func (p *Process) wait() {
-	awaitExit(p.pid)
+	childexit.Await(p.pid) // a process that runs for days holds no thread of the agent
 	st, err := p.proc.Wait()
 	s := ExitStatus{Code: -1, ExitedAt: time.Now()}
 	if st != nil {
@@ -160,28 +159,6 @@ func (p *Process) wait() {
 	close(p.done)
 	p.awaitOutput()
 	close(p.settled)
-}
-
-// awaitExit returns once child pid has exited (it is not reaped): its pidfd becomes
-// readable then, and the wait for that goes through the runtime's poller, so a process
-// that runs for days holds no thread of the agent (os.Process.Wait blocks one in waitid for
-// as long). Where the pidfd cannot be polled it returns at once and Wait blocks as before.
-func awaitExit(pid int) {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	rc.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 0)
-		return err != nil || n > 0
-	})
 }
 
 // OutputGrace bounds how long a process's exit is held back, after it

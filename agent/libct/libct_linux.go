@@ -33,6 +33,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"confguest/agent/childexit"
 )
 
 // DefaultPath is where the image installs the helper.
@@ -172,7 +174,14 @@ func (c Command) Run(req Request, files ...*os.File) (Result, error) {
 		ExtraFiles: files,
 		WaitDelay:  time.Second,
 	}
-	runErr := cmd.Run()
+	// The helper's run is waited for through its pidfd (agent/childexit): with a thread
+	// blocked in waitid per run, the agent would start threads to serve other calls
+	// meanwhile, and keep them.
+	runErr := cmd.Start()
+	if runErr == nil {
+		childexit.Await(cmd.Process.Pid)
+		runErr = cmd.Wait()
+	}
 	var res Result
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		diag := strings.TrimSpace(stderr.String())
