@@ -95,9 +95,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:          log,
 		Ready: func() {
 			// What the start read, measured when it is done: before the ready line, as
-			// the goroutines that started beside it may run while the line is written.
+			// the goroutines that started beside it may run while the line is written;
+			// the mapped pages, slower to read, after it.
 			s, err := measureStartup("/sys")
 			io.WriteString(stdout, "confguest-agent: ready\n")
+			if err == nil {
+				err = s.readMapped()
+			}
 			if err == nil {
 				fmt.Fprintln(stdout, s)
 				fmt.Fprintln(stdout, s.pagesLine())

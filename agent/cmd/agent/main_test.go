@@ -32,6 +32,9 @@ func TestMeasureStartup(t *testing.T) {
 	if err != nil {
 		t.Skipf("no block device beneath the test binary to measure: %v", err)
 	}
+	if err := s.readMapped(); err != nil {
+		t.Fatal(err)
+	}
 	if s.exeBytes == 0 || s.exeMapped == 0 || s.exeCached == 0 || s.exeCached*4096 > s.exeBytes+4095 {
 		t.Errorf("measureStartup = %+v: want a binary with pages mapped and cached, no more than its size", s)
 	}

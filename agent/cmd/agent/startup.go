@@ -20,6 +20,7 @@ import (
 // beneath (data and hash tree). The agent prints it once after its ready
 // line; the boot benchmark (build/bench/boot.sh) reads it from the console.
 type startup struct {
+	exe          string // the binary's path
 	exeBytes     int64
 	exeMapped    int64 // pages of the binary mapped into the agent (touched, or faulted around a touch)
 	exeCached    int64 // pages of the binary in the page cache (read, read-ahead included)
@@ -42,14 +43,17 @@ func (s startup) pagesLine() string {
 	return "confguest-agent: startup pages: " + hex.EncodeToString(s.exePages)
 }
 
-// measureStartup reads the figures of the running agent: /proc/self/exe,
-// /proc/self/smaps and the block device holding exe, in sysfs.
+// measureStartup reads what the start read: the pages of /proc/self/exe in the page cache,
+// and the bytes read from the block device holding it and the devices beneath it (sysfs
+// under sys). It is quick, as it runs before the ready line: the mapped pages, slower to
+// read (the kernel writes out /proc/self/smaps), come after it, from readMapped.
 func measureStartup(sys string) (startup, error) {
 	var s startup
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return s, err
 	}
+	s.exe = exe
 	f, err := os.Open(exe)
 	if err != nil {
 		return s, err
@@ -63,11 +67,6 @@ func measureStartup(sys string) (startup, error) {
 	if s.exeCached, s.exePages, err = cachedPages(f, st.Size); err != nil {
 		return s, fmt.Errorf("pages of %s in the page cache: %w", exe, err)
 	}
-	smaps, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		return s, err
-	}
-	s.exeMapped = mappedKiB(smaps, exe) / 4
 	dev := filepath.Join(sys, "dev", "block", fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
 	if s.rootRead, err = bytesRead(dev); err != nil {
 		return s, err
@@ -84,6 +83,16 @@ func measureStartup(sys string) (startup, error) {
 		s.rootDiskRead = s.rootRead
 	}
 	return s, nil
+}
+
+// readMapped adds the pages of the binary mapped into the agent, from /proc/self/smaps.
+func (s *startup) readMapped() error {
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return err
+	}
+	s.exeMapped = mappedKiB(smaps, s.exe) / 4
+	return nil
 }
 
 // cachedPages counts the pages of the file f (size bytes) in the page cache
