@@ -25,12 +25,15 @@
 # ONLY_STARTUP=1 stops after the two warm-up boots of the image and prints
 # their startup figures (no timing runs).
 #
-# With AGENT_CONTROL=1 a third boot joins each run: the same kernel, initramfs
+# With AGENT_CONTROL=1 two more boots join each run: the same kernel, initramfs
 # and root filesystem, but with build/bench/readyagent (a small Go program that
 # prints the ready line) as /sbin/agent, on a dm-verity root rebuilt with
-# mkrootfs and its command line. Its figures show how much of the difference
-# the agent accounts for (paging its binary in through dm-verity included),
-# and how much PID 1 and the verity root do.
+# mkrootfs and its command line; in the second (the reading control) readyagent
+# first reads the image's agent binary, kept in that root, whole, so that the
+# bytes the agent's read-ahead reads pass through dm-verity as they do at boot.
+# Their figures show how much of the difference PID 1 and the verity root
+# account for, how much reading and hashing the agent's bytes, and what is left
+# for the agent's own start.
 set -euo pipefail
 
 runs=${RUNS:-5}
@@ -59,17 +62,27 @@ qemu_args=(-accel tcg -m 128M -smp 1 -nodefaults -no-reboot -no-user-config -dis
 
 control=${AGENT_CONTROL:-0}
 if [[ $control == 1 ]]; then
-	# The image's root with readyagent as /sbin/agent, and the command line for it.
 	command -v fsck.erofs >/dev/null || { echo "boot.sh: fsck.erofs not found: install erofs-utils" >&2; exit 1; }
-	fsck.erofs --extract="$tmp/ctl" "$img/rootfs.img" >/dev/null
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -buildid=' -o "$tmp/ctl/sbin/agent" ./build/bench/readyagent)
-	(cd "$root" && go run ./rootfs/cmd/mkrootfs "$tmp/ctl" "$tmp/ctl.img") >"$tmp/ctl.json"
-	param() { grep -o "\"$1\": *\"\{0,1\}[0-9a-f]*" "$tmp/ctl.json" | grep -o '[0-9a-f]*$'; }
-	ctl_cmdline=$(sed -e "s/confguest.roothash=[0-9a-f]*/confguest.roothash=$(param root_hash)/" \
-		-e "s/confguest.salt=[0-9a-f]*/confguest.salt=$(param salt)/" \
-		-e "s/confguest.datablocks=[0-9]*/confguest.datablocks=$(param data_blocks)/" \
-		-e "s/confguest.hashoffset=[0-9]*/confguest.hashoffset=$(param hash_offset)/" <<<"$cmdline")
-	[[ $ctl_cmdline != "$cmdline" ]] || { echo "boot.sh: could not write the control's command line from $tmp/ctl.json" >&2; exit 1; }
+	# control_root NAME [FILE]: the image's root with readyagent as /sbin/agent, in
+	# $tmp/NAME.img, and its command line in ctl_cmdline_NAME. With FILE, the image's agent
+	# stays in the root as FILE and readyagent reads FILE whole before its ready line.
+	control_root() {
+		local name=$1 file=${2:-} dir="$tmp/$1"
+		fsck.erofs --extract="$dir" "$img/rootfs.img" >/dev/null
+		[[ -z $file ]] || cp "$dir/sbin/agent" "$dir$file"
+		(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid= -X main.readFirst=$file" -o "$dir/sbin/agent" ./build/bench/readyagent)
+		(cd "$root" && go run ./rootfs/cmd/mkrootfs "$dir" "$dir.img") >"$dir.json"
+		param() { grep -o "\"$1\": *\"\{0,1\}[0-9a-f]*" "$dir.json" | grep -o '[0-9a-f]*$'; }
+		local c
+		c=$(sed -e "s/confguest.roothash=[0-9a-f]*/confguest.roothash=$(param root_hash)/" \
+			-e "s/confguest.salt=[0-9a-f]*/confguest.salt=$(param salt)/" \
+			-e "s/confguest.datablocks=[0-9]*/confguest.datablocks=$(param data_blocks)/" \
+			-e "s/confguest.hashoffset=[0-9]*/confguest.hashoffset=$(param hash_offset)/" <<<"$cmdline")
+		[[ $c != "$cmdline" ]] || { echo "boot.sh: could not write the command line of $name from $dir.json" >&2; exit 1; }
+		printf -v "ctl_cmdline_$name" '%s' "$c"
+	}
+	control_root ctl
+	control_root rd /sbin/agent.bytes
 fi
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -122,9 +135,12 @@ if [[ -n ${PAGES:-} ]]; then
 fi
 [[ ${ONLY_STARTUP:-0} != 1 ]] || { printf 'as booted: %s\nreadahead_kb=0: %s\n' "${startup#*startup: }" "${touched#*startup: }"; exit 0; }
 boot "$tmp/tiny.cpio.gz" "tinyinit: " >/dev/null
-[[ $control != 1 ]] || boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline" >/dev/null
+if [[ $control == 1 ]]; then
+	boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline_ctl" >/dev/null
+	boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/rd.img" "$ctl_cmdline_rd" >/dev/null
+fi
 
-ours=() tiny=() ours_u=() tiny_u=() ratios=() ctl=() ctl_u=() ctl_ratios=()
+ours=() tiny=() ours_u=() tiny_u=() ratios=() ctl=() ctl_u=() ctl_ratios=() rd=() rd_u=() rd_ratios=()
 for i in $(seq "$runs"); do
 	read -r o ou < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready")
 	read -r t tu < <(boot "$tmp/tiny.cpio.gz" "tinyinit: ")
@@ -133,11 +149,16 @@ for i in $(seq "$runs"); do
 	ours+=("$o") tiny+=("$t") ours_u+=("$ou") tiny_u+=("$tu") ratios+=("$r")
 	printf 'run %d: confguest %d ms (user space %d), trivial init %d ms (user space %d), ratio %s\n' "$i" "$o" "$ou" "$t" "$tu" "$r"
 	if [[ $control == 1 ]]; then
-		read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline")
+		read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline_ctl")
 		[[ -n ${c:-} ]] || { echo "boot.sh: run $i of the control failed" >&2; exit 1; }
 		cr=$(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.3f", c / t }')
 		ctl+=("$c") ctl_u+=("$cu") ctl_ratios+=("$cr")
 		printf 'run %d: control (readyagent as /sbin/agent) %d ms (user space %d), ratio %s\n' "$i" "$c" "$cu" "$cr"
+		read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/rd.img" "$ctl_cmdline_rd")
+		[[ -n ${c:-} ]] || { echo "boot.sh: run $i of the reading control failed" >&2; exit 1; }
+		cr=$(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.3f", c / t }')
+		rd+=("$c") rd_u+=("$cu") rd_ratios+=("$cr")
+		printf 'run %d: reading control (readyagent reads the agent binary first) %d ms (user space %d), ratio %s\n' "$i" "$c" "$cu" "$cr"
 	fi
 done
 mo=$(printf '%s\n' "${ours[@]}" | median)
@@ -157,4 +178,6 @@ printf 'the same with confguest.readahead_kb=0 (page cache = pages touched): %s\
 if [[ $control == 1 ]]; then
 	printf 'control, readyagent as /sbin/agent: median %s ms, "Run /init" -> marker %s ms, ratio to the trivial init (median of %d runs) %s\n' \
 		"$(printf '%s\n' "${ctl[@]}" | median)" "$(printf '%s\n' "${ctl_u[@]}" | median)" "$runs" "$(printf '%s\n' "${ctl_ratios[@]}" | median)"
+	printf 'reading control, readyagent reading the agent binary whole first: median %s ms, "Run /init" -> marker %s ms, ratio to the trivial init (median of %d runs) %s\n' \
+		"$(printf '%s\n' "${rd[@]}" | median)" "$(printf '%s\n' "${rd_u[@]}" | median)" "$runs" "$(printf '%s\n' "${rd_ratios[@]}" | median)"
 fi
