@@ -23,18 +23,32 @@ import (
 )
 
 // evidenceClient is a workload that asks the attestation endpoint for evidence over its
-// unix socket (busybox has no unix-socket client) and prints the raw HTTP answer.
+// unix socket (busybox has no unix-socket client) and prints the raw HTTP answer. As
+// "evidence vsock" it tries the agent's API port (vsock 1024) from inside the guest, through
+// VMADDR_CID_LOCAL (1) and the guest's own context ID (3, the launcher's default), and says
+// for each whether a ttrpc request got an answer: vsock has no network namespaces, and with
+// its loopback transport a container could reach the port if the agent took connections
+// from anyone but the host.
 const evidenceClient = `package main
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "vsock" {
+		for _, cid := range []uint32{1, 3} {
+			fmt.Printf("vsock %d: %s\n", cid, probe(cid))
+		}
+		return
+	}
 	c, err := net.Dial("unix", "/run/confguest/attestation.sock")
 	if err != nil {
 		fmt.Println("evidence: dial:", err)
@@ -43,6 +57,39 @@ func main() {
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprint(c, "GET /v1/evidence?runtime_data=bm9uY2U HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 	io.Copy(os.Stdout, c)
+}
+
+// probe connects to vsock cid:1024, sends a ttrpc request (service "x", method "y") and
+// reads for 10 s.
+func probe(cid uint32) string {
+	fd, err := syscall.Socket(40, syscall.SOCK_STREAM, 0) // AF_VSOCK
+	if err != nil {
+		return "no socket: " + err.Error()
+	}
+	defer syscall.Close(fd)
+	var sa [16]byte // struct sockaddr_vm
+	binary.LittleEndian.PutUint16(sa[0:], 40)
+	binary.LittleEndian.PutUint32(sa[4:], 1024)
+	binary.LittleEndian.PutUint32(sa[8:], cid)
+	if _, _, e := syscall.Syscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa[0])), 16); e != 0 {
+		return "no answer (connect: " + e.Error() + ")"
+	}
+	payload := []byte{0x0a, 0x01, 'x', 0x12, 0x01, 'y'}
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(payload)))
+	frame = binary.BigEndian.AppendUint32(frame, 1)
+	frame = append(append(frame, 1, 0), payload...)
+	syscall.Write(fd, frame)
+	tv := syscall.NsecToTimeval(int64(10 * time.Second))
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	buf := make([]byte, 64)
+	n, err := syscall.Read(fd, buf)
+	switch {
+	case n > 0:
+		return fmt.Sprintf("answered (%d bytes)", n)
+	case err != nil:
+		return "no answer (read: " + err.Error() + ")"
+	}
+	return "no answer (closed)"
 }
 `
 
@@ -66,7 +113,8 @@ func buildEvidenceClient(t *testing.T, dir string) {
 // list is denied naming the rule, a listed one runs; a denied stdout read returns no data
 // while A writes 4 MB to it and runs to completion; the attestation endpoint, bind-mounted
 // into A, and GetReport before the policy both answer "no SEV-SNP device"; GetReport under
-// the policy (no agent.get_report) is denied naming the rule.
+// the policy (no agent.get_report) is denied naming the rule; the container cannot reach the
+// agent's API over vsock from inside the guest.
 func TestPolicyInGuest(t *testing.T) {
 	img := needImage(t)
 	if _, err := exec.LookPath("mkfs.erofs"); err != nil {
@@ -98,6 +146,7 @@ func TestPolicyInGuest(t *testing.T) {
 
 	const script = `test -S /run/confguest/attestation.sock && echo socket present >&2
 evidence >&2
+evidence vsock >&2
 yes confguest | head -c 4000000
 echo wrote 4000000 bytes >&2
 while ! test -e /tmp/go; do sleep 1; done
@@ -234,10 +283,14 @@ echo done >&2`
 	wg.Wait()
 	out := stderr.String()
 	t.Logf("A's stderr (stdout unread):\n%s", out)
-	for _, want := range []string{"socket present", "503", "no SEV-SNP device", "wrote 4000000 bytes", "done"} {
+	for _, want := range []string{"socket present", "503", "no SEV-SNP device", "vsock 1: no answer", "vsock 3: no answer", "wrote 4000000 bytes", "done"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("A's stderr = %q, want it to contain %q", out, want)
 		}
+	}
+	// The agent's API takes the host's connections only (agent/listen.Vsock).
+	if strings.Contains(out, "answered") {
+		t.Errorf("a container reached the agent's API over vsock from inside the guest: %q", out)
 	}
 	if _, err := a.DeleteContainer(ctx, &agentv1.DeleteContainerRequest{ContainerId: "a"}); err != nil {
 		t.Errorf("DeleteContainer(A): %v", err)

@@ -23,11 +23,20 @@ import (
 // backlog is the listen(2) backlog: the kernel caps it at net.core.somaxconn.
 const backlog = 4096
 
-// Vsock listens on vsock port port of any of the guest's addresses (VMADDR_CID_ANY).
-func Vsock(port uint32) (net.Listener, error) {
+// Vsock listens on vsock port port of any of the guest's addresses (VMADDR_CID_ANY) for
+// connections from context ID peer only: a connection from any other is closed as soon as
+// it is accepted. The agent's API takes the host's (VMADDR_CID_HOST) alone: with vsock's
+// loopback transport a process in the guest, a container's among them (vsock has no
+// network namespaces), could otherwise connect to the port through the guest's own
+// context ID or VMADDR_CID_LOCAL.
+func Vsock(port, peer uint32) (net.Listener, error) {
 	l, err := open(unix.AF_VSOCK, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: port}, VsockAddr{CID: unix.VMADDR_CID_ANY, Port: port})
 	if err != nil {
 		return nil, fmt.Errorf("listen on vsock port %d: %w", port, err)
+	}
+	l.allow = func(sa unix.Sockaddr) bool {
+		vm, ok := sa.(*unix.SockaddrVM)
+		return ok && vm.CID == peer
 	}
 	return l, nil
 }
@@ -57,6 +66,8 @@ type listener struct {
 	rc     syscall.RawConn
 	addr   net.Addr
 	unlink string // the unix socket's path, removed on Close
+	// allow says whether a connection from the peer address may be accepted; nil: all.
+	allow  func(unix.Sockaddr) bool
 	closed atomic.Bool
 }
 
@@ -106,6 +117,10 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue // the connection went before it was accepted
 		default:
 			return nil, aerr
+		}
+		if l.allow != nil && !l.allow(sa) {
+			unix.Close(nfd) // a peer this listener does not serve
+			continue
 		}
 		remote := l.addr
 		switch sa := sa.(type) {

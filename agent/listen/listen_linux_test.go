@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A unix listener accepts a client's connection, which reads and writes both ways, honours
@@ -106,7 +108,7 @@ func TestUnixExists(t *testing.T) {
 // A vsock listener binds the port on any of the machine's context IDs; where the kernel
 // has no vsock (no module on this host) the error says so.
 func TestVsock(t *testing.T) {
-	l, err := Vsock(52001)
+	l, err := Vsock(52001, 2)
 	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.ENODEV) {
 		t.Skipf("no vsock in this kernel: %v", err)
 	}
@@ -116,5 +118,57 @@ func TestVsock(t *testing.T) {
 	defer l.Close()
 	if a := l.Addr(); a.Network() != "vsock" || a.String() != "4294967295:52001" {
 		t.Errorf("Addr = %s %s, want vsock 4294967295:52001", a.Network(), a)
+	}
+}
+
+// A listener with a peer filter closes a connection it does not allow as soon as it is
+// accepted (the client reads EOF, nothing was served) and goes on to the next; the agent's
+// vsock listener filters by the peer's context ID this way.
+func TestPeerFilter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := Unix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := 0
+	ln.(*listener).allow = func(unix.Sockaddr) bool { seen++; return seen > 1 }
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	refused, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	refused.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := refused.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("a refused peer read %d, %v; want 0, EOF (closed at once)", n, err)
+	}
+	allowed, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer allowed.Close()
+	select {
+	case c := <-accepted:
+		if c == nil {
+			t.Fatal("no connection accepted")
+		}
+		defer c.Close()
+		allowed.Write([]byte("x"))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Errorf("the allowed connection: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not return the allowed connection")
+	}
+	if seen != 2 {
+		t.Errorf("the filter saw %d connections, want 2", seen)
 	}
 }

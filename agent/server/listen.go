@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"confguest/agent/listen"
 )
 
@@ -24,7 +26,7 @@ func Listen(addr string) (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen address %q: %w: port must be a number", addr, ErrBadAddress)
 		}
-		return listen.Vsock(uint32(port))
+		return listen.Vsock(uint32(port), unix.VMADDR_CID_HOST) // the host's connections only
 	case "unix":
 		if rest == "" {
 			return nil, fmt.Errorf("listen address %q: %w: empty socket path", addr, ErrBadAddress)

@@ -174,6 +174,13 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := ttrpcserver.NewServer(edgeInterceptor(a))
 	agentv1.RegisterAgentService(srv, edgeService{AgentService: svc, a: a})
 
+	// Ready once the sockets listen and the server is set up: a host that connects now
+	// waits in the listen backlog until the accept loop, started right below, takes the
+	// connection. The goroutines below and the log line are no work before that.
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	// The evidence endpoint stops with the API server.
 	ectx, stopEvidence := context.WithCancel(gctx)
@@ -218,11 +225,6 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return nil
 		})
-	}
-	// Ready first: the host waits for it, and the log line's formatting is no work the
-	// first request needs.
-	if cfg.Ready != nil {
-		cfg.Ready()
 	}
 	log.Info("agent listening", "address", cfg.Address, "tee", tee, "policy_required", gate != nil)
 	return g.Wait()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
+
+	"confguest/agent/pbwire"
 )
 
 // text is a Message wire-compatible with google.protobuf.StringValue
@@ -21,31 +23,33 @@ func (t *text) Marshal() ([]byte, error) {
 	if t.s == "" {
 		return nil, nil
 	}
-	return appendString(nil, 1, t.s), nil
+	return pbwire.AppendString(pbwire.AppendTag(nil, 1, pbwire.BytesType), t.s), nil
 }
 
 func (t *text) Unmarshal(b []byte) error {
 	t.s = ""
 	for len(b) > 0 {
-		num, typ, n, err := consumeTag(b)
-		if err != nil {
-			return err
+		num, typ, n := pbwire.ConsumeTag(b)
+		if n < 0 {
+			return errMalformed
 		}
 		b = b[n:]
 		if num != 1 {
-			if n, err = skipValue(b, num, typ, 0); err != nil {
+			n, err := skipValue(b, num, typ)
+			if err != nil {
 				return err
 			}
 			b = b[n:]
 			continue
 		}
-		if typ != wireBytes {
-			return fmt.Errorf("field 1: wire type %d, want %d", typ, wireBytes)
+		if typ != pbwire.BytesType {
+			return fmt.Errorf("field 1: wire type %d, want %d", typ, pbwire.BytesType)
 		}
-		v, n, err := consumeBytes(b)
-		if err != nil {
-			return err
+		v, n := pbwire.ConsumeBytes(b)
+		if n < 0 {
+			return errMalformed
 		}
+		var err error
 		if t.s, err = decodeString(v); err != nil {
 			return err
 		}

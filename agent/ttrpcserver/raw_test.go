@@ -101,7 +101,7 @@ func TestProtocolErrors(t *testing.T) {
 		{name: "call after oversize", stream: 3, typ: frameRequest, data: echoReq("a"), echo: "a"},
 		{name: "even stream", stream: 4, typ: frameRequest, data: echoReq("b"), code: InvalidArgument, msg: "StreamID must be odd for client initiated streams"},
 		{name: "reused stream", stream: 3, typ: frameRequest, data: echoReq("c"), code: InvalidArgument, msg: "StreamID cannot be re-used and must increment"},
-		{name: "malformed request", stream: 5, typ: frameRequest, data: []byte{0x0a, 0x09, 'x'}, code: InvalidArgument, msg: "unmarshal request error: field 1: length 9 beyond the 1 bytes left"},
+		{name: "malformed request", stream: 5, typ: frameRequest, data: []byte{0x0a, 0x09, 'x'}, code: InvalidArgument, msg: "unmarshal request error: field 1: truncated or malformed protobuf data"},
 		{name: "data on no stream", stream: 7, typ: frameData, data: []byte{0x0a, 0x01, 'x'}, code: InvalidArgument, msg: "StreamID is no longer active"},
 		{name: "stream flags on a unary method", stream: 9, typ: frameRequest, flags: flagRemoteOpen, data: echoReq("d"), echo: "d"},
 		{name: "oversize data on a stream", stream: 11, typ: frameData, data: make([]byte, maxDataSize+7), code: ResourceExhausted, msg: "message length 4194311"},

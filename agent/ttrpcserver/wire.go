@@ -1,31 +1,15 @@
 package ttrpcserver
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"confguest/agent/pbwire"
 )
 
-// The protobuf wire types (protobuf's encoding guide, "Message Structure").
-const (
-	wireVarint     = 0
-	wireFixed64    = 1
-	wireBytes      = 2
-	wireStartGroup = 3
-	wireEndGroup   = 4
-	wireFixed32    = 5
-)
-
-// maxFieldNumber is the largest field number protobuf allows (2^29-1).
-const maxFieldNumber = 1<<29 - 1
-
-// maxGroupDepth bounds the nesting of groups skipped as unknown fields, as
-// protobuf-go's default recursion limit does.
-const maxGroupDepth = 10000
-
-var errTruncated = errors.New("truncated protobuf data")
+var errMalformed = errors.New("truncated or malformed protobuf data")
 
 // request is ttrpc's Request message (request.proto in containerd/ttrpc).
 // Its metadata (field 5) is checked and dropped: the server does not use it.
@@ -43,12 +27,12 @@ type request struct {
 func decodeRequest(b []byte) (request, error) {
 	var r request
 	for len(b) > 0 {
-		num, typ, n, err := consumeTag(b)
-		if err != nil {
-			return request{}, err
+		num, typ, n := pbwire.ConsumeTag(b)
+		if n < 0 {
+			return request{}, fmt.Errorf("tag: %w", errMalformed)
 		}
 		b = b[n:]
-		n, err = r.decodeField(b, num, typ)
+		n, err := r.decodeField(b, num, typ)
 		if err != nil {
 			return request{}, fmt.Errorf("field %d: %w", num, err)
 		}
@@ -59,19 +43,23 @@ func decodeRequest(b []byte) (request, error) {
 
 // decodeField decodes the value of field num at the start of b into r and
 // returns its length.
-func (r *request) decodeField(b []byte, num, typ int) (int, error) {
-	if num == 4 && typ == wireVarint {
-		x, n, err := consumeVarint(b)
+func (r *request) decodeField(b []byte, num int32, typ byte) (int, error) {
+	if num == 4 && typ == pbwire.VarintType {
+		x, n := pbwire.ConsumeVarint(b)
+		if n < 0 {
+			return 0, errMalformed
+		}
 		r.timeoutNano = int64(x)
-		return n, err
+		return n, nil
 	}
-	if num < 1 || num > 5 || num == 4 || typ != wireBytes {
-		return skipValue(b, num, typ, 0)
+	if num < 1 || num > 5 || num == 4 || typ != pbwire.BytesType {
+		return skipValue(b, num, typ)
 	}
-	v, n, err := consumeBytes(b)
-	if err != nil {
-		return 0, err
+	v, n := pbwire.ConsumeBytes(b)
+	if n < 0 {
+		return 0, errMalformed
 	}
+	var err error
 	switch num {
 	case 1:
 		r.service, err = decodeString(v)
@@ -93,19 +81,21 @@ func (r *request) decodeField(b []byte, num, typ int) (int, error) {
 // would: two UTF-8 strings, unknown fields skipped.
 func checkKeyValue(b []byte) error {
 	for len(b) > 0 {
-		num, typ, n, err := consumeTag(b)
-		if err != nil {
-			return err
+		num, typ, n := pbwire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("metadata tag: %w", errMalformed)
 		}
 		b = b[n:]
-		if (num == 1 || num == 2) && typ == wireBytes {
+		var err error
+		if (num == 1 || num == 2) && typ == pbwire.BytesType {
 			var v []byte
-			v, n, err = consumeBytes(b)
-			if err == nil {
+			if v, n = pbwire.ConsumeBytes(b); n < 0 {
+				err = errMalformed
+			} else {
 				_, err = decodeString(v)
 			}
 		} else {
-			n, err = skipValue(b, num, typ, 0)
+			n, err = skipValue(b, num, typ)
 		}
 		if err != nil {
 			return fmt.Errorf("metadata field %d: %w", num, err)
@@ -122,127 +112,31 @@ func checkKeyValue(b []byte) error {
 func encodeResponse(code Code, message string, payload []byte) []byte {
 	var st []byte
 	if code != OK {
-		st = appendTag(st, 1, wireVarint)
-		st = binary.AppendUvarint(st, uint64(int64(code)))
+		st = pbwire.AppendTag(st, 1, pbwire.VarintType)
+		st = pbwire.AppendVarint(st, uint64(int64(code)))
 	}
 	if message != "" {
-		st = appendString(st, 2, strings.ToValidUTF8(message, "\uFFFD"))
+		st = pbwire.AppendTag(st, 2, pbwire.BytesType)
+		st = pbwire.AppendString(st, strings.ToValidUTF8(message, "\uFFFD"))
 	}
 	b := make([]byte, 0, len(st)+len(payload)+16)
-	b = appendTag(b, 1, wireBytes)
-	b = binary.AppendUvarint(b, uint64(len(st)))
-	b = append(b, st...)
+	b = pbwire.AppendTag(b, 1, pbwire.BytesType)
+	b = pbwire.AppendBytes(b, st)
 	if len(payload) > 0 {
-		b = appendTag(b, 2, wireBytes)
-		b = binary.AppendUvarint(b, uint64(len(payload)))
-		b = append(b, payload...)
+		b = pbwire.AppendTag(b, 2, pbwire.BytesType)
+		b = pbwire.AppendBytes(b, payload)
 	}
 	return b
 }
 
-func appendTag(b []byte, num int, typ int) []byte {
-	return binary.AppendUvarint(b, uint64(num)<<3|uint64(typ))
-}
-
-func appendString(b []byte, num int, s string) []byte {
-	b = appendTag(b, num, wireBytes)
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// consumeVarint decodes the varint at the start of b and its length.
-func consumeVarint(b []byte) (uint64, int, error) {
-	v, n := binary.Uvarint(b)
-	switch {
-	case n == 0:
-		return 0, 0, errTruncated
-	case n < 0:
-		return 0, 0, errors.New("varint overflows 64 bits")
+// skipValue is the length of the value of an unknown field num of wire type typ at the
+// start of b, groups included.
+func skipValue(b []byte, num int32, typ byte) (int, error) {
+	n := pbwire.ConsumeFieldValue(num, typ, b)
+	if n < 0 {
+		return 0, errMalformed
 	}
-	return v, n, nil
-}
-
-// consumeTag decodes a field's tag: its number, wire type and length.
-func consumeTag(b []byte) (num int, typ int, n int, err error) {
-	v, n, err := consumeVarint(b)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("tag: %w", err)
-	}
-	num64 := v >> 3
-	if num64 < 1 || num64 > maxFieldNumber {
-		return 0, 0, 0, fmt.Errorf("invalid field number %d", num64)
-	}
-	return int(num64), int(v & 7), n, nil
-}
-
-// consumeBytes decodes a length-delimited value: the bytes and the length
-// consumed, prefix included.
-func consumeBytes(b []byte) ([]byte, int, error) {
-	l, n, err := consumeVarint(b)
-	if err != nil {
-		return nil, 0, err
-	}
-	if l > uint64(len(b)-n) {
-		return nil, 0, fmt.Errorf("length %d beyond the %d bytes left: %w", l, len(b)-n, errTruncated)
-	}
-	return b[n : n+int(l)], n + int(l), nil
-}
-
-// skipValue returns the length of the value of field num with wire type
-// typ at the start of b, groups included.
-func skipValue(b []byte, num, typ, depth int) (int, error) {
-	switch typ {
-	case wireVarint:
-		_, n, err := consumeVarint(b)
-		return n, err
-	case wireFixed64:
-		return fixed(b, 8)
-	case wireFixed32:
-		return fixed(b, 4)
-	case wireBytes:
-		_, n, err := consumeBytes(b)
-		return n, err
-	case wireStartGroup:
-		return skipGroup(b, num, depth+1)
-	case wireEndGroup:
-		return 0, fmt.Errorf("end of group %d that was not started", num)
-	}
-	return 0, fmt.Errorf("invalid wire type %d", typ)
-}
-
-func fixed(b []byte, size int) (int, error) {
-	if len(b) < size {
-		return 0, errTruncated
-	}
-	return size, nil
-}
-
-// skipGroup returns the length of a group's fields and its end tag. Its
-// errors are not wrapped once per nesting level: that would make deeply
-// nested input cost time quadratic in its length.
-func skipGroup(b []byte, num, depth int) (int, error) {
-	if depth > maxGroupDepth {
-		return 0, fmt.Errorf("groups nested deeper than %d", maxGroupDepth)
-	}
-	total := 0
-	for {
-		inner, typ, n, err := consumeTag(b[total:])
-		if err != nil {
-			return 0, err
-		}
-		total += n
-		if typ == wireEndGroup {
-			if inner != num {
-				return 0, fmt.Errorf("group %d ended by end-group %d", num, inner)
-			}
-			return total, nil
-		}
-		n, err = skipValue(b[total:], inner, typ, depth)
-		if err != nil {
-			return 0, err
-		}
-		total += n
-	}
+	return n, nil
 }
 
 func decodeString(v []byte) (string, error) {

@@ -2,12 +2,13 @@
 // that encode themselves: plain structs with the names protoc-gen-go gives them, each with
 // Marshal and Unmarshal methods producing and accepting exactly what the protobuf runtime
 // does, and the server's side of the file's services on confguest/agent/ttrpcserver. The
-// generated code imports only the standard library and ttrpcserver, so a program built on
-// it links no protobuf runtime (no reflection, no descriptors).
+// generated code imports only the standard library, ttrpcserver and confguest/agent/pbwire
+// (the wire format), so a program built on it links no protobuf runtime (no reflection, no
+// descriptors).
 //
 // The output of x/y.proto is x/wire/y.wire.go, package wire, import path the file's Go
-// import path + "/wire". The package must also hold codec.go (varints, tags, unknown
-// fields), which the generated code calls.
+// import path + "/wire". The package must also hold codec.go (decoding errors naming the
+// message or field, unknown fields), which the generated code calls.
 //
 // Supported: proto3 files whose fields are string, bytes, bool, int32, int64, uint32,
 // uint64, enums and messages of the same file, singular (implicit presence), in oneofs, or
@@ -37,6 +38,7 @@ import (
 func main() {
 	var flags flag.FlagSet
 	ttrpcserver := flags.String("ttrpcserver", "confguest/agent/ttrpcserver", "import path of the ttrpc server package")
+	pbwire := flags.String("pbwire", "confguest/agent/pbwire", "import path of the wire format package")
 	protogen.Options{ParamFunc: flags.Set}.Run(func(gen *protogen.Plugin) error {
 		// Let protoc pass optional fields, for check to refuse them by name.
 		gen.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL)
@@ -44,7 +46,7 @@ func main() {
 			if !f.Generate {
 				continue
 			}
-			if err := generateFile(gen, f, protogen.GoImportPath(*ttrpcserver)); err != nil {
+			if err := generateFile(gen, f, protogen.GoImportPath(*ttrpcserver), protogen.GoImportPath(*pbwire)); err != nil {
 				return fmt.Errorf("%s: %w", f.Desc.Path(), err)
 			}
 		}
@@ -64,17 +66,18 @@ type generator struct {
 	g      *protogen.GeneratedFile
 	file   *protogen.File
 	server protogen.GoImportPath // ttrpcserver
+	wire   protogen.GoImportPath // pbwire
 
 	wroteMethodInfo bool
 }
 
-func generateFile(gen *protogen.Plugin, f *protogen.File, server protogen.GoImportPath) error {
+func generateFile(gen *protogen.Plugin, f *protogen.File, server, wire protogen.GoImportPath) error {
 	if f.Desc.Syntax() != protoreflect.Proto3 {
 		return fmt.Errorf("only proto3 files are supported, not %s", f.Desc.Syntax())
 	}
 	dir, base := path.Split(f.GeneratedFilenamePrefix)
 	filename := path.Join(dir, "wire", base+".wire.go")
-	gn := &generator{g: gen.NewGeneratedFile(filename, f.GoImportPath+"/wire"), file: f, server: server}
+	gn := &generator{g: gen.NewGeneratedFile(filename, f.GoImportPath+"/wire"), file: f, server: server, wire: wire}
 	messages := allMessages(f.Messages)
 	for _, m := range messages {
 		if err := gn.check(m); err != nil {
@@ -256,12 +259,12 @@ func wireType(fd *protogen.Field) protowire.Type {
 	return protowire.VarintType
 }
 
-// wireTypeConst names a wire type by codec.go's constant.
-func wireTypeConst(t protowire.Type) string {
+// wireTypeConst names a wire type by pbwire's constant.
+func (gn *generator) wireTypeConst(t protowire.Type) protogen.GoIdent {
 	if t == protowire.BytesType {
-		return "bytesType"
+		return gn.wire.Ident("BytesType")
 	}
-	return "varintType"
+	return gn.wire.Ident("VarintType")
 }
 
 // tagBytes is the field's encoded tag as a Go list of byte literals.
@@ -276,10 +279,10 @@ func tagBytes(fd *protogen.Field) (literal string, size int) {
 
 // varintOf is the uint64 that encodes the field's value v as a varint. Negative int32 and
 // enum values are sign-extended to 64 bits (10 bytes), as protobuf encodes them.
-func varintOf(fd *protogen.Field, v string) string {
+func (gn *generator) varintOf(fd *protogen.Field, v string) string {
 	switch fd.Desc.Kind() {
 	case protoreflect.BoolKind:
-		return "boolVarint(" + v + ")"
+		return gn.g.QualifiedGoIdent(gn.wire.Ident("EncodeBool")) + "(" + v + ")"
 	case protoreflect.Int32Kind, protoreflect.EnumKind:
 		return "uint64(int64(" + v + "))"
 	}

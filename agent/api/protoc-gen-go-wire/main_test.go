@@ -61,7 +61,7 @@ func TestUnsupported(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = generateFile(gen, gen.Files[0], "example.com/ttrpcserver")
+			err = generateFile(gen, gen.Files[0], "example.com/ttrpcserver", "example.com/pbwire")
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("generateFile(%s) = %v, want no error", tc.name, err)

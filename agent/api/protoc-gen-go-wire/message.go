@@ -235,11 +235,11 @@ func (gn *generator) sizeValue(fd *protogen.Field, v string) {
 	_, tagSize := tagBytes(fd)
 	switch fd.Desc.Kind() {
 	case protoreflect.StringKind, protoreflect.BytesKind:
-		g.P("n += ", tagSize, " + sizeBytes(len(", v, "))")
+		g.P("n += ", tagSize, " + ", gn.wire.Ident("SizeBytes"), "(len(", v, "))")
 	case protoreflect.MessageKind:
-		g.P("n += ", tagSize, " + sizeBytes(", v, ".size())")
+		g.P("n += ", tagSize, " + ", gn.wire.Ident("SizeBytes"), "(", v, ".size())")
 	default:
-		g.P("n += ", tagSize, " + sizeVarint(", varintOf(fd, v), ")")
+		g.P("n += ", tagSize, " + ", gn.wire.Ident("SizeVarint"), "(", gn.varintOf(fd, v), ")")
 	}
 }
 
@@ -253,19 +253,19 @@ func (gn *generator) appendValue(fd *protogen.Field, v string) {
 		g.P("return nil, invalidUTF8(", strconv.Quote(string(fd.Desc.FullName())), ")")
 		g.P("}")
 		g.P("b = append(b, ", tag, ")")
-		g.P("b = appendString(b, ", v, ")")
+		g.P("b = ", gn.wire.Ident("AppendString"), "(b, ", v, ")")
 	case protoreflect.BytesKind:
 		g.P("b = append(b, ", tag, ")")
-		g.P("b = appendBytes(b, ", v, ")")
+		g.P("b = ", gn.wire.Ident("AppendBytes"), "(b, ", v, ")")
 	case protoreflect.MessageKind:
 		g.P("b = append(b, ", tag, ")")
-		g.P("b = appendVarint(b, uint64(", v, ".size()))")
+		g.P("b = ", gn.wire.Ident("AppendVarint"), "(b, uint64(", v, ".size()))")
 		g.P("if b, err = ", v, ".appendTo(b); err != nil {")
 		g.P("return nil, err")
 		g.P("}")
 	default:
 		g.P("b = append(b, ", tag, ")")
-		g.P("b = appendVarint(b, ", varintOf(fd, v), ")")
+		g.P("b = ", gn.wire.Ident("AppendVarint"), "(b, ", gn.varintOf(fd, v), ")")
 	}
 }
 
@@ -280,7 +280,7 @@ func (gn *generator) unmarshal(m *protogen.Message) {
 	g.P("// Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.")
 	g.P("func (x *", name, ") Unmarshal(b []byte) error {")
 	g.P("*x = ", name, "{}")
-	g.P("return x.unmarshal(b, recursionLimit)")
+	g.P("return x.unmarshal(b, ", gn.wire.Ident("RecursionLimit"), ")")
 	g.P("}")
 	g.P()
 
@@ -290,7 +290,7 @@ func (gn *generator) unmarshal(m *protogen.Message) {
 	g.P("return tooDeep(", full, ")")
 	g.P("}")
 	g.P("for len(b) > 0 {")
-	g.P("num, typ, n := consumeTag(b)")
+	g.P("num, typ, n := ", gn.wire.Ident("ConsumeTag"), "(b)")
 	g.P("if n < 0 {")
 	g.P("return malformed(", full, ")")
 	g.P("}")
@@ -300,7 +300,7 @@ func (gn *generator) unmarshal(m *protogen.Message) {
 		g.P("switch num {")
 		for _, fd := range m.Fields {
 			g.P("case ", fd.Desc.Number(), ":")
-			g.P("if typ != ", wireTypeConst(wireType(fd)), " {")
+			g.P("if typ != ", gn.wireTypeConst(wireType(fd)), " {")
 			g.P("break")
 			g.P("}")
 			gn.decodeValue(m, fd, full)
@@ -308,7 +308,7 @@ func (gn *generator) unmarshal(m *protogen.Message) {
 		g.P("}")
 	}
 	g.P("if n < 0 {")
-	g.P("if n = consumeFieldValue(num, typ, b); n < 0 {")
+	g.P("if n = ", gn.wire.Ident("ConsumeFieldValue"), "(num, typ, b); n < 0 {")
 	g.P("return malformed(", full, ")")
 	g.P("}")
 	g.P("x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])")
@@ -325,9 +325,9 @@ func (gn *generator) decodeValue(m *protogen.Message, fd *protogen.Field, full s
 	g := gn.g
 	kind := fd.Desc.Kind()
 	if wireType(fd) == protowire.VarintType {
-		g.P("v, l := consumeVarint(b)")
+		g.P("v, l := ", gn.wire.Ident("ConsumeVarint"), "(b)")
 	} else {
-		g.P("v, l := consumeBytes(b)")
+		g.P("v, l := ", gn.wire.Ident("ConsumeBytes"), "(b)")
 	}
 	g.P("if l < 0 {")
 	g.P("return malformed(", full, ")")

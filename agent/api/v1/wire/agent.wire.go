@@ -4,6 +4,7 @@
 package wire
 
 import (
+	pbwire "confguest/agent/pbwire"
 	ttrpcserver "confguest/agent/ttrpcserver"
 	context "context"
 	strconv "strconv"
@@ -60,7 +61,7 @@ func (x *VersionRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *VersionRequest) Unmarshal(b []byte) error {
 	*x = VersionRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -69,14 +70,14 @@ func (x *VersionRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.VersionRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.VersionRequest")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.VersionRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -131,7 +132,7 @@ func (x *SetPolicyRequest) size() (n int) {
 		return 0
 	}
 	if len(x.Policy) > 0 {
-		n += 1 + sizeBytes(len(x.Policy))
+		n += 1 + pbwire.SizeBytes(len(x.Policy))
 	}
 	return n + len(x.unknownFields)
 }
@@ -142,7 +143,7 @@ func (x *SetPolicyRequest) appendTo(b []byte) ([]byte, error) {
 	}
 	if len(x.Policy) > 0 {
 		b = append(b, 0x0a)
-		b = appendBytes(b, x.Policy)
+		b = pbwire.AppendBytes(b, x.Policy)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -150,7 +151,7 @@ func (x *SetPolicyRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *SetPolicyRequest) Unmarshal(b []byte) error {
 	*x = SetPolicyRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -159,7 +160,7 @@ func (x *SetPolicyRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.SetPolicyRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.SetPolicyRequest")
 		}
@@ -167,10 +168,10 @@ func (x *SetPolicyRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.SetPolicyRequest")
 			}
@@ -178,7 +179,7 @@ func (x *SetPolicyRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.SetPolicyRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -243,10 +244,10 @@ func (x *SetPolicyResponse) size() (n int) {
 		return 0
 	}
 	if x.Sha256 != "" {
-		n += 1 + sizeBytes(len(x.Sha256))
+		n += 1 + pbwire.SizeBytes(len(x.Sha256))
 	}
 	if x.Bound {
-		n += 1 + sizeVarint(boolVarint(x.Bound))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Bound))
 	}
 	return n + len(x.unknownFields)
 }
@@ -260,11 +261,11 @@ func (x *SetPolicyResponse) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.SetPolicyResponse.sha256")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Sha256)
+		b = pbwire.AppendString(b, x.Sha256)
 	}
 	if x.Bound {
 		b = append(b, 0x10)
-		b = appendVarint(b, boolVarint(x.Bound))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Bound))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -272,7 +273,7 @@ func (x *SetPolicyResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *SetPolicyResponse) Unmarshal(b []byte) error {
 	*x = SetPolicyResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -281,7 +282,7 @@ func (x *SetPolicyResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.SetPolicyResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.SetPolicyResponse")
 		}
@@ -289,10 +290,10 @@ func (x *SetPolicyResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.SetPolicyResponse")
 			}
@@ -302,10 +303,10 @@ func (x *SetPolicyResponse) unmarshal(b []byte, depth int) error {
 			x.Sha256 = string(v)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.SetPolicyResponse")
 			}
@@ -313,7 +314,7 @@ func (x *SetPolicyResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.SetPolicyResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -371,7 +372,7 @@ func (x *GetReportRequest) size() (n int) {
 		return 0
 	}
 	if len(x.ReportData) > 0 {
-		n += 1 + sizeBytes(len(x.ReportData))
+		n += 1 + pbwire.SizeBytes(len(x.ReportData))
 	}
 	return n + len(x.unknownFields)
 }
@@ -382,7 +383,7 @@ func (x *GetReportRequest) appendTo(b []byte) ([]byte, error) {
 	}
 	if len(x.ReportData) > 0 {
 		b = append(b, 0x0a)
-		b = appendBytes(b, x.ReportData)
+		b = pbwire.AppendBytes(b, x.ReportData)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -390,7 +391,7 @@ func (x *GetReportRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *GetReportRequest) Unmarshal(b []byte) error {
 	*x = GetReportRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -399,7 +400,7 @@ func (x *GetReportRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.GetReportRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.GetReportRequest")
 		}
@@ -407,10 +408,10 @@ func (x *GetReportRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.GetReportRequest")
 			}
@@ -418,7 +419,7 @@ func (x *GetReportRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.GetReportRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -474,7 +475,7 @@ func (x *GetReportResponse) size() (n int) {
 		return 0
 	}
 	if len(x.ExtendedReport) > 0 {
-		n += 1 + sizeBytes(len(x.ExtendedReport))
+		n += 1 + pbwire.SizeBytes(len(x.ExtendedReport))
 	}
 	return n + len(x.unknownFields)
 }
@@ -485,7 +486,7 @@ func (x *GetReportResponse) appendTo(b []byte) ([]byte, error) {
 	}
 	if len(x.ExtendedReport) > 0 {
 		b = append(b, 0x0a)
-		b = appendBytes(b, x.ExtendedReport)
+		b = pbwire.AppendBytes(b, x.ExtendedReport)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -493,7 +494,7 @@ func (x *GetReportResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *GetReportResponse) Unmarshal(b []byte) error {
 	*x = GetReportResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -502,7 +503,7 @@ func (x *GetReportResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.GetReportResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.GetReportResponse")
 		}
@@ -510,10 +511,10 @@ func (x *GetReportResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.GetReportResponse")
 			}
@@ -521,7 +522,7 @@ func (x *GetReportResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.GetReportResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -601,16 +602,16 @@ func (x *VersionResponse) size() (n int) {
 		return 0
 	}
 	if x.AgentVersion != "" {
-		n += 1 + sizeBytes(len(x.AgentVersion))
+		n += 1 + pbwire.SizeBytes(len(x.AgentVersion))
 	}
 	if x.BuildDigest != "" {
-		n += 1 + sizeBytes(len(x.BuildDigest))
+		n += 1 + pbwire.SizeBytes(len(x.BuildDigest))
 	}
 	if x.Tee != "" {
-		n += 1 + sizeBytes(len(x.Tee))
+		n += 1 + pbwire.SizeBytes(len(x.Tee))
 	}
 	if x.ApiVersion != "" {
-		n += 1 + sizeBytes(len(x.ApiVersion))
+		n += 1 + pbwire.SizeBytes(len(x.ApiVersion))
 	}
 	return n + len(x.unknownFields)
 }
@@ -624,28 +625,28 @@ func (x *VersionResponse) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.agent_version")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.AgentVersion)
+		b = pbwire.AppendString(b, x.AgentVersion)
 	}
 	if x.BuildDigest != "" {
 		if !utf8.ValidString(x.BuildDigest) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.build_digest")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.BuildDigest)
+		b = pbwire.AppendString(b, x.BuildDigest)
 	}
 	if x.Tee != "" {
 		if !utf8.ValidString(x.Tee) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.tee")
 		}
 		b = append(b, 0x1a)
-		b = appendString(b, x.Tee)
+		b = pbwire.AppendString(b, x.Tee)
 	}
 	if x.ApiVersion != "" {
 		if !utf8.ValidString(x.ApiVersion) {
 			return nil, invalidUTF8("confguest.agent.v1.VersionResponse.api_version")
 		}
 		b = append(b, 0x22)
-		b = appendString(b, x.ApiVersion)
+		b = pbwire.AppendString(b, x.ApiVersion)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -653,7 +654,7 @@ func (x *VersionResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *VersionResponse) Unmarshal(b []byte) error {
 	*x = VersionResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -662,7 +663,7 @@ func (x *VersionResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.VersionResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.VersionResponse")
 		}
@@ -670,10 +671,10 @@ func (x *VersionResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.VersionResponse")
 			}
@@ -683,10 +684,10 @@ func (x *VersionResponse) unmarshal(b []byte, depth int) error {
 			x.AgentVersion = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.VersionResponse")
 			}
@@ -696,10 +697,10 @@ func (x *VersionResponse) unmarshal(b []byte, depth int) error {
 			x.BuildDigest = string(v)
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.VersionResponse")
 			}
@@ -709,10 +710,10 @@ func (x *VersionResponse) unmarshal(b []byte, depth int) error {
 			x.Tee = string(v)
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.VersionResponse")
 			}
@@ -723,7 +724,7 @@ func (x *VersionResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.VersionResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -787,10 +788,10 @@ func (x *ProcessRef) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	if x.ExecId != "" {
-		n += 1 + sizeBytes(len(x.ExecId))
+		n += 1 + pbwire.SizeBytes(len(x.ExecId))
 	}
 	return n + len(x.unknownFields)
 }
@@ -804,14 +805,14 @@ func (x *ProcessRef) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.ProcessRef.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	if x.ExecId != "" {
 		if !utf8.ValidString(x.ExecId) {
 			return nil, invalidUTF8("confguest.agent.v1.ProcessRef.exec_id")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.ExecId)
+		b = pbwire.AppendString(b, x.ExecId)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -819,7 +820,7 @@ func (x *ProcessRef) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ProcessRef) Unmarshal(b []byte) error {
 	*x = ProcessRef{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -828,7 +829,7 @@ func (x *ProcessRef) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ProcessRef")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ProcessRef")
 		}
@@ -836,10 +837,10 @@ func (x *ProcessRef) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ProcessRef")
 			}
@@ -849,10 +850,10 @@ func (x *ProcessRef) unmarshal(b []byte, depth int) error {
 			x.ContainerId = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ProcessRef")
 			}
@@ -863,7 +864,7 @@ func (x *ProcessRef) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ProcessRef")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -967,25 +968,25 @@ func (x *Verity) size() (n int) {
 		return 0
 	}
 	if x.RootHash != "" {
-		n += 1 + sizeBytes(len(x.RootHash))
+		n += 1 + pbwire.SizeBytes(len(x.RootHash))
 	}
 	if x.Salt != "" {
-		n += 1 + sizeBytes(len(x.Salt))
+		n += 1 + pbwire.SizeBytes(len(x.Salt))
 	}
 	if x.HashOffset != 0 {
-		n += 1 + sizeVarint(uint64(x.HashOffset))
+		n += 1 + pbwire.SizeVarint(uint64(x.HashOffset))
 	}
 	if x.DataBlocks != 0 {
-		n += 1 + sizeVarint(uint64(x.DataBlocks))
+		n += 1 + pbwire.SizeVarint(uint64(x.DataBlocks))
 	}
 	if x.DataBlockSize != 0 {
-		n += 1 + sizeVarint(uint64(x.DataBlockSize))
+		n += 1 + pbwire.SizeVarint(uint64(x.DataBlockSize))
 	}
 	if x.HashBlockSize != 0 {
-		n += 1 + sizeVarint(uint64(x.HashBlockSize))
+		n += 1 + pbwire.SizeVarint(uint64(x.HashBlockSize))
 	}
 	if x.HashAlgorithm != "" {
-		n += 1 + sizeBytes(len(x.HashAlgorithm))
+		n += 1 + pbwire.SizeBytes(len(x.HashAlgorithm))
 	}
 	return n + len(x.unknownFields)
 }
@@ -999,37 +1000,37 @@ func (x *Verity) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.Verity.root_hash")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.RootHash)
+		b = pbwire.AppendString(b, x.RootHash)
 	}
 	if x.Salt != "" {
 		if !utf8.ValidString(x.Salt) {
 			return nil, invalidUTF8("confguest.agent.v1.Verity.salt")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Salt)
+		b = pbwire.AppendString(b, x.Salt)
 	}
 	if x.HashOffset != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.HashOffset))
+		b = pbwire.AppendVarint(b, uint64(x.HashOffset))
 	}
 	if x.DataBlocks != 0 {
 		b = append(b, 0x20)
-		b = appendVarint(b, uint64(x.DataBlocks))
+		b = pbwire.AppendVarint(b, uint64(x.DataBlocks))
 	}
 	if x.DataBlockSize != 0 {
 		b = append(b, 0x28)
-		b = appendVarint(b, uint64(x.DataBlockSize))
+		b = pbwire.AppendVarint(b, uint64(x.DataBlockSize))
 	}
 	if x.HashBlockSize != 0 {
 		b = append(b, 0x30)
-		b = appendVarint(b, uint64(x.HashBlockSize))
+		b = pbwire.AppendVarint(b, uint64(x.HashBlockSize))
 	}
 	if x.HashAlgorithm != "" {
 		if !utf8.ValidString(x.HashAlgorithm) {
 			return nil, invalidUTF8("confguest.agent.v1.Verity.hash_algorithm")
 		}
 		b = append(b, 0x3a)
-		b = appendString(b, x.HashAlgorithm)
+		b = pbwire.AppendString(b, x.HashAlgorithm)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -1037,7 +1038,7 @@ func (x *Verity) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *Verity) Unmarshal(b []byte) error {
 	*x = Verity{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -1046,7 +1047,7 @@ func (x *Verity) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.Verity")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.Verity")
 		}
@@ -1054,10 +1055,10 @@ func (x *Verity) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
@@ -1067,10 +1068,10 @@ func (x *Verity) unmarshal(b []byte, depth int) error {
 			x.RootHash = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
@@ -1080,50 +1081,50 @@ func (x *Verity) unmarshal(b []byte, depth int) error {
 			x.Salt = string(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
 			x.HashOffset = v
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
 			x.DataBlocks = v
 			n = l
 		case 5:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
 			x.DataBlockSize = uint32(v)
 			n = l
 		case 6:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
 			x.HashBlockSize = uint32(v)
 			n = l
 		case 7:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
@@ -1134,7 +1135,7 @@ func (x *Verity) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.Verity")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -1216,16 +1217,16 @@ func (x *BlockRootfs) size() (n int) {
 		return 0
 	}
 	if x.Serial != "" {
-		n += 1 + sizeBytes(len(x.Serial))
+		n += 1 + pbwire.SizeBytes(len(x.Serial))
 	}
 	if x.Path != "" {
-		n += 1 + sizeBytes(len(x.Path))
+		n += 1 + pbwire.SizeBytes(len(x.Path))
 	}
 	if x.Verity != nil {
-		n += 1 + sizeBytes(x.Verity.size())
+		n += 1 + pbwire.SizeBytes(x.Verity.size())
 	}
 	if x.FsType != "" {
-		n += 1 + sizeBytes(len(x.FsType))
+		n += 1 + pbwire.SizeBytes(len(x.FsType))
 	}
 	return n + len(x.unknownFields)
 }
@@ -1240,18 +1241,18 @@ func (x *BlockRootfs) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.BlockRootfs.serial")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Serial)
+		b = pbwire.AppendString(b, x.Serial)
 	}
 	if x.Path != "" {
 		if !utf8.ValidString(x.Path) {
 			return nil, invalidUTF8("confguest.agent.v1.BlockRootfs.path")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Path)
+		b = pbwire.AppendString(b, x.Path)
 	}
 	if x.Verity != nil {
 		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(x.Verity.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Verity.size()))
 		if b, err = x.Verity.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -1261,7 +1262,7 @@ func (x *BlockRootfs) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.BlockRootfs.fs_type")
 		}
 		b = append(b, 0x22)
-		b = appendString(b, x.FsType)
+		b = pbwire.AppendString(b, x.FsType)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -1269,7 +1270,7 @@ func (x *BlockRootfs) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *BlockRootfs) Unmarshal(b []byte) error {
 	*x = BlockRootfs{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -1278,7 +1279,7 @@ func (x *BlockRootfs) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.BlockRootfs")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.BlockRootfs")
 		}
@@ -1286,10 +1287,10 @@ func (x *BlockRootfs) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.BlockRootfs")
 			}
@@ -1299,10 +1300,10 @@ func (x *BlockRootfs) unmarshal(b []byte, depth int) error {
 			x.Serial = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.BlockRootfs")
 			}
@@ -1312,10 +1313,10 @@ func (x *BlockRootfs) unmarshal(b []byte, depth int) error {
 			x.Path = string(v)
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.BlockRootfs")
 			}
@@ -1327,10 +1328,10 @@ func (x *BlockRootfs) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.BlockRootfs")
 			}
@@ -1341,7 +1342,7 @@ func (x *BlockRootfs) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.BlockRootfs")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -1446,16 +1447,16 @@ func (x *Rootfs) size() (n int) {
 		return 0
 	}
 	if x.ScratchBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.ScratchBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.ScratchBytes))
 	}
 	switch v := x.Source.(type) {
 	case *Rootfs_Block:
 		if v != nil {
-			n += 1 + sizeBytes(v.Block.size())
+			n += 1 + pbwire.SizeBytes(v.Block.size())
 		}
 	case *Rootfs_GuestDirectory:
 		if v != nil {
-			n += 1 + sizeBytes(len(v.GuestDirectory))
+			n += 1 + pbwire.SizeBytes(len(v.GuestDirectory))
 		}
 	}
 	return n + len(x.unknownFields)
@@ -1468,13 +1469,13 @@ func (x *Rootfs) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.ScratchBytes != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.ScratchBytes))
+		b = pbwire.AppendVarint(b, uint64(x.ScratchBytes))
 	}
 	switch v := x.Source.(type) {
 	case *Rootfs_Block:
 		if v != nil {
 			b = append(b, 0x0a)
-			b = appendVarint(b, uint64(v.Block.size()))
+			b = pbwire.AppendVarint(b, uint64(v.Block.size()))
 			if b, err = v.Block.appendTo(b); err != nil {
 				return nil, err
 			}
@@ -1485,7 +1486,7 @@ func (x *Rootfs) appendTo(b []byte) ([]byte, error) {
 				return nil, invalidUTF8("confguest.agent.v1.Rootfs.guest_directory")
 			}
 			b = append(b, 0x12)
-			b = appendString(b, v.GuestDirectory)
+			b = pbwire.AppendString(b, v.GuestDirectory)
 		}
 	}
 	return append(b, x.unknownFields...), nil
@@ -1494,7 +1495,7 @@ func (x *Rootfs) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *Rootfs) Unmarshal(b []byte) error {
 	*x = Rootfs{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -1503,7 +1504,7 @@ func (x *Rootfs) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.Rootfs")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.Rootfs")
 		}
@@ -1511,10 +1512,10 @@ func (x *Rootfs) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Rootfs")
 			}
@@ -1531,10 +1532,10 @@ func (x *Rootfs) unmarshal(b []byte, depth int) error {
 			x.Source = w
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Rootfs")
 			}
@@ -1544,10 +1545,10 @@ func (x *Rootfs) unmarshal(b []byte, depth int) error {
 			x.Source = &Rootfs_GuestDirectory{GuestDirectory: string(v)}
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Rootfs")
 			}
@@ -1555,7 +1556,7 @@ func (x *Rootfs) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.Rootfs")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -1632,13 +1633,13 @@ func (x *StdioOptions) size() (n int) {
 		return 0
 	}
 	if x.Stdin {
-		n += 1 + sizeVarint(boolVarint(x.Stdin))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Stdin))
 	}
 	if x.TtyWidth != 0 {
-		n += 1 + sizeVarint(uint64(x.TtyWidth))
+		n += 1 + pbwire.SizeVarint(uint64(x.TtyWidth))
 	}
 	if x.TtyHeight != 0 {
-		n += 1 + sizeVarint(uint64(x.TtyHeight))
+		n += 1 + pbwire.SizeVarint(uint64(x.TtyHeight))
 	}
 	return n + len(x.unknownFields)
 }
@@ -1649,15 +1650,15 @@ func (x *StdioOptions) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Stdin {
 		b = append(b, 0x08)
-		b = appendVarint(b, boolVarint(x.Stdin))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Stdin))
 	}
 	if x.TtyWidth != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.TtyWidth))
+		b = pbwire.AppendVarint(b, uint64(x.TtyWidth))
 	}
 	if x.TtyHeight != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.TtyHeight))
+		b = pbwire.AppendVarint(b, uint64(x.TtyHeight))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -1665,7 +1666,7 @@ func (x *StdioOptions) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StdioOptions) Unmarshal(b []byte) error {
 	*x = StdioOptions{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -1674,7 +1675,7 @@ func (x *StdioOptions) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StdioOptions")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StdioOptions")
 		}
@@ -1682,30 +1683,30 @@ func (x *StdioOptions) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StdioOptions")
 			}
 			x.Stdin = v != 0
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StdioOptions")
 			}
 			x.TtyWidth = uint32(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StdioOptions")
 			}
@@ -1713,7 +1714,7 @@ func (x *StdioOptions) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StdioOptions")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -1837,25 +1838,25 @@ func (x *CreateContainerRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	if len(x.SpecJson) > 0 {
-		n += 1 + sizeBytes(len(x.SpecJson))
+		n += 1 + pbwire.SizeBytes(len(x.SpecJson))
 	}
 	if x.Rootfs != nil {
-		n += 1 + sizeBytes(x.Rootfs.size())
+		n += 1 + pbwire.SizeBytes(x.Rootfs.size())
 	}
 	if x.Stdio != nil {
-		n += 1 + sizeBytes(x.Stdio.size())
+		n += 1 + pbwire.SizeBytes(x.Stdio.size())
 	}
 	if x.PodNamespaces != nil {
-		n += 1 + sizeBytes(x.PodNamespaces.size())
+		n += 1 + pbwire.SizeBytes(x.PodNamespaces.size())
 	}
 	for _, v := range x.Volumes {
-		n += 1 + sizeBytes(v.size())
+		n += 1 + pbwire.SizeBytes(v.size())
 	}
 	if len(x.RootfsAttestation) > 0 {
-		n += 1 + sizeBytes(len(x.RootfsAttestation))
+		n += 1 + pbwire.SizeBytes(len(x.RootfsAttestation))
 	}
 	return n + len(x.unknownFields)
 }
@@ -1870,43 +1871,43 @@ func (x *CreateContainerRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.CreateContainerRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	if len(x.SpecJson) > 0 {
 		b = append(b, 0x12)
-		b = appendBytes(b, x.SpecJson)
+		b = pbwire.AppendBytes(b, x.SpecJson)
 	}
 	if x.Rootfs != nil {
 		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(x.Rootfs.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Rootfs.size()))
 		if b, err = x.Rootfs.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Stdio != nil {
 		b = append(b, 0x22)
-		b = appendVarint(b, uint64(x.Stdio.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Stdio.size()))
 		if b, err = x.Stdio.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.PodNamespaces != nil {
 		b = append(b, 0x2a)
-		b = appendVarint(b, uint64(x.PodNamespaces.size()))
+		b = pbwire.AppendVarint(b, uint64(x.PodNamespaces.size()))
 		if b, err = x.PodNamespaces.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	for _, v := range x.Volumes {
 		b = append(b, 0x32)
-		b = appendVarint(b, uint64(v.size()))
+		b = pbwire.AppendVarint(b, uint64(v.size()))
 		if b, err = v.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if len(x.RootfsAttestation) > 0 {
 		b = append(b, 0x3a)
-		b = appendBytes(b, x.RootfsAttestation)
+		b = pbwire.AppendBytes(b, x.RootfsAttestation)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -1914,7 +1915,7 @@ func (x *CreateContainerRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *CreateContainerRequest) Unmarshal(b []byte) error {
 	*x = CreateContainerRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -1923,7 +1924,7 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.CreateContainerRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.CreateContainerRequest")
 		}
@@ -1931,10 +1932,10 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
@@ -1944,20 +1945,20 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 			x.ContainerId = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
 			x.SpecJson = append([]byte(nil), v...)
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
@@ -1969,10 +1970,10 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
@@ -1984,10 +1985,10 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 5:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
@@ -1999,10 +2000,10 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 6:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
@@ -2013,10 +2014,10 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 			x.Volumes = append(x.Volumes, e)
 			n = l
 		case 7:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
@@ -2024,7 +2025,7 @@ func (x *CreateContainerRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.CreateContainerRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -2117,16 +2118,16 @@ func (x *Volume) size() (n int) {
 		return 0
 	}
 	if x.Destination != "" {
-		n += 1 + sizeBytes(len(x.Destination))
+		n += 1 + pbwire.SizeBytes(len(x.Destination))
 	}
 	if x.ReadOnly {
-		n += 1 + sizeVarint(boolVarint(x.ReadOnly))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.ReadOnly))
 	}
 	if x.Files != nil {
-		n += 1 + sizeBytes(x.Files.size())
+		n += 1 + pbwire.SizeBytes(x.Files.size())
 	}
 	if x.EmptyDir != nil {
-		n += 1 + sizeBytes(x.EmptyDir.size())
+		n += 1 + pbwire.SizeBytes(x.EmptyDir.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -2141,22 +2142,22 @@ func (x *Volume) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.Volume.destination")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Destination)
+		b = pbwire.AppendString(b, x.Destination)
 	}
 	if x.ReadOnly {
 		b = append(b, 0x10)
-		b = appendVarint(b, boolVarint(x.ReadOnly))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.ReadOnly))
 	}
 	if x.Files != nil {
 		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(x.Files.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Files.size()))
 		if b, err = x.Files.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.EmptyDir != nil {
 		b = append(b, 0x22)
-		b = appendVarint(b, uint64(x.EmptyDir.size()))
+		b = pbwire.AppendVarint(b, uint64(x.EmptyDir.size()))
 		if b, err = x.EmptyDir.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -2167,7 +2168,7 @@ func (x *Volume) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *Volume) Unmarshal(b []byte) error {
 	*x = Volume{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -2176,7 +2177,7 @@ func (x *Volume) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.Volume")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.Volume")
 		}
@@ -2184,10 +2185,10 @@ func (x *Volume) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Volume")
 			}
@@ -2197,20 +2198,20 @@ func (x *Volume) unmarshal(b []byte, depth int) error {
 			x.Destination = string(v)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Volume")
 			}
 			x.ReadOnly = v != 0
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Volume")
 			}
@@ -2222,10 +2223,10 @@ func (x *Volume) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Volume")
 			}
@@ -2238,7 +2239,7 @@ func (x *Volume) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.Volume")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -2301,7 +2302,7 @@ func (x *Files) size() (n int) {
 		return 0
 	}
 	for _, v := range x.Entries {
-		n += 1 + sizeBytes(v.size())
+		n += 1 + pbwire.SizeBytes(v.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -2313,7 +2314,7 @@ func (x *Files) appendTo(b []byte) ([]byte, error) {
 	var err error
 	for _, v := range x.Entries {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(v.size()))
+		b = pbwire.AppendVarint(b, uint64(v.size()))
 		if b, err = v.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -2324,7 +2325,7 @@ func (x *Files) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *Files) Unmarshal(b []byte) error {
 	*x = Files{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -2333,7 +2334,7 @@ func (x *Files) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.Files")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.Files")
 		}
@@ -2341,10 +2342,10 @@ func (x *Files) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.Files")
 			}
@@ -2356,7 +2357,7 @@ func (x *Files) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.Files")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -2438,16 +2439,16 @@ func (x *FileEntry) size() (n int) {
 		return 0
 	}
 	if x.Path != "" {
-		n += 1 + sizeBytes(len(x.Path))
+		n += 1 + pbwire.SizeBytes(len(x.Path))
 	}
 	if x.Mode != 0 {
-		n += 1 + sizeVarint(uint64(x.Mode))
+		n += 1 + pbwire.SizeVarint(uint64(x.Mode))
 	}
 	if x.Dir {
-		n += 1 + sizeVarint(boolVarint(x.Dir))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Dir))
 	}
 	if len(x.Data) > 0 {
-		n += 1 + sizeBytes(len(x.Data))
+		n += 1 + pbwire.SizeBytes(len(x.Data))
 	}
 	return n + len(x.unknownFields)
 }
@@ -2461,19 +2462,19 @@ func (x *FileEntry) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.FileEntry.path")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Path)
+		b = pbwire.AppendString(b, x.Path)
 	}
 	if x.Mode != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Mode))
+		b = pbwire.AppendVarint(b, uint64(x.Mode))
 	}
 	if x.Dir {
 		b = append(b, 0x18)
-		b = appendVarint(b, boolVarint(x.Dir))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Dir))
 	}
 	if len(x.Data) > 0 {
 		b = append(b, 0x22)
-		b = appendBytes(b, x.Data)
+		b = pbwire.AppendBytes(b, x.Data)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -2481,7 +2482,7 @@ func (x *FileEntry) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *FileEntry) Unmarshal(b []byte) error {
 	*x = FileEntry{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -2490,7 +2491,7 @@ func (x *FileEntry) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.FileEntry")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.FileEntry")
 		}
@@ -2498,10 +2499,10 @@ func (x *FileEntry) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.FileEntry")
 			}
@@ -2511,30 +2512,30 @@ func (x *FileEntry) unmarshal(b []byte, depth int) error {
 			x.Path = string(v)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.FileEntry")
 			}
 			x.Mode = uint32(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.FileEntry")
 			}
 			x.Dir = v != 0
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.FileEntry")
 			}
@@ -2542,7 +2543,7 @@ func (x *FileEntry) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.FileEntry")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -2609,10 +2610,10 @@ func (x *EmptyDir) size() (n int) {
 		return 0
 	}
 	if x.Name != "" {
-		n += 1 + sizeBytes(len(x.Name))
+		n += 1 + pbwire.SizeBytes(len(x.Name))
 	}
 	if x.Memory {
-		n += 1 + sizeVarint(boolVarint(x.Memory))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Memory))
 	}
 	return n + len(x.unknownFields)
 }
@@ -2626,11 +2627,11 @@ func (x *EmptyDir) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.EmptyDir.name")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Name)
+		b = pbwire.AppendString(b, x.Name)
 	}
 	if x.Memory {
 		b = append(b, 0x10)
-		b = appendVarint(b, boolVarint(x.Memory))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Memory))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -2638,7 +2639,7 @@ func (x *EmptyDir) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *EmptyDir) Unmarshal(b []byte) error {
 	*x = EmptyDir{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -2647,7 +2648,7 @@ func (x *EmptyDir) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.EmptyDir")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.EmptyDir")
 		}
@@ -2655,10 +2656,10 @@ func (x *EmptyDir) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.EmptyDir")
 			}
@@ -2668,10 +2669,10 @@ func (x *EmptyDir) unmarshal(b []byte, depth int) error {
 			x.Name = string(v)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.EmptyDir")
 			}
@@ -2679,7 +2680,7 @@ func (x *EmptyDir) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.EmptyDir")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -2760,16 +2761,16 @@ func (x *PodNamespaces) size() (n int) {
 		return 0
 	}
 	if x.Network {
-		n += 1 + sizeVarint(boolVarint(x.Network))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Network))
 	}
 	if x.Ipc {
-		n += 1 + sizeVarint(boolVarint(x.Ipc))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Ipc))
 	}
 	if x.Uts {
-		n += 1 + sizeVarint(boolVarint(x.Uts))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Uts))
 	}
 	if x.Pid {
-		n += 1 + sizeVarint(boolVarint(x.Pid))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Pid))
 	}
 	return n + len(x.unknownFields)
 }
@@ -2780,19 +2781,19 @@ func (x *PodNamespaces) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Network {
 		b = append(b, 0x08)
-		b = appendVarint(b, boolVarint(x.Network))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Network))
 	}
 	if x.Ipc {
 		b = append(b, 0x10)
-		b = appendVarint(b, boolVarint(x.Ipc))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Ipc))
 	}
 	if x.Uts {
 		b = append(b, 0x18)
-		b = appendVarint(b, boolVarint(x.Uts))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Uts))
 	}
 	if x.Pid {
 		b = append(b, 0x20)
-		b = appendVarint(b, boolVarint(x.Pid))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Pid))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -2800,7 +2801,7 @@ func (x *PodNamespaces) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *PodNamespaces) Unmarshal(b []byte) error {
 	*x = PodNamespaces{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -2809,7 +2810,7 @@ func (x *PodNamespaces) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.PodNamespaces")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.PodNamespaces")
 		}
@@ -2817,40 +2818,40 @@ func (x *PodNamespaces) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PodNamespaces")
 			}
 			x.Network = v != 0
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PodNamespaces")
 			}
 			x.Ipc = v != 0
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PodNamespaces")
 			}
 			x.Uts = v != 0
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PodNamespaces")
 			}
@@ -2858,7 +2859,7 @@ func (x *PodNamespaces) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.PodNamespaces")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -2914,7 +2915,7 @@ func (x *CreateContainerResponse) size() (n int) {
 		return 0
 	}
 	if x.Pid != 0 {
-		n += 1 + sizeVarint(uint64(x.Pid))
+		n += 1 + pbwire.SizeVarint(uint64(x.Pid))
 	}
 	return n + len(x.unknownFields)
 }
@@ -2925,7 +2926,7 @@ func (x *CreateContainerResponse) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Pid != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Pid))
+		b = pbwire.AppendVarint(b, uint64(x.Pid))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -2933,7 +2934,7 @@ func (x *CreateContainerResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *CreateContainerResponse) Unmarshal(b []byte) error {
 	*x = CreateContainerResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -2942,7 +2943,7 @@ func (x *CreateContainerResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.CreateContainerResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.CreateContainerResponse")
 		}
@@ -2950,10 +2951,10 @@ func (x *CreateContainerResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CreateContainerResponse")
 			}
@@ -2961,7 +2962,7 @@ func (x *CreateContainerResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.CreateContainerResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3033,13 +3034,13 @@ func (x *UpdateVolumeRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	if x.Destination != "" {
-		n += 1 + sizeBytes(len(x.Destination))
+		n += 1 + pbwire.SizeBytes(len(x.Destination))
 	}
 	if x.Files != nil {
-		n += 1 + sizeBytes(x.Files.size())
+		n += 1 + pbwire.SizeBytes(x.Files.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -3054,18 +3055,18 @@ func (x *UpdateVolumeRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.UpdateVolumeRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	if x.Destination != "" {
 		if !utf8.ValidString(x.Destination) {
 			return nil, invalidUTF8("confguest.agent.v1.UpdateVolumeRequest.destination")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Destination)
+		b = pbwire.AppendString(b, x.Destination)
 	}
 	if x.Files != nil {
 		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(x.Files.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Files.size()))
 		if b, err = x.Files.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -3076,7 +3077,7 @@ func (x *UpdateVolumeRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *UpdateVolumeRequest) Unmarshal(b []byte) error {
 	*x = UpdateVolumeRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3085,7 +3086,7 @@ func (x *UpdateVolumeRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.UpdateVolumeRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.UpdateVolumeRequest")
 		}
@@ -3093,10 +3094,10 @@ func (x *UpdateVolumeRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateVolumeRequest")
 			}
@@ -3106,10 +3107,10 @@ func (x *UpdateVolumeRequest) unmarshal(b []byte, depth int) error {
 			x.ContainerId = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateVolumeRequest")
 			}
@@ -3119,10 +3120,10 @@ func (x *UpdateVolumeRequest) unmarshal(b []byte, depth int) error {
 			x.Destination = string(v)
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateVolumeRequest")
 			}
@@ -3135,7 +3136,7 @@ func (x *UpdateVolumeRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.UpdateVolumeRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3195,7 +3196,7 @@ func (x *UpdateVolumeResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *UpdateVolumeResponse) Unmarshal(b []byte) error {
 	*x = UpdateVolumeResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3204,14 +3205,14 @@ func (x *UpdateVolumeResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.UpdateVolumeResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.UpdateVolumeResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.UpdateVolumeResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3274,10 +3275,10 @@ func (x *ReadVolumeRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	if x.Destination != "" {
-		n += 1 + sizeBytes(len(x.Destination))
+		n += 1 + pbwire.SizeBytes(len(x.Destination))
 	}
 	return n + len(x.unknownFields)
 }
@@ -3291,14 +3292,14 @@ func (x *ReadVolumeRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.ReadVolumeRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	if x.Destination != "" {
 		if !utf8.ValidString(x.Destination) {
 			return nil, invalidUTF8("confguest.agent.v1.ReadVolumeRequest.destination")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Destination)
+		b = pbwire.AppendString(b, x.Destination)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -3306,7 +3307,7 @@ func (x *ReadVolumeRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ReadVolumeRequest) Unmarshal(b []byte) error {
 	*x = ReadVolumeRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3315,7 +3316,7 @@ func (x *ReadVolumeRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ReadVolumeRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ReadVolumeRequest")
 		}
@@ -3323,10 +3324,10 @@ func (x *ReadVolumeRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadVolumeRequest")
 			}
@@ -3336,10 +3337,10 @@ func (x *ReadVolumeRequest) unmarshal(b []byte, depth int) error {
 			x.ContainerId = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadVolumeRequest")
 			}
@@ -3350,7 +3351,7 @@ func (x *ReadVolumeRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ReadVolumeRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3414,10 +3415,10 @@ func (x *ReadVolumeResponse) size() (n int) {
 		return 0
 	}
 	if len(x.Data) > 0 {
-		n += 1 + sizeBytes(len(x.Data))
+		n += 1 + pbwire.SizeBytes(len(x.Data))
 	}
 	if x.Truncated {
-		n += 1 + sizeVarint(boolVarint(x.Truncated))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Truncated))
 	}
 	return n + len(x.unknownFields)
 }
@@ -3428,11 +3429,11 @@ func (x *ReadVolumeResponse) appendTo(b []byte) ([]byte, error) {
 	}
 	if len(x.Data) > 0 {
 		b = append(b, 0x0a)
-		b = appendBytes(b, x.Data)
+		b = pbwire.AppendBytes(b, x.Data)
 	}
 	if x.Truncated {
 		b = append(b, 0x10)
-		b = appendVarint(b, boolVarint(x.Truncated))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Truncated))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -3440,7 +3441,7 @@ func (x *ReadVolumeResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ReadVolumeResponse) Unmarshal(b []byte) error {
 	*x = ReadVolumeResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3449,7 +3450,7 @@ func (x *ReadVolumeResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ReadVolumeResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ReadVolumeResponse")
 		}
@@ -3457,20 +3458,20 @@ func (x *ReadVolumeResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadVolumeResponse")
 			}
 			x.Data = append([]byte(nil), v...)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadVolumeResponse")
 			}
@@ -3478,7 +3479,7 @@ func (x *ReadVolumeResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ReadVolumeResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3532,7 +3533,7 @@ func (x *StartContainerRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
 }
@@ -3546,7 +3547,7 @@ func (x *StartContainerRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.StartContainerRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -3554,7 +3555,7 @@ func (x *StartContainerRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StartContainerRequest) Unmarshal(b []byte) error {
 	*x = StartContainerRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3563,7 +3564,7 @@ func (x *StartContainerRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StartContainerRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StartContainerRequest")
 		}
@@ -3571,10 +3572,10 @@ func (x *StartContainerRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StartContainerRequest")
 			}
@@ -3585,7 +3586,7 @@ func (x *StartContainerRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StartContainerRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3642,7 +3643,7 @@ func (x *StartContainerResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StartContainerResponse) Unmarshal(b []byte) error {
 	*x = StartContainerResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3651,14 +3652,14 @@ func (x *StartContainerResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StartContainerResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StartContainerResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StartContainerResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3737,16 +3738,16 @@ func (x *ExecProcessRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	if x.ExecId != "" {
-		n += 1 + sizeBytes(len(x.ExecId))
+		n += 1 + pbwire.SizeBytes(len(x.ExecId))
 	}
 	if len(x.ProcessJson) > 0 {
-		n += 1 + sizeBytes(len(x.ProcessJson))
+		n += 1 + pbwire.SizeBytes(len(x.ProcessJson))
 	}
 	if x.Stdio != nil {
-		n += 1 + sizeBytes(x.Stdio.size())
+		n += 1 + pbwire.SizeBytes(x.Stdio.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -3761,22 +3762,22 @@ func (x *ExecProcessRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.ExecProcessRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	if x.ExecId != "" {
 		if !utf8.ValidString(x.ExecId) {
 			return nil, invalidUTF8("confguest.agent.v1.ExecProcessRequest.exec_id")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.ExecId)
+		b = pbwire.AppendString(b, x.ExecId)
 	}
 	if len(x.ProcessJson) > 0 {
 		b = append(b, 0x1a)
-		b = appendBytes(b, x.ProcessJson)
+		b = pbwire.AppendBytes(b, x.ProcessJson)
 	}
 	if x.Stdio != nil {
 		b = append(b, 0x22)
-		b = appendVarint(b, uint64(x.Stdio.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Stdio.size()))
 		if b, err = x.Stdio.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -3787,7 +3788,7 @@ func (x *ExecProcessRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ExecProcessRequest) Unmarshal(b []byte) error {
 	*x = ExecProcessRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3796,7 +3797,7 @@ func (x *ExecProcessRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ExecProcessRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ExecProcessRequest")
 		}
@@ -3804,10 +3805,10 @@ func (x *ExecProcessRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ExecProcessRequest")
 			}
@@ -3817,10 +3818,10 @@ func (x *ExecProcessRequest) unmarshal(b []byte, depth int) error {
 			x.ContainerId = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ExecProcessRequest")
 			}
@@ -3830,20 +3831,20 @@ func (x *ExecProcessRequest) unmarshal(b []byte, depth int) error {
 			x.ExecId = string(v)
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ExecProcessRequest")
 			}
 			x.ProcessJson = append([]byte(nil), v...)
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ExecProcessRequest")
 			}
@@ -3856,7 +3857,7 @@ func (x *ExecProcessRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ExecProcessRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -3913,7 +3914,7 @@ func (x *ExecProcessResponse) size() (n int) {
 		return 0
 	}
 	if x.Pid != 0 {
-		n += 1 + sizeVarint(uint64(x.Pid))
+		n += 1 + pbwire.SizeVarint(uint64(x.Pid))
 	}
 	return n + len(x.unknownFields)
 }
@@ -3924,7 +3925,7 @@ func (x *ExecProcessResponse) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Pid != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Pid))
+		b = pbwire.AppendVarint(b, uint64(x.Pid))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -3932,7 +3933,7 @@ func (x *ExecProcessResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ExecProcessResponse) Unmarshal(b []byte) error {
 	*x = ExecProcessResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -3941,7 +3942,7 @@ func (x *ExecProcessResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ExecProcessResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ExecProcessResponse")
 		}
@@ -3949,10 +3950,10 @@ func (x *ExecProcessResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ExecProcessResponse")
 			}
@@ -3960,7 +3961,7 @@ func (x *ExecProcessResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ExecProcessResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4014,7 +4015,7 @@ func (x *WaitProcessRequest) size() (n int) {
 		return 0
 	}
 	if x.Process != nil {
-		n += 1 + sizeBytes(x.Process.size())
+		n += 1 + pbwire.SizeBytes(x.Process.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -4026,7 +4027,7 @@ func (x *WaitProcessRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Process != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Process.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -4037,7 +4038,7 @@ func (x *WaitProcessRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *WaitProcessRequest) Unmarshal(b []byte) error {
 	*x = WaitProcessRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4046,7 +4047,7 @@ func (x *WaitProcessRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.WaitProcessRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.WaitProcessRequest")
 		}
@@ -4054,10 +4055,10 @@ func (x *WaitProcessRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WaitProcessRequest")
 			}
@@ -4070,7 +4071,7 @@ func (x *WaitProcessRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.WaitProcessRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4145,13 +4146,13 @@ func (x *WaitProcessResponse) size() (n int) {
 		return 0
 	}
 	if x.ExitCode != 0 {
-		n += 1 + sizeVarint(uint64(int64(x.ExitCode)))
+		n += 1 + pbwire.SizeVarint(uint64(int64(x.ExitCode)))
 	}
 	if x.Signal != 0 {
-		n += 1 + sizeVarint(uint64(int64(x.Signal)))
+		n += 1 + pbwire.SizeVarint(uint64(int64(x.Signal)))
 	}
 	if x.ExitedAtUnixNano != 0 {
-		n += 1 + sizeVarint(uint64(x.ExitedAtUnixNano))
+		n += 1 + pbwire.SizeVarint(uint64(x.ExitedAtUnixNano))
 	}
 	return n + len(x.unknownFields)
 }
@@ -4162,15 +4163,15 @@ func (x *WaitProcessResponse) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.ExitCode != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(int64(x.ExitCode)))
+		b = pbwire.AppendVarint(b, uint64(int64(x.ExitCode)))
 	}
 	if x.Signal != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(int64(x.Signal)))
+		b = pbwire.AppendVarint(b, uint64(int64(x.Signal)))
 	}
 	if x.ExitedAtUnixNano != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.ExitedAtUnixNano))
+		b = pbwire.AppendVarint(b, uint64(x.ExitedAtUnixNano))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -4178,7 +4179,7 @@ func (x *WaitProcessResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *WaitProcessResponse) Unmarshal(b []byte) error {
 	*x = WaitProcessResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4187,7 +4188,7 @@ func (x *WaitProcessResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.WaitProcessResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.WaitProcessResponse")
 		}
@@ -4195,30 +4196,30 @@ func (x *WaitProcessResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WaitProcessResponse")
 			}
 			x.ExitCode = int32(v)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WaitProcessResponse")
 			}
 			x.Signal = int32(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WaitProcessResponse")
 			}
@@ -4226,7 +4227,7 @@ func (x *WaitProcessResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.WaitProcessResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4297,13 +4298,13 @@ func (x *SignalProcessRequest) size() (n int) {
 		return 0
 	}
 	if x.Process != nil {
-		n += 1 + sizeBytes(x.Process.size())
+		n += 1 + pbwire.SizeBytes(x.Process.size())
 	}
 	if x.Signal != 0 {
-		n += 1 + sizeVarint(uint64(x.Signal))
+		n += 1 + pbwire.SizeVarint(uint64(x.Signal))
 	}
 	if x.All {
-		n += 1 + sizeVarint(boolVarint(x.All))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.All))
 	}
 	return n + len(x.unknownFields)
 }
@@ -4315,18 +4316,18 @@ func (x *SignalProcessRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Process != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Process.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Signal != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Signal))
+		b = pbwire.AppendVarint(b, uint64(x.Signal))
 	}
 	if x.All {
 		b = append(b, 0x18)
-		b = appendVarint(b, boolVarint(x.All))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.All))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -4334,7 +4335,7 @@ func (x *SignalProcessRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *SignalProcessRequest) Unmarshal(b []byte) error {
 	*x = SignalProcessRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4343,7 +4344,7 @@ func (x *SignalProcessRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.SignalProcessRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.SignalProcessRequest")
 		}
@@ -4351,10 +4352,10 @@ func (x *SignalProcessRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.SignalProcessRequest")
 			}
@@ -4366,20 +4367,20 @@ func (x *SignalProcessRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.SignalProcessRequest")
 			}
 			x.Signal = uint32(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.SignalProcessRequest")
 			}
@@ -4387,7 +4388,7 @@ func (x *SignalProcessRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.SignalProcessRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4447,7 +4448,7 @@ func (x *SignalProcessResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *SignalProcessResponse) Unmarshal(b []byte) error {
 	*x = SignalProcessResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4456,14 +4457,14 @@ func (x *SignalProcessResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.SignalProcessResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.SignalProcessResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.SignalProcessResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4533,13 +4534,13 @@ func (x *ResizeTTYRequest) size() (n int) {
 		return 0
 	}
 	if x.Process != nil {
-		n += 1 + sizeBytes(x.Process.size())
+		n += 1 + pbwire.SizeBytes(x.Process.size())
 	}
 	if x.Width != 0 {
-		n += 1 + sizeVarint(uint64(x.Width))
+		n += 1 + pbwire.SizeVarint(uint64(x.Width))
 	}
 	if x.Height != 0 {
-		n += 1 + sizeVarint(uint64(x.Height))
+		n += 1 + pbwire.SizeVarint(uint64(x.Height))
 	}
 	return n + len(x.unknownFields)
 }
@@ -4551,18 +4552,18 @@ func (x *ResizeTTYRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Process != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Process.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Width != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Width))
+		b = pbwire.AppendVarint(b, uint64(x.Width))
 	}
 	if x.Height != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.Height))
+		b = pbwire.AppendVarint(b, uint64(x.Height))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -4570,7 +4571,7 @@ func (x *ResizeTTYRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ResizeTTYRequest) Unmarshal(b []byte) error {
 	*x = ResizeTTYRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4579,7 +4580,7 @@ func (x *ResizeTTYRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ResizeTTYRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ResizeTTYRequest")
 		}
@@ -4587,10 +4588,10 @@ func (x *ResizeTTYRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ResizeTTYRequest")
 			}
@@ -4602,20 +4603,20 @@ func (x *ResizeTTYRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ResizeTTYRequest")
 			}
 			x.Width = uint32(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ResizeTTYRequest")
 			}
@@ -4623,7 +4624,7 @@ func (x *ResizeTTYRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ResizeTTYRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4683,7 +4684,7 @@ func (x *ResizeTTYResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ResizeTTYResponse) Unmarshal(b []byte) error {
 	*x = ResizeTTYResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4692,14 +4693,14 @@ func (x *ResizeTTYResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ResizeTTYResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ResizeTTYResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ResizeTTYResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4761,10 +4762,10 @@ func (x *WriteStdinRequest) size() (n int) {
 		return 0
 	}
 	if x.Process != nil {
-		n += 1 + sizeBytes(x.Process.size())
+		n += 1 + pbwire.SizeBytes(x.Process.size())
 	}
 	if len(x.Data) > 0 {
-		n += 1 + sizeBytes(len(x.Data))
+		n += 1 + pbwire.SizeBytes(len(x.Data))
 	}
 	return n + len(x.unknownFields)
 }
@@ -4776,14 +4777,14 @@ func (x *WriteStdinRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Process != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Process.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if len(x.Data) > 0 {
 		b = append(b, 0x12)
-		b = appendBytes(b, x.Data)
+		b = pbwire.AppendBytes(b, x.Data)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -4791,7 +4792,7 @@ func (x *WriteStdinRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *WriteStdinRequest) Unmarshal(b []byte) error {
 	*x = WriteStdinRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4800,7 +4801,7 @@ func (x *WriteStdinRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.WriteStdinRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.WriteStdinRequest")
 		}
@@ -4808,10 +4809,10 @@ func (x *WriteStdinRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WriteStdinRequest")
 			}
@@ -4823,10 +4824,10 @@ func (x *WriteStdinRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WriteStdinRequest")
 			}
@@ -4834,7 +4835,7 @@ func (x *WriteStdinRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.WriteStdinRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4891,7 +4892,7 @@ func (x *WriteStdinResponse) size() (n int) {
 		return 0
 	}
 	if x.Written != 0 {
-		n += 1 + sizeVarint(uint64(x.Written))
+		n += 1 + pbwire.SizeVarint(uint64(x.Written))
 	}
 	return n + len(x.unknownFields)
 }
@@ -4902,7 +4903,7 @@ func (x *WriteStdinResponse) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Written != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Written))
+		b = pbwire.AppendVarint(b, uint64(x.Written))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -4910,7 +4911,7 @@ func (x *WriteStdinResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *WriteStdinResponse) Unmarshal(b []byte) error {
 	*x = WriteStdinResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -4919,7 +4920,7 @@ func (x *WriteStdinResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.WriteStdinResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.WriteStdinResponse")
 		}
@@ -4927,10 +4928,10 @@ func (x *WriteStdinResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.WriteStdinResponse")
 			}
@@ -4938,7 +4939,7 @@ func (x *WriteStdinResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.WriteStdinResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -4992,7 +4993,7 @@ func (x *CloseStdinRequest) size() (n int) {
 		return 0
 	}
 	if x.Process != nil {
-		n += 1 + sizeBytes(x.Process.size())
+		n += 1 + pbwire.SizeBytes(x.Process.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -5004,7 +5005,7 @@ func (x *CloseStdinRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Process != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Process.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -5015,7 +5016,7 @@ func (x *CloseStdinRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *CloseStdinRequest) Unmarshal(b []byte) error {
 	*x = CloseStdinRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5024,7 +5025,7 @@ func (x *CloseStdinRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.CloseStdinRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.CloseStdinRequest")
 		}
@@ -5032,10 +5033,10 @@ func (x *CloseStdinRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CloseStdinRequest")
 			}
@@ -5048,7 +5049,7 @@ func (x *CloseStdinRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.CloseStdinRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5108,7 +5109,7 @@ func (x *CloseStdinResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *CloseStdinResponse) Unmarshal(b []byte) error {
 	*x = CloseStdinResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5117,14 +5118,14 @@ func (x *CloseStdinResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.CloseStdinResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.CloseStdinResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.CloseStdinResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5221,19 +5222,19 @@ func (x *ReadOutputRequest) size() (n int) {
 		return 0
 	}
 	if x.Process != nil {
-		n += 1 + sizeBytes(x.Process.size())
+		n += 1 + pbwire.SizeBytes(x.Process.size())
 	}
 	if x.Stream != 0 {
-		n += 1 + sizeVarint(uint64(int64(x.Stream)))
+		n += 1 + pbwire.SizeVarint(uint64(int64(x.Stream)))
 	}
 	if x.Credit != 0 {
-		n += 1 + sizeVarint(uint64(x.Credit))
+		n += 1 + pbwire.SizeVarint(uint64(x.Credit))
 	}
 	if x.Resume {
-		n += 1 + sizeVarint(boolVarint(x.Resume))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Resume))
 	}
 	if x.Received != 0 {
-		n += 1 + sizeVarint(uint64(x.Received))
+		n += 1 + pbwire.SizeVarint(uint64(x.Received))
 	}
 	return n + len(x.unknownFields)
 }
@@ -5245,26 +5246,26 @@ func (x *ReadOutputRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Process != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Process.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Process.size()))
 		if b, err = x.Process.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Stream != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(int64(x.Stream)))
+		b = pbwire.AppendVarint(b, uint64(int64(x.Stream)))
 	}
 	if x.Credit != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.Credit))
+		b = pbwire.AppendVarint(b, uint64(x.Credit))
 	}
 	if x.Resume {
 		b = append(b, 0x20)
-		b = appendVarint(b, boolVarint(x.Resume))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Resume))
 	}
 	if x.Received != 0 {
 		b = append(b, 0x28)
-		b = appendVarint(b, uint64(x.Received))
+		b = pbwire.AppendVarint(b, uint64(x.Received))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -5272,7 +5273,7 @@ func (x *ReadOutputRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ReadOutputRequest) Unmarshal(b []byte) error {
 	*x = ReadOutputRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5281,7 +5282,7 @@ func (x *ReadOutputRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ReadOutputRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ReadOutputRequest")
 		}
@@ -5289,10 +5290,10 @@ func (x *ReadOutputRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadOutputRequest")
 			}
@@ -5304,40 +5305,40 @@ func (x *ReadOutputRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadOutputRequest")
 			}
 			x.Stream = OutputStream(int32(v))
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadOutputRequest")
 			}
 			x.Credit = uint32(v)
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadOutputRequest")
 			}
 			x.Resume = v != 0
 			n = l
 		case 5:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ReadOutputRequest")
 			}
@@ -5345,7 +5346,7 @@ func (x *ReadOutputRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ReadOutputRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5430,16 +5431,16 @@ func (x *OutputChunk) size() (n int) {
 		return 0
 	}
 	if len(x.Data) > 0 {
-		n += 1 + sizeBytes(len(x.Data))
+		n += 1 + pbwire.SizeBytes(len(x.Data))
 	}
 	if x.Offset != 0 {
-		n += 1 + sizeVarint(uint64(x.Offset))
+		n += 1 + pbwire.SizeVarint(uint64(x.Offset))
 	}
 	if x.DroppedBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.DroppedBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.DroppedBytes))
 	}
 	if x.Eof {
-		n += 1 + sizeVarint(boolVarint(x.Eof))
+		n += 1 + pbwire.SizeVarint(pbwire.EncodeBool(x.Eof))
 	}
 	return n + len(x.unknownFields)
 }
@@ -5450,19 +5451,19 @@ func (x *OutputChunk) appendTo(b []byte) ([]byte, error) {
 	}
 	if len(x.Data) > 0 {
 		b = append(b, 0x0a)
-		b = appendBytes(b, x.Data)
+		b = pbwire.AppendBytes(b, x.Data)
 	}
 	if x.Offset != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Offset))
+		b = pbwire.AppendVarint(b, uint64(x.Offset))
 	}
 	if x.DroppedBytes != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.DroppedBytes))
+		b = pbwire.AppendVarint(b, uint64(x.DroppedBytes))
 	}
 	if x.Eof {
 		b = append(b, 0x20)
-		b = appendVarint(b, boolVarint(x.Eof))
+		b = pbwire.AppendVarint(b, pbwire.EncodeBool(x.Eof))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -5470,7 +5471,7 @@ func (x *OutputChunk) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *OutputChunk) Unmarshal(b []byte) error {
 	*x = OutputChunk{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5479,7 +5480,7 @@ func (x *OutputChunk) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.OutputChunk")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.OutputChunk")
 		}
@@ -5487,40 +5488,40 @@ func (x *OutputChunk) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.OutputChunk")
 			}
 			x.Data = append([]byte(nil), v...)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.OutputChunk")
 			}
 			x.Offset = v
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.OutputChunk")
 			}
 			x.DroppedBytes = v
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.OutputChunk")
 			}
@@ -5528,7 +5529,7 @@ func (x *OutputChunk) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.OutputChunk")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5582,7 +5583,7 @@ func (x *DeleteContainerRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
 }
@@ -5596,7 +5597,7 @@ func (x *DeleteContainerRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.DeleteContainerRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -5604,7 +5605,7 @@ func (x *DeleteContainerRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *DeleteContainerRequest) Unmarshal(b []byte) error {
 	*x = DeleteContainerRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5613,7 +5614,7 @@ func (x *DeleteContainerRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.DeleteContainerRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.DeleteContainerRequest")
 		}
@@ -5621,10 +5622,10 @@ func (x *DeleteContainerRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.DeleteContainerRequest")
 			}
@@ -5635,7 +5636,7 @@ func (x *DeleteContainerRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.DeleteContainerRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5694,7 +5695,7 @@ func (x *DeleteContainerResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *DeleteContainerResponse) Unmarshal(b []byte) error {
 	*x = DeleteContainerResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5703,14 +5704,14 @@ func (x *DeleteContainerResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.DeleteContainerResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.DeleteContainerResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.DeleteContainerResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5767,7 +5768,7 @@ func (x *ListContainersRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ListContainersRequest) Unmarshal(b []byte) error {
 	*x = ListContainersRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5776,14 +5777,14 @@ func (x *ListContainersRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ListContainersRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ListContainersRequest")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ListContainersRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -5870,19 +5871,19 @@ func (x *ContainerInfo) size() (n int) {
 		return 0
 	}
 	if x.Id != "" {
-		n += 1 + sizeBytes(len(x.Id))
+		n += 1 + pbwire.SizeBytes(len(x.Id))
 	}
 	if x.Status != "" {
-		n += 1 + sizeBytes(len(x.Status))
+		n += 1 + pbwire.SizeBytes(len(x.Status))
 	}
 	if x.Pid != 0 {
-		n += 1 + sizeVarint(uint64(x.Pid))
+		n += 1 + pbwire.SizeVarint(uint64(x.Pid))
 	}
 	if x.CreatedAtUnixNano != 0 {
-		n += 1 + sizeVarint(uint64(x.CreatedAtUnixNano))
+		n += 1 + pbwire.SizeVarint(uint64(x.CreatedAtUnixNano))
 	}
 	for _, v := range x.ExecIds {
-		n += 1 + sizeBytes(len(v))
+		n += 1 + pbwire.SizeBytes(len(v))
 	}
 	return n + len(x.unknownFields)
 }
@@ -5896,29 +5897,29 @@ func (x *ContainerInfo) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.ContainerInfo.id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Id)
+		b = pbwire.AppendString(b, x.Id)
 	}
 	if x.Status != "" {
 		if !utf8.ValidString(x.Status) {
 			return nil, invalidUTF8("confguest.agent.v1.ContainerInfo.status")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Status)
+		b = pbwire.AppendString(b, x.Status)
 	}
 	if x.Pid != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.Pid))
+		b = pbwire.AppendVarint(b, uint64(x.Pid))
 	}
 	if x.CreatedAtUnixNano != 0 {
 		b = append(b, 0x20)
-		b = appendVarint(b, uint64(x.CreatedAtUnixNano))
+		b = pbwire.AppendVarint(b, uint64(x.CreatedAtUnixNano))
 	}
 	for _, v := range x.ExecIds {
 		if !utf8.ValidString(v) {
 			return nil, invalidUTF8("confguest.agent.v1.ContainerInfo.exec_ids")
 		}
 		b = append(b, 0x2a)
-		b = appendString(b, v)
+		b = pbwire.AppendString(b, v)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -5926,7 +5927,7 @@ func (x *ContainerInfo) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ContainerInfo) Unmarshal(b []byte) error {
 	*x = ContainerInfo{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -5935,7 +5936,7 @@ func (x *ContainerInfo) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ContainerInfo")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ContainerInfo")
 		}
@@ -5943,10 +5944,10 @@ func (x *ContainerInfo) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ContainerInfo")
 			}
@@ -5956,10 +5957,10 @@ func (x *ContainerInfo) unmarshal(b []byte, depth int) error {
 			x.Id = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ContainerInfo")
 			}
@@ -5969,30 +5970,30 @@ func (x *ContainerInfo) unmarshal(b []byte, depth int) error {
 			x.Status = string(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ContainerInfo")
 			}
 			x.Pid = uint32(v)
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ContainerInfo")
 			}
 			x.CreatedAtUnixNano = int64(v)
 			n = l
 		case 5:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ContainerInfo")
 			}
@@ -6003,7 +6004,7 @@ func (x *ContainerInfo) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ContainerInfo")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6057,7 +6058,7 @@ func (x *ListContainersResponse) size() (n int) {
 		return 0
 	}
 	for _, v := range x.Containers {
-		n += 1 + sizeBytes(v.size())
+		n += 1 + pbwire.SizeBytes(v.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -6069,7 +6070,7 @@ func (x *ListContainersResponse) appendTo(b []byte) ([]byte, error) {
 	var err error
 	for _, v := range x.Containers {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(v.size()))
+		b = pbwire.AppendVarint(b, uint64(v.size()))
 		if b, err = v.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -6080,7 +6081,7 @@ func (x *ListContainersResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ListContainersResponse) Unmarshal(b []byte) error {
 	*x = ListContainersResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6089,7 +6090,7 @@ func (x *ListContainersResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ListContainersResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ListContainersResponse")
 		}
@@ -6097,10 +6098,10 @@ func (x *ListContainersResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ListContainersResponse")
 			}
@@ -6112,7 +6113,7 @@ func (x *ListContainersResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ListContainersResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6166,7 +6167,7 @@ func (x *StateRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
 }
@@ -6180,7 +6181,7 @@ func (x *StateRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.StateRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -6188,7 +6189,7 @@ func (x *StateRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StateRequest) Unmarshal(b []byte) error {
 	*x = StateRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6197,7 +6198,7 @@ func (x *StateRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StateRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StateRequest")
 		}
@@ -6205,10 +6206,10 @@ func (x *StateRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StateRequest")
 			}
@@ -6219,7 +6220,7 @@ func (x *StateRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StateRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6273,7 +6274,7 @@ func (x *StateResponse) size() (n int) {
 		return 0
 	}
 	if x.Container != nil {
-		n += 1 + sizeBytes(x.Container.size())
+		n += 1 + pbwire.SizeBytes(x.Container.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -6285,7 +6286,7 @@ func (x *StateResponse) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Container != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Container.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Container.size()))
 		if b, err = x.Container.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -6296,7 +6297,7 @@ func (x *StateResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StateResponse) Unmarshal(b []byte) error {
 	*x = StateResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6305,7 +6306,7 @@ func (x *StateResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StateResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StateResponse")
 		}
@@ -6313,10 +6314,10 @@ func (x *StateResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StateResponse")
 			}
@@ -6329,7 +6330,7 @@ func (x *StateResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StateResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6387,7 +6388,7 @@ func (x *StatsRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	return n + len(x.unknownFields)
 }
@@ -6401,7 +6402,7 @@ func (x *StatsRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.StatsRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -6409,7 +6410,7 @@ func (x *StatsRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StatsRequest) Unmarshal(b []byte) error {
 	*x = StatsRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6418,7 +6419,7 @@ func (x *StatsRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StatsRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StatsRequest")
 		}
@@ -6426,10 +6427,10 @@ func (x *StatsRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StatsRequest")
 			}
@@ -6440,7 +6441,7 @@ func (x *StatsRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StatsRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6520,16 +6521,16 @@ func (x *MemoryStats) size() (n int) {
 		return 0
 	}
 	if x.UsageBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.UsageBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.UsageBytes))
 	}
 	if x.LimitBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.LimitBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.LimitBytes))
 	}
 	if x.MaxUsageBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.MaxUsageBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.MaxUsageBytes))
 	}
 	if x.InactiveFileBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.InactiveFileBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.InactiveFileBytes))
 	}
 	return n + len(x.unknownFields)
 }
@@ -6540,19 +6541,19 @@ func (x *MemoryStats) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.UsageBytes != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.UsageBytes))
+		b = pbwire.AppendVarint(b, uint64(x.UsageBytes))
 	}
 	if x.LimitBytes != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.LimitBytes))
+		b = pbwire.AppendVarint(b, uint64(x.LimitBytes))
 	}
 	if x.MaxUsageBytes != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.MaxUsageBytes))
+		b = pbwire.AppendVarint(b, uint64(x.MaxUsageBytes))
 	}
 	if x.InactiveFileBytes != 0 {
 		b = append(b, 0x20)
-		b = appendVarint(b, uint64(x.InactiveFileBytes))
+		b = pbwire.AppendVarint(b, uint64(x.InactiveFileBytes))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -6560,7 +6561,7 @@ func (x *MemoryStats) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *MemoryStats) Unmarshal(b []byte) error {
 	*x = MemoryStats{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6569,7 +6570,7 @@ func (x *MemoryStats) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.MemoryStats")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.MemoryStats")
 		}
@@ -6577,40 +6578,40 @@ func (x *MemoryStats) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryStats")
 			}
 			x.UsageBytes = v
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryStats")
 			}
 			x.LimitBytes = v
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryStats")
 			}
 			x.MaxUsageBytes = v
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryStats")
 			}
@@ -6618,7 +6619,7 @@ func (x *MemoryStats) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.MemoryStats")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6704,19 +6705,19 @@ func (x *CPUStats) size() (n int) {
 		return 0
 	}
 	if x.UsageNanos != 0 {
-		n += 1 + sizeVarint(uint64(x.UsageNanos))
+		n += 1 + pbwire.SizeVarint(uint64(x.UsageNanos))
 	}
 	if x.UserNanos != 0 {
-		n += 1 + sizeVarint(uint64(x.UserNanos))
+		n += 1 + pbwire.SizeVarint(uint64(x.UserNanos))
 	}
 	if x.SystemNanos != 0 {
-		n += 1 + sizeVarint(uint64(x.SystemNanos))
+		n += 1 + pbwire.SizeVarint(uint64(x.SystemNanos))
 	}
 	if x.ThrottledPeriods != 0 {
-		n += 1 + sizeVarint(uint64(x.ThrottledPeriods))
+		n += 1 + pbwire.SizeVarint(uint64(x.ThrottledPeriods))
 	}
 	if x.ThrottledNanos != 0 {
-		n += 1 + sizeVarint(uint64(x.ThrottledNanos))
+		n += 1 + pbwire.SizeVarint(uint64(x.ThrottledNanos))
 	}
 	return n + len(x.unknownFields)
 }
@@ -6727,23 +6728,23 @@ func (x *CPUStats) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.UsageNanos != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.UsageNanos))
+		b = pbwire.AppendVarint(b, uint64(x.UsageNanos))
 	}
 	if x.UserNanos != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.UserNanos))
+		b = pbwire.AppendVarint(b, uint64(x.UserNanos))
 	}
 	if x.SystemNanos != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.SystemNanos))
+		b = pbwire.AppendVarint(b, uint64(x.SystemNanos))
 	}
 	if x.ThrottledPeriods != 0 {
 		b = append(b, 0x20)
-		b = appendVarint(b, uint64(x.ThrottledPeriods))
+		b = pbwire.AppendVarint(b, uint64(x.ThrottledPeriods))
 	}
 	if x.ThrottledNanos != 0 {
 		b = append(b, 0x28)
-		b = appendVarint(b, uint64(x.ThrottledNanos))
+		b = pbwire.AppendVarint(b, uint64(x.ThrottledNanos))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -6751,7 +6752,7 @@ func (x *CPUStats) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *CPUStats) Unmarshal(b []byte) error {
 	*x = CPUStats{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6760,7 +6761,7 @@ func (x *CPUStats) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.CPUStats")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.CPUStats")
 		}
@@ -6768,50 +6769,50 @@ func (x *CPUStats) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUStats")
 			}
 			x.UsageNanos = v
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUStats")
 			}
 			x.UserNanos = v
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUStats")
 			}
 			x.SystemNanos = v
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUStats")
 			}
 			x.ThrottledPeriods = v
 			n = l
 		case 5:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUStats")
 			}
@@ -6819,7 +6820,7 @@ func (x *CPUStats) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.CPUStats")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -6881,10 +6882,10 @@ func (x *PidsStats) size() (n int) {
 		return 0
 	}
 	if x.Current != 0 {
-		n += 1 + sizeVarint(uint64(x.Current))
+		n += 1 + pbwire.SizeVarint(uint64(x.Current))
 	}
 	if x.Limit != 0 {
-		n += 1 + sizeVarint(uint64(x.Limit))
+		n += 1 + pbwire.SizeVarint(uint64(x.Limit))
 	}
 	return n + len(x.unknownFields)
 }
@@ -6895,11 +6896,11 @@ func (x *PidsStats) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Current != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Current))
+		b = pbwire.AppendVarint(b, uint64(x.Current))
 	}
 	if x.Limit != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Limit))
+		b = pbwire.AppendVarint(b, uint64(x.Limit))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -6907,7 +6908,7 @@ func (x *PidsStats) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *PidsStats) Unmarshal(b []byte) error {
 	*x = PidsStats{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -6916,7 +6917,7 @@ func (x *PidsStats) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.PidsStats")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.PidsStats")
 		}
@@ -6924,20 +6925,20 @@ func (x *PidsStats) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PidsStats")
 			}
 			x.Current = v
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PidsStats")
 			}
@@ -6945,7 +6946,7 @@ func (x *PidsStats) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.PidsStats")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -7082,37 +7083,37 @@ func (x *AgentStats) size() (n int) {
 		return 0
 	}
 	if x.RssBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.RssBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.RssBytes))
 	}
 	if x.RssAnonBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.RssAnonBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.RssAnonBytes))
 	}
 	if x.RssFileBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.RssFileBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.RssFileBytes))
 	}
 	if x.PeakRssBytes != 0 {
-		n += 1 + sizeVarint(uint64(x.PeakRssBytes))
+		n += 1 + pbwire.SizeVarint(uint64(x.PeakRssBytes))
 	}
 	if x.Threads != 0 {
-		n += 1 + sizeVarint(uint64(x.Threads))
+		n += 1 + pbwire.SizeVarint(uint64(x.Threads))
 	}
 	if x.OpenFds != 0 {
-		n += 1 + sizeVarint(uint64(x.OpenFds))
+		n += 1 + pbwire.SizeVarint(uint64(x.OpenFds))
 	}
 	if x.Goroutines != 0 {
-		n += 1 + sizeVarint(uint64(x.Goroutines))
+		n += 1 + pbwire.SizeVarint(uint64(x.Goroutines))
 	}
 	if x.Mounts != 0 {
-		n += 1 + sizeVarint(uint64(x.Mounts))
+		n += 1 + pbwire.SizeVarint(uint64(x.Mounts))
 	}
 	if x.DmDevices != 0 {
-		n += 1 + sizeVarint(uint64(x.DmDevices))
+		n += 1 + pbwire.SizeVarint(uint64(x.DmDevices))
 	}
 	if x.Cgroups != 0 {
-		n += 1 + sizeVarint(uint64(x.Cgroups))
+		n += 1 + pbwire.SizeVarint(uint64(x.Cgroups))
 	}
 	if x.Processes != 0 {
-		n += 1 + sizeVarint(uint64(x.Processes))
+		n += 1 + pbwire.SizeVarint(uint64(x.Processes))
 	}
 	return n + len(x.unknownFields)
 }
@@ -7123,47 +7124,47 @@ func (x *AgentStats) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.RssBytes != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.RssBytes))
+		b = pbwire.AppendVarint(b, uint64(x.RssBytes))
 	}
 	if x.RssAnonBytes != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.RssAnonBytes))
+		b = pbwire.AppendVarint(b, uint64(x.RssAnonBytes))
 	}
 	if x.RssFileBytes != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.RssFileBytes))
+		b = pbwire.AppendVarint(b, uint64(x.RssFileBytes))
 	}
 	if x.PeakRssBytes != 0 {
 		b = append(b, 0x20)
-		b = appendVarint(b, uint64(x.PeakRssBytes))
+		b = pbwire.AppendVarint(b, uint64(x.PeakRssBytes))
 	}
 	if x.Threads != 0 {
 		b = append(b, 0x28)
-		b = appendVarint(b, uint64(x.Threads))
+		b = pbwire.AppendVarint(b, uint64(x.Threads))
 	}
 	if x.OpenFds != 0 {
 		b = append(b, 0x30)
-		b = appendVarint(b, uint64(x.OpenFds))
+		b = pbwire.AppendVarint(b, uint64(x.OpenFds))
 	}
 	if x.Goroutines != 0 {
 		b = append(b, 0x38)
-		b = appendVarint(b, uint64(x.Goroutines))
+		b = pbwire.AppendVarint(b, uint64(x.Goroutines))
 	}
 	if x.Mounts != 0 {
 		b = append(b, 0x40)
-		b = appendVarint(b, uint64(x.Mounts))
+		b = pbwire.AppendVarint(b, uint64(x.Mounts))
 	}
 	if x.DmDevices != 0 {
 		b = append(b, 0x48)
-		b = appendVarint(b, uint64(x.DmDevices))
+		b = pbwire.AppendVarint(b, uint64(x.DmDevices))
 	}
 	if x.Cgroups != 0 {
 		b = append(b, 0x50)
-		b = appendVarint(b, uint64(x.Cgroups))
+		b = pbwire.AppendVarint(b, uint64(x.Cgroups))
 	}
 	if x.Processes != 0 {
 		b = append(b, 0x58)
-		b = appendVarint(b, uint64(x.Processes))
+		b = pbwire.AppendVarint(b, uint64(x.Processes))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -7171,7 +7172,7 @@ func (x *AgentStats) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *AgentStats) Unmarshal(b []byte) error {
 	*x = AgentStats{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -7180,7 +7181,7 @@ func (x *AgentStats) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.AgentStats")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.AgentStats")
 		}
@@ -7188,110 +7189,110 @@ func (x *AgentStats) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.RssBytes = v
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.RssAnonBytes = v
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.RssFileBytes = v
 			n = l
 		case 4:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.PeakRssBytes = v
 			n = l
 		case 5:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.Threads = uint32(v)
 			n = l
 		case 6:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.OpenFds = uint32(v)
 			n = l
 		case 7:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.Goroutines = uint32(v)
 			n = l
 		case 8:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.Mounts = uint32(v)
 			n = l
 		case 9:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.DmDevices = uint32(v)
 			n = l
 		case 10:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.Cgroups = uint32(v)
 			n = l
 		case 11:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
@@ -7299,7 +7300,7 @@ func (x *AgentStats) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.AgentStats")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -7379,16 +7380,16 @@ func (x *StatsResponse) size() (n int) {
 		return 0
 	}
 	if x.Memory != nil {
-		n += 1 + sizeBytes(x.Memory.size())
+		n += 1 + pbwire.SizeBytes(x.Memory.size())
 	}
 	if x.Cpu != nil {
-		n += 1 + sizeBytes(x.Cpu.size())
+		n += 1 + pbwire.SizeBytes(x.Cpu.size())
 	}
 	if x.Pids != nil {
-		n += 1 + sizeBytes(x.Pids.size())
+		n += 1 + pbwire.SizeBytes(x.Pids.size())
 	}
 	if x.Agent != nil {
-		n += 1 + sizeBytes(x.Agent.size())
+		n += 1 + pbwire.SizeBytes(x.Agent.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -7400,28 +7401,28 @@ func (x *StatsResponse) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Memory != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Memory.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Memory.size()))
 		if b, err = x.Memory.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Cpu != nil {
 		b = append(b, 0x12)
-		b = appendVarint(b, uint64(x.Cpu.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Cpu.size()))
 		if b, err = x.Cpu.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Pids != nil {
 		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(x.Pids.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Pids.size()))
 		if b, err = x.Pids.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Agent != nil {
 		b = append(b, 0x22)
-		b = appendVarint(b, uint64(x.Agent.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Agent.size()))
 		if b, err = x.Agent.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -7432,7 +7433,7 @@ func (x *StatsResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *StatsResponse) Unmarshal(b []byte) error {
 	*x = StatsResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -7441,7 +7442,7 @@ func (x *StatsResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.StatsResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.StatsResponse")
 		}
@@ -7449,10 +7450,10 @@ func (x *StatsResponse) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StatsResponse")
 			}
@@ -7464,10 +7465,10 @@ func (x *StatsResponse) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StatsResponse")
 			}
@@ -7479,10 +7480,10 @@ func (x *StatsResponse) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StatsResponse")
 			}
@@ -7494,10 +7495,10 @@ func (x *StatsResponse) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.StatsResponse")
 			}
@@ -7510,7 +7511,7 @@ func (x *StatsResponse) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.StatsResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -7579,7 +7580,7 @@ func (x *ShutdownRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ShutdownRequest) Unmarshal(b []byte) error {
 	*x = ShutdownRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -7588,14 +7589,14 @@ func (x *ShutdownRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ShutdownRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ShutdownRequest")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ShutdownRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -7652,7 +7653,7 @@ func (x *ShutdownResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ShutdownResponse) Unmarshal(b []byte) error {
 	*x = ShutdownResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -7661,14 +7662,14 @@ func (x *ShutdownResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ShutdownResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ShutdownResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ShutdownResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -7746,16 +7747,16 @@ func (x *UpdateContainerRequest) size() (n int) {
 		return 0
 	}
 	if x.ContainerId != "" {
-		n += 1 + sizeBytes(len(x.ContainerId))
+		n += 1 + pbwire.SizeBytes(len(x.ContainerId))
 	}
 	if x.Memory != nil {
-		n += 1 + sizeBytes(x.Memory.size())
+		n += 1 + pbwire.SizeBytes(x.Memory.size())
 	}
 	if x.Cpu != nil {
-		n += 1 + sizeBytes(x.Cpu.size())
+		n += 1 + pbwire.SizeBytes(x.Cpu.size())
 	}
 	if x.Pids != nil {
-		n += 1 + sizeBytes(x.Pids.size())
+		n += 1 + pbwire.SizeBytes(x.Pids.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -7770,25 +7771,25 @@ func (x *UpdateContainerRequest) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.UpdateContainerRequest.container_id")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.ContainerId)
+		b = pbwire.AppendString(b, x.ContainerId)
 	}
 	if x.Memory != nil {
 		b = append(b, 0x12)
-		b = appendVarint(b, uint64(x.Memory.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Memory.size()))
 		if b, err = x.Memory.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Cpu != nil {
 		b = append(b, 0x1a)
-		b = appendVarint(b, uint64(x.Cpu.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Cpu.size()))
 		if b, err = x.Cpu.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	if x.Pids != nil {
 		b = append(b, 0x22)
-		b = appendVarint(b, uint64(x.Pids.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Pids.size()))
 		if b, err = x.Pids.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -7799,7 +7800,7 @@ func (x *UpdateContainerRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *UpdateContainerRequest) Unmarshal(b []byte) error {
 	*x = UpdateContainerRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -7808,7 +7809,7 @@ func (x *UpdateContainerRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.UpdateContainerRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.UpdateContainerRequest")
 		}
@@ -7816,10 +7817,10 @@ func (x *UpdateContainerRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateContainerRequest")
 			}
@@ -7829,10 +7830,10 @@ func (x *UpdateContainerRequest) unmarshal(b []byte, depth int) error {
 			x.ContainerId = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateContainerRequest")
 			}
@@ -7844,10 +7845,10 @@ func (x *UpdateContainerRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 3:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateContainerRequest")
 			}
@@ -7859,10 +7860,10 @@ func (x *UpdateContainerRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.UpdateContainerRequest")
 			}
@@ -7875,7 +7876,7 @@ func (x *UpdateContainerRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.UpdateContainerRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -7956,13 +7957,13 @@ func (x *MemoryResources) size() (n int) {
 		return 0
 	}
 	if x.Limit != 0 {
-		n += 1 + sizeVarint(uint64(x.Limit))
+		n += 1 + pbwire.SizeVarint(uint64(x.Limit))
 	}
 	if x.Reservation != 0 {
-		n += 1 + sizeVarint(uint64(x.Reservation))
+		n += 1 + pbwire.SizeVarint(uint64(x.Reservation))
 	}
 	if x.Swap != 0 {
-		n += 1 + sizeVarint(uint64(x.Swap))
+		n += 1 + pbwire.SizeVarint(uint64(x.Swap))
 	}
 	return n + len(x.unknownFields)
 }
@@ -7973,15 +7974,15 @@ func (x *MemoryResources) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Limit != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Limit))
+		b = pbwire.AppendVarint(b, uint64(x.Limit))
 	}
 	if x.Reservation != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Reservation))
+		b = pbwire.AppendVarint(b, uint64(x.Reservation))
 	}
 	if x.Swap != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.Swap))
+		b = pbwire.AppendVarint(b, uint64(x.Swap))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -7989,7 +7990,7 @@ func (x *MemoryResources) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *MemoryResources) Unmarshal(b []byte) error {
 	*x = MemoryResources{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -7998,7 +7999,7 @@ func (x *MemoryResources) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.MemoryResources")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.MemoryResources")
 		}
@@ -8006,30 +8007,30 @@ func (x *MemoryResources) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryResources")
 			}
 			x.Limit = int64(v)
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryResources")
 			}
 			x.Reservation = int64(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.MemoryResources")
 			}
@@ -8037,7 +8038,7 @@ func (x *MemoryResources) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.MemoryResources")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8124,19 +8125,19 @@ func (x *CPUResources) size() (n int) {
 		return 0
 	}
 	if x.Shares != 0 {
-		n += 1 + sizeVarint(uint64(x.Shares))
+		n += 1 + pbwire.SizeVarint(uint64(x.Shares))
 	}
 	if x.Quota != 0 {
-		n += 1 + sizeVarint(uint64(x.Quota))
+		n += 1 + pbwire.SizeVarint(uint64(x.Quota))
 	}
 	if x.Period != 0 {
-		n += 1 + sizeVarint(uint64(x.Period))
+		n += 1 + pbwire.SizeVarint(uint64(x.Period))
 	}
 	if x.Cpus != "" {
-		n += 1 + sizeBytes(len(x.Cpus))
+		n += 1 + pbwire.SizeBytes(len(x.Cpus))
 	}
 	if x.Mems != "" {
-		n += 1 + sizeBytes(len(x.Mems))
+		n += 1 + pbwire.SizeBytes(len(x.Mems))
 	}
 	return n + len(x.unknownFields)
 }
@@ -8147,29 +8148,29 @@ func (x *CPUResources) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Shares != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Shares))
+		b = pbwire.AppendVarint(b, uint64(x.Shares))
 	}
 	if x.Quota != 0 {
 		b = append(b, 0x10)
-		b = appendVarint(b, uint64(x.Quota))
+		b = pbwire.AppendVarint(b, uint64(x.Quota))
 	}
 	if x.Period != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.Period))
+		b = pbwire.AppendVarint(b, uint64(x.Period))
 	}
 	if x.Cpus != "" {
 		if !utf8.ValidString(x.Cpus) {
 			return nil, invalidUTF8("confguest.agent.v1.CPUResources.cpus")
 		}
 		b = append(b, 0x22)
-		b = appendString(b, x.Cpus)
+		b = pbwire.AppendString(b, x.Cpus)
 	}
 	if x.Mems != "" {
 		if !utf8.ValidString(x.Mems) {
 			return nil, invalidUTF8("confguest.agent.v1.CPUResources.mems")
 		}
 		b = append(b, 0x2a)
-		b = appendString(b, x.Mems)
+		b = pbwire.AppendString(b, x.Mems)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -8177,7 +8178,7 @@ func (x *CPUResources) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *CPUResources) Unmarshal(b []byte) error {
 	*x = CPUResources{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8186,7 +8187,7 @@ func (x *CPUResources) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.CPUResources")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.CPUResources")
 		}
@@ -8194,40 +8195,40 @@ func (x *CPUResources) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUResources")
 			}
 			x.Shares = v
 			n = l
 		case 2:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUResources")
 			}
 			x.Quota = int64(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUResources")
 			}
 			x.Period = v
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUResources")
 			}
@@ -8237,10 +8238,10 @@ func (x *CPUResources) unmarshal(b []byte, depth int) error {
 			x.Cpus = string(v)
 			n = l
 		case 5:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.CPUResources")
 			}
@@ -8251,7 +8252,7 @@ func (x *CPUResources) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.CPUResources")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8306,7 +8307,7 @@ func (x *PidsResources) size() (n int) {
 		return 0
 	}
 	if x.Limit != 0 {
-		n += 1 + sizeVarint(uint64(x.Limit))
+		n += 1 + pbwire.SizeVarint(uint64(x.Limit))
 	}
 	return n + len(x.unknownFields)
 }
@@ -8317,7 +8318,7 @@ func (x *PidsResources) appendTo(b []byte) ([]byte, error) {
 	}
 	if x.Limit != 0 {
 		b = append(b, 0x08)
-		b = appendVarint(b, uint64(x.Limit))
+		b = pbwire.AppendVarint(b, uint64(x.Limit))
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -8325,7 +8326,7 @@ func (x *PidsResources) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *PidsResources) Unmarshal(b []byte) error {
 	*x = PidsResources{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8334,7 +8335,7 @@ func (x *PidsResources) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.PidsResources")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.PidsResources")
 		}
@@ -8342,10 +8343,10 @@ func (x *PidsResources) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.PidsResources")
 			}
@@ -8353,7 +8354,7 @@ func (x *PidsResources) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.PidsResources")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8412,7 +8413,7 @@ func (x *UpdateContainerResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *UpdateContainerResponse) Unmarshal(b []byte) error {
 	*x = UpdateContainerResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8421,14 +8422,14 @@ func (x *UpdateContainerResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.UpdateContainerResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.UpdateContainerResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.UpdateContainerResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8493,10 +8494,10 @@ func (x *ConfigureNetworkRequest) size() (n int) {
 		return 0
 	}
 	if x.Interface != nil {
-		n += 1 + sizeBytes(x.Interface.size())
+		n += 1 + pbwire.SizeBytes(x.Interface.size())
 	}
 	for _, v := range x.Routes {
-		n += 1 + sizeBytes(v.size())
+		n += 1 + pbwire.SizeBytes(v.size())
 	}
 	return n + len(x.unknownFields)
 }
@@ -8508,14 +8509,14 @@ func (x *ConfigureNetworkRequest) appendTo(b []byte) ([]byte, error) {
 	var err error
 	if x.Interface != nil {
 		b = append(b, 0x0a)
-		b = appendVarint(b, uint64(x.Interface.size()))
+		b = pbwire.AppendVarint(b, uint64(x.Interface.size()))
 		if b, err = x.Interface.appendTo(b); err != nil {
 			return nil, err
 		}
 	}
 	for _, v := range x.Routes {
 		b = append(b, 0x12)
-		b = appendVarint(b, uint64(v.size()))
+		b = pbwire.AppendVarint(b, uint64(v.size()))
 		if b, err = v.appendTo(b); err != nil {
 			return nil, err
 		}
@@ -8526,7 +8527,7 @@ func (x *ConfigureNetworkRequest) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ConfigureNetworkRequest) Unmarshal(b []byte) error {
 	*x = ConfigureNetworkRequest{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8535,7 +8536,7 @@ func (x *ConfigureNetworkRequest) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ConfigureNetworkRequest")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ConfigureNetworkRequest")
 		}
@@ -8543,10 +8544,10 @@ func (x *ConfigureNetworkRequest) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ConfigureNetworkRequest")
 			}
@@ -8558,10 +8559,10 @@ func (x *ConfigureNetworkRequest) unmarshal(b []byte, depth int) error {
 			}
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.ConfigureNetworkRequest")
 			}
@@ -8573,7 +8574,7 @@ func (x *ConfigureNetworkRequest) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ConfigureNetworkRequest")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8661,16 +8662,16 @@ func (x *NetworkInterface) size() (n int) {
 		return 0
 	}
 	if x.Mac != "" {
-		n += 1 + sizeBytes(len(x.Mac))
+		n += 1 + pbwire.SizeBytes(len(x.Mac))
 	}
 	if x.Name != "" {
-		n += 1 + sizeBytes(len(x.Name))
+		n += 1 + pbwire.SizeBytes(len(x.Name))
 	}
 	if x.Mtu != 0 {
-		n += 1 + sizeVarint(uint64(x.Mtu))
+		n += 1 + pbwire.SizeVarint(uint64(x.Mtu))
 	}
 	for _, v := range x.Addresses {
-		n += 1 + sizeBytes(len(v))
+		n += 1 + pbwire.SizeBytes(len(v))
 	}
 	return n + len(x.unknownFields)
 }
@@ -8684,25 +8685,25 @@ func (x *NetworkInterface) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkInterface.mac")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Mac)
+		b = pbwire.AppendString(b, x.Mac)
 	}
 	if x.Name != "" {
 		if !utf8.ValidString(x.Name) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkInterface.name")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Name)
+		b = pbwire.AppendString(b, x.Name)
 	}
 	if x.Mtu != 0 {
 		b = append(b, 0x18)
-		b = appendVarint(b, uint64(x.Mtu))
+		b = pbwire.AppendVarint(b, uint64(x.Mtu))
 	}
 	for _, v := range x.Addresses {
 		if !utf8.ValidString(v) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkInterface.addresses")
 		}
 		b = append(b, 0x22)
-		b = appendString(b, v)
+		b = pbwire.AppendString(b, v)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -8710,7 +8711,7 @@ func (x *NetworkInterface) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *NetworkInterface) Unmarshal(b []byte) error {
 	*x = NetworkInterface{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8719,7 +8720,7 @@ func (x *NetworkInterface) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.NetworkInterface")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.NetworkInterface")
 		}
@@ -8727,10 +8728,10 @@ func (x *NetworkInterface) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.NetworkInterface")
 			}
@@ -8740,10 +8741,10 @@ func (x *NetworkInterface) unmarshal(b []byte, depth int) error {
 			x.Mac = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.NetworkInterface")
 			}
@@ -8753,20 +8754,20 @@ func (x *NetworkInterface) unmarshal(b []byte, depth int) error {
 			x.Name = string(v)
 			n = l
 		case 3:
-			if typ != varintType {
+			if typ != pbwire.VarintType {
 				break
 			}
-			v, l := consumeVarint(b)
+			v, l := pbwire.ConsumeVarint(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.NetworkInterface")
 			}
 			x.Mtu = uint32(v)
 			n = l
 		case 4:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.NetworkInterface")
 			}
@@ -8777,7 +8778,7 @@ func (x *NetworkInterface) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.NetworkInterface")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8843,10 +8844,10 @@ func (x *NetworkRoute) size() (n int) {
 		return 0
 	}
 	if x.Destination != "" {
-		n += 1 + sizeBytes(len(x.Destination))
+		n += 1 + pbwire.SizeBytes(len(x.Destination))
 	}
 	if x.Gateway != "" {
-		n += 1 + sizeBytes(len(x.Gateway))
+		n += 1 + pbwire.SizeBytes(len(x.Gateway))
 	}
 	return n + len(x.unknownFields)
 }
@@ -8860,14 +8861,14 @@ func (x *NetworkRoute) appendTo(b []byte) ([]byte, error) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkRoute.destination")
 		}
 		b = append(b, 0x0a)
-		b = appendString(b, x.Destination)
+		b = pbwire.AppendString(b, x.Destination)
 	}
 	if x.Gateway != "" {
 		if !utf8.ValidString(x.Gateway) {
 			return nil, invalidUTF8("confguest.agent.v1.NetworkRoute.gateway")
 		}
 		b = append(b, 0x12)
-		b = appendString(b, x.Gateway)
+		b = pbwire.AppendString(b, x.Gateway)
 	}
 	return append(b, x.unknownFields...), nil
 }
@@ -8875,7 +8876,7 @@ func (x *NetworkRoute) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *NetworkRoute) Unmarshal(b []byte) error {
 	*x = NetworkRoute{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8884,7 +8885,7 @@ func (x *NetworkRoute) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.NetworkRoute")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.NetworkRoute")
 		}
@@ -8892,10 +8893,10 @@ func (x *NetworkRoute) unmarshal(b []byte, depth int) error {
 		n = -1 // the value's length once decoded as one of x's fields
 		switch num {
 		case 1:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.NetworkRoute")
 			}
@@ -8905,10 +8906,10 @@ func (x *NetworkRoute) unmarshal(b []byte, depth int) error {
 			x.Destination = string(v)
 			n = l
 		case 2:
-			if typ != bytesType {
+			if typ != pbwire.BytesType {
 				break
 			}
-			v, l := consumeBytes(b)
+			v, l := pbwire.ConsumeBytes(b)
 			if l < 0 {
 				return malformed("confguest.agent.v1.NetworkRoute")
 			}
@@ -8919,7 +8920,7 @@ func (x *NetworkRoute) unmarshal(b []byte, depth int) error {
 			n = l
 		}
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.NetworkRoute")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
@@ -8978,7 +8979,7 @@ func (x *ConfigureNetworkResponse) appendTo(b []byte) ([]byte, error) {
 // Unmarshal replaces x's contents with the decoded b, as proto.Unmarshal does.
 func (x *ConfigureNetworkResponse) Unmarshal(b []byte) error {
 	*x = ConfigureNetworkResponse{}
-	return x.unmarshal(b, recursionLimit)
+	return x.unmarshal(b, pbwire.RecursionLimit)
 }
 
 // unmarshal merges b into x; depth is how many more messages may nest.
@@ -8987,14 +8988,14 @@ func (x *ConfigureNetworkResponse) unmarshal(b []byte, depth int) error {
 		return tooDeep("confguest.agent.v1.ConfigureNetworkResponse")
 	}
 	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
+		num, typ, n := pbwire.ConsumeTag(b)
 		if n < 0 {
 			return malformed("confguest.agent.v1.ConfigureNetworkResponse")
 		}
 		b = b[n:]
 		n = -1 // the value's length once decoded as one of x's fields
 		if n < 0 {
-			if n = consumeFieldValue(num, typ, b); n < 0 {
+			if n = pbwire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return malformed("confguest.agent.v1.ConfigureNetworkResponse")
 			}
 			x.unknownFields = appendUnknown(x.unknownFields, num, typ, b[:n])
