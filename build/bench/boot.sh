@@ -109,11 +109,18 @@ boot() {
 	# binary are in the page cache (agent/cmd/agent/startup.go).
 	: >"$tmp/startup.last"
 	: >"$tmp/pages.last"
-	if [[ -n $end && $marker == "confguest-agent: ready" ]] && IFS= read -r -t 10 line <&"${QEMU[0]}"; then
-		[[ $line != *"confguest-agent: startup:"* ]] || printf '%s\n' "${line%$'\r'}" >"$tmp/startup.last"
-		if IFS= read -r -t 10 line <&"${QEMU[0]}" && [[ $line == *"confguest-agent: startup pages:"* ]]; then
-			printf '%s\n' "${line%$'\r'}" >"$tmp/pages.last"
-		fi
+	# Other console lines (the kernel's) may come between them.
+	if [[ -n $end && $marker == "confguest-agent: ready" ]]; then
+		local n=0
+		while ((n++ < 50)) && IFS= read -r -t 10 line <&"${QEMU[0]}"; do
+			case $line in
+			*"confguest-agent: startup pages:"*)
+				printf '%s\n' "${line%$'\r'}" >"$tmp/pages.last"
+				break
+				;;
+			*"confguest-agent: startup:"*) printf '%s\n' "${line%$'\r'}" >"$tmp/startup.last" ;;
+			esac
+		done
 	fi
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
