@@ -94,9 +94,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		StateDir:        *stateDir,
 		Logger:          log,
 		Ready: func() {
-			// What the start read, measured when it is done: before the ready line, as
-			// the goroutines that started beside it may run while the line is written;
-			// the mapped pages, slower to read, after it.
+			// What the start read, measured just before the ready line: writing the line
+			// and what the host's first calls touch are not the start's. The mapped
+			// pages, slower to read, come after it.
 			s, err := measureStartup("/sys")
 			io.WriteString(stdout, "confguest-agent: ready\n")
 			if err == nil {
