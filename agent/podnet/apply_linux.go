@@ -46,10 +46,15 @@ func Apply(ctx context.Context, c Config, t Target) (err error) {
 		return fmt.Errorf("open the pod's network namespace: %w", err)
 	}
 	defer pod.Close()
-	if same, err := sameFile(pod, self); err != nil || same {
-		if err != nil {
-			return fmt.Errorf("the pod's network namespace: %w", err)
-		}
+	podInfo, err := pod.Stat()
+	if err != nil {
+		return fmt.Errorf("the pod's network namespace: %w", err)
+	}
+	selfInfo, err := self.Stat()
+	if err != nil {
+		return fmt.Errorf("the agent's network namespace: %w", err)
+	}
+	if os.SameFile(podInfo, selfInfo) {
 		return fmt.Errorf("the pod's network namespace is the agent's own: refusing to configure it")
 	}
 	h, err := openRTNL(self)
@@ -86,18 +91,6 @@ func Apply(ctx context.Context, c Config, t Target) (err error) {
 		return fmt.Errorf("find the device in the pod's namespace: %w", err)
 	}
 	return configure(ph, l, c)
-}
-
-// sameFile says whether a and b are the same file (namespace files: the same namespace).
-func sameFile(a, b *os.File) (bool, error) {
-	var sa, sb unix.Stat_t
-	if err := unix.Fstat(int(a.Fd()), &sa); err != nil {
-		return false, err
-	}
-	if err := unix.Fstat(int(b.Fd()), &sb); err != nil {
-		return false, err
-	}
-	return sa.Dev == sb.Dev && sa.Ino == sb.Ino, nil
 }
 
 // findDevice returns the one device with mac in h's namespace, checked to be a virtio-net

@@ -20,6 +20,7 @@ import (
 type rtnl struct {
 	fd  int
 	seq uint32
+	buf []byte // for the kernel's answers
 }
 
 // link is what Apply reads of a network device.
@@ -29,7 +30,6 @@ type link struct {
 	mac   net.HardwareAddr
 	flags uint32 // IFF_*
 	arp   uint16 // ARPHRD_*
-	mtu   uint32
 }
 
 // openRTNL opens a routing netlink socket in the network namespace of ns (a namespace file,
@@ -73,7 +73,7 @@ func openRTNL(ns *os.File) (*rtnl, error) {
 		unix.Close(r.fd)
 		return nil, fmt.Errorf("bind the netlink socket: %w", err)
 	}
-	return &rtnl{fd: r.fd}, nil
+	return &rtnl{fd: r.fd, buf: make([]byte, 64<<10)}, nil
 }
 
 func (s *rtnl) Close() error { return unix.Close(s.fd) }
@@ -116,10 +116,6 @@ func parseLink(b []byte) (link, error) {
 			l.name = string(v)
 		case unix.IFLA_ADDRESS:
 			l.mac = net.HardwareAddr(append([]byte(nil), v...))
-		case unix.IFLA_MTU:
-			if len(v) == 4 {
-				l.mtu = binary.NativeEndian.Uint32(v)
-			}
 		}
 	})
 	return l, err
@@ -264,9 +260,8 @@ func (s *rtnl) do(typ uint16, flags uint16, msg *nlmsg, f func(typ uint16, b []b
 	if err := unix.Sendto(s.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("netlink send: %w", err)
 	}
-	buf := make([]byte, 64<<10)
 	for {
-		n, from, err := unix.Recvfrom(s.fd, buf, 0)
+		n, from, err := unix.Recvfrom(s.fd, s.buf, 0)
 		if err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
@@ -276,7 +271,7 @@ func (s *rtnl) do(typ uint16, flags uint16, msg *nlmsg, f func(typ uint16, b []b
 		if sa, ok := from.(*unix.SockaddrNetlink); !ok || sa.Pid != 0 {
 			continue // not from the kernel
 		}
-		done, err := s.parse(buf[:n], f)
+		done, err := s.parse(s.buf[:n], f)
 		if done || err != nil {
 			return err
 		}
