@@ -148,6 +148,18 @@ if [[ $control == 1 ]]; then
 fi
 
 ours=() tiny=() ours_u=() tiny_u=() ratios=() ctl=() ctl_u=() ctl_ratios=() rd=() rd_u=() rd_ratios=()
+# control_run NAME LABEL RUN TRIVIAL_MS: boots control NAME (control_root) once, adds its
+# times and ratio to the trivial init to the arrays NAME, NAME_u and NAME_ratios, and prints
+# the run's line.
+control_run() {
+	local name=$1 label=$2 run=$3 t=$4 c cu cr
+	local -n times=$name times_u=${name}_u times_r=${name}_ratios cl=ctl_cmdline_$name
+	read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/$name.img" "$cl")
+	[[ -n ${c:-} ]] || { echo "boot.sh: run $run of the $label failed" >&2; exit 1; }
+	cr=$(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.3f", c / t }')
+	times+=("$c") times_u+=("$cu") times_r+=("$cr")
+	printf 'run %d: %s %d ms (user space %d), ratio %s\n' "$run" "$label" "$c" "$cu" "$cr"
+}
 for i in $(seq "$runs"); do
 	read -r o ou < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready")
 	read -r t tu < <(boot "$tmp/tiny.cpio.gz" "tinyinit: ")
@@ -156,16 +168,8 @@ for i in $(seq "$runs"); do
 	ours+=("$o") tiny+=("$t") ours_u+=("$ou") tiny_u+=("$tu") ratios+=("$r")
 	printf 'run %d: confguest %d ms (user space %d), trivial init %d ms (user space %d), ratio %s\n' "$i" "$o" "$ou" "$t" "$tu" "$r"
 	if [[ $control == 1 ]]; then
-		read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/ctl.img" "$ctl_cmdline_ctl")
-		[[ -n ${c:-} ]] || { echo "boot.sh: run $i of the control failed" >&2; exit 1; }
-		cr=$(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.3f", c / t }')
-		ctl+=("$c") ctl_u+=("$cu") ctl_ratios+=("$cr")
-		printf 'run %d: control (readyagent as /sbin/agent) %d ms (user space %d), ratio %s\n' "$i" "$c" "$cu" "$cr"
-		read -r c cu < <(boot "$img/initramfs.cpio.gz" "confguest-agent: ready" "$tmp/rd.img" "$ctl_cmdline_rd")
-		[[ -n ${c:-} ]] || { echo "boot.sh: run $i of the reading control failed" >&2; exit 1; }
-		cr=$(awk -v c="$c" -v t="$t" 'BEGIN { printf "%.3f", c / t }')
-		rd+=("$c") rd_u+=("$cu") rd_ratios+=("$cr")
-		printf 'run %d: reading control (readyagent reads the agent binary first) %d ms (user space %d), ratio %s\n' "$i" "$c" "$cu" "$cr"
+		control_run ctl "control (readyagent as /sbin/agent)" "$i" "$t"
+		control_run rd "reading control (readyagent reads the agent binary first)" "$i" "$t"
 	fi
 done
 mo=$(printf '%s\n' "${ours[@]}" | median)
