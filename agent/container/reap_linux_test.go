@@ -3,6 +3,7 @@ package container
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -60,6 +61,35 @@ func TestOrphansSweep(t *testing.T) {
 	o.procRoot, reaped = root, nil
 	if _, pending, _ := o.sweep(t0.Add(2 * orphanGrace)); len(reaped) != 0 || !pending {
 		t.Errorf("sweep of a reused PID reaped %v, pending %v; want none reaped, pending", reaped, pending)
+	}
+}
+
+// TestZombieChild: zombieChild sees an exited, unreaped child, leaves it for its waiter, and
+// sees none once it is reaped or while the child runs.
+func TestZombieChild(t *testing.T) {
+	if zombieChild() {
+		t.Fatal("zombieChild() = true before this test started a child")
+	}
+	running := exec.Command("sleep", "60")
+	if err := running.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { running.Process.Kill(); running.Wait() }()
+	exited := exec.Command("sh", "-c", "exit 7")
+	if err := exited.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !zombieChild(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("zombieChild() = false 10 s after a child exited")
+		}
+	}
+	// Left for its waiter: the exit status is still there to collect.
+	if err := exited.Wait(); err == nil || exited.ProcessState.ExitCode() != 7 {
+		t.Fatalf("the child's wait after zombieChild = %v (exit %d); want exit status 7", err, exited.ProcessState.ExitCode())
+	}
+	if zombieChild() {
+		t.Error("zombieChild() = true with one child running and the exited one reaped")
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -213,6 +214,19 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// ReadFrom reads r to its end, keeping its first bytes as Write does. os/exec copies the
+// helper's standard error with it: without it, through Write, each run allocated a 32 KiB
+// copy buffer (io.Copy's), most of the agent's garbage per container cycle after the
+// orphan reaper's.
+func (l *limitedBuffer) ReadFrom(r io.Reader) (int64, error) {
+	n, err := l.b.ReadFrom(io.LimitReader(r, int64(max(l.n-l.b.Len(), 0))))
+	if err != nil {
+		return n, err
+	}
+	rest, err := io.Copy(io.Discard, r)
+	return n + rest, err
 }
 
 // Rlimits are the resource limits a process may name, by their OCI names.

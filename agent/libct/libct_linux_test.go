@@ -34,6 +34,11 @@ func fakeHelper(behaviour string, args []string) int {
 	case "warn": // succeed with a warning on stderr
 		fmt.Fprint(os.Stderr, "level=warning msg=\"a libcontainer warning\"")
 		json.NewEncoder(os.Stdout).Encode(Result{Pid: 42})
+	case "flood": // fail with more on stderr than an error quotes
+		fmt.Fprint(os.Stderr, "first words ")
+		os.Stderr.Write(bytes.Repeat([]byte("x"), 3*maxDiagnostics))
+		fmt.Fprint(os.Stderr, " last words")
+		return 3
 	case "crash":
 		fmt.Fprint(os.Stderr, "the helper's last words")
 		return 3
@@ -97,6 +102,37 @@ func TestRunWithoutResult(t *testing.T) {
 	}
 	if IsKind(err, KindInvalid) || IsKind(err, KindNotRunning) {
 		t.Errorf("Run = %v; a crash is no failure of a kind", err)
+	}
+}
+
+// TestRunBoundsDiagnostics: an error quotes the first maxDiagnostics bytes of the helper's
+// stderr, however much it wrote, and the helper is not blocked on a full pipe.
+func TestRunBoundsDiagnostics(t *testing.T) {
+	_, err := fake(t, "flood").Run(Request{Op: OpDestroy, ID: "c1"})
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "first words x") {
+		t.Fatalf("Run = %v; want the exit status and the start of the helper's stderr", err)
+	}
+	if strings.Contains(err.Error(), "last words") || strings.Count(err.Error(), "x") > maxDiagnostics {
+		t.Errorf("Run's error is %d bytes long: want at most the first %d bytes of stderr quoted", len(err.Error()), maxDiagnostics)
+	}
+}
+
+// TestLimitedBuffer: reading a stream (os/exec's copy) keeps what writing it would.
+func TestLimitedBuffer(t *testing.T) {
+	in := bytes.Repeat([]byte("0123456789"), 1000)
+	for _, n := range []int{0, 1, 4096, len(in), 2 * len(in)} {
+		var viaRead, viaWrite bytes.Buffer
+		got, err := (&limitedBuffer{b: &viaRead, n: n}).ReadFrom(bytes.NewReader(in))
+		if err != nil || got != int64(len(in)) {
+			t.Errorf("limit %d: ReadFrom = %d, %v; want %d, nil", n, got, err, len(in))
+		}
+		w := &limitedBuffer{b: &viaWrite, n: n}
+		for p := in; len(p) > 0; p = p[min(len(p), 999):] {
+			w.Write(p[:min(len(p), 999)])
+		}
+		if !bytes.Equal(viaRead.Bytes(), viaWrite.Bytes()) || viaRead.Len() != min(n, len(in)) {
+			t.Errorf("limit %d: ReadFrom kept %d bytes, Write %d; want the same first %d", n, viaRead.Len(), viaWrite.Len(), min(n, len(in)))
+		}
 	}
 }
 

@@ -252,15 +252,27 @@ func (b *Buffer) Read(ctx context.Context, max int) (Chunk, error) {
 	return c, nil
 }
 
+// Drain's reads: the first is of minRead bytes, and each read that fills its buffer
+// doubles it, up to maxRead. A drain runs for each stream of every process, and most
+// processes write little: a fixed 32 KiB buffer was most of the agent's garbage per
+// container cycle.
+const (
+	minRead = 512
+	maxRead = 32 << 10
+)
+
 // Drain copies r into b until r ends, then closes b. Read errors end the
 // stream too (a TTY master returns EIO once the process side closed).
 func Drain(b *Buffer, r io.Reader) {
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, minRead)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			fault(buf[:n])
 			b.Write(buf[:n])
+			if n == len(buf) && len(buf) < maxRead {
+				buf = make([]byte, 2*len(buf))
+			}
 		}
 		if err != nil {
 			b.Close()

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 )
@@ -114,6 +115,47 @@ func TestBufferAttachedReaderLosesNothing(t *testing.T) {
 	want := sha256.Sum256(src)
 	if got != uint64(len(src)) || !bytes.Equal(h.Sum(nil), want[:]) {
 		t.Fatalf("read %d bytes with sha256 %x, want %d bytes %x", got, h.Sum(nil), len(src), want)
+	}
+}
+
+// sizeReader records the size of each buffer Read is given and fills it only when full is set.
+type sizeReader struct {
+	left  int
+	full  bool
+	sizes []int
+}
+
+func (r *sizeReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	r.sizes = append(r.sizes, len(p))
+	n := min(len(p), r.left)
+	if !r.full {
+		n = min(n, 100)
+	}
+	r.left -= n
+	return n, nil
+}
+
+// TestDrainReadSize: Drain reads a quiet stream with its smallest buffer and doubles it
+// while reads fill it, up to maxRead; every byte reaches the buffer.
+func TestDrainReadSize(t *testing.T) {
+	quiet := &sizeReader{left: 1000}
+	b := NewBuffer(0)
+	Drain(b, quiet)
+	if slices.ContainsFunc(quiet.sizes, func(n int) bool { return n != minRead }) {
+		t.Errorf("reads of a stream that never fills them got buffers of %v bytes, want %d each", quiet.sizes, minRead)
+	}
+	loud := &sizeReader{left: 1 << 20, full: true}
+	b = NewBuffer(2 << 20)
+	Drain(b, loud)
+	want := []int{512, 1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 32 << 10}
+	if len(loud.sizes) < len(want) || !slices.Equal(loud.sizes[:len(want)], want) || slices.Max(loud.sizes) != maxRead {
+		t.Errorf("reads of a stream that fills them got buffers of %v bytes, want %v then %d", loud.sizes[:min(len(loud.sizes), 10)], want, maxRead)
+	}
+	if c, err := b.Read(context.Background(), 4<<20); err != nil || len(c.Data) != 1<<20 || !c.EOF {
+		t.Errorf("the buffer after draining 1 MiB: %d bytes, EOF %v, %v; want all of it and EOF", len(c.Data), c.EOF, err)
 	}
 }
 
