@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,8 +66,19 @@ func TestOrphansSweep(t *testing.T) {
 }
 
 // TestZombieChild: zombieChild sees an exited, unreaped child, leaves it for its waiter, and
-// sees none once it is reaped or while the child runs.
+// sees none once it is reaped or while the child runs. It runs in a test process of its own,
+// whose only children are its own.
 func TestZombieChild(t *testing.T) {
+	const inner = "CONFGUEST_TEST_ZOMBIE_CHILD"
+	if os.Getenv(inner) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestZombieChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), inner+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Contains(string(out), "no tests to run") {
+			t.Fatalf("TestZombieChild in a process of its own: %v\n%s", err, out)
+		}
+		return
+	}
 	if zombieChild() {
 		t.Fatal("zombieChild() = true before this test started a child")
 	}
