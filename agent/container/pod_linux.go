@@ -15,6 +15,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"confguest/agent/childexit"
 )
 
 // The guest's pod: the network, IPC, UTS and PID namespaces the containers of a Kubernetes
@@ -203,7 +205,11 @@ func startPod(dir string) (_ *pod, err error) {
 		return nil, fmt.Errorf("start the holder: %w", err)
 	}
 	p := &pod{dir: dir, holder: cmd, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.exited) }()
+	go func() {
+		childexit.Await(cmd.Process.Pid) // the holder lives as long as the pod: no thread waits with it
+		cmd.Wait()
+		close(p.exited)
+	}()
 	undo.push(func() error { p.stopHolder(); return nil })
 	if err := waitReady(r, p.exited); err != nil {
 		return nil, err
