@@ -15,6 +15,13 @@ var libDirs = []string{"usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/
 // /lib and /lib64 are symlinks into /usr as on Debian.
 const imageLibDir = "usr/lib/x86_64-linux-gnu"
 
+// dlopened are the shared objects a library loads at run time with dlopen, which no
+// DT_NEEDED entry names: glibc loads libgcc_s for pthread_exit and thread cancellation (the
+// reason Debian's libc6 depends on libgcc-s1); without it a program whose threads exit that
+// way aborts ("libgcc_s.so.1 must be installed for pthread_exit to work"), as Apache's
+// worker processes do.
+var dlopened = map[string][]string{"libc.so.6": {"libgcc_s.so.1"}}
+
 // addProgram adds the ELF program or shared object at src (a file under one of roots) to t
 // at dst, with every shared object it needs, transitively, and its ELF interpreter. Each
 // needed object is looked up in roots in order (the unpacked Debian packages first, then
@@ -49,7 +56,9 @@ func (t *tree) addNeeded(src string, roots []string) error {
 			}
 		}
 	}
-	for _, soname := range libs {
+	for i := 0; i < len(libs); i++ {
+		soname := libs[i]
+		libs = append(libs, dlopened[soname]...)
 		dst := path.Join(imageLibDir, soname)
 		if t.has(dst) {
 			continue

@@ -57,7 +57,7 @@ func TestTreeTarDanglingHardlink(t *testing.T) {
 }
 
 // addProgram carries a dynamic program's libraries and interpreter; the host's ipcs
-// (util-linux) needs libc and ld.so.
+// (util-linux) needs libc and ld.so, and libc loads libgcc_s with dlopen.
 func TestAddProgram(t *testing.T) {
 	const ipcs = "/usr/bin/ipcs"
 	if _, err := os.Stat(ipcs); err != nil {
@@ -67,7 +67,8 @@ func TestAddProgram(t *testing.T) {
 	if err := tr.addProgram("usr/bin/ipcs", ipcs, []string{"/"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"usr/bin/ipcs", "usr/lib/x86_64-linux-gnu/libc.so.6", "usr/lib64/ld-linux-x86-64.so.2"} {
+	for _, p := range []string{"usr/bin/ipcs", "usr/lib/x86_64-linux-gnu/libc.so.6", "usr/lib64/ld-linux-x86-64.so.2",
+		"usr/lib/x86_64-linux-gnu/libgcc_s.so.1"} {
 		if !tr.has(p) {
 			t.Errorf("addProgram(%s): the tree has no %s", ipcs, p)
 		}
