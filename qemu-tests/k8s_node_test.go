@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"confguest/agent/api/policy"
+	"confguest/build/conformance"
 	"confguest/build/k8snode"
 )
 
@@ -57,8 +58,8 @@ func TestK8sNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	node, err := k8snode.Start(ctx, k8snode.Options{Repo: repoRoot(), ImageDir: img.Dir,
-		Shim: filepath.Join(shimBinary(t), "containerd-shim-confguest-v2"), Accel: "tcg", Log: testLog{t}})
+	node, err := k8snode.Start(ctx, k8snode.Options{Host: conformance.Host{Repo: repoRoot(), ImageDir: img.Dir,
+		Shim: filepath.Join(shimBinary(t), "containerd-shim-confguest-v2"), Accel: "tcg"}, Log: testLog{t}})
 	if err != nil {
 		t.Fatalf("start the node: %v", err)
 	}

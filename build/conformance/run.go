@@ -25,16 +25,11 @@ var skipList []byte
 
 // Options configure one run.
 type Options struct {
-	Repo     string // the repository root (scripts under build/ and deploy/, the nnp program)
-	ImageDir string // the guest image (make image's out/)
-	Shim     string // containerd-shim-confguest-v2 built from this tree
-	Handler  string // CRI runtime handler critest uses: confguest or runc
-	Focus    string // -ginkgo.focus; empty runs every spec
-	OutDir   string // critest's log and report, containerd's log
-	Bridge   string // CNI bridge name
-	Subnet   string // CNI subnet
-	Accel    string // the shim's QEMU accelerator: auto, tcg or kvm
-	Log      io.Writer
+	Host
+	Handler string // CRI runtime handler critest uses: confguest or runc
+	Focus   string // -ginkgo.focus; empty runs every spec
+	OutDir  string // critest's log and report, containerd's log
+	Log     io.Writer
 }
 
 // Run runs critest once and returns its summary; the error says why it could not run.
@@ -55,8 +50,8 @@ func Run(ctx context.Context, o Options) (sum Summary, err error) {
 	if err != nil {
 		return sum, err
 	}
-	rt, err := StartRuntime(ctx, RuntimeOptions{Repo: o.Repo, ImageDir: o.ImageDir, Shim: o.Shim,
-		LogPath: filepath.Join(o.OutDir, "containerd-"+o.Handler+".log"), Bridge: o.Bridge, Subnet: o.Subnet, Accel: o.Accel, Log: o.Log})
+	rt, err := StartRuntime(ctx, RuntimeOptions{Host: o.Host,
+		LogPath: filepath.Join(o.OutDir, "containerd-"+o.Handler+".log"), Log: o.Log})
 	if err != nil {
 		return sum, err
 	}

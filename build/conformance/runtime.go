@@ -17,13 +17,8 @@ import (
 // with the runtime handlers runc and confguest, a CNI bridge of its own and a registry on
 // 127.0.0.1 serving the test images.
 type RuntimeOptions struct {
-	Repo     string // the repository root (scripts under build/ and deploy/, the nnp program)
-	ImageDir string // the guest image (make image's out/)
-	Shim     string // containerd-shim-confguest-v2 built from this tree
-	LogPath  string // containerd's log
-	Bridge   string // CNI bridge name
-	Subnet   string // CNI subnet (IPv4 CIDR); the bridge takes its first address
-	Accel    string // the shim's QEMU accelerator: auto, tcg or kvm
+	Host
+	LogPath string // containerd's log
 	// ShimCacheDir is the shim's cache_dir, which holds its disk cache (disks/ in it);
 	// empty: the shim's default, $CONFGUEST_CACHE or ~/.cache/confguest.
 	ShimCacheDir string

@@ -31,16 +31,13 @@ import (
 
 // Options configure a node.
 type Options struct {
-	Repo     string        // the repository root (deploy/build-k8s.sh and the conformance scripts)
-	ImageDir string        // the guest image (make image's out/)
-	Shim     string        // containerd-shim-confguest-v2 built from this tree
-	BinDir   string        // kube-apiserver, kubelet, kubectl; empty: built by deploy/build-k8s.sh
-	Name     string        // node name; default "confguest-node"
-	Bridge   string        // CNI bridge; default "cgk8s0"
-	Subnet   string        // pod subnet; the node's address is its first; default "10.88.76.0/24"
-	Accel    string        // the pod VMs' QEMU accelerator: auto, tcg or kvm; default auto
-	Sync     time.Duration // the kubelet's syncFrequency; default 10s
-	Log      io.Writer
+	// Host: Bridge defaults to "cgk8s0", Subnet to "10.88.76.0/24" (the node's address is
+	// its first), Accel to auto.
+	conformance.Host
+	BinDir string        // kube-apiserver, kubelet, kubectl; empty: built by deploy/build-k8s.sh
+	Name   string        // node name; default "confguest-node"
+	Sync   time.Duration // the kubelet's syncFrequency; default 10s
+	Log    io.Writer
 }
 
 // Node is a running single-node cluster.
@@ -112,8 +109,8 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 		return nil, err
 	}
 
-	n.Runtime, err = conformance.StartRuntime(ctx, conformance.RuntimeOptions{Repo: o.Repo, ImageDir: o.ImageDir, Shim: o.Shim,
-		LogPath: filepath.Join(n.l.logs(), "containerd.log"), Bridge: o.Bridge, Subnet: o.Subnet, Accel: o.Accel, Log: o.Log})
+	n.Runtime, err = conformance.StartRuntime(ctx, conformance.RuntimeOptions{Host: o.Host,
+		LogPath: filepath.Join(n.l.logs(), "containerd.log"), Log: o.Log})
 	if err != nil {
 		return nil, err
 	}

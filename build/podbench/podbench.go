@@ -23,16 +23,11 @@ import (
 
 // Options configure one benchmark run.
 type Options struct {
-	Repo     string // the repository root
-	ImageDir string // the guest image (make image's out/)
-	Shim     string // containerd-shim-confguest-v2 built from this tree
+	conformance.Host
 	OutDir   string // containerd's log and the pods' logs
 	Runs     int    // pod starts of each kind (median)
 	BigMiB   int    // MiB of files the large image adds to busybox
 	IdlePods int    // idle pods of each runtime whose memory is measured at once (0: none)
-	Bridge   string // CNI bridge name
-	Subnet   string // CNI subnet
-	Accel    string // the shim's QEMU accelerator: auto, tcg or kvm
 	Log      io.Writer
 	Out      io.Writer // the figures
 }
@@ -61,8 +56,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer os.RemoveAll(cacheDir)
 	ctrdLog := filepath.Join(o.OutDir, "containerd.log")
-	rt, err := conformance.StartRuntime(ctx, conformance.RuntimeOptions{Repo: o.Repo, ImageDir: o.ImageDir, Shim: o.Shim,
-		LogPath: ctrdLog, Bridge: o.Bridge, Subnet: o.Subnet, Accel: o.Accel, ShimCacheDir: cacheDir, Log: o.Log})
+	rt, err := conformance.StartRuntime(ctx, conformance.RuntimeOptions{Host: o.Host,
+		LogPath: ctrdLog, ShimCacheDir: cacheDir, Log: o.Log})
 	if err != nil {
 		return err
 	}

@@ -25,28 +25,21 @@ func main() {
 
 func run() error {
 	var o conformance.Options
-	flag.StringVar(&o.ImageDir, "image", "out", "the guest image (make image)")
-	flag.StringVar(&o.Shim, "shim", "bin/containerd-shim-confguest-v2", "the containerd shim (make build)")
+	o.Host.Flags(flag.CommandLine, "cgconform0", "10.88.77.0/24")
 	flag.StringVar(&o.Handler, "runtime", "confguest", "CRI runtime handler to test: confguest or runc")
 	flag.StringVar(&o.Focus, "focus", "", "run only the specs whose names match this regular expression")
 	flag.StringVar(&o.OutDir, "out", "out/conformance", "folder for critest's log and report and containerd's log")
-	flag.StringVar(&o.Bridge, "bridge", "cgconform0", "name of the CNI bridge created for the pods")
-	flag.StringVar(&o.Subnet, "subnet", "10.88.77.0/24", "pod subnet on that bridge")
-	flag.StringVar(&o.Accel, "accel", "auto", "QEMU accelerator of the pods' VMs: auto, tcg or kvm")
 	strict := flag.Bool("strict", false, "exit 1 when a spec fails (for CI; a full run prints its counts and exits 0)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	repo, err := os.Getwd()
-	if err != nil {
+	if err := o.Host.Resolve(); err != nil {
 		return err
 	}
-	o.Repo = repo
-	for _, p := range []*string{&o.ImageDir, &o.Shim, &o.OutDir} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			return err
-		}
+	var err error
+	if o.OutDir, err = filepath.Abs(o.OutDir); err != nil {
+		return err
 	}
 	o.Log = os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

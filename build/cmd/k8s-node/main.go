@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -25,27 +24,16 @@ func main() {
 
 func run() error {
 	var o k8snode.Options
-	flag.StringVar(&o.ImageDir, "image", "out", "the guest image (make image)")
-	flag.StringVar(&o.Shim, "shim", "bin/containerd-shim-confguest-v2", "the containerd shim (make build)")
+	o.Host.Flags(flag.CommandLine, "cgk8s0", "10.88.76.0/24")
 	flag.StringVar(&o.BinDir, "bin", "", "folder with kube-apiserver, kubelet and kubectl (default: built by deploy/build-k8s.sh)")
 	flag.StringVar(&o.Name, "name", "confguest-node", "node name")
-	flag.StringVar(&o.Bridge, "bridge", "cgk8s0", "name of the pod network bridge (created, and removed at the end)")
-	flag.StringVar(&o.Subnet, "subnet", "10.88.76.0/24", "pod subnet; its first address is the node's")
-	flag.StringVar(&o.Accel, "accel", "auto", "QEMU accelerator of the pod VMs: auto, tcg or kvm")
 	flag.DurationVar(&o.Sync, "sync", 10*time.Second, "the kubelet's pod sync period")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	repo, err := os.Getwd()
-	if err != nil {
+	if err := o.Host.Resolve(); err != nil {
 		return err
-	}
-	o.Repo = repo
-	for _, p := range []*string{&o.ImageDir, &o.Shim} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			return err
-		}
 	}
 	o.Log = os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

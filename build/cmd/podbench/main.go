@@ -25,28 +25,21 @@ func main() {
 
 func run() error {
 	var o podbench.Options
-	flag.StringVar(&o.ImageDir, "image", "out", "the guest image (make image)")
-	flag.StringVar(&o.Shim, "shim", "bin/containerd-shim-confguest-v2", "the containerd shim (make build)")
+	o.Host.Flags(flag.CommandLine, "cgbench0", "10.88.74.0/24")
 	flag.StringVar(&o.OutDir, "out", "out/podbench", "folder for containerd's log and the pods' logs")
 	flag.IntVar(&o.Runs, "runs", 3, "starts of each kind (image, first or second, runtime); the figures are medians")
 	flag.IntVar(&o.BigMiB, "big-mib", 200, "MiB of incompressible files the large image adds to busybox")
 	flag.IntVar(&o.IdlePods, "idle-pods", 2, "idle pods of each runtime whose host memory is measured at once (0: none)")
-	flag.StringVar(&o.Bridge, "bridge", "cgbench0", "name of the CNI bridge created for the pods")
-	flag.StringVar(&o.Subnet, "subnet", "10.88.74.0/24", "pod subnet on that bridge")
-	flag.StringVar(&o.Accel, "accel", "auto", "QEMU accelerator of the pods' VMs: auto, tcg or kvm")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
-	repo, err := os.Getwd()
-	if err != nil {
+	if err := o.Host.Resolve(); err != nil {
 		return err
 	}
-	o.Repo = repo
-	for _, p := range []*string{&o.ImageDir, &o.Shim, &o.OutDir} {
-		if *p, err = filepath.Abs(*p); err != nil {
-			return err
-		}
+	var err error
+	if o.OutDir, err = filepath.Abs(o.OutDir); err != nil {
+		return err
 	}
 	o.Log, o.Out = os.Stderr, os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
