@@ -40,7 +40,7 @@ func init() {
 
 // gcPercent is the agent's GC target: collect when the heap has grown by
 // half its live size rather than Go's default of doubling it. The live heap
-// is about 1 MiB and a container cycle leaves ~0.3 MiB of garbage; the lower
+// is about 0.5 MiB and a container cycle leaves ~0.1 MiB of garbage; the lower
 // target keeps the heap's high-water mark lower, and with it the runtime's
 // GC metadata, which grows with that mark and is never returned to the OS.
 // In the guest the agent's anonymous memory after 100 cycles grew by
