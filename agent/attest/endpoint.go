@@ -185,9 +185,6 @@ func readRequest(r *bufio.Reader) (method, target string, err error) {
 // it serves its API, so the socket exists when a container that mounts it
 // is created.
 func Listen(path string) (net.Listener, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("evidence endpoint: remove stale socket: %w", err)
-	}
 	l, err := listen.Unix(path)
 	if err != nil {
 		return nil, fmt.Errorf("evidence endpoint: %w", err)

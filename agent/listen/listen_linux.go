@@ -41,9 +41,18 @@ func Vsock(port, peer uint32) (net.Listener, error) {
 	return l, nil
 }
 
-// Unix listens on a new unix stream socket at path; path must not exist. Closing the
-// listener removes the socket file, as net's unix listener does.
+// Unix listens on a new unix stream socket at path, replacing a socket an earlier listener
+// left there (any other file at path is an error). Closing the listener removes the socket
+// file, as net's unix listener does.
 func Unix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("listen on unix socket %s: the file there is not a socket (mode %s): remove it or choose another path", path, fi.Mode())
+		}
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("listen on unix socket %s: remove the stale socket: %w", path, err)
+		}
+	}
 	l, err := open(unix.AF_UNIX, &unix.SockaddrUnix{Name: path}, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on unix socket %s: %w", path, err)

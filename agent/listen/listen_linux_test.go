@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -93,16 +94,41 @@ func TestUnix(t *testing.T) {
 	}
 }
 
-// Listening where a file exists fails, naming the path; nothing is removed.
+// Listening where a file other than a socket exists fails, naming the path; nothing is
+// removed.
 func TestUnixExists(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "taken")
 	os.WriteFile(path, []byte("keep"), 0o600)
-	if _, err := Unix(path); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
-		t.Errorf("Unix(existing file) = %v, want EADDRINUSE naming the path", err)
+	if _, err := Unix(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Unix(existing file) = %v, want an error naming the path and saying it is not a socket", err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "keep" {
 		t.Errorf("the existing file was changed: %q", b)
 	}
+}
+
+// A socket file left by an earlier listener (the agent restarted without closing its
+// listener) is replaced, and the new listener accepts.
+func TestUnixStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stale")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd) // leaves the socket file, as a process that dies does
+	l, err := Unix(path)
+	if err != nil {
+		t.Fatalf("Unix(stale socket) = %v, want it replaced", err)
+	}
+	defer l.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("dial the new listener: %v", err)
+	}
+	c.Close()
 }
 
 // A vsock listener binds the port on any of the machine's context IDs; where the kernel

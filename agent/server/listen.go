@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 
@@ -30,9 +29,6 @@ func Listen(addr string) (net.Listener, error) {
 	case "unix":
 		if rest == "" {
 			return nil, fmt.Errorf("listen address %q: %w: empty socket path", addr, ErrBadAddress)
-		}
-		if err := os.Remove(rest); err != nil && !os.IsNotExist(err) {
-			return nil, fmt.Errorf("remove stale socket %s: %w", rest, err)
 		}
 		return listen.Unix(rest)
 	default:
