@@ -29,14 +29,21 @@ import (
 	"confguest/build/conformance"
 )
 
+// The defaults of Options, and of the k8s-node command's flags.
+const (
+	DefaultName   = "confguest-node"
+	DefaultBridge = "cgk8s0"
+	DefaultSubnet = "10.88.76.0/24" // the node's address is its first
+	DefaultSync   = 10 * time.Second
+)
+
 // Options configure a node.
 type Options struct {
-	// Host: Bridge defaults to "cgk8s0", Subnet to "10.88.76.0/24" (the node's address is
-	// its first), Accel to auto.
+	// Host: Bridge defaults to DefaultBridge, Subnet to DefaultSubnet, Accel to auto.
 	conformance.Host
 	BinDir string        // kube-apiserver, kubelet, kubectl; empty: built by deploy/build-k8s.sh
-	Name   string        // node name; default "confguest-node"
-	Sync   time.Duration // the kubelet's syncFrequency; default 10s
+	Name   string        // node name; default DefaultName
+	Sync   time.Duration // the kubelet's syncFrequency; default DefaultSync
 	Log    io.Writer
 }
 
@@ -61,19 +68,19 @@ type Node struct {
 // is prepared. On an error everything started is stopped again.
 func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if o.Name == "" {
-		o.Name = "confguest-node"
+		o.Name = DefaultName
 	}
 	if o.Bridge == "" {
-		o.Bridge = "cgk8s0"
+		o.Bridge = DefaultBridge
 	}
 	if o.Subnet == "" {
-		o.Subnet = "10.88.76.0/24"
+		o.Subnet = DefaultSubnet
 	}
 	if o.Accel == "" {
 		o.Accel = "auto"
 	}
 	if o.Sync == 0 {
-		o.Sync = 10 * time.Second
+		o.Sync = DefaultSync
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"confguest/build/k8snode"
 )
@@ -24,10 +23,10 @@ func main() {
 
 func run() error {
 	var o k8snode.Options
-	o.Host.Flags(flag.CommandLine, "cgk8s0", "10.88.76.0/24")
+	o.Host.Flags(flag.CommandLine, k8snode.DefaultBridge, k8snode.DefaultSubnet)
 	flag.StringVar(&o.BinDir, "bin", "", "folder with kube-apiserver, kubelet and kubectl (default: built by deploy/build-k8s.sh)")
-	flag.StringVar(&o.Name, "name", "confguest-node", "node name")
-	flag.DurationVar(&o.Sync, "sync", 10*time.Second, "the kubelet's pod sync period")
+	flag.StringVar(&o.Name, "name", k8snode.DefaultName, "node name")
+	flag.DurationVar(&o.Sync, "sync", k8snode.DefaultSync, "the kubelet's pod sync period")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
